@@ -1,0 +1,141 @@
+# machc — build, test, demo, bench, install. No other build system.
+#
+#   make            build bin/machc and the runtime libraries
+#   make test       every test (Criterion); SANITIZE=1 for ASan + UBSan
+#   make demo       compile examples/poly.mach, train it, print results
+#   make bench      forward/backward timings of the paper's configurations
+#   make fuzz       long front-end fuzzing (not part of `make test`)
+#   make install    PREFIX=/usr/local
+#
+# Missing Debian packages are installed when run as root or with sudo;
+# otherwise the one apt-get command to run is printed.
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+DEB_PKGS = re2c bison clang libcriterion-dev make
+
+ifeq ($(SANITIZE),1)
+BUILD   := build/san
+BIN     := $(BUILD)/bin
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT     := -O1
+else
+BUILD   := build
+BIN     := bin
+SANFLAGS :=
+OPT     := -O2
+endif
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) $(SANFLAGS) $(CFLAGS)
+ROOT    := $(abspath .)
+LIBDIR  := $(abspath $(BUILD)/lib)
+
+GEN     := $(BUILD)/gen
+OBJ     := $(BUILD)/obj
+MACHC   := $(BIN)/machc
+
+COMPILER_SRCS := $(wildcard compiler/*.c)
+COMPILER_OBJS := $(patsubst compiler/%.c,$(OBJ)/compiler/%.o,$(COMPILER_SRCS)) \
+                 $(OBJ)/gen/lexer.o $(OBJ)/gen/parser.o
+# Everything but main(), for the unit tests.
+LIB_OBJS := $(filter-out $(OBJ)/compiler/main.o,$(COMPILER_OBJS))
+
+RUNTIME_SRCS := $(wildcard runtime/*.c)
+RT32_OBJS := $(patsubst runtime/%.c,$(OBJ)/rt32/%.o,$(RUNTIME_SRCS))
+RT64_OBJS := $(patsubst runtime/%.c,$(OBJ)/rt64/%.o,$(RUNTIME_SRCS))
+RT_LIBS  := $(BUILD)/lib/libmachrt_f32.a $(BUILD)/lib/libmachrt_f64.a
+
+TEST_SRCS := $(wildcard tests/*.c)
+TEST_BIN  := $(BUILD)/tests/machc_tests
+
+.PHONY: all deps test demo bench fuzz install clean
+all: deps $(MACHC) $(RT_LIBS)
+
+# --- Debian packages ---------------------------------------------------------
+deps: $(BUILD)/.deps-ok
+$(BUILD)/.deps-ok:
+	@missing=""; \
+	command -v re2c  >/dev/null 2>&1 || missing="$$missing re2c"; \
+	command -v bison >/dev/null 2>&1 || missing="$$missing bison"; \
+	command -v clang >/dev/null 2>&1 || missing="$$missing clang"; \
+	test -f /usr/include/criterion/criterion.h || missing="$$missing libcriterion-dev"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo"; \
+	  else echo "machc: missing Debian packages:$$missing"; \
+	       echo "run:  sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; fi; \
+	  echo "machc: installing$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	fi
+	@mkdir -p $(BUILD) && touch $@
+
+# --- the compiler ------------------------------------------------------------
+$(GEN)/lexer.c: grammar/lexer.re $(GEN)/parser.h | $(BUILD)/.deps-ok
+	@mkdir -p $(GEN)
+	re2c -W --no-generation-date -o $@ $<
+
+$(GEN)/parser.c $(GEN)/parser.h: grammar/parser.y | $(BUILD)/.deps-ok
+	@mkdir -p $(GEN)
+	bison -Wall -Werror --defines=$(GEN)/parser.h -o $(GEN)/parser.c $<
+
+$(OBJ)/gen/%.o: $(GEN)/%.c compiler/machc.h $(GEN)/parser.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-unused-function -Icompiler -I$(GEN) -c -o $@ $<
+
+$(OBJ)/compiler/%.o: compiler/%.c compiler/machc.h $(GEN)/parser.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Icompiler -I$(GEN) \
+	  -DMACHC_ROOT='"$(ROOT)"' -DMACHC_LIBDIR='"$(LIBDIR)"' \
+	  -DMACHC_SANFLAGS='"$(SANFLAGS)"' -c -o $@ $<
+
+$(MACHC): $(COMPILER_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ -lm
+
+# --- the runtime, once per real type -----------------------------------------
+$(OBJ)/rt32/%.o: runtime/%.c runtime/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -O2 -DMACH_F32 -Iruntime -c -o $@ $<
+$(OBJ)/rt64/%.o: runtime/%.c runtime/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -O2 -Iruntime -c -o $@ $<
+$(BUILD)/lib/libmachrt_f32.a: $(RT32_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(BUILD)/lib/libmachrt_f64.a: $(RT64_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# --- tests -------------------------------------------------------------------
+$(TEST_BIN): $(TEST_SRCS) tests/*.h $(LIB_OBJS) $(RT_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -Icompiler -I$(GEN) -Iruntime \
+	  -o $@ $(TEST_SRCS) $(LIB_OBJS) $(BUILD)/lib/libmachrt_f64.a -lcriterion -lm
+
+test: all $(TEST_BIN)
+	@MACHC=$(abspath $(MACHC)) MACHC_TEST_TMP=$(abspath $(BUILD)/tmp) \
+	  ASAN_OPTIONS=detect_leaks=0 $(TEST_BIN) -j2
+
+# --- demo, bench, fuzz -------------------------------------------------------
+demo: all
+	@sh examples/run-poly.sh $(MACHC)
+
+bench: all
+	@sh bench/run.sh $(MACHC)
+
+fuzz: all
+	@sh tests/fuzz.sh $(MACHC)
+
+# --- install -----------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/machc $(DESTDIR)$(PREFIX)/share/machc/stdlib \
+	  $(DESTDIR)$(PREFIX)/include/machc
+	install -m 755 $(MACHC) $(DESTDIR)$(PREFIX)/bin/machc
+	install -m 644 $(RT_LIBS) $(DESTDIR)$(PREFIX)/lib/machc/
+	install -m 644 runtime/machrt.h $(DESTDIR)$(PREFIX)/include/machc/
+	install -m 644 stdlib/*.mach $(DESTDIR)$(PREFIX)/share/machc/stdlib/
+
+clean:
+	rm -rf build bin

@@ -1,0 +1,143 @@
+/* diag.c — diagnostics: `file:line:col: error: message`, the source line and
+ * a caret under the offending range.
+ *
+ * Locations are byte offsets; line and column are computed only here, when a
+ * message is printed. Messages go to a sink (Diag.out) and are counted, never
+ * acted on: no phase exits from an error routine. */
+#include "machc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void diag_init(Diag *d, FILE *out) {
+  *d = (Diag){0};
+  d->out = out;
+  d->max_errors = 20;
+}
+
+void diag_fini(Diag *d) {
+  for (int i = 0; i < d->nfiles; i++) {
+    free((char *)d->files[i].path);
+    free((char *)d->files[i].text);
+  }
+  free(d->files);
+  *d = (Diag){0};
+}
+
+int diag_add_source(Diag *d, const char *path, const char *text, int len) {
+  if (d->nfiles == d->capfiles) {
+    d->capfiles = d->capfiles ? 2 * d->capfiles : 8;
+    d->files = realloc(d->files, sizeof *d->files * (size_t)d->capfiles);
+    if (!d->files) {
+      fputs("machc: out of memory\n", stderr);
+      exit(1);
+    }
+  }
+  char *copy = malloc((size_t)len + 1);
+  char *pcopy = strdup(path);
+  if (!copy || !pcopy) {
+    fputs("machc: out of memory\n", stderr);
+    exit(1);
+  }
+  memcpy(copy, text, (size_t)len);
+  copy[len] = '\0';
+  d->files[d->nfiles] = (Source){pcopy, copy, len};
+  return d->nfiles++;
+}
+
+void diag_linecol(const Diag *d, Loc loc, int *line, int *col) {
+  *line = *col = 0;
+  if (loc.file < 0 || loc.file >= d->nfiles)
+    return;
+  const Source *s = &d->files[loc.file];
+  int off = loc.off < 0 ? 0 : loc.off > s->len ? s->len : loc.off;
+  int l = 1, linestart = 0;
+  for (int i = 0; i < off; i++)
+    if (s->text[i] == '\n') {
+      l++;
+      linestart = i + 1;
+    }
+  *line = l;
+  *col = off - linestart + 1;
+}
+
+Loc loc_span(Loc a, Loc b) {
+  if (a.file < 0)
+    return b;
+  if (b.file != a.file || b.off + b.len < a.off)
+    return a;
+  return (Loc){a.file, a.off, b.off + b.len - a.off};
+}
+
+/* Prints the source line holding loc and a caret line under it. Bytes that
+ * are not printable are shown as '?' so a binary file cannot garble the
+ * terminal. */
+static void show_line(Diag *d, Loc loc) {
+  const Source *s = &d->files[loc.file];
+  int off = loc.off < 0 ? 0 : loc.off > s->len ? s->len : loc.off;
+  int start = off, end = off;
+  while (start > 0 && s->text[start - 1] != '\n')
+    start--;
+  while (end < s->len && s->text[end] != '\n')
+    end++;
+  enum { MAXLINE = 200 };
+  if (off - start > MAXLINE) /* very long line: show a window around off */
+    start = off - MAXLINE / 2;
+  if (end - start > MAXLINE)
+    end = start + MAXLINE;
+  fputs("  ", d->out);
+  for (int i = start; i < end; i++) {
+    unsigned char c = (unsigned char)s->text[i];
+    fputc(c == '\t' || (c >= 32 && c < 127) || c >= 128 ? c : '?', d->out);
+  }
+  fputs("\n  ", d->out);
+  for (int i = start; i < off; i++)
+    fputc(s->text[i] == '\t' ? '\t' : ' ', d->out);
+  fputc('^', d->out);
+  int len = loc.len;
+  for (int i = 1; i < len && off + i < end; i++)
+    fputc('~', d->out);
+  fputc('\n', d->out);
+}
+
+static void report(Diag *d, const char *kind, Loc loc, const char *fmt,
+                   va_list ap) {
+  if (loc.file >= 0 && loc.file < d->nfiles) {
+    int line, col;
+    diag_linecol(d, loc, &line, &col);
+    fprintf(d->out, "%s:%d:%d: %s: ", d->files[loc.file].path, line, col, kind);
+  } else {
+    fprintf(d->out, "machc: %s: ", kind);
+  }
+  vfprintf(d->out, fmt, ap);
+  fputc('\n', d->out);
+  if (loc.file >= 0 && loc.file < d->nfiles)
+    show_line(d, loc);
+}
+
+void diag_verror(Diag *d, Loc loc, const char *fmt, va_list ap) {
+  d->nerrors++;
+  int max = d->max_errors ? d->max_errors : 20;
+  if (d->nerrors > max)
+    return;
+  report(d, "error", loc, fmt, ap);
+  if (d->nerrors == max)
+    fprintf(d->out, "machc: too many errors; stopping\n");
+}
+
+void diag_error(Diag *d, Loc loc, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  diag_verror(d, loc, fmt, ap);
+  va_end(ap);
+}
+
+void diag_note(Diag *d, Loc loc, const char *fmt, ...) {
+  int max = d->max_errors ? d->max_errors : 20;
+  if (d->nerrors > max)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  report(d, "note", loc, fmt, ap);
+  va_end(ap);
+}

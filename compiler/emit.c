@@ -1,0 +1,483 @@
+/* emit.c — writes a machine as C: one function that solves the machine level
+ * by level, each level a commented section quoting the equation it solves.
+ *
+ * The same emit_solve writes the forward pass (the primal machine) and the
+ * dual solve of the backward pass (the dual machine from dual.c): it does not
+ * know which direction it writes. Only the parameter gradients, the extra
+ * kernels dW = z^T ybar and db = sum ybar, are written apart. */
+#include "emit_internal.h"
+
+#include <string.h>
+
+/* ------------------------------------------------------------ layout */
+
+void emit_layout(Arena *a, const IrMachine *m, Layout *lay) {
+  int n = m->blocks.len;
+  lay->y_off = arena_alloc(a, sizeof(long) * (size_t)(n + 1));
+  lay->z_off = arena_alloc(a, sizeof(long) * (size_t)(n + 1));
+  long off = 0;
+  for (int i = 0; i < n; i++) {
+    const IrBlock *b = IR_BLOCK(m, i);
+    lay->y_off[i] = off;
+    off += b->size;
+    lay->z_off[i] = b->act.kind == ACT_IDENTITY ? lay->y_off[i] : off;
+    if (b->act.kind != ACT_IDENTITY)
+      off += b->size;
+  }
+  lay->state_size = off;
+}
+
+/* ------------------------------------------------------------ names */
+
+static const char *ybuf(Emit *e, int i) {
+  e->used_y[i] = true;
+  return arena_printf(e->a, "%s%s", e->nm.y, IR_BLOCK(e->m, i)->cname);
+}
+
+static const char *zbuf(Emit *e, int i) {
+  if (IR_BLOCK(e->m, i)->act.kind == ACT_IDENTITY)
+    return ybuf(e, i);
+  e->used_z[i] = true;
+  return arena_printf(e->a, "%s%s", e->nm.z, IR_BLOCK(e->m, i)->cname);
+}
+
+static const char *pname(Emit *e, int p) {
+  e->used_p[p] = true;
+  return IR_PARAM(e->m, p)->cname;
+}
+
+static int input_slot(const IrMachine *m, int block) {
+  for (int k = 0; k < m->ninputs; k++)
+    if (m->inputs[k] == block)
+      return k;
+  return -1;
+}
+
+/* ------------------------------------------------------------ equations */
+
+/* The weight of a dense arrow as written in comments: W, W[0:2, 4:8], W^T. */
+static const char *weight_text(Emit *e, const IrArrow *ar, long rows, long cols) {
+  const IrParam *p = IR_PARAM(e->m, ar->w.param);
+  bool whole = ar->w.in_off == 0 && ar->w.out_off == 0 && rows == p->shape[0] && cols == p->shape[1];
+  const char *w = whole ? p->name
+                        : arena_printf(e->a, "%s[%d:%ld, %d:%ld]", p->name, ar->w.in_off,
+                                       ar->w.in_off + rows, ar->w.out_off, ar->w.out_off + cols);
+  return ar->w.transposed ? arena_printf(e->a, "%s^T", w) : w;
+}
+
+static const char *arrow_text(Emit *e, const IrArrow *ar) {
+  const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
+  const char *z = arena_printf(e->a, "%s%s", e->nm.z, s->cname);
+  if (s->act.kind == ACT_IDENTITY)
+    z = arena_printf(e->a, "%s%s", e->nm.y, s->cname);
+  switch (ar->kind) {
+  case ARROW_DENSE:
+    return arena_printf(e->a, "%s %s", z,
+                        ar->w.transposed ? weight_text(e, ar, d->size, s->size)
+                                         : weight_text(e, ar, s->size, d->size));
+  case ARROW_IDENTITY:
+    return z;
+  default:
+    return arena_printf(e->a, "%s(%s)", ar->kind == ARROW_CONV ? "conv" : "pool", z);
+  }
+}
+
+static const char *act_text(Emit *e, const IrBlock *b, const char *y) {
+  const Act *a = &b->act;
+  switch (a->kind) {
+  case ACT_IDENTITY:
+    return y;
+  case ACT_MUL:
+    return arena_printf(e->a, "%s%s * %s", e->nm.z, IR_BLOCK(e->m, a->gate)->cname, y);
+  case ACT_DERIV:
+    return arena_printf(e->a, "%s'(y_%s) * %s",
+                        a->deriv_of == ACT_LEAKY_RELU ? "leaky_relu" : ir_act_name(a->deriv_of),
+                        b->cname, y);
+  default:
+    return arena_printf(e->a, "%s(%s)", ir_act_text(e->a, a), y);
+  }
+}
+
+/* Writes, as a comment, the equations of the blocks of one level. */
+static void level_comment(Emit *e, int level, const int *blocks, int nb) {
+  StrBuf *c = e->c;
+  bool dual = e->m->primal != NULL;
+  sb_printf(c, "\n    /* ---- level %d", level);
+  if (dual)
+    sb_printf(c, " (primal level %d)", e->m->nlevels - 1 - level);
+  sb_puts(c, " ----\n");
+  for (int k = 0; k < nb; k++) {
+    const IrBlock *b = IR_BLOCK(e->m, blocks[k]);
+    const char *y = arena_printf(e->a, "%s%s", e->nm.y, b->cname);
+    sb_printf(c, "     *   %s = ", y);
+    int terms = 0;
+    if (b->has_input) {
+      sb_printf(c, "%s[%d]", e->nm.inputs, input_slot(e->m, blocks[k]));
+      terms++;
+    }
+    for (int i = 0; i < e->m->arrows.len; i++) {
+      const IrArrow *ar = IR_ARROW(e->m, i);
+      if (ar->dst == blocks[k])
+        sb_printf(c, "%s%s", terms++ ? " + " : "", arrow_text(e, ar));
+    }
+    if (b->bias >= 0)
+      sb_printf(c, "%s%s", terms++ ? " + " : "", IR_PARAM(e->m, b->bias)->name);
+    if (!terms)
+      sb_puts(c, "0");
+    sb_puts(c, "\n");
+    if (b->act.kind != ACT_IDENTITY)
+      sb_printf(c, "     *   %s%s = %s\n", e->nm.z, b->cname, act_text(e, b, y));
+  }
+  sb_puts(c, "     */\n");
+}
+
+/* ------------------------------------------------------------ statements */
+
+static void emit_dense(Emit *e, const IrArrow *ar) {
+  const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
+  const IrParam *p = IR_PARAM(e->m, ar->w.param);
+  long ld = p->shape[1];
+  const char *w = arena_printf(e->a, "%s + %ld", pname(e, ar->w.param),
+                               (long)ar->w.in_off * ld + ar->w.out_off);
+  if (!ar->w.transposed) /* y[B, D] += z[B, S] W[S, D] */
+    sb_printf(e->c, "    mm_acc(batch, %ld, %ld, %s, %ld, 1, %s, %ld, %s, %ld);\n", d->size,
+              s->size, zbuf(e, ar->src), s->size, w, ld, ybuf(e, ar->dst), d->size);
+  else /* y[B, D] += z[B, S] W[D, S]^T */
+    sb_printf(e->c, "    mm_nt(batch, %ld, %ld, %s, %ld, %s, %ld, %s, %ld);\n", d->size, s->size,
+              zbuf(e, ar->src), s->size, w, ld, ybuf(e, ar->dst), d->size);
+}
+
+static void emit_arrow(Emit *e, const IrArrow *ar) {
+  switch (ar->kind) {
+  case ARROW_DENSE:
+    emit_dense(e, ar);
+    break;
+  case ARROW_IDENTITY:
+    sb_printf(e->c, "    add_to(%s, %s, batch * %ld);\n", ybuf(e, ar->dst), zbuf(e, ar->src),
+              IR_BLOCK(e->m, ar->dst)->size);
+    break;
+  default:
+    /* drafts with these arrows are refused before emission (see emit_supported) */
+    sb_puts(e->c, "    #error \"arrow kind not supported\"\n");
+    break;
+  }
+}
+
+static long grid_of(const IrBlock *b) { return b->size / b->shape.channels; }
+
+/* Solves one block: y = [input] [+ bias] + arrows, then z = sigma(y). */
+static void emit_block(Emit *e, int bi) {
+  const IrBlock *b = IR_BLOCK(e->m, bi);
+  StrBuf *c = e->c;
+  const char *y = ybuf(e, bi);
+  if (b->has_input)
+    sb_printf(c, "    memcpy(%s, %s[%d], sizeof(real) * batch * %ld);\n", y, e->nm.inputs,
+              input_slot(e->m, bi), b->size);
+  if (b->bias >= 0)
+    sb_printf(c, "    bias_set(%s, %s, batch, %d, %ld, %d);\n", y, pname(e, b->bias),
+              b->shape.channels, grid_of(b), b->has_input);
+  if (!b->has_input && b->bias < 0)
+    sb_printf(c, "    memset(%s, 0, sizeof(real) * batch * %ld);\n", y, b->size);
+  for (int i = 0; i < e->m->arrows.len; i++)
+    if (IR_ARROW(e->m, i)->dst == bi)
+      emit_arrow(e, IR_ARROW(e->m, i));
+  if (b->act.kind == ACT_IDENTITY)
+    return;
+  const char *z = zbuf(e, bi);
+  sb_printf(c, "    for (long k = 0; k < batch * %ld; k++)\n        %s[k] = ", b->size, z);
+  const Act *a = &b->act;
+  switch (a->kind) {
+  case ACT_LEAKY_RELU:
+    sb_printf(c, "act_leaky_relu(%s[k], (real)%.17g);\n", y, a->alpha);
+    break;
+  case ACT_MUL:
+    sb_printf(c, "%s[k] * %s[k];\n", zbuf(e, a->gate), y);
+    break;
+  case ACT_DERIV: {
+    /* sigma'(y) at the primal state, from z where that is cheaper */
+    const IrBlock *pb = IR_BLOCK(e->primal, bi);
+    e->used_py[bi] = true;
+    const char *py = arena_printf(e->a, "y_%s", pb->cname);
+    const char *pz = py;
+    if (pb->act.kind != ACT_IDENTITY && pb->act.kind != ACT_MUL) {
+      e->used_pz[bi] = true;
+      pz = arena_printf(e->a, "z_%s", pb->cname);
+    }
+    if (a->deriv_of == ACT_MUL) {
+      e->used_pz[a->gate] = true;
+      sb_printf(c, "z_%s[k] * %s[k];\n", IR_BLOCK(e->primal, a->gate)->cname, y);
+    } else if (a->deriv_of == ACT_LEAKY_RELU)
+      sb_printf(c, "d_leaky_relu(%s[k], %s[k], (real)%.17g) * %s[k];\n", py, pz, a->alpha, y);
+    else
+      sb_printf(c, "d_%s(%s[k], %s[k]) * %s[k];\n", ir_act_name(a->deriv_of), py, pz, y);
+    break;
+  }
+  default:
+    sb_printf(c, "act_%s(%s[k]);\n", ir_act_name(a->kind), y);
+    break;
+  }
+}
+
+/* The machine solved level by level: the one sweep of the depth filtration. */
+static void emit_solve(Emit *e) {
+  int n = e->m->blocks.len;
+  int *blocks = arena_alloc(e->a, sizeof(int) * (size_t)(n + 1));
+  for (int lv = 0; lv < e->m->nlevels; lv++) {
+    int nb = 0;
+    for (int i = 0; i < n; i++)
+      if (IR_BLOCK(e->m, i)->level == lv)
+        blocks[nb++] = i;
+    level_comment(e, lv, blocks, nb);
+    for (int k = 0; k < nb; k++)
+      emit_block(e, blocks[k]);
+  }
+}
+
+/* ------------------------------------------------------------ gradients */
+
+/* dW += z_src^T ybar_dst for each weighted arrow, db += sum of ybar. */
+static void emit_param_grads(Emit *e) {
+  const IrMachine *m = e->primal;
+  StrBuf *c = e->c;
+  for (int i = 0; i < m->arrows.len; i++) {
+    const IrArrow *ar = IR_ARROW(m, i);
+    if (ar->kind != ARROW_DENSE)
+      continue;
+    const IrBlock *s = IR_BLOCK(m, ar->src), *d = IR_BLOCK(m, ar->dst);
+    const IrParam *p = IR_PARAM(m, ar->w.param);
+    e->used_p[ar->w.param] = true;
+    e->used_pz[ar->src] |= s->act.kind != ACT_IDENTITY;
+    e->used_py[ar->src] |= s->act.kind == ACT_IDENTITY;
+    e->used_z[ar->dst] |= d->act.kind != ACT_IDENTITY;
+    e->used_y[ar->dst] |= d->act.kind == ACT_IDENTITY;
+    const char *z = arena_printf(e->a, "%s_%s", s->act.kind == ACT_IDENTITY ? "y" : "z", s->cname);
+    const char *yb = arena_printf(e->a, "%s_%s", d->act.kind == ACT_IDENTITY ? "zbar" : "ybar", d->cname);
+    long ld = p->shape[1];
+    long off = (long)ar->w.in_off * ld + ar->w.out_off;
+    sb_printf(c, "    /* d%s += %s^T %s */\n", weight_text(e, ar, ar->w.transposed ? d->size : s->size,
+                                                     ar->w.transposed ? s->size : d->size), z, yb);
+    if (!ar->w.transposed)
+      sb_printf(c, "    mm_acc(%ld, %ld, batch, %s, 1, %ld, %s, %ld, d%s + %ld, %ld);\n", s->size,
+                d->size, z, s->size, yb, d->size, p->cname, off, ld);
+    else /* the arrow read W^T: its gradient lands transposed */
+      sb_printf(c, "    mm_acc(%ld, %ld, batch, %s, 1, %ld, %s, %ld, d%s + %ld, %ld);\n", d->size,
+                s->size, yb, d->size, z, s->size, p->cname, off, ld);
+  }
+  for (int i = 0; i < m->blocks.len; i++) {
+    const IrBlock *b = IR_BLOCK(m, i);
+    if (b->bias < 0)
+      continue;
+    e->used_p[b->bias] = true;
+    e->used_z[i] |= b->act.kind != ACT_IDENTITY;
+    e->used_y[i] |= b->act.kind == ACT_IDENTITY;
+    sb_printf(c, "    bias_grad(d%s, %s_%s, batch, %d, %ld);\n", IR_PARAM(m, b->bias)->cname,
+              b->act.kind == ACT_IDENTITY ? "zbar" : "ybar", b->cname, b->shape.channels, grid_of(b));
+  }
+}
+
+/* ------------------------------------------------------------ functions */
+
+static void declare_params(Emit *e, StrBuf *out, const char *src, const char *prefix, bool cnst) {
+  for (int p = 0; p < e->m->params.len; p++) {
+    if (!e->used_p[p])
+      continue;
+    const IrParam *q = IR_PARAM(e->m, p);
+    sb_printf(out, "    %sreal *const %s%s = %s + %ld; /* [", cnst ? "const " : "", prefix, q->cname,
+              src, q->offset);
+    for (int i = 0; i < q->rank; i++)
+      sb_printf(out, "%s%d", i ? ", " : "", q->shape[i]);
+    sb_puts(out, "] */\n");
+  }
+}
+
+static void declare_state(Emit *e, StrBuf *out, const char *buf, bool cnst, const char *yp,
+                          const char *zp, const bool *uy, const bool *uz) {
+  for (int i = 0; i < e->m->blocks.len; i++) {
+    const IrBlock *b = IR_BLOCK(e->m, i);
+    const char *shape = ir_shape_text(e->a, &b->shape);
+    if (uy[i])
+      sb_printf(out, "    %sreal *const %s%s = %s + batch * %ld; /* [batch, %s] */\n",
+                cnst ? "const " : "", yp, b->cname, buf, e->lay->y_off[i], shape);
+    if (uz[i] && b->act.kind != ACT_IDENTITY)
+      sb_printf(out, "    %sreal *const %s%s = %s + batch * %ld;\n", cnst ? "const " : "", zp,
+                b->cname, buf, e->lay->z_off[i]);
+  }
+}
+
+static Emit emit_new(Arena *a, const IrMachine *m, const IrMachine *primal, const EmitOptions *o,
+                     const Layout *lay, StrBuf *body) {
+  int n = m->blocks.len + 1, np = m->params.len + 1;
+  Emit e = {.a = a, .c = body, .m = m, .primal = primal, .o = o, .lay = lay};
+  e.used_y = arena_alloc(a, (size_t)n);
+  e.used_z = arena_alloc(a, (size_t)n);
+  e.used_py = arena_alloc(a, (size_t)n);
+  e.used_pz = arena_alloc(a, (size_t)n);
+  e.used_p = arena_alloc(a, (size_t)np);
+  return e;
+}
+
+static void emit_forward(Arena *a, const IrMachine *m, const EmitOptions *o, const Layout *lay,
+                         const char *prefix, StrBuf *c) {
+  StrBuf body = {0};
+  Emit e = emit_new(a, m, m, o, lay, &body);
+  e.nm = (Names){"y_", "z_", "inputs"};
+  emit_solve(&e);
+  sb_printf(c, "\n/* Solves the machine equation y = y0 + W z + b, z = sigma(y) in one sweep,\n"
+               " * level by level. inputs[k] holds batch samples of input block k; every y\n"
+               " * and z is written to state. */\n"
+               "void %s_forward(const real *restrict params, const real *const *inputs,\n"
+               "        real *restrict state, long batch)\n{\n", prefix);
+  declare_params(&e, c, "params", "", true);
+  declare_state(&e, c, "state", false, "y_", "z_", e.used_y, e.used_z);
+  sb_puts(c, body.data);
+  sb_puts(c, "}\n");
+  sb_free(&body);
+}
+
+static void emit_dual_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
+                         const Layout *lay, const char *prefix, StrBuf *c) {
+  StrBuf body = {0};
+  Emit e = emit_new(a, dual, dual->primal, o, lay, &body);
+  e.nm = (Names){"zbar_", "ybar_", "cotangents"};
+  emit_solve(&e);
+  sb_printf(c, "\n/* Solves the dual machine, the backward pass, in one sweep over the levels\n"
+               " * in reverse: zbar = z0bar + W^T ybar, ybar = sigma'(y) * zbar. cotangents[k]\n"
+               " * holds dLoss/dz of output block k; zbar and ybar of every block go to dstate\n"
+               " * (laid out like state). */\n"
+               "void %s_dual(const real *restrict params, const real *restrict state,\n"
+               "        const real *const *cotangents, real *restrict dstate, long batch)\n{\n",
+            prefix);
+  declare_params(&e, c, "params", "", true);
+  declare_state(&e, c, "state", true, "y_", "z_", e.used_py, e.used_pz);
+  declare_state(&e, c, "dstate", false, "zbar_", "ybar_", e.used_y, e.used_z);
+  sb_puts(c, body.data);
+  sb_puts(c, "}\n");
+  sb_free(&body);
+}
+
+static void emit_grads_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
+                          const Layout *lay, const char *prefix, StrBuf *c) {
+  StrBuf body = {0};
+  Emit e = emit_new(a, dual, dual->primal, o, lay, &body);
+  emit_param_grads(&e);
+  sb_printf(c, "\n/* The parameter gradients, the only kernels the dual machine does not\n"
+               " * already hold: dW = z^T ybar for every arrow using W, db = sum of ybar.\n"
+               " * Overwrites dparams. */\n"
+               "void %s_param_grads(const real *restrict state, const real *restrict dstate,\n"
+               "        real *restrict dparams, long batch)\n{\n", prefix);
+  declare_params(&e, c, "dparams", "d", false);
+  declare_state(&e, c, "state", true, "y_", "z_", e.used_py, e.used_pz);
+  declare_state(&e, c, "dstate", true, "zbar_", "ybar_", e.used_y, e.used_z);
+  sb_printf(c, "    memset(dparams, 0, sizeof(real) * %ld);\n", dual->param_size);
+  sb_puts(c, body.data ? body.data : "");
+  sb_puts(c, "}\n");
+  sb_printf(c, "\n/* The backward pass: the dual machine, then the parameter gradients. */\n"
+               "void %s_backward(const real *restrict params, const real *restrict state,\n"
+               "        const real *const *cotangents, real *restrict dstate,\n"
+               "        real *restrict dparams, long batch)\n{\n"
+               "    %s_dual(params, state, cotangents, dstate, batch);\n"
+               "    %s_param_grads(state, dstate, dparams, batch);\n}\n",
+            prefix, prefix, prefix);
+  sb_free(&body);
+}
+
+static void emit_header(const IrMachine *m, const Layout *lay, const EmitOptions *o,
+                        const char *prefix, StrBuf *h) {
+  Arena *a = arena_new();
+  char *guard = arena_printf(a, "%s_H", prefix);
+  for (char *p = guard; *p; p++)
+    if (*p >= 'a' && *p <= 'z')
+      *p = (char)(*p - 'a' + 'A');
+  const char *real = o->f32 ? "float" : "double";
+  sb_printf(h, "/* %s.h — generated by machc %s from %s. Do not edit. */\n", prefix, MACHC_VERSION,
+            m->source);
+  sb_printf(h, "#ifndef %s\n#define %s\n\n", guard, guard);
+  sb_printf(h, "/* Scalars: %s. Batches are batch-first, C order. */\n", real);
+  sb_printf(h, "#define %s_PARAM_SIZE %ldL /* scalars in the parameter buffer */\n", guard, m->param_size);
+  sb_printf(h, "#define %s_STATE_SIZE %ldL /* scalars of state per sample */\n", guard, lay->state_size);
+  sb_printf(h, "#define %s_N_INPUTS %d\n#define %s_N_OUTPUTS %d\n", guard, m->ninputs, guard,
+            m->noutputs);
+  for (int k = 0; k < m->ninputs; k++) {
+    const IrBlock *b = IR_BLOCK(m, m->inputs[k]);
+    sb_printf(h, "/* input %d: %s, %s */\n", k, b->name, ir_shape_text(a, &b->shape));
+  }
+  for (int k = 0; k < m->noutputs; k++) {
+    const IrBlock *b = IR_BLOCK(m, m->outputs[k]);
+    sb_printf(h, "/* output %d: %s, %s, at state + batch * %ld */\n", k, b->name,
+              ir_shape_text(a, &b->shape), lay->z_off[m->outputs[k]]);
+  }
+  sb_printf(h, "\nvoid %s_forward(const %s *params, const %s *const *inputs, %s *state, long batch);\n",
+            prefix, real, real, real);
+  if (o->backward && !o->standalone) {
+    sb_printf(h, "void %s_dual(const %s *params, const %s *state, const %s *const *cotangents,\n"
+                 "        %s *dstate, long batch);\n", prefix, real, real, real, real);
+    sb_printf(h, "void %s_param_grads(const %s *state, const %s *dstate, %s *dparams, long batch);\n",
+              prefix, real, real, real);
+    sb_printf(h, "void %s_backward(const %s *params, const %s *state, const %s *const *cotangents,\n"
+                 "        %s *dstate, %s *dparams, long batch);\n", prefix, real, real, real, real, real);
+  }
+  sb_printf(h, "\n#endif\n");
+  arena_free(a);
+}
+
+/* Rejects what this emitter cannot write yet, before writing anything. */
+static bool supported(const IrMachine *m, const char **why) {
+  for (int i = 0; i < m->arrows.len; i++) {
+    ArrowKind k = IR_ARROW(m, i)->kind;
+    if (k != ARROW_DENSE && k != ARROW_IDENTITY) {
+      *why = "convolution and pooling arrows are not supported by this version of the code generator";
+      return false;
+    }
+  }
+  return true;
+}
+
+bool emit_check(const IrMachine *m, Diag *d) {
+  const char *why;
+  if (supported(m, &why))
+    return true;
+  for (int i = 0; i < m->arrows.len; i++) {
+    const IrArrow *ar = IR_ARROW(m, i);
+    if (ar->kind != ARROW_DENSE && ar->kind != ARROW_IDENTITY) {
+      diag_error(d, ar->loc, "%s", why);
+      return false;
+    }
+  }
+  return false;
+}
+
+void emit_c(const IrMachine *m, const IrMachine *dual, const EmitOptions *o, StrBuf *c,
+            StrBuf *h) {
+  Arena *a = arena_new();
+  Layout lay;
+  emit_layout(a, m, &lay);
+  PtrVec none = {0};
+  const char *prefix = ir_cname(a, &none, "", m->name);
+  sb_printf(c, "/* %s.c — generated by machc %s from %s. Do not edit: edit the .mach file.\n *\n",
+            prefix, MACHC_VERSION, m->source);
+  sb_printf(c, " * machine %s: %d blocks in %d levels, %ld parameters, %s.\n", m->name,
+            m->blocks.len, m->nlevels, m->param_size, o->f32 ? "float" : "double");
+  for (int lv = 0; lv < m->nlevels; lv++) {
+    sb_printf(c, " *   level %d:", lv);
+    for (int i = 0; i < m->blocks.len; i++)
+      if (IR_BLOCK(m, i)->level == lv)
+        sb_printf(c, " %s", IR_BLOCK(m, i)->name);
+    sb_puts(c, "\n");
+  }
+  sb_puts(c, " */\n");
+  sb_printf(c, "#include \"%s\"\n\n#include <math.h>\n#include <string.h>\n\n",
+            o->header_name ? o->header_name : arena_printf(a, "%s.h", prefix));
+  if (!o->standalone)
+    sb_printf(c, "%s#include \"machrt.h\"\n\n", o->f32 ? "#define MACH_F32\n" : "");
+  sb_printf(c, "typedef %s real;\n\n", o->f32 ? "float" : "double");
+  emit_kernels(c, o->f32);
+  emit_forward(a, m, o, &lay, prefix, c);
+  if (o->backward && dual && !o->standalone) {
+    emit_dual_fn(a, dual, o, &lay, prefix, c);
+    emit_grads_fn(a, dual, o, &lay, prefix, c);
+  }
+  if (!o->standalone)
+    emit_descriptor(m, &lay, o, prefix, c);
+  emit_header(m, &lay, o, prefix, h);
+  arena_free(a);
+}

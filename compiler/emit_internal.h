@@ -1,0 +1,41 @@
+/* emit_internal.h — shared by the emitter's files. */
+#ifndef EMIT_INTERNAL_H
+#define EMIT_INTERNAL_H
+
+#include "machc.h"
+
+/* Where each block's buffers live in the state, per sample. Blocks with the
+ * identity activation keep z in y's place (z = y), in both the primal and
+ * the dual state (sigma' = 1 there). */
+typedef struct Layout {
+  long *y_off, *z_off;
+  long state_size;
+} Layout;
+
+/* How the machine being solved names its buffers: the primal calls them
+ * y_NAME and z_NAME and reads inputs[k]; the dual keeps zbar in y's place
+ * and ybar in z's, and reads cotangents[k]. */
+typedef struct Names {
+  const char *y, *z;   /* prefixes of the linear and pointwise buffers */
+  const char *inputs;  /* the array of external inputs */
+} Names;
+
+typedef struct Emit {
+  Arena *a;
+  StrBuf *c;
+  const IrMachine *m;     /* the machine being solved (primal or dual) */
+  const IrMachine *primal;
+  const EmitOptions *o;
+  const Layout *lay;
+  Names nm;
+  bool *used_y, *used_z;  /* buffers of m referenced by the body */
+  bool *used_py, *used_pz; /* primal buffers referenced (dual: sigma') */
+  bool *used_p;           /* parameters referenced */
+} Emit;
+
+void emit_kernels(StrBuf *c, bool f32);
+void emit_layout(Arena *a, const IrMachine *m, Layout *lay);
+void emit_descriptor(const IrMachine *m, const Layout *lay, const EmitOptions *o, const char *prefix,
+                     StrBuf *c);
+
+#endif

@@ -1,0 +1,128 @@
+/* ir.c — small facts about the IR: activation names, shape texts, C names,
+ * sizes and FLOP counts. */
+#include "machc.h"
+
+#include <ctype.h>
+#include <string.h>
+
+static const char *const act_names[] = {
+    [ACT_IDENTITY] = "identity", [ACT_TANH] = "tanh",
+    [ACT_SIGMOID] = "sigmoid",   [ACT_RELU] = "relu",
+    [ACT_LEAKY_RELU] = "leaky_relu", [ACT_GELU] = "gelu",
+    [ACT_SOFTPLUS] = "softplus", [ACT_SIN] = "sin",
+    [ACT_MUL] = "mul",           [ACT_DERIV] = "deriv",
+};
+
+const char *ir_act_name(ActKind k) { return act_names[k]; }
+
+/* Only the pointwise activations a user may write by name. */
+bool ir_act_lookup(const char *name, ActKind *k) {
+  for (int i = ACT_IDENTITY; i <= ACT_SIN; i++)
+    if (strcmp(name, act_names[i]) == 0) {
+      *k = (ActKind)i;
+      return true;
+    }
+  return false;
+}
+
+char *ir_act_text(Arena *a, const Act *act) {
+  if (act->kind == ACT_LEAKY_RELU)
+    return arena_printf(a, "leaky_relu(alpha = %g)", act->alpha);
+  if (act->kind == ACT_DERIV)
+    return arena_printf(a, "%s'", act->deriv_of == ACT_LEAKY_RELU
+                                      ? arena_printf(a, "leaky_relu(alpha = %g)", act->alpha)
+                                      : act_names[act->deriv_of]);
+  return arena_strdup(a, act_names[act->kind]);
+}
+
+char *ir_shape_text(Arena *a, const Shape *s) {
+  if (s->ngrid == 0)
+    return arena_printf(a, "%d", s->channels);
+  char buf[128];
+  int n = snprintf(buf, sizeof buf, "%d @ [", s->channels);
+  for (int i = 0; i < s->ngrid; i++)
+    n += snprintf(buf + n, sizeof buf - (size_t)n, "%s%d", i ? ", " : "", s->grid[i]);
+  snprintf(buf + n, sizeof buf - (size_t)n, "]");
+  return arena_strdup(a, buf);
+}
+
+long ir_shape_size(const Shape *s) {
+  long n = s->channels;
+  for (int i = 0; i < s->ngrid; i++)
+    n *= s->grid[i];
+  return n;
+}
+
+/* Maps a .mach name to a C identifier: "m.x[2]" -> "m_x_2". A clash with a
+ * name already handed out gets a numeric suffix. */
+const char *ir_cname(Arena *a, PtrVec *used, const char *prefix, const char *name) {
+  size_t n = strlen(prefix) + strlen(name);
+  char *buf = arena_alloc(a, n + 16);
+  strcpy(buf, prefix);
+  char *p = buf + strlen(prefix);
+  for (const char *s = name; *s; s++) {
+    if (isalnum((unsigned char)*s) || *s == '_')
+      *p++ = *s;
+    else if (p > buf && p[-1] != '_')
+      *p++ = '_';
+  }
+  while (p > buf && p[-1] == '_')
+    p--;
+  *p = '\0';
+  char *base = arena_strdup(a, buf);
+  for (int k = 2;; k++) {
+    bool clash = false;
+    for (int i = 0; i < used->len && !clash; i++)
+      clash = strcmp(used->items[i], buf) == 0;
+    if (!clash)
+      break;
+    snprintf(buf, n + 16, "%s_%d", base, k);
+  }
+  char *out = arena_strdup(a, buf);
+  vec_push(a, used, out);
+  return out;
+}
+
+int ir_conv_out(int in, const ConvAxis *ax) {
+  int span = (ax->kernel - 1) * ax->dilation + 1;
+  int n = in + ax->pad0 + ax->pad1 - span;
+  return n < 0 ? 0 : n / ax->stride + 1;
+}
+
+double ir_arrow_flops(const IrMachine *m, const IrArrow *ar) {
+  const IrBlock *src = IR_BLOCK(m, ar->src), *dst = IR_BLOCK(m, ar->dst);
+  switch (ar->kind) {
+  case ARROW_DENSE:
+    return 2.0 * (double)src->size * (double)dst->size;
+  case ARROW_CONV: {
+    double k = 1;
+    for (int i = 0; i < ar->ngrid; i++)
+      k *= ar->ax[i].kernel;
+    return 2.0 * k * src->shape.channels * (double)dst->size;
+  }
+  case ARROW_AVGPOOL: {
+    double k = 1;
+    for (int i = 0; i < ar->ngrid; i++)
+      k *= ar->ax[i].kernel;
+    return k * (double)dst->size;
+  }
+  case ARROW_IDENTITY:
+    return (double)dst->size;
+  case ARROW_GAVGPOOL:
+    return (double)src->size;
+  }
+  return 0;
+}
+
+double ir_forward_flops(const IrMachine *m) {
+  double f = 0;
+  for (int i = 0; i < m->arrows.len; i++)
+    f += ir_arrow_flops(m, IR_ARROW(m, i));
+  for (int i = 0; i < m->blocks.len; i++) {
+    const IrBlock *b = IR_BLOCK(m, i);
+    f += (b->bias >= 0 ? 1.0 : 0.0) * (double)b->size;
+    if (b->act.kind != ACT_IDENTITY)
+      f += (double)b->size;
+  }
+  return f;
+}

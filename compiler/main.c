@@ -1,0 +1,336 @@
+/* main.c — the machc command line: parse options, run the phases, write C,
+ * call the C compiler. Exit status: 0 success, 1 error in the user's input
+ * (or a tool failure), 2 usage error. */
+#include "machc.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef MACHC_ROOT
+#define MACHC_ROOT "."
+#endif
+#ifndef MACHC_LIBDIR
+#define MACHC_LIBDIR MACHC_ROOT "/build/lib"
+#endif
+#ifndef MACHC_SANFLAGS
+#define MACHC_SANFLAGS ""
+#endif
+
+typedef enum Emit { EMIT_BIN, EMIT_C, EMIT_DUAL, EMIT_DOT, EMIT_MACH } EmitKind;
+
+typedef struct Options {
+  const char *input, *output, *machine;
+  EmitKind emit;
+  bool f32, standalone, backward, explain;
+  const char *stdlib[16];
+  int nstdlib;
+} Options;
+
+static const char usage_text[] =
+    "usage: machc [options] FILE.mach            compile a machine to a binary\n"
+    "       machc explain [-m NAME] FILE.mach    levels, arrows, parameters, FLOPs, memory\n"
+    "\n"
+    "options:\n"
+    "  -o FILE          output file (binary: default the .mach file's name without\n"
+    "                   extension; with -S: the .c file, the .h is written beside it)\n"
+    "  -S, --emit=c     write the C source and header instead of a binary\n"
+    "  --emit=dual      print the dual machine (the backward pass) as .mach source\n"
+    "  --emit=mach      print the machine as .mach source, after elaboration\n"
+    "  --emit=dot       print the machine as a Graphviz graph, blocks coloured by level\n"
+    "  --standalone     inference-only C (with -S): one .c and one .h, no runtime\n"
+    "  --dtype f32|f64  scalar type of the generated code (default f32)\n"
+    "  --no-backward    leave out the backward pass\n"
+    "  -m NAME          the machine to compile (default: the last machine without\n"
+    "                   parameters in FILE)\n"
+    "  -I DIR           also search DIR for imports\n"
+    "  -h, --help       this text\n"
+    "  --version        the version\n"
+    "\n"
+    "environment: CC (default clang), MACHC_CFLAGS (default \"-O3 -march=native\")\n";
+
+static int usage_error(const char *fmt, const char *arg) {
+  fprintf(stderr, "machc: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\nTry 'machc --help'.\n");
+  return 2;
+}
+
+/* Directory of this executable, to find the stdlib and runtime of an
+ * installed copy (PREFIX/bin/machc -> PREFIX/share/machc, PREFIX/lib/machc). */
+static bool exe_prefix(char *out, size_t n) {
+  char self[PATH_MAX];
+  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len <= 0)
+    return false;
+  self[len] = '\0';
+  char *slash = strrchr(self, '/');
+  if (!slash)
+    return false;
+  *slash = '\0';
+  slash = strrchr(self, '/');
+  if (!slash)
+    return false;
+  *slash = '\0';
+  size_t len2 = strlen(self);
+  if (len2 + 1 > n)
+    return false;
+  memcpy(out, self, len2 + 1);
+  return true;
+}
+
+static bool is_dir(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+typedef struct Paths {
+  char stdlib[PATH_MAX + 64], include[PATH_MAX + 64], lib[PATH_MAX + 64];
+} Paths;
+
+static void find_paths(Paths *p) {
+  char prefix[PATH_MAX - 32];
+  const char *env = getenv("MACHC_ROOT");
+  if (env) {
+    snprintf(p->stdlib, sizeof p->stdlib, "%s/stdlib", env);
+    snprintf(p->include, sizeof p->include, "%s/runtime", env);
+    snprintf(p->lib, sizeof p->lib, "%s/build/lib", env);
+    return;
+  }
+  if (exe_prefix(prefix, sizeof prefix)) {
+    char share[PATH_MAX + 64];
+    snprintf(share, sizeof share, "%s/share/machc/stdlib", prefix);
+    if (is_dir(share)) {
+      snprintf(p->stdlib, sizeof p->stdlib, "%s", share);
+      snprintf(p->include, sizeof p->include, "%s/include/machc", prefix);
+      snprintf(p->lib, sizeof p->lib, "%s/lib/machc", prefix);
+      return;
+    }
+  }
+  snprintf(p->stdlib, sizeof p->stdlib, "%s/stdlib", MACHC_ROOT);
+  snprintf(p->include, sizeof p->include, "%s/runtime", MACHC_ROOT);
+  snprintf(p->lib, sizeof p->lib, "%s", MACHC_LIBDIR);
+}
+
+static int parse_args(int argc, char **argv, Options *o) {
+  *o = (Options){.backward = true, .f32 = true};
+  int i = 1;
+  if (argc > 1 && strcmp(argv[1], "explain") == 0) {
+    o->explain = true;
+    i = 2;
+  }
+  for (; i < argc; i++) {
+    const char *a = argv[i];
+    bool has_next = i + 1 < argc;
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      fputs(usage_text, stdout);
+      return 0;
+    } else if (strcmp(a, "--version") == 0) {
+      printf("machc %s\n", MACHC_VERSION);
+      return 0;
+    } else if (strcmp(a, "-o") == 0 && has_next) {
+      o->output = argv[++i];
+    } else if (strcmp(a, "-m") == 0 && has_next) {
+      o->machine = argv[++i];
+    } else if (strcmp(a, "-I") == 0 && has_next) {
+      if (o->nstdlib == 15)
+        return usage_error("too many -I directories%s", "");
+      o->stdlib[o->nstdlib++] = argv[++i];
+    } else if (strcmp(a, "-S") == 0 || strcmp(a, "--emit=c") == 0) {
+      o->emit = EMIT_C;
+    } else if (strcmp(a, "--emit=dual") == 0) {
+      o->emit = EMIT_DUAL;
+    } else if (strcmp(a, "--emit=dot") == 0) {
+      o->emit = EMIT_DOT;
+    } else if (strcmp(a, "--emit=mach") == 0) {
+      o->emit = EMIT_MACH;
+    } else if (strncmp(a, "--emit=", 7) == 0) {
+      return usage_error("unknown --emit kind '%s' (c, dual, mach, dot)", a + 7);
+    } else if (strcmp(a, "--standalone") == 0) {
+      o->standalone = true;
+    } else if (strcmp(a, "--no-backward") == 0) {
+      o->backward = false;
+    } else if (strcmp(a, "--dtype") == 0 && has_next) {
+      const char *t = argv[++i];
+      if (strcmp(t, "f32") != 0 && strcmp(t, "f64") != 0)
+        return usage_error("--dtype must be f32 or f64, not '%s'", t);
+      o->f32 = strcmp(t, "f32") == 0;
+    } else if (strncmp(a, "--dtype=", 8) == 0) {
+      if (strcmp(a + 8, "f32") != 0 && strcmp(a + 8, "f64") != 0)
+        return usage_error("--dtype must be f32 or f64, not '%s'", a + 8);
+      o->f32 = strcmp(a + 8, "f32") == 0;
+    } else if (a[0] == '-' && a[1] != '\0') {
+      if (strcmp(a, "-o") == 0 || strcmp(a, "-m") == 0 || strcmp(a, "-I") == 0 ||
+          strcmp(a, "--dtype") == 0)
+        return usage_error("option '%s' needs an argument", a);
+      return usage_error("unknown option '%s'", a);
+    } else if (o->input) {
+      return usage_error("more than one input file ('%s')", a);
+    } else {
+      o->input = a;
+    }
+  }
+  if (!o->input)
+    return usage_error("no input file%s", "");
+  if (o->standalone && o->emit == EMIT_BIN)
+    o->emit = EMIT_C; /* standalone code has no main: it is source only */
+  return -1;
+}
+
+/* Writes a file atomically: a temporary beside it, then rename. */
+static bool write_file(const char *path, const char *data, size_t len) {
+  char tmp[PATH_MAX];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+  FILE *f = fopen(tmp, "wb");
+  if (!f) {
+    fprintf(stderr, "machc: cannot write %s: %s\n", path, strerror(errno));
+    return false;
+  }
+  bool ok = fwrite(data, 1, len, f) == len;
+  ok &= fclose(f) == 0;
+  if (!ok || rename(tmp, path) != 0) {
+    fprintf(stderr, "machc: cannot write %s: %s\n", path, strerror(errno));
+    remove(tmp);
+    return false;
+  }
+  return true;
+}
+
+static char *strip_ext(Arena *a, const char *path, const char *ext) {
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  size_t n = strlen(base), e = strlen(ext);
+  if (n > e && strcmp(base + n - e, ext) == 0)
+    n -= e;
+  return arena_strndup(a, base, n);
+}
+
+/* Runs argv; returns its exit status, or -1 if it could not start. */
+static int run(char **argv) {
+  pid_t pid = fork();
+  if (pid < 0)
+    return -1;
+  if (pid == 0) {
+    execvp(argv[0], argv);
+    fprintf(stderr, "machc: cannot run %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  int st;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR)
+      return -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static int compile_c(Arena *a, const Options *o, const Paths *paths, const char *cfile,
+                     const char *out) {
+  const char *cc = getenv("CC");
+  if (!cc || !*cc)
+    cc = "clang";
+  const char *flags = getenv("MACHC_CFLAGS");
+  if (!flags)
+    flags = "-O3 -march=native";
+  char *argv[64];
+  int n = 0;
+  argv[n++] = (char *)cc;
+  char *fl = arena_strdup(a, flags);
+  for (char *t = strtok(fl, " \t"); t && n < 40; t = strtok(NULL, " \t"))
+    argv[n++] = t;
+  char *san = arena_strdup(a, MACHC_SANFLAGS);
+  for (char *t = strtok(san, " \t"); t && n < 50; t = strtok(NULL, " \t"))
+    argv[n++] = t;
+  argv[n++] = "-std=c99";
+  argv[n++] = arena_printf(a, "-I%s", paths->include);
+  argv[n++] = (char *)cfile;
+  argv[n++] = arena_printf(a, "-L%s", paths->lib);
+  argv[n++] = o->f32 ? "-lmachrt_f32" : "-lmachrt_f64";
+  argv[n++] = "-lm";
+  argv[n++] = "-o";
+  argv[n++] = (char *)out;
+  argv[n] = NULL;
+  int st = run(argv);
+  if (st != 0) {
+    fprintf(stderr, "machc: the C compiler '%s' failed on the generated code (exit %d)%s\n", cc, st,
+            st == 127 ? "; set CC to a C compiler" : "");
+    return 1;
+  }
+  return 0;
+}
+
+static int emit_output(Arena *a, const Options *o, const Paths *paths, IrMachine *m) {
+  IrMachine *dual = dual_machine(a, m);
+  if (o->emit == EMIT_DUAL || o->emit == EMIT_MACH) {
+    StrBuf sb = {0};
+    print_machine(o->emit == EMIT_DUAL ? dual : m, &sb);
+    bool ok = o->output ? write_file(o->output, sb.data, sb.len) : fputs(sb.data, stdout) >= 0;
+    sb_free(&sb);
+    return ok ? 0 : 1;
+  }
+  if (o->emit == EMIT_DOT) {
+    explain_dot(m, stdout);
+    return 0;
+  }
+  EmitOptions eo = {.f32 = o->f32, .backward = o->backward, .standalone = o->standalone};
+  const char *cpath, *hpath;
+  char tmpdir[] = "/tmp/machc.XXXXXX";
+  if (o->emit == EMIT_C) {
+    cpath = o->output ? o->output : arena_printf(a, "%s.c", strip_ext(a, o->input, ".mach"));
+    hpath = arena_printf(a, "%s.h", arena_strndup(a, cpath, strlen(cpath) - (strlen(cpath) > 2 &&
+                                                  strcmp(cpath + strlen(cpath) - 2, ".c") == 0 ? 2 : 0)));
+  } else {
+    if (!mkdtemp(tmpdir)) {
+      fprintf(stderr, "machc: cannot create a temporary directory: %s\n", strerror(errno));
+      return 1;
+    }
+    cpath = arena_printf(a, "%s/model.c", tmpdir);
+    hpath = arena_printf(a, "%s/model.h", tmpdir);
+  }
+  const char *hbase = strrchr(hpath, '/');
+  eo.header_name = hbase ? hbase + 1 : hpath;
+  StrBuf c = {0}, h = {0};
+  emit_c(m, dual, &eo, &c, &h);
+  bool ok = write_file(cpath, c.data, c.len) && write_file(hpath, h.data, h.len);
+  sb_free(&c);
+  sb_free(&h);
+  int status = ok ? 0 : 1;
+  if (o->emit == EMIT_BIN) {
+    if (ok)
+      status = compile_c(a, o, paths, cpath,
+                         o->output ? o->output : strip_ext(a, o->input, ".mach"));
+    remove(cpath);
+    remove(hpath);
+    rmdir(tmpdir);
+  }
+  return status;
+}
+
+int main(int argc, char **argv) {
+  Options o;
+  int st = parse_args(argc, argv, &o);
+  if (st >= 0)
+    return st;
+  Paths paths;
+  find_paths(&paths);
+  o.stdlib[o.nstdlib++] = paths.stdlib;
+  Diag d;
+  diag_init(&d, stderr);
+  Arena *a = arena_new();
+  int status = 1;
+  Program *p = eval_load(a, &d, o.input, o.stdlib, o.nstdlib);
+  IrMachine *m = p ? eval_machine(p, o.machine) : NULL;
+  if (m && filt_levels(m, &d)) {
+    if (o.explain)
+      explain_machine(m, stdout), status = 0;
+    else if ((o.emit != EMIT_BIN && o.emit != EMIT_C) || emit_check(m, &d))
+      status = emit_output(a, &o, &paths, m);
+  }
+  if (d.nerrors)
+    status = 1;
+  arena_free(a);
+  diag_fini(&d);
+  return status;
+}

@@ -1,0 +1,136 @@
+/* cli.c — mach_main: picks the command and prints usage. Usage text names
+ * the binary as invoked (argv[0]'s basename). */
+#include <string.h>
+
+#include "rt.h"
+
+struct command {
+  const char *name;
+  int (*run)(const struct mach_ctx *c, int argc, char **argv);
+  const char *args;   /* synopsis after `BIN name` */
+  const char *help;   /* option descriptions, one per line */
+};
+
+static const struct command commands[] = {
+  {"info", mach_cmd_info, "[--json]",
+   "Describe the model: inputs, outputs, levels, parameters, FLOPs.\n"
+   "  --json             one JSON object instead of text\n"},
+  {"init", mach_cmd_init, "[--seed S] --out W.npz",
+   "Initialise every parameter (xoshiro256** seeded by splitmix64).\n"
+   "  --seed S           unsigned 64-bit seed (default 0); same seed, same bytes\n"
+   "  --out W.npz        weights file to write\n"},
+  {"forward", mach_cmd_forward,
+   "--weights W.npz --input [NAME=]X.npy --output [NAME=]Y.npy|Y.npz|Y.csv|- [--dump-state S.npz] [--batch B]",
+   "Run the model on N samples; X is [N, <input shape>], batch first.\n"
+   "  --weights W.npz    parameters\n"
+   "  --input X          .npy, .csv or - (CSV on stdin); NAME=X per input when there are several\n"
+   "  --output Y         .npy (one output), .npz (every output), .csv or - (CSV on stdout),\n"
+   "                     or NAME=Y per output\n"
+   "  --dump-state S.npz y.NAME and z.NAME of every block, [N, shape]\n"
+   "  --batch B          samples per minibatch (default 256; results do not depend on it)\n"},
+  {"predict", mach_cmd_predict,
+   "--weights W.npz [--input X (default -)] [--output Y (default -)] [--batch B]",
+   "Like forward, reading CSV from stdin and writing CSV to stdout by default.\n"
+   "  --weights W.npz    parameters\n"
+   "  --input X          .npy, .csv or - ; NAME=X per input when there are several\n"
+   "  --output Y         .npy, .npz, .csv or - ; NAME=Y per output\n"
+   "  --dump-state S.npz y.NAME and z.NAME of every block\n"
+   "  --batch B          samples per minibatch (default 256)\n"},
+  {"grad", mach_cmd_grad,
+   "--weights W.npz --input [NAME=]X.npy --cotangent [NAME=]G.npy --output D.npz [--dump-state S.npz] [--dump-dual B.npz] [--batch B]",
+   "Vector-Jacobian product of loss = sum(output * G), summed over all samples.\n"
+   "  --weights W.npz    parameters\n"
+   "  --input X          as for forward\n"
+   "  --cotangent G      [N, <output shape>]; NAME=G per output (missing outputs: zero)\n"
+   "  --output D.npz     one entry per input block (its ybar, [N, shape]) and per parameter\n"
+   "  --dump-state S.npz y.NAME and z.NAME of every block\n"
+   "  --dump-dual B.npz  zbar.NAME and ybar.NAME of every block\n"
+   "  --batch B          samples per minibatch (default 256)\n"},
+  {"train", mach_cmd_train,
+   "--data [NAME=]X.npy --targets T.npy --loss mse|xent --epochs E --out W.npz [options]",
+   "Train with minibatches; the last --val-split of the samples is held out.\n"
+   "  --data X           inputs, [N, <input shape>]; NAME=X per input when there are several\n"
+   "  --targets T        mse: [N, <output shape>]; xent: integer class labels [N]\n"
+   "  --loss mse|xent    mean squared error, or softmax cross-entropy over channels\n"
+   "  --target-output N  the output the loss applies to (needed with several outputs)\n"
+   "  --optimizer O      sgd, momentum or adam (default adam)\n"
+   "  --lr R             learning rate (default 0.001)\n"
+   "  --momentum M       for momentum (default 0.9)\n"
+   "  --beta1 B1, --beta2 B2, --eps E   for adam (defaults 0.9, 0.999, 1e-8)\n"
+   "  --weight-decay WD  on weights, not biases (adam: decoupled, AdamW) (default 0)\n"
+   "  --epochs E         passes over the training samples\n"
+   "  --batch B          samples per step (default 32; B >= N: full batch)\n"
+   "  --seed S           initialisation and shuffling seed (default 0)\n"
+   "  --init W.npz       start from these weights instead of initialising\n"
+   "  --val-split F      fraction held out for validation (default 0)\n"
+   "  --out W.npz        weights to write at the end (and at checkpoints)\n"
+   "  --log FILE.csv     epoch,step,loss,val_loss,accuracy,seconds per epoch\n"
+   "  --print-every K    report every K epochs (default: about 50 reports)\n"
+   "  --checkpoint-every K  also write --out every K epochs\n"
+   "  --quiet            print only the final line\n"},
+  {"eval", mach_cmd_eval,
+   "--weights W.npz --data [NAME=]X.npy --targets T.npy --loss mse|xent [--batch B]",
+   "Print the loss (and for xent the argmax accuracy) on a data set.\n"
+   "  --weights W.npz    parameters\n"
+   "  --data X           inputs; NAME=X per input when there are several\n"
+   "  --targets T        as for train\n"
+   "  --loss mse|xent    as for train\n"
+   "  --target-output N  the output the loss applies to (needed with several outputs)\n"
+   "  --batch B          samples per minibatch (default 256)\n"},
+};
+
+#define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
+
+static const struct command *find_command(const char *name) {
+  for (int i = 0; i < N_COMMANDS; i++)
+    if (strcmp(commands[i].name, name) == 0)
+      return &commands[i];
+  return NULL;
+}
+
+void mach_usage_cmd(const struct mach_ctx *c, const char *cmd, FILE *f) {
+  const struct command *k = find_command(cmd);
+  if (!k)
+    return;
+  fprintf(f, "usage: %s %s %s\n%s", c->prog, k->name, k->args, k->help);
+}
+
+static void usage(const struct mach_ctx *c, FILE *f) {
+  fprintf(f, "usage: %s COMMAND [options]   (model '%s', %s, from %s)\n\ncommands:\n", c->prog,
+          c->m->name, c->m->dtype, c->m->source ? c->m->source : "?");
+  for (int i = 0; i < N_COMMANDS; i++)
+    fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].args);
+  fprintf(f, "\n'%s COMMAND --help' describes the options of a command.\n", c->prog);
+}
+
+static const char *basename_of(const char *path) {
+  const char *s = path ? strrchr(path, '/') : NULL;
+  return s ? s + 1 : path && *path ? path : "model";
+}
+
+int mach_main(int argc, char **argv, const struct mach_model *model) {
+  struct mach_ctx c = {basename_of(argc > 0 ? argv[0] : NULL), model};
+  const struct command *k;
+  if (!model->dtype || strcmp(model->dtype, MACH_DTYPE) != 0) {
+    mach_err(&c, "model is %s but was linked with the %s runtime", model->dtype, MACH_DTYPE);
+    return 2;
+  }
+  if (argc < 2) {
+    usage(&c, stderr);
+    return 2;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+      strcmp(argv[1], "help") == 0) {
+    if (argc > 2 && find_command(argv[2]))
+      mach_usage_cmd(&c, argv[2], stdout);
+    else
+      usage(&c, stdout);
+    return 0;
+  }
+  k = find_command(argv[1]);
+  if (!k) {
+    mach_err(&c, "unknown command '%s' (try '%s --help')", argv[1], c.prog);
+    return 2;
+  }
+  return k->run(&c, argc - 2, argv + 2);
+}

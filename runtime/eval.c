@@ -1,0 +1,162 @@
+/* eval.c — labelled data (shared by train and eval) and `BIN eval`. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt.h"
+
+static int pick_output(const struct mach_ctx *c, const struct mach_args *a, int *out) {
+  const struct mach_model *m = c->m;
+  const char *name = mach_arg(a, "target-output");
+  if (!name) {
+    if (m->n_outputs != 1) {
+      mach_err(c, "%s: the model has %d outputs; choose one with --target-output NAME (try '%s %s --help')",
+               a->cmd, m->n_outputs, c->prog, a->cmd);
+      return 2;
+    }
+    *out = 0;
+    return 0;
+  }
+  for (int k = 0; k < m->n_outputs; k++)
+    if (strcmp(m->blocks[m->outputs[k]].name, name) == 0) {
+      *out = k;
+      return 0;
+    }
+  mach_err(c, "%s: --target-output: '%s' is not an output block (try '%s info')", a->cmd, name,
+           c->prog);
+  return 2;
+}
+
+static int pick_loss(const struct mach_ctx *c, const struct mach_args *a,
+                     const struct mach_block *b, enum mach_loss *loss) {
+  const char *v;
+  int rc = mach_arg_required(c, a, "loss", &v);
+  if (rc)
+    return rc;
+  if (strcmp(v, "mse") == 0) {
+    *loss = MACH_LOSS_MSE;
+  } else if (strcmp(v, "xent") == 0) {
+    *loss = MACH_LOSS_XENT;
+    if (b->rank != 1) {
+      mach_err(c, "%s: --loss xent needs a flat output block, but '%s' has %d axes", a->cmd,
+               b->name, b->rank);
+      return 2;
+    }
+  } else {
+    mach_err(c, "%s: --loss: '%s' is not mse or xent (try '%s %s --help')", a->cmd, v, c->prog,
+             a->cmd);
+    return 2;
+  }
+  return 0;
+}
+
+int mach_dataset_load(const struct mach_ctx *c, const struct mach_args *a,
+                      struct mach_dataset *d) {
+  const struct mach_model *m = c->m;
+  const struct mach_block *b;
+  const char *tpath;
+  long nt;
+  int rc;
+  memset(d, 0, sizeof *d);
+  if (m->n_inputs > 64) {
+    mach_err(c, "more than 64 inputs are not supported");
+    return 1;
+  }
+  if ((rc = pick_output(c, a, &d->out)))
+    return rc;
+  b = &m->blocks[m->outputs[d->out]];
+  d->size = b->size;
+  if ((rc = pick_loss(c, a, b, &d->loss)) || (rc = mach_arg_required(c, a, "targets", &tpath)))
+    return rc;
+  if (!mach_arg(a, "data"))
+    return mach_arg_missing(c, a, "data");
+  if (mach_load_inputs(c, a, "data", NULL, d->xs, &d->n))
+    return 1;
+  if (d->loss == MACH_LOSS_MSE ? mach_load_samples(c, tpath, b, "output", &d->t, &nt)
+                               : mach_load_labels(c, tpath, b->size, &d->labels, &nt))
+    return 1;
+  if (nt != d->n) {
+    mach_err(c, "%s: has %ld samples, but the data has %ld", tpath, nt, d->n);
+    return 1;
+  }
+  if (d->n == 0) {
+    mach_err(c, "%s: no samples", tpath);
+    return 1;
+  }
+  return 0;
+}
+
+void mach_dataset_free(struct mach_dataset *d) {
+  for (int k = 0; k < 64; k++)
+    free(d->xs[k]);
+  free(d->t);
+  free(d->labels);
+}
+
+double mach_eval_range(const struct mach_model *m, const mach_real *params,
+                       const struct mach_dataset *d, long lo, long hi, long batch,
+                       mach_real *state, long *hits) {
+  const struct mach_block *ob = &m->blocks[m->outputs[d->out]];
+  const mach_real *in[64];
+  double sum = 0;
+  for (long s = lo; s < hi; s += batch) {
+    long b = hi - s < batch ? hi - s : batch;
+    for (int k = 0; k < m->n_inputs; k++)
+      in[k] = d->xs[k] + s * m->blocks[m->inputs[k]].size;
+    m->forward(params, in, state, b);
+    sum += mach_loss_eval(d->loss, state + b * ob->z_offset, d->t ? d->t + s * d->size : NULL,
+                          d->labels ? d->labels + s : NULL, b, d->size, b, NULL, hits);
+  }
+  return sum;
+}
+
+static const struct mach_optspec eval_opts[] = {
+  {"weights", MACH_OPT_VALUE},
+  {"data", MACH_OPT_MULTI},
+  {"targets", MACH_OPT_VALUE},
+  {"loss", MACH_OPT_VALUE},
+  {"target-output", MACH_OPT_VALUE},
+  {"batch", MACH_OPT_VALUE},
+  {NULL, MACH_OPT_FLAG},
+};
+
+static int run_eval(const struct mach_ctx *c, const struct mach_args *a) {
+  const struct mach_model *m = c->m;
+  struct mach_dataset d;
+  mach_real *params = NULL, *state = NULL;
+  const char *w;
+  long batch, hits = 0;
+  double sum;
+  int rc;
+  if ((rc = mach_arg_required(c, a, "weights", &w)) ||
+      (rc = mach_arg_long(c, a, "batch", 256, 1, &batch)))
+    return rc;
+  if ((rc = mach_dataset_load(c, a, &d)))
+    goto done;
+  rc = 1;
+  if (batch > d.n)
+    batch = d.n;
+  params = mach_alloc(c, (size_t)m->param_size + 1, sizeof *params);
+  state = mach_alloc(c, (size_t)(batch * m->state_size) + 1, sizeof *state);
+  if (!params || !state || mach_load_weights(c, w, params))
+    goto done;
+  sum = mach_eval_range(m, params, &d, 0, d.n, batch, state, &hits);
+  printf("loss %.9g\n", sum / mach_loss_norm(d.loss, d.n, d.size));
+  if (d.loss == MACH_LOSS_XENT)
+    printf("accuracy %.9g\n", (double)hits / (double)d.n);
+  rc = fflush(stdout) == 0 ? 0 : 1;
+done:
+  free(params);
+  free(state);
+  mach_dataset_free(&d);
+  return rc;
+}
+
+int mach_cmd_eval(const struct mach_ctx *c, int argc, char **argv) {
+  struct mach_args a;
+  int rc = mach_args_parse(c, "eval", eval_opts, argc, argv, &a);
+  if (rc < 0) {
+    mach_usage_cmd(c, "eval", stdout);
+    return 0;
+  }
+  return rc ? rc : run_eval(c, &a);
+}

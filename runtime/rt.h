@@ -1,0 +1,303 @@
+/* rt.h — the runtime's internal header: one section per file, each declaring
+ * that file's API. Nothing here is part of the contract with generated code
+ * (that is machrt.h); names still carry the mach_ prefix because the runtime
+ * is linked into the user's binary and must not collide with it.
+ *
+ * Error policy: functions that can fail print ONE line to stderr,
+ * `prog: what: why`, and return a non-zero exit status (1 bad data, 2 usage);
+ * callers just pass the status up. Nothing calls exit().
+ */
+#ifndef MACH_RT_H
+#define MACH_RT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "machrt.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+/* .npy data and zip headers are little-endian and we memcpy them. */
+#error "the machc runtime assumes a little-endian host"
+#endif
+
+/* Everything a command needs to know about its invocation. */
+struct mach_ctx {
+  const char *prog;              /* argv[0] basename: prefix of every message */
+  const struct mach_model *m;
+};
+
+/* ---- util.c: messages, memory, files -------------------------------------- */
+
+/* Prints `prog: <fmt>` and a newline to stderr. */
+void mach_err(const struct mach_ctx *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* calloc that reports `prog: out of memory` on failure. */
+void *mach_alloc(const struct mach_ctx *c, size_t count, size_t size);
+/* Reads a whole file ("-" = stdin). Returns 0 or 1 (message printed). */
+int mach_read_file(const struct mach_ctx *c, const char *path,
+                   unsigned char **buf, size_t *len);
+/* Formats a shape as "[2, 3]" into buf (always terminated). */
+void mach_shape_str(char *buf, size_t cap, int rank, const long *shape);
+double mach_now(void); /* monotonic seconds */
+
+/* An output file written atomically: data goes to `path.tmp.<pid>`, which is
+ * fsync'ed and renamed over `path` by mach_out_close, so a crash or a full
+ * disk never leaves a half-written file under the real name. "-" is stdout. */
+struct mach_out {
+  FILE *f;
+  const char *path;
+  char *tmp; /* NULL for stdout */
+};
+int mach_out_open(const struct mach_ctx *c, const char *path, struct mach_out *o);
+/* Flushes, fsyncs and renames; on any failure removes the temporary. */
+int mach_out_close(const struct mach_ctx *c, struct mach_out *o);
+void mach_out_abort(struct mach_out *o);
+
+/* ---- npy.c: NumPy .npy format ------------------------------------------- */
+
+enum mach_dtype {
+  MACH_DT_UNKNOWN, /* descr not understood; only its text is kept */
+  MACH_DT_F4, MACH_DT_F8,
+  MACH_DT_I1, MACH_DT_I2, MACH_DT_I4, MACH_DT_I8,
+  MACH_DT_U1, MACH_DT_U2, MACH_DT_U4, MACH_DT_U8,
+};
+
+#define MACH_NPY_MAX_RANK 32 /* NumPy's own limit */
+
+/* A parsed array. data points into the buffer that was parsed (possibly
+ * unaligned, so elements are read with memcpy) or into `owned`. */
+struct mach_array {
+  enum mach_dtype dtype;
+  char descr[16];            /* as written in the header, for messages */
+  int rank;                  /* 0 = scalar */
+  long shape[MACH_NPY_MAX_RANK];
+  long count;                /* product of the shape */
+  const unsigned char *data; /* count * itemsize bytes, little-endian */
+  void *owned;               /* freed by mach_array_free (CSV data) */
+};
+
+/* Parses a whole .npy image. On error writes the reason to why and returns -1. */
+int mach_npy_parse(const unsigned char *buf, size_t len, struct mach_array *a,
+                   char *why, size_t whylen);
+size_t mach_dtype_size(enum mach_dtype t);
+int mach_dtype_is_float(enum mach_dtype t);
+double mach_array_get(const struct mach_array *a, long i);
+void mach_array_to_real(const struct mach_array *a, mach_real *dst);
+void mach_array_free(struct mach_array *a);
+/* The .npy header (magic, version 1.0, dict padded to 64 bytes) for an array
+ * of mach_real. Returns its length; cap must be >= 256 + 24 * rank. */
+size_t mach_npy_header(char *buf, size_t cap, int rank, const long *shape);
+/* Writes header and data; returns 0 or -1 (errno set). */
+int mach_npy_write(FILE *f, int rank, const long *shape, const mach_real *data);
+
+/* ---- npz.c: zip archives of .npy members -------------------------------- */
+
+uint32_t mach_crc32(uint32_t crc, const void *data, size_t len);
+
+struct mach_npz_member {
+  char *name;               /* without ".npy" */
+  const unsigned char *data;
+  size_t size;
+  uint32_t crc;
+  int method;               /* 0 stored, 8 deflate, ... */
+};
+
+struct mach_npz {
+  const char *path;
+  unsigned char *buf;
+  size_t len;
+  int n;
+  struct mach_npz_member *mem;
+};
+
+int mach_npz_open(const struct mach_ctx *c, const char *path, struct mach_npz *z);
+void mach_npz_close(struct mach_npz *z);
+/* Returns 0 and fills a, -1 when there is no such entry (nothing printed),
+ * 1 when the entry is bad (message printed). */
+int mach_npz_get(const struct mach_ctx *c, const struct mach_npz *z,
+                 const char *name, struct mach_array *a);
+
+/* One entry to write: a real array of the model's dtype. */
+struct mach_npz_entry {
+  char name[256];
+  int rank;
+  long shape[MACH_MAX_RANK + 1];
+  const mach_real *data;
+};
+/* Writes a complete archive to path atomically. Returns 0 or 1. */
+int mach_npz_save(const struct mach_ctx *c, const char *path,
+                  const struct mach_npz_entry *e, int n);
+/* Fills e with "prefix + block name" and shape [n, block shape]. */
+void mach_npz_block_entry(struct mach_npz_entry *e, const char *prefix,
+                          const struct mach_block *b, long n, const mach_real *data);
+
+/* ---- csv.c: one sample per line ----------------------------------------- */
+
+/* Reads numbers separated by commas (or blanks); every non-empty line is a
+ * sample and all lines must have as many fields. Result is f8 [rows, cols]. */
+int mach_csv_read(const struct mach_ctx *c, const char *path, struct mach_array *a);
+/* Writes n lines; line i is the concatenation of parts[k][i*sizes[k] ...]. */
+int mach_csv_write(FILE *f, long n, int parts, const long *sizes,
+                   const mach_real *const *data);
+int mach_is_csv(const char *path); /* "-" or ends in .csv */
+
+/* ---- rng.c: random numbers and initialisers ----------------------------- */
+
+/* xoshiro256** (Blackman & Vigna), its 256-bit state filled by splitmix64
+ * from the 64-bit seed, as the authors recommend. */
+struct mach_rng {
+  uint64_t s[4];
+};
+void mach_rng_seed(struct mach_rng *r, uint64_t seed);
+uint64_t mach_rng_next(struct mach_rng *r);
+double mach_rng_uniform(struct mach_rng *r); /* [0, 1), 53 bits */
+uint64_t mach_rng_below(struct mach_rng *r, uint64_t n); /* [0, n), unbiased */
+/* Fills every parameter per its init and init_scale, in parameter order. */
+void mach_init_params(const struct mach_model *m, uint64_t seed, mach_real *params);
+
+/* ---- args.c: command-line options --------------------------------------- */
+
+enum mach_optkind {
+  MACH_OPT_FLAG,  /* --quiet */
+  MACH_OPT_VALUE, /* --lr 0.1 or --lr=0.1; the last one wins */
+  MACH_OPT_MULTI, /* --input a=X.npy, repeatable */
+};
+
+struct mach_optspec {
+  const char *name; /* without the dashes */
+  enum mach_optkind kind;
+};
+
+#define MACH_MAX_OPTS 32
+#define MACH_MAX_MULTI 64
+
+struct mach_args {
+  const char *cmd;
+  int n_spec;
+  const struct mach_optspec *spec;
+  int count[MACH_MAX_OPTS];
+  const char *val[MACH_MAX_OPTS][MACH_MAX_MULTI];
+};
+
+/* Returns 0, 2 (usage error, printed) or -1 when --help was given. */
+int mach_args_parse(const struct mach_ctx *c, const char *cmd,
+                    const struct mach_optspec *spec, int argc, char **argv,
+                    struct mach_args *a);
+const char *mach_arg(const struct mach_args *a, const char *name);
+int mach_arg_count(const struct mach_args *a, const char *name);
+const char *mach_arg_nth(const struct mach_args *a, const char *name, int i);
+/* Value of a numeric option, def when absent; 2 and a message when bad. */
+int mach_arg_double(const struct mach_ctx *c, const struct mach_args *a,
+                    const char *name, double def, double lo, double hi, double *out);
+int mach_arg_long(const struct mach_ctx *c, const struct mach_args *a,
+                  const char *name, long def, long lo, long *out);
+int mach_arg_u64(const struct mach_ctx *c, const struct mach_args *a,
+                 const char *name, uint64_t def, uint64_t *out);
+/* Prints `prog: cmd: missing --name (try 'prog cmd --help')`; returns 2. */
+int mach_arg_missing(const struct mach_ctx *c, const struct mach_args *a,
+                     const char *name);
+/* Like mach_arg but a missing option is a usage error. */
+int mach_arg_required(const struct mach_ctx *c, const struct mach_args *a,
+                      const char *name, const char **out);
+
+/* ---- data.c: model-aware loading and saving ----------------------------- */
+
+/* Loads B's samples from an .npy or CSV file: [N, shape] (or [N] when the
+ * block holds one scalar; CSV: N lines of block size fields). */
+int mach_load_samples(const struct mach_ctx *c, const char *path,
+                      const struct mach_block *b, const char *role,
+                      mach_real **x, long *n);
+/* Loads every input block from repeated --OPT [name=]path options (a bare
+ * path only with one input; def used when none given). xs[k] gets input k. */
+int mach_load_inputs(const struct mach_ctx *c, const struct mach_args *a,
+                     const char *opt, const char *def, mach_real **xs, long *n);
+/* Splits "name=path" when name is one of the n blocks listed in idx; returns
+ * the block's position in idx (and *path), or -1 (bare path). */
+int mach_named_block(const struct mach_model *m, const int *idx, int n,
+                     const char *arg, const char **path);
+/* Integer class labels in [0, classes), from ints or integral floats. */
+int mach_load_labels(const struct mach_ctx *c, const char *path, long classes,
+                     long **labels, long *n);
+int mach_load_weights(const struct mach_ctx *c, const char *path, mach_real *params);
+int mach_save_weights(const struct mach_ctx *c, const char *path,
+                      const mach_real *params);
+
+/* ---- loss.c -------------------------------------------------------------- */
+
+enum mach_loss {
+  MACH_LOSS_MSE,  /* mean over all elements of (z - t)^2 */
+  MACH_LOSS_XENT, /* softmax cross-entropy, integer labels, mean over samples */
+};
+
+/* Sum over the batch (b samples of `size` scalars) of the per-sample loss
+ * (for mse: summed squared errors), so batches can be added up exactly; the
+ * caller divides. If grad is not NULL it receives d(mean loss)/dz for a mean
+ * over `denom_samples` samples. hits counts correct argmax predictions (xent). */
+double mach_loss_eval(enum mach_loss kind, const mach_real *z, const mach_real *t,
+                      const long *labels, long b, long size, long denom_samples,
+                      mach_real *grad, long *hits);
+/* Divisor turning the summed loss of n samples into the reported mean. */
+double mach_loss_norm(enum mach_loss kind, long n, long size);
+
+/* ---- eval.c: labelled data sets and the `eval` command ----------------- */
+
+/* --data/--targets/--loss/--target-output, loaded and checked. */
+struct mach_dataset {
+  enum mach_loss loss;
+  int out;            /* position in model->outputs of the output trained on */
+  long n;             /* samples */
+  long size;          /* scalars per sample of that output */
+  mach_real *xs[64];  /* inputs, [n, size] each */
+  mach_real *t;       /* mse targets, [n, size] */
+  long *labels;       /* xent class labels, [n] */
+};
+
+int mach_dataset_load(const struct mach_ctx *c, const struct mach_args *a,
+                      struct mach_dataset *d);
+void mach_dataset_free(struct mach_dataset *d);
+/* Summed loss (see mach_loss_eval) of samples [lo, hi), run in batches of at
+ * most `batch` through state ([batch * state_size]); adds correct argmax
+ * predictions to *hits. */
+double mach_eval_range(const struct mach_model *m, const mach_real *params,
+                       const struct mach_dataset *d, long lo, long hi, long batch,
+                       mach_real *state, long *hits);
+
+/* ---- optim.c ------------------------------------------------------------- */
+
+enum mach_optim {
+  MACH_OPTIM_SGD,
+  MACH_OPTIM_MOMENTUM,
+  MACH_OPTIM_ADAM,
+};
+
+struct mach_optim_cfg {
+  enum mach_optim kind;
+  double lr, momentum, beta1, beta2, eps, weight_decay;
+};
+
+/* Scalars of optimizer state per parameter scalar (0, 1 or 2). */
+int mach_optim_slots(enum mach_optim kind);
+/* One update; t counts steps from 1 (Adam's bias correction). state holds
+ * mach_optim_slots * param_size zero-initialised scalars. */
+void mach_optim_step(const struct mach_optim_cfg *o, const struct mach_model *m,
+                     mach_real *params, const mach_real *grad, mach_real *state,
+                     long t);
+
+/* ---- json.c -------------------------------------------------------------- */
+
+void mach_json_str(FILE *f, const char *s);
+void mach_json_shape(FILE *f, int rank, const int *shape);
+
+/* ---- commands: info.c, init (data.c), run.c, train.c, eval.c ------------- */
+
+int mach_cmd_info(const struct mach_ctx *c, int argc, char **argv);
+int mach_cmd_init(const struct mach_ctx *c, int argc, char **argv);
+int mach_cmd_forward(const struct mach_ctx *c, int argc, char **argv);
+int mach_cmd_predict(const struct mach_ctx *c, int argc, char **argv);
+int mach_cmd_grad(const struct mach_ctx *c, int argc, char **argv);
+int mach_cmd_train(const struct mach_ctx *c, int argc, char **argv);
+int mach_cmd_eval(const struct mach_ctx *c, int argc, char **argv);
+/* Usage text of one command (cli.c), printed by `BIN CMD --help`. */
+void mach_usage_cmd(const struct mach_ctx *c, const char *cmd, FILE *f);
+
+#endif /* MACH_RT_H */

@@ -1,0 +1,126 @@
+/* fake_model.c — forward and backward written by hand; see fake_model.h.
+ *
+ * State per sample (offsets in scalars), I inputs, H hidden, O outputs:
+ *   u.y 0, u.z I, h.y 2I, h.z 2I+H, y.y 2I+2H, y.z 2I+2H+O.
+ * A batch of B samples stores block data at B * offset, sample-major. */
+#include <math.h>
+#include <string.h>
+
+#include "fake_model.h"
+
+#define I 2
+#define H 3
+
+
+static void fwd(long O, const mach_real *p, const mach_real *const *inputs, mach_real *s,
+                long B) {
+  const mach_real *W1 = p, *b1 = W1 + I * H, *W2 = b1 + H, *b2 = W2 + H * O;
+  mach_real *uy = s, *uz = s + B * I, *hy = s + B * 2 * I, *hz = s + B * (2 * I + H);
+  mach_real *yy = s + B * (2 * I + 2 * H), *yz = s + B * (2 * I + 2 * H + O);
+  memcpy(uy, inputs[0], (size_t)(B * I) * sizeof *uy);
+  memcpy(uz, uy, (size_t)(B * I) * sizeof *uz);
+  for (long b = 0; b < B; b++) {
+    for (int j = 0; j < H; j++) {
+      mach_real a = b1[j];
+      for (int i = 0; i < I; i++)
+        a += uz[b * I + i] * W1[i * H + j];
+      hy[b * H + j] = a;
+      hz[b * H + j] = tanh(a);
+    }
+    for (long o = 0; o < O; o++) {
+      mach_real a = b2[o];
+      for (int j = 0; j < H; j++)
+        a += hz[b * H + j] * W2[j * O + o];
+      yy[b * O + o] = a;
+      yz[b * O + o] = a;
+    }
+  }
+}
+
+static void bwd(long O, const mach_real *p, const mach_real *s, const mach_real *const *cot,
+                mach_real *d, mach_real *dp, long B) {
+  const mach_real *W1 = p, *W2 = p + I * H + H;
+  const mach_real *uz = s + B * I, *hz = s + B * (2 * I + H);
+  mach_real *dW1 = dp, *db1 = dW1 + I * H, *dW2 = db1 + H, *db2 = dW2 + H * O;
+  /* dual state: zbar at the y offset, ybar at the z offset */
+  mach_real *zbar_u = d, *ybar_u = d + B * I, *zbar_h = d + B * 2 * I;
+  mach_real *ybar_h = d + B * (2 * I + H), *zbar_y = d + B * (2 * I + 2 * H);
+  mach_real *ybar_y = d + B * (2 * I + 2 * H + O);
+  memset(dp, 0, (size_t)(I * H + H + H * O + O) * sizeof *dp);
+  for (long b = 0; b < B; b++) {
+    for (long o = 0; o < O; o++) {
+      zbar_y[b * O + o] = cot[0][b * O + o];
+      ybar_y[b * O + o] = zbar_y[b * O + o];
+      db2[o] += ybar_y[b * O + o];
+      for (int j = 0; j < H; j++)
+        dW2[j * O + o] += hz[b * H + j] * ybar_y[b * O + o];
+    }
+    for (int j = 0; j < H; j++) {
+      mach_real a = 0;
+      for (long o = 0; o < O; o++)
+        a += W2[j * O + o] * ybar_y[b * O + o];
+      zbar_h[b * H + j] = a;
+      ybar_h[b * H + j] = a * (1 - hz[b * H + j] * hz[b * H + j]);
+      db1[j] += ybar_h[b * H + j];
+      for (int i = 0; i < I; i++)
+        dW1[i * H + j] += uz[b * I + i] * ybar_h[b * H + j];
+    }
+    for (int i = 0; i < I; i++) {
+      mach_real a = 0;
+      for (int j = 0; j < H; j++)
+        a += W1[i * H + j] * ybar_h[b * H + j];
+      zbar_u[b * I + i] = a;
+      ybar_u[b * I + i] = a;
+    }
+  }
+}
+
+static void fwd1(const mach_real *p, const mach_real *const *in, mach_real *s, long B) {
+  fwd(1, p, in, s, B);
+}
+static void bwd1(const mach_real *p, const mach_real *s, const mach_real *const *cot,
+                 mach_real *d, mach_real *dp, long B) {
+  bwd(1, p, s, cot, d, dp, B);
+}
+static void fwd2(const mach_real *p, const mach_real *const *in, mach_real *s, long B) {
+  fwd(2, p, in, s, B);
+}
+static void bwd2(const mach_real *p, const mach_real *s, const mach_real *const *cot,
+                 mach_real *d, mach_real *dp, long B) {
+  bwd(2, p, s, cot, d, dp, B);
+}
+
+static const int inputs[] = {0};
+static const int outputs[] = {2};
+
+#define BLOCKS(O)                                                                        \
+  {                                                                                      \
+    {"u", "identity", 1, {I}, I, 0, I, 0},                                               \
+    {"h", "tanh", 1, {H}, H, 2 * I, 2 * I + H, 1},                                       \
+    {"y", "identity", 1, {O}, O, 2 * I + 2 * H, 2 * I + 2 * H + O, 2},                   \
+  }
+
+#define PARAMS(O)                                                                        \
+  {                                                                                      \
+    {"W_h_u", 2, {I, H}, I * H, 0, MACH_INIT_UNIFORM, 0.9, 1},                           \
+    {"b_h", 1, {H}, H, I * H, MACH_INIT_ZEROS, 0, 0},                                    \
+    {"W_y_h", 2, {H, O}, H * O, I * H + H, MACH_INIT_NORMAL, 0.5, 1},                    \
+    {"b_y", 1, {O}, O, I * H + H + H * O, MACH_INIT_ZEROS, 0, 0},                        \
+  }
+
+static const struct mach_block reg_blocks[] = BLOCKS(1);
+static const struct mach_param reg_params[] = PARAMS(1);
+static const struct mach_block cls_blocks[] = BLOCKS(2);
+static const struct mach_param cls_params[] = PARAMS(2);
+
+const struct mach_model fake_reg = {
+  "fake_reg", MACH_DTYPE, "tests/fake_model.c", 3, reg_blocks, 1, inputs, 1, outputs,
+  4, reg_params, I * H + H + H * 1 + 1, 2 * I + 2 * H + 2 * 1, 3, 0, 0,
+  2.0 * (I * H + H * 1) + H, fwd1, bwd1,
+};
+
+const struct mach_model fake_cls = {
+  "fake_cls", MACH_DTYPE, "tests/fake_model.c", 3, cls_blocks, 1, inputs, 1, outputs,
+  4, cls_params, I * H + H + H * 2 + 2, 2 * I + 2 * H + 2 * 2, 3, 0, 0,
+  2.0 * (I * H + H * 2) + H, fwd2, bwd2,
+};

@@ -1,0 +1,16 @@
+/* fake_model.h — hand-written models with the exact layout machc generates,
+ * so the runtime can be tested without the compiler.
+ *
+ * fake_reg: u[2] -> h[3] (tanh) -> y[1] (identity), dense with biases.
+ * fake_cls: the same with y[2], for softmax cross-entropy.
+ * Parameters: W_h_u [2, H], b_h [H], W_y_h [H, O], b_y [O] (dense is [in, out]).
+ */
+#ifndef FAKE_MODEL_H
+#define FAKE_MODEL_H
+
+#include "machrt.h"
+
+extern const struct mach_model fake_reg;
+extern const struct mach_model fake_cls;
+
+#endif
