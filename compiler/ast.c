@@ -147,9 +147,9 @@ Ast *ast_mark_output(Arena *a, AstList names, Loc loc) {
   return n;
 }
 
-Ast *ast_param(Arena *a, const char *name, Ast *shape, Ast *rhs, Loc loc) {
+Ast *ast_param(Arena *a, Ast *name, Ast *shape, Ast *rhs, Loc loc) {
   Ast *n = ast_new(a, AST_PARAM, loc);
-  n->str = name;
+  n->lhs = name;
   n->shape = shape;
   n->rhs = rhs;
   return n;

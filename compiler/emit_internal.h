@@ -34,6 +34,13 @@ typedef struct Emit {
 } Emit;
 
 void emit_kernels(StrBuf *c, bool f32);
+const char *emit_pname(Emit *e, int param); /* a parameter's C name, marked used */
+/* y_dst += the arrow applied to z_src (conv, pooling), writing only times
+ * [t0, t1) on axis 0 when t0 is not NULL. */
+void emit_grid_arrow(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
+                     const char *t1);
+/* dW += correlation of z_src with ybar_dst, for a primal conv arrow. */
+void emit_conv_grad(Emit *e, const IrArrow *ar, const char *dw, const char *z, const char *ybar);
 void emit_layout(Arena *a, const IrMachine *m, Layout *lay);
 void emit_descriptor(const IrMachine *m, const Layout *lay, const EmitOptions *o, const char *prefix,
                      StrBuf *c);

@@ -1032,8 +1032,9 @@ static void exec_block(Ev *ev, Scope *sc, const Ast *n) {
 }
 
 static void exec_param(Ev *ev, Scope *sc, const Ast *n) {
+  const char *name = single_name(ev, n->lhs, sc);
   Value *shape = eval(ev, sc, n->shape);
-  if (!shape)
+  if (!shape || !name)
     return;
   if (shape->kind == V_INT) { /* param b : 4 */
     Value *l = vnew(ev, V_LIST, shape->loc);
@@ -1047,8 +1048,8 @@ static void exec_param(Ev *ev, Scope *sc, const Ast *n) {
     return;
   }
   DParam *p = arena_alloc(ev->a, sizeof *p);
-  p->name = n->str;
-  p->loc = n->loc;
+  p->name = name;
+  p->loc = n->lhs->loc;
   p->rank = shape->items.len;
   for (int i = 0; i < p->rank; i++)
     if (!want_dim(ev, shape->items.items[i], "a parameter axis", &p->shape[i]))

@@ -117,7 +117,8 @@ typedef enum AstKind {
                  shape = channels expr (maybe with @ grid), rhs = definition
                  (NULL for 'input NAME : shape'), flags = BLOCK_* */
   AST_MARK_OUTPUT, /* 'output' args: names of existing blocks */
-  AST_PARAM,  /* 'param' str ':' shape ['=' rhs]: explicit parameter tensor */
+  AST_PARAM,  /* 'param' lhs ':' shape ['=' rhs]: explicit parameter tensor;
+                 lhs is a name expression (W, or m.W as printed for instances) */
   AST_LET,    /* 'let' str '=' rhs */
   AST_FOR,    /* 'for' str 'in' rhs '{' body '}' */
   AST_IF,     /* 'if' cond '{' body '}' ['else' '{' els '}'] */
@@ -228,7 +229,7 @@ Ast *ast_list(Arena *a, AstList items, Loc loc);
 Ast *ast_kwarg(Arena *a, const char *name, Ast *value, Loc loc);
 Ast *ast_block(Arena *a, int flags, Ast *name, Ast *shape, Ast *rhs, Loc loc);
 Ast *ast_mark_output(Arena *a, AstList names, Loc loc);
-Ast *ast_param(Arena *a, const char *name, Ast *shape, Ast *rhs, Loc loc);
+Ast *ast_param(Arena *a, Ast *name, Ast *shape, Ast *rhs, Loc loc);
 Ast *ast_named(Arena *a, AstKind kind, const char *name, Ast *rhs, Loc loc); /* LET, SET, USE */
 Ast *ast_for(Arena *a, const char *var, Ast *range, AstList body, Loc loc);
 Ast *ast_if(Arena *a, Ast *cond, AstList body, AstList els, Loc loc);

@@ -222,6 +222,7 @@ static const char *describe_token(ParseCtx *ctx) {
 
 static void unclosed(ParseCtx *ctx, Loc loc) {
   int open = ctx->brk_kind[ctx->nbrk - 1];
+  ctx->unclosed_reported = true;
   diag_error(ctx->d, loc, "unclosed '%c'", open);
   diag_note(ctx->d, ctx->brk_loc[ctx->nbrk - 1], "'%c' opened here", open);
 }
@@ -355,6 +356,14 @@ void parse_syntax_error(ParseCtx *ctx, Loc loc, const int *expected, int n) {
 
 /* ------------------------------------------------------------- entry */
 
+/* Bison stays silent when end of file arrives while it is still skipping
+ * tokens after an error; an open bracket is then worth a message of its own. */
+static void report_unclosed_at_end(ParseCtx *ctx) {
+  if (ctx->tok_kind == T_END && ctx->nbrk > 0 && !ctx->stopped &&
+      !ctx->unclosed_reported && !ctx->lx.eof_in_comment)
+    unclosed(ctx, ctx->tok_loc);
+}
+
 AstFile *parse_file(Arena *a, Diag *d, int file) {
   AstFile *out = arena_alloc(a, sizeof *out);
   out->file = file;
@@ -368,6 +377,7 @@ AstFile *parse_file(Arena *a, Diag *d, int file) {
   int before = d->nerrors;
   if (parse_yyparse(ctx) != 0 && d->nerrors == before)
     diag_error(d, ctx->tok_loc, "syntax error"); /* never silently fail */
+  report_unclosed_at_end(ctx);
   return out;
 }
 

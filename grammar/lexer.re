@@ -54,7 +54,8 @@ static void lex_int(Lexer *lx, Token *t) {
   t->ival = v;
 }
 
-/* The token is copied because strtod needs a terminator after it. Values
+/* The token is copied because strtod needs a terminator after it (machc
+ * never calls setlocale, so strtod reads "." as the decimal point). Values
  * that underflow to 0 or a denormal are accepted; only infinity is not. */
 static void lex_float(Lexer *lx, Token *t) {
   char *text = arena_strndup(lx->a, lx->tok, (size_t)(lx->cur - lx->tok));

@@ -50,6 +50,7 @@ typedef struct ParseCtx {
   Loc closer_opener_loc;
   int last_kw, ctx_kw;      /* statement keyword seen last / before tok */
   bool depth_reported;      /* "nested too deeply" is said once per file */
+  bool unclosed_reported;   /* "unclosed '{'" likewise */
   bool stopped;             /* gave up: feed end of file, report nothing */
 } ParseCtx;
 
@@ -164,8 +165,8 @@ stmt: INPUT postfix ':' expr                 { $$ = ast_block(A, BLOCK_INPUT, $2
     | BLOCK postfix ':' expr '=' expr        { $$ = ast_block(A, 0, $2, $4, $6, @$); }
     | OUTPUT postfix ':' expr '=' expr       { $$ = ast_block(A, BLOCK_OUTPUT, $2, $4, $6, @$); }
     | OUTPUT names                           { $$ = ast_mark_output(A, $2, @$); }
-    | PARAM IDENT ':' expr                   { $$ = ast_param(A, $2, $4, NULL, @$); }
-    | PARAM IDENT ':' expr '=' expr          { $$ = ast_param(A, $2, $4, $6, @$); }
+    | PARAM postfix ':' expr                 { $$ = ast_param(A, $2, $4, NULL, @$); }
+    | PARAM postfix ':' expr '=' expr        { $$ = ast_param(A, $2, $4, $6, @$); }
     | LET IDENT '=' expr                     { $$ = ast_named(A, AST_LET, $2, $4, @$); }
     | SET IDENT '=' expr                     { $$ = ast_named(A, AST_SET, $2, $4, @$); }
     | FOR IDENT IN expr body                 { $$ = ast_for(A, $2, $4, $5, @$); }

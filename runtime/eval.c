@@ -69,8 +69,8 @@ int mach_dataset_load(const struct mach_ctx *c, const struct mach_args *a,
     return rc;
   if (!mach_arg(a, "data"))
     return mach_arg_missing(c, a, "data");
-  if (mach_load_inputs(c, a, "data", NULL, d->xs, &d->n))
-    return 1;
+  if ((rc = mach_load_inputs(c, a, "data", NULL, d->xs, &d->n)))
+    return rc;
   if (d->loss == MACH_LOSS_MSE ? mach_load_samples(c, tpath, b, "output", &d->t, &nt)
                                : mach_load_labels(c, tpath, b->size, &d->labels, &nt))
     return 1;

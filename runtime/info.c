@@ -5,8 +5,14 @@
 
 #include "rt.h"
 
-static void shape_text(FILE *f, int rank, const int *shape) {
-  mach_json_shape(f, rank, shape); /* "[2, 3]" reads fine as text too */
+/* "[2, 3]" padded to a column. */
+static void shape_text(FILE *f, int rank, const int *shape, int width) {
+  long s[MACH_MAX_RANK];
+  char buf[160];
+  for (int k = 0; k < rank && k < MACH_MAX_RANK; k++)
+    s[k] = shape[k];
+  mach_shape_str(buf, sizeof buf, rank < MACH_MAX_RANK ? rank : MACH_MAX_RANK, s);
+  fprintf(f, "%-*s", width, buf);
 }
 
 static void blocks_text(FILE *f, const struct mach_model *m, const char *title,
@@ -15,7 +21,7 @@ static void blocks_text(FILE *f, const struct mach_model *m, const char *title,
   for (int k = 0; k < n; k++) {
     const struct mach_block *b = &m->blocks[idx[k]];
     fprintf(f, "  %-16s ", b->name);
-    shape_text(f, b->rank, b->shape);
+    shape_text(f, b->rank, b->shape, 0);
     fputc('\n', f);
   }
 }
@@ -36,8 +42,8 @@ static void info_text(FILE *f, const struct mach_model *m) {
   fprintf(f, "parameters:\n");
   for (int p = 0; p < m->n_params; p++) {
     fprintf(f, "  %-16s ", m->params[p].name);
-    shape_text(f, m->params[p].rank, m->params[p].shape);
-    fprintf(f, "  %ld\n", m->params[p].size);
+    shape_text(f, m->params[p].rank, m->params[p].shape, 14);
+    fprintf(f, " %ld\n", m->params[p].size);
     total += m->params[p].size;
   }
   fprintf(f, "total parameters: %ld\n", total);

@@ -219,9 +219,10 @@ static int run_setup(const struct mach_ctx *c, const struct mach_args *a, const 
       (rc = mach_arg_long(c, a, "batch", 256, 1, &r->batch)))
     return rc;
   r->params = mach_alloc(c, (size_t)m->param_size * (size_t)nparam + 1, sizeof *r->params);
-  if (!r->params || mach_load_weights(c, w, r->params) ||
-      mach_load_inputs(c, a, "input", in_def, r->xs, &r->n))
+  if (!r->params || mach_load_weights(c, w, r->params))
     return 1;
+  if ((rc = mach_load_inputs(c, a, "input", in_def, r->xs, &r->n)))
+    return rc;
   if (r->batch > r->n) /* no need for a state bigger than the data */
     r->batch = r->n > 0 ? r->n : 1;
   return 0;

@@ -42,7 +42,7 @@ struct trainer {
   mach_real *state, *dstate, *xb[64], *tb, *cot[64]; /* one allocation */
   struct logrow *log;
   long n_log, cap_log;
-  double t0;
+  double t0, drawn; /* start time; when the progress bar was last drawn */
 };
 
 static const struct mach_optspec train_opts[] = {
@@ -237,10 +237,14 @@ static void format_row(char *buf, size_t cap, const struct logrow *r, const char
     snprintf(buf + n, cap - n, "%sacc %.4g", sep, r->acc);
 }
 
-static void draw_bar(const struct trainer *t, long epoch, const struct logrow *r) {
+static void draw_bar(struct trainer *t, long epoch, const struct logrow *r) {
   char stats[160], eta[32] = "";
   int width = 24, fill = (int)(width * epoch / t->cfg.epochs);
-  double el = mach_now() - t->t0;
+  double now = mach_now(), el = now - t->t0;
+  /* A terminal cannot show more than ~10 frames a second; more is just cost. */
+  if (epoch < t->cfg.epochs && epoch > 1 && now - t->drawn < 0.1)
+    return;
+  t->drawn = now;
   format_row(stats, sizeof stats, r, "  ");
   if (epoch < t->cfg.epochs)
     snprintf(eta, sizeof eta, "  ETA %.0fs", el / (double)epoch * (double)(t->cfg.epochs - epoch));

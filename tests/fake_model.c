@@ -124,3 +124,50 @@ const struct mach_model fake_cls = {
   4, cls_params, I * H + H + H * 2 + 2, 2 * I + 2 * H + 2 * 2, 3, 0, 0,
   2.0 * (I * H + H * 2) + H, fwd2, bwd2,
 };
+
+/* fake_two. State per sample: a.y 0, a.z 1, b.y 2, b.z 4, p.y 6, p.z 7,
+ * q.y 8, q.z 10; 12 scalars. Parameters: k at 0, c at 1..2. */
+static void two_fwd(const mach_real *w, const mach_real *const *in, mach_real *s, long B) {
+  for (long n = 0; n < B; n++) {
+    s[0 * B + n] = s[1 * B + n] = in[0][n];
+    for (int i = 0; i < 2; i++) {
+      s[2 * B + 2 * n + i] = s[4 * B + 2 * n + i] = in[1][2 * n + i];
+      s[8 * B + 2 * n + i] = s[10 * B + 2 * n + i] = in[1][2 * n + i] + w[1 + i];
+    }
+    s[6 * B + n] = s[7 * B + n] = w[0] * in[0][n];
+  }
+}
+
+static void two_bwd(const mach_real *w, const mach_real *s, const mach_real *const *cot,
+                    mach_real *d, mach_real *dw, long B) {
+  dw[0] = dw[1] = dw[2] = 0;
+  for (long n = 0; n < B; n++) {
+    d[6 * B + n] = d[7 * B + n] = cot[0][n];
+    dw[0] += s[1 * B + n] * cot[0][n];
+    d[0 * B + n] = d[1 * B + n] = w[0] * cot[0][n];
+    for (int i = 0; i < 2; i++) {
+      mach_real g = cot[1][2 * n + i];
+      d[8 * B + 2 * n + i] = d[10 * B + 2 * n + i] = g;
+      d[2 * B + 2 * n + i] = d[4 * B + 2 * n + i] = g;
+      dw[1 + i] += g;
+    }
+  }
+}
+
+static const struct mach_block two_blocks[] = {
+  {"a", "identity", 1, {1}, 1, 0, 1, 0},
+  {"b", "identity", 1, {2}, 2, 2, 4, 0},
+  {"p", "identity", 1, {1}, 1, 6, 7, 1},
+  {"q", "identity", 1, {2}, 2, 8, 10, 1},
+};
+static const struct mach_param two_params[] = {
+  {"k", 1, {1}, 1, 0, MACH_INIT_ONES, 0, 1},
+  {"c", 1, {2}, 2, 1, MACH_INIT_ZEROS, 0, 0},
+};
+static const int two_inputs[] = {0, 1};
+static const int two_outputs[] = {2, 3};
+
+const struct mach_model fake_two = {
+  "fake_two", MACH_DTYPE, "tests/fake_model.c", 4, two_blocks, 2, two_inputs, 2, two_outputs,
+  2, two_params, 3, 12, 2, 0, 0, 3.0, two_fwd, two_bwd,
+};

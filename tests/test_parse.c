@@ -86,7 +86,9 @@ static void sx_stmt(StrBuf *sb, const Ast *n) {
     sb_puts(sb, ")");
     break;
   case AST_PARAM:
-    sb_printf(sb, "(param %s ", n->str);
+    sb_puts(sb, "(param ");
+    sx(sb, n->lhs);
+    sb_puts(sb, " ");
     sx(sb, n->shape);
     if (n->rhs) {
       sb_puts(sb, " ");
@@ -506,8 +508,8 @@ Test(parser, crlf_and_no_trailing_newline) {
 Test(parser, error_missing_colon) {
   EXPECT_ERROR("machine m {\n  block x = 3\n}",
                "t.mach:2:11: error: expected ':' after block name, found '='");
-  EXPECT_ERROR("machine m { param W [3] }",
-               "t.mach:1:21: error: expected ':' after parameter name, found '['");
+  EXPECT_ERROR("machine m { param W = [3] }",
+               "t.mach:1:21: error: expected ':' after parameter name, found '='");
 }
 
 Test(parser, error_missing_equals) {
@@ -529,6 +531,16 @@ Test(parser, error_unclosed_brace) {
                    "t.mach:1:11: note: '{' opened here\n"
                    "  machine m {\n"
                    "            ^\n");
+  done(&r);
+}
+
+Test(parser, error_unclosed_brace_after_other_error) {
+  Run r = run("machine m {\n  block x = 3\n");
+  cr_expect_eq(r.d.nerrors, 2, "%s", r.errs);
+  cr_expect_str_eq(first_error(&r),
+                   "t.mach:2:11: error: expected ':' after block name, found '='");
+  cr_expect(strstr(r.errs, "t.mach:2:14: error: unclosed '{'"), "%s", r.errs);
+  cr_expect(strstr(r.errs, "t.mach:1:11: note: '{' opened here"), "%s", r.errs);
   done(&r);
 }
 

@@ -704,7 +704,7 @@ static void check_fd(double an, double fd, const char *what, int i) {
 
 Test(cli, grad_matches_finite_differences) {
   enum { N = 5 };
-  double x[2 * N], g[N], w[13], d[2 * N];
+  double x[2 * N], g[N], w[13], d[3 * N];
   long xs[2] = {N, 2}, gs[2] = {N, 1};
   unsigned long seed = 1;
   const double h = 1e-5;
@@ -922,4 +922,107 @@ Test(train, nan_keeps_last_good_weights) {
     for (long i = 0; i < n; i++)
       cr_assert(isfinite(w[i]));
   }
+}
+
+/* ---- several inputs and outputs (fake_two) ------------------------------------ */
+
+static void two_setup(void) {
+  const double w[3] = {2, 10, 20}, a[3] = {1, 2, 3}, b[6] = {1, 2, 3, 4, 5, 6};
+  long as[1] = {3}, bs[2] = {3, 2};
+  save_weights(&fake_two, P("w.npz"), w);
+  save_npy(P("a.npy"), 1, as, a); /* [N] for a block of one scalar */
+  save_npy(P("b.npy"), 2, bs, b);
+}
+
+Test(cli, named_inputs_and_outputs) {
+  double v[8];
+  char a_arg[700], b_arg[700], p_arg[700], q_arg[700];
+  two_setup();
+  snprintf(a_arg, sizeof a_arg, "a=%s", P("a.npy"));
+  snprintf(b_arg, sizeof b_arg, "b=%s", P("b.npy"));
+  snprintf(p_arg, sizeof p_arg, "p=%s", P("p.npy"));
+  snprintf(q_arg, sizeof q_arg, "q=%s", P("q.csv"));
+  cr_assert_eq(RUN(&fake_two, "forward", "--weights", P("w.npz"), "--input", b_arg, "--input",
+                   a_arg, "--output", P("y.npz")), 0, "%s", err_text);
+  cr_assert_eq(npz_entry(P("y.npz"), "p", v, 8, NULL), 3);
+  cr_assert(v[0] == 2 && v[1] == 4 && v[2] == 6);
+  cr_assert_eq(npz_entry(P("y.npz"), "q", v, 8, NULL), 6);
+  cr_assert(v[0] == 11 && v[1] == 22 && v[5] == 26);
+  cr_assert_eq(RUN(&fake_two, "forward", "--weights", P("w.npz"), "--input", b_arg, "--input",
+                   a_arg, "--output", p_arg, "--output", q_arg), 0, "%s", err_text);
+  {
+    size_t len;
+    unsigned char *q = read_bytes(P("q.csv"), &len);
+    cr_assert_eq(len, 18);
+    cr_assert(memcmp(q, "11,22\n13,24\n15,26\n", 18) == 0);
+    free(q);
+  }
+  cr_assert_eq(RUN(&fake_two, "forward", "--weights", P("w.npz"), "--input", b_arg, "--input",
+                   a_arg, "--output", "-"), 0);
+  cr_assert_str_eq(out_text, "2,11,22\n4,13,24\n6,15,26\n");
+  cr_assert_eq(RUN(&fake_two, "forward", "--weights", P("w.npz"), "--input", P("a.npy"),
+                   "--output", P("y.npz")), 2);
+  assert_err("fake: forward: the model has 2 inputs; use --input NAME=PATH for each (try 'fake forward --help')\n");
+  cr_assert_eq(RUN(&fake_two, "forward", "--weights", P("w.npz"), "--input", a_arg, "--output",
+                   P("y.npz")), 2);
+  assert_err("fake: forward: missing --input b=PATH (try 'fake forward --help')\n");
+  cr_assert_eq(RUN(&fake_two, "forward", "--weights", P("w.npz"), "--input", a_arg, "--input",
+                   b_arg, "--output", P("y.npy")), 2);
+  assert_err("fake: forward: the model has 2 outputs; use --output Y.npz or --output NAME=Y.npy (try 'fake forward --help')\n");
+  {
+    double a4[4] = {0};
+    long s4[1] = {4};
+    char want[1024];
+    save_npy(P("a4.npy"), 1, s4, a4);
+    snprintf(a_arg, sizeof a_arg, "a=%s", P("a4.npy"));
+    cr_assert_eq(RUN(&fake_two, "forward", "--weights", P("w.npz"), "--input", a_arg, "--input",
+                     b_arg, "--output", P("y.npz")), 1);
+    snprintf(want, sizeof want, "fake: %s: has 3 samples, but %s has 4\n", P("b.npy"), P("a4.npy"));
+    assert_err(want);
+  }
+}
+
+Test(cli, grad_missing_cotangent_is_zero) {
+  const double g[6] = {1, -1, 0.5, 2, 3, 4};
+  long gs[2] = {3, 2};
+  double v[8];
+  char a_arg[700], b_arg[700], g_arg[700];
+  two_setup();
+  save_npy(P("g.npy"), 2, gs, g);
+  snprintf(a_arg, sizeof a_arg, "a=%s", P("a.npy"));
+  snprintf(b_arg, sizeof b_arg, "b=%s", P("b.npy"));
+  snprintf(g_arg, sizeof g_arg, "q=%s", P("g.npy"));
+  cr_assert_eq(RUN(&fake_two, "grad", "--weights", P("w.npz"), "--input", a_arg, "--input", b_arg,
+                   "--cotangent", g_arg, "--output", P("d.npz")), 0, "%s", err_text);
+  cr_assert_eq(npz_entry(P("d.npz"), "k", v, 8, NULL), 1);
+  cr_assert_eq(v[0], 0);
+  cr_assert_eq(npz_entry(P("d.npz"), "c", v, 8, NULL), 2);
+  cr_assert(v[0] == 1 + 0.5 + 3 && v[1] == -1 + 2 + 4);
+  cr_assert_eq(npz_entry(P("d.npz"), "a", v, 8, NULL), 3);
+  cr_assert(v[0] == 0 && v[1] == 0 && v[2] == 0);
+  cr_assert_eq(npz_entry(P("d.npz"), "b", v, 8, NULL), 6);
+  for (int i = 0; i < 6; i++)
+    cr_assert_eq(v[i], g[i]);
+}
+
+Test(train, target_output_with_several_outputs) {
+  const double t[6] = {1, 2, 3, 4, 5, 6}; /* q = b + c: c should become 0 */
+  long ts[2] = {3, 2};
+  char a_arg[700], b_arg[700];
+  double v[8];
+  two_setup();
+  save_npy(P("t.npy"), 2, ts, t);
+  snprintf(a_arg, sizeof a_arg, "a=%s", P("a.npy"));
+  snprintf(b_arg, sizeof b_arg, "b=%s", P("b.npy"));
+  cr_assert_eq(RUN(&fake_two, "train", "--data", a_arg, "--data", b_arg, "--targets", P("t.npy"),
+                   "--loss", "mse", "--epochs", "5", "--out", P("o.npz")), 2);
+  assert_err("fake: train: the model has 2 outputs; choose one with --target-output NAME (try 'fake train --help')\n");
+  cr_assert_eq(RUN(&fake_two, "train", "--data", a_arg, "--data", b_arg, "--targets", P("t.npy"),
+                   "--loss", "mse", "--epochs", "200", "--optimizer", "sgd", "--lr", "0.5",
+                   "--target-output", "q", "--init", P("w.npz"), "--out", P("o.npz"), "--quiet"),
+               0, "%s", err_text);
+  cr_assert_eq(npz_entry(P("o.npz"), "c", v, 8, NULL), 2);
+  cr_assert(fabs(v[0]) < 1e-9 && fabs(v[1]) < 1e-9, "c = %g %g", v[0], v[1]);
+  cr_assert_eq(npz_entry(P("o.npz"), "k", v, 8, NULL), 1);
+  cr_assert_eq(v[0], 2); /* p was not trained */
 }
