@@ -56,10 +56,8 @@ static void open_taps(Emit *e, const IrArrow *ar, const Geom *g, const char *t0,
                       int *depth) {
   StrBuf *c = e->c;
   for (int a = 0; a < g->g; a++)
-    sb_printf(c, "%*sfor (long k%d = 0; k%d < %d; k%d++)\n", 4 * (*depth)++, "", a, a,
+    sb_printf(c, "%*sfor (long k%d = 0; k%d < %d; k%d++) {\n", 4 * (*depth)++, "", a, a,
               ar->ax[a].kernel, a);
-  sb_printf(c, "%*s{\n", 4 * *depth, "");
-  (*depth)++;
   for (int a = 0; a < g->g; a++) {
     bool time = a == 0 && t0;
     const char *lo = time && ar->adjoint ? t0 : "0";
@@ -96,26 +94,21 @@ static const char *out_index(Emit *e, const Geom *g) {
  * arrow: a transposed weight is read flipped, with its channels swapped. */
 static const char *weight_index(Emit *e, const IrArrow *ar, const char *ci, const char *co) {
   const IrParam *p = IR_PARAM(e->m, ar->w.param);
-  StrBuf sb = {0};
-  sb_puts(&sb, "(");
+  const char *k = "0";
   for (int a = 0; a < ar->ngrid; a++) {
-    if (a)
-      sb_printf(&sb, ") * %d + (", p->shape[a]);
-    if (ar->w.transposed)
-      sb_printf(&sb, "%d - k%d", ar->w.k_off[a] + ar->ax[a].kernel - 1, a);
-    else
-      sb_printf(&sb, "%d + k%d", ar->w.k_off[a], a);
+    const char *tap = ar->w.transposed
+                          ? arena_printf(e->a, "%d - k%d", ar->w.k_off[a] + ar->ax[a].kernel - 1, a)
+                          : arena_printf(e->a, "%d + k%d", ar->w.k_off[a], a);
+    k = a == 0 ? arena_printf(e->a, "(%s)", tap)
+               : arena_printf(e->a, "(%s * %d + %s)", k, p->shape[a], tap);
   }
   int rank = p->rank;
-  const char *wi = ar->w.transposed ? co : ci, *wo = ar->w.transposed ? ci : co;
-  sb_printf(&sb, ")) * %d + %d + %s) * %d + %d + %s", p->shape[rank - 2], ar->w.in_off, wi,
-            p->shape[rank - 1], ar->w.out_off, wo);
-  /* the leading "(" count: one per axis plus one */
-  char *s = arena_alloc(e->a, sb.len + 8);
-  strcpy(s, "((");
-  strcat(s, sb.data + 1);
-  sb_free(&sb);
-  return s;
+  /* a transposed weight, or an adjoint arrow, maps destination channels to
+   * source channels: W's input axis is then indexed by co */
+  bool swap = ar->w.transposed != ar->adjoint;
+  const char *wi = swap ? co : ci, *wo = swap ? ci : co;
+  return arena_printf(e->a, "(%s * %d + %d + %s) * %d + %d + %s", k, p->shape[rank - 2],
+                      ar->w.in_off, wi, p->shape[rank - 1], ar->w.out_off, wo);
 }
 
 static void open_positions(StrBuf *c, int g, int *depth) {
