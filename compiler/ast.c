@@ -121,6 +121,15 @@ Ast *ast_postfix(Arena *a, AstKind kind, Ast *e, AstList args, Loc loc) {
   return n;
 }
 
+Ast *ast_comp(Arena *a, Ast *elem, const char *var, Ast *iter, Loc loc) {
+  Ast *n = ast_new(a, AST_COMP, loc);
+  n->lhs = elem;
+  n->str = var;
+  n->rhs = iter;
+  n->depth = 1 + max_int(depth_of(elem), depth_of(iter));
+  return n;
+}
+
 Ast *ast_list(Arena *a, AstList items, Loc loc) {
   return ast_postfix(a, AST_LIST, NULL, items, loc);
 }

@@ -695,6 +695,7 @@ IrMachine *draft_build(Arena *a, Diag *diag, Draft *d, const char *source) {
   b.m->name = d->name;
   b.m->source = source;
   b.m->timeblock = d->timeblock;
+  b.m->timeblock_loc = d->timeblock_loc;
   if (!build_blocks(&b) || !build_user_params(&b))
     return NULL;
   bool ok = true;

@@ -149,43 +149,83 @@ static void emit_dense(Emit *e, const IrArrow *ar) {
               zbuf(e, ar->src), s->size, w, ld, ybuf(e, ar->dst), d->size);
 }
 
-static void emit_arrow(Emit *e, const IrArrow *ar) {
+/* Opens a loop over the elements k of block b: all of them, or in a chunk
+ * of a recurrent machine the times [t0, t1) of each (sample, channel) row r. */
+static void open_range(Emit *e, const IrBlock *b, bool chunked) {
+  if (!chunked) {
+    sb_printf(e->c, "    for (long k = 0; k < batch * %ld; k++)\n        ", b->size);
+    return;
+  }
+  long row = b->size / b->shape.channels, inner = row / b->shape.grid[0];
+  sb_printf(e->c, "    for (long r = 0; r < batch * %d; r++)\n"
+                  "        for (long k = r * %ld + t0 * %ld; k < r * %ld + t1 * %ld; k++)\n            ",
+            b->shape.channels, row, inner, row, inner);
+}
+
+static void emit_arrow(Emit *e, const IrArrow *ar, bool chunked) {
   switch (ar->kind) {
   case ARROW_DENSE:
     emit_dense(e, ar);
     break;
   case ARROW_IDENTITY:
-    sb_printf(e->c, "    add_to(%s, %s, batch * %ld);\n", ybuf(e, ar->dst), zbuf(e, ar->src),
-              IR_BLOCK(e->m, ar->dst)->size);
+    if (!chunked) {
+      sb_printf(e->c, "    add_to(%s, %s, batch * %ld);\n", ybuf(e, ar->dst), zbuf(e, ar->src),
+                IR_BLOCK(e->m, ar->dst)->size);
+      break;
+    }
+    open_range(e, IR_BLOCK(e->m, ar->dst), true);
+    sb_printf(e->c, "%s[k] += %s[k];\n", ybuf(e, ar->dst), zbuf(e, ar->src));
     break;
   default:
-    emit_grid_arrow(e, ar, ybuf(e, ar->dst), zbuf(e, ar->src), NULL, NULL);
+    emit_grid_arrow(e, ar, ybuf(e, ar->dst), zbuf(e, ar->src), chunked ? "t0" : NULL,
+                    chunked ? "t1" : NULL);
     break;
   }
 }
 
 static long grid_of(const IrBlock *b) { return b->size / b->shape.channels; }
 
-/* Solves one block: y = [input] [+ bias] + arrows, then z = sigma(y). */
-static void emit_block(Emit *e, int bi) {
+/* y = [input] [+ bias], or 0, before the arrows add to it. */
+static void emit_init(Emit *e, int bi, bool chunked) {
   const IrBlock *b = IR_BLOCK(e->m, bi);
   StrBuf *c = e->c;
   const char *y = ybuf(e, bi);
+  if (!chunked) {
+    if (b->has_input)
+      sb_printf(c, "    memcpy(%s, %s[%d], sizeof(real) * batch * %ld);\n", y, e->nm.inputs,
+                input_slot(e->m, bi), b->size);
+    if (b->bias >= 0)
+      sb_printf(c, "    bias_set(%s, %s, batch, %d, %ld, %d);\n", y, pname(e, b->bias),
+                b->shape.channels, grid_of(b), b->has_input);
+    if (!b->has_input && b->bias < 0)
+      sb_printf(c, "    memset(%s, 0, sizeof(real) * batch * %ld);\n", y, b->size);
+    return;
+  }
+  open_range(e, b, true);
+  sb_printf(c, "%s[k] = ", y);
   if (b->has_input)
-    sb_printf(c, "    memcpy(%s, %s[%d], sizeof(real) * batch * %ld);\n", y, e->nm.inputs,
-              input_slot(e->m, bi), b->size);
+    sb_printf(c, "%s[%d][k]%s", e->nm.inputs, input_slot(e->m, bi), b->bias >= 0 ? " + " : "");
   if (b->bias >= 0)
-    sb_printf(c, "    bias_set(%s, %s, batch, %d, %ld, %d);\n", y, pname(e, b->bias),
-              b->shape.channels, grid_of(b), b->has_input);
+    sb_printf(c, "%s[r %% %d]", pname(e, b->bias), b->shape.channels);
   if (!b->has_input && b->bias < 0)
-    sb_printf(c, "    memset(%s, 0, sizeof(real) * batch * %ld);\n", y, b->size);
+    sb_puts(c, "0");
+  sb_puts(c, ";\n");
+}
+
+/* Solves one block: y = [input] [+ bias] + arrows, then z = sigma(y). */
+static void emit_block(Emit *e, int bi, bool chunked) {
+  const IrBlock *b = IR_BLOCK(e->m, bi);
+  StrBuf *c = e->c;
+  const char *y = ybuf(e, bi);
+  emit_init(e, bi, chunked);
   for (int i = 0; i < e->m->arrows.len; i++)
     if (IR_ARROW(e->m, i)->dst == bi)
-      emit_arrow(e, IR_ARROW(e->m, i));
+      emit_arrow(e, IR_ARROW(e->m, i), chunked);
   if (b->act.kind == ACT_IDENTITY)
     return;
   const char *z = zbuf(e, bi);
-  sb_printf(c, "    for (long k = 0; k < batch * %ld; k++)\n        %s[k] = ", b->size, z);
+  open_range(e, b, chunked);
+  sb_printf(c, "%s[k] = ", z);
   const Act *a = &b->act;
   switch (a->kind) {
   case ACT_LEAKY_RELU:
@@ -221,8 +261,7 @@ static void emit_block(Emit *e, int bi) {
   }
 }
 
-/* The machine solved level by level: the one sweep of the depth filtration. */
-static void emit_solve(Emit *e) {
+static void emit_levels(Emit *e, bool chunked) {
   int n = e->m->blocks.len;
   int *blocks = arena_alloc(e->a, sizeof(int) * (size_t)(n + 1));
   for (int lv = 0; lv < e->m->nlevels; lv++) {
@@ -232,8 +271,42 @@ static void emit_solve(Emit *e) {
         blocks[nb++] = i;
     level_comment(e, lv, blocks, nb);
     for (int k = 0; k < nb; k++)
-      emit_block(e, blocks[k]);
+      emit_block(e, blocks[k], chunked);
   }
+}
+
+/* The machine solved level by level: the one sweep of the depth filtration.
+ * A recurrent machine repeats the levels for each chunk of time, first to
+ * last (its dual, last to first). */
+static void emit_solve(Emit *e) {
+  const IrMachine *m = e->m;
+  if (!m->time_length) {
+    emit_levels(e, false);
+    return;
+  }
+  StrBuf body = {0}, *out = e->c;
+  e->c = &body;
+  emit_levels(e, true);
+  e->c = out;
+  long T = m->time_length, tb = m->timeblock, nchunks = (T + tb - 1) / tb;
+  sb_printf(out, "\n    /* The filtration runs over (chunk, level): %ld steps of time in %ld chunk%s of %ld,\n"
+                 "     * %s; inside a chunk, the levels below. */\n",
+            T, nchunks, nchunks == 1 ? "" : "s", tb,
+            m->reverse_time ? "solved last to first (the dual reads later times)"
+                            : "solved first to last (arrows read earlier times)");
+  if (m->reverse_time)
+    sb_printf(out, "    for (long t0 = %ld; t0 >= 0; t0 -= %ld) {\n", (nchunks - 1) * tb, tb);
+  else
+    sb_printf(out, "    for (long t0 = 0; t0 < %ld; t0 += %ld) {\n", T, tb);
+  sb_printf(out, "        const long t1 = t0 + %ld < %ld ? t0 + %ld : %ld;\n", tb, T, tb, T);
+  /* indent the levels one step inside the chunk loop */
+  for (char *line = body.data, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+    nl = strchr(line, '\n');
+    size_t len = nl ? (size_t)(nl - line) : strlen(line);
+    sb_printf(out, "%s%.*s\n", len ? "    " : "", (int)len, line);
+  }
+  sb_puts(out, "    }\n");
+  sb_free(&body);
 }
 
 /* ------------------------------------------------------------ gradients */

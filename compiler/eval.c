@@ -854,6 +854,21 @@ static Value *eval(Ev *ev, Scope *sc, const Ast *n) {
     return v;
   case AST_RANGE:
     return eval_range(ev, sc, n);
+  case AST_COMP: {
+    Value *it = eval(ev, sc, n->rhs);
+    if (!want(ev, it, V_LIST, "what a comprehension runs over"))
+      return NULL;
+    v = vnew(ev, V_LIST, n->loc);
+    for (int i = 0; i < it->items.len; i++) {
+      Scope inner = {NULL, sc};
+      bind(ev, &inner, n->str, it->items.items[i]);
+      Value *x = eval(ev, &inner, n->lhs);
+      if (!x)
+        return NULL;
+      vec_push(ev->a, &v->items, x);
+    }
+    return v;
+  }
   case AST_BINOP:
     return eval_binop(ev, sc, n);
   case AST_UNOP: {
@@ -1148,8 +1163,8 @@ static void exec_stmt(Ev *ev, Scope *sc, const Ast *n) {
     bool c;
     if (!truthy(ev, eval(ev, sc, n->cond), &c))
       break;
-    Scope inner = {NULL, sc};
-    exec_body(ev, &inner, c ? &n->body : &n->els);
+    /* no new scope: a `let` in a branch is seen after the if (as in Python) */
+    exec_body(ev, sc, c ? &n->body : &n->els);
     break;
   }
   case AST_USE:

@@ -50,6 +50,20 @@ static void explain_arrows(Arena *a, const IrMachine *m, FILE *out) {
     const IrArrow *ar = IR_ARROW(m, i);
     fprintf(out, "  %-16s -> %-16s %-8s", IR_BLOCK(m, ar->src)->name, IR_BLOCK(m, ar->dst)->name,
             arrow_kind(ar));
+    if (ar->kind == ARROW_CONV || ar->kind == ARROW_AVGPOOL) {
+      fprintf(out, " k [");
+      for (int k = 0; k < ar->ngrid; k++)
+        fprintf(out, "%s%d", k ? ", " : "", ar->ax[k].kernel);
+      fprintf(out, "] pad [");
+      for (int k = 0; k < ar->ngrid; k++)
+        fprintf(out, "%s(%d, %d)", k ? ", " : "", ar->ax[k].pad0, ar->ax[k].pad1);
+      fprintf(out, "]");
+      for (int k = 0; k < ar->ngrid; k++)
+        if (ar->ax[k].stride != 1 || ar->ax[k].dilation != 1)
+          fprintf(out, " axis %d stride %d dilation %d", k, ar->ax[k].stride, ar->ax[k].dilation);
+      if (m->time_length && ar->ax[0].pad1 <= 0)
+        fprintf(out, " lags %d ..= %d", -ar->ax[0].pad1, ar->ax[0].pad0);
+    }
     if (ar->w.param >= 0) {
       const IrParam *p = IR_PARAM(m, ar->w.param);
       fprintf(out, " weight %s", p->name);
@@ -92,6 +106,13 @@ void explain_machine(const IrMachine *m, FILE *out) {
   fprintf(out, "  %d blocks, %d arrows, depth %d (%d levels), %ld parameters, %d input%s, %d output%s\n",
           m->blocks.len, m->arrows.len, m->nlevels - 1, m->nlevels, m->param_size, m->ninputs,
           m->ninputs == 1 ? "" : "s", m->noutputs, m->noutputs == 1 ? "" : "s");
+  if (m->time_length) {
+    int nchunks = (m->time_length + m->timeblock - 1) / m->timeblock;
+    fprintf(out, "  recurrent: %d time steps in %d chunk%s of %d; the filtration runs over "
+                 "(chunk, level): %d x %d = %d steps\n",
+            m->time_length, nchunks, nchunks == 1 ? "" : "s", m->timeblock, nchunks, m->nlevels,
+            nchunks * m->nlevels);
+  }
   explain_levels(a, m, out);
   explain_arrows(a, m, out);
   explain_params(m, out);

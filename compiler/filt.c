@@ -4,9 +4,20 @@
  * gates i). The level of a block is the length of the longest path reaching
  * it from the sources; blocks of one level depend only on lower levels, so
  * the machine equation is solved in one sweep, level by level. A cycle means
- * the machine has no finite depth: that is an error naming the cycle. */
+ * the machine has no finite depth: that is an error naming the cycle.
+ *
+ * Recurrent machines. An arrow may read a block at earlier times: a
+ * convolution along grid axis 0 (time) whose taps all lie in the past, by at
+ * least `lag` steps. Cycles are then allowed when every cycle has a positive
+ * total lag. The filtration runs over (time chunk, level): time is cut into
+ * chunks of `timeblock` steps and, inside a chunk, an arrow with lag below
+ * the chunk length is a dependency between levels while one with a larger
+ * lag reads chunks already solved. A chunk length is legal when those
+ * dependencies have no cycle; machc takes the largest legal one unless the
+ * machine sets it (set timeblock = N). */
 #include "machc.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,17 +35,20 @@ static void add_edge(Graph *g, int u, int v, int arrow) {
   g->head[u] = e;
 }
 
-static Graph graph_of(Arena *a, const IrMachine *m) {
+/* The dependency graph for chunks of tb steps: arrows whose lag is below tb
+ * (every arrow, for lag == NULL). */
+static Graph graph_of(Arena *a, const IrMachine *m, const int *lag, int tb) {
   Graph g = {.n = m->blocks.len};
   int cap = m->arrows.len + m->blocks.len + 1;
-  g.head = arena_alloc(a, sizeof(int) * (size_t)g.n);
+  g.head = arena_alloc(a, sizeof(int) * (size_t)(g.n + 1));
   g.next = arena_alloc(a, sizeof(int) * (size_t)cap);
   g.to = arena_alloc(a, sizeof(int) * (size_t)cap);
   g.arrow = arena_alloc(a, sizeof(int) * (size_t)cap);
   for (int i = 0; i < g.n; i++)
     g.head[i] = -1;
   for (int i = 0; i < m->arrows.len; i++)
-    add_edge(&g, IR_ARROW(m, i)->src, IR_ARROW(m, i)->dst, i);
+    if (!lag || lag[i] < tb)
+      add_edge(&g, IR_ARROW(m, i)->src, IR_ARROW(m, i)->dst, i);
   for (int i = 0; i < g.n; i++)
     if (IR_BLOCK(m, i)->act.kind == ACT_MUL)
       add_edge(&g, IR_BLOCK(m, i)->act.gate, i, -1);
@@ -45,29 +59,25 @@ static Graph graph_of(Arena *a, const IrMachine *m) {
  * a predecessor that is also left) and reports it. Walking predecessors from
  * any left block must revisit a block within n steps. */
 static void report_cycle(Arena *a, const IrMachine *m, const Graph *g, const int *indeg,
-                         Diag *d) {
+                         Diag *d, Loc at, const char *what) {
   int n = g->n;
   int *pred_edge = arena_alloc(a, sizeof(int) * (size_t)n);
-  for (int i = 0; i < n; i++)
-    pred_edge[i] = -1;
+  int *from = arena_alloc(a, sizeof(int) * (size_t)(g->nedges + 1));
   for (int u = 0; u < n; u++)
-    for (int e = g->head[u]; e >= 0; e = g->next[e])
+    for (int e = g->head[u]; e >= 0; e = g->next[e]) {
+      from[e] = u;
       if (indeg[u] > 0 && indeg[g->to[e]] > 0)
         pred_edge[g->to[e]] = e;
-  int *from = arena_alloc(a, sizeof(int) * (size_t)g->nedges);
-  for (int u = 0; u < n; u++)
-    for (int e = g->head[u]; e >= 0; e = g->next[e])
-      from[e] = u;
+    }
   int start = 0;
   while (start < n && indeg[start] == 0)
     start++;
   int *seen = arena_alloc(a, sizeof(int) * (size_t)n);
   int v = start;
-  for (int steps = 1; !seen[v]; steps++) { /* walk back until a block repeats */
-    seen[v] = steps;
+  while (!seen[v]) { /* walk back until a block repeats: it is on a cycle */
+    seen[v] = 1;
     v = from[pred_edge[v]];
   }
-  /* v is on the cycle: collect it forwards */
   int len = 0, *cyc = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
   int u = v;
   do {
@@ -79,51 +89,173 @@ static void report_cycle(Arena *a, const IrMachine *m, const Graph *g, const int
     sb_printf(&sb, "%s -> ", IR_BLOCK(m, cyc[i])->name);
   sb_printf(&sb, "%s", IR_BLOCK(m, cyc[len - 1])->name);
   int e0 = pred_edge[cyc[len - 1]];
-  Loc loc = g->arrow[e0] >= 0 ? IR_ARROW(m, g->arrow[e0])->loc : IR_BLOCK(m, cyc[len - 1])->loc;
-  diag_error(d, loc, "machine '%s' has no finite depth: %s", m->name, sb.data);
+  Loc loc = at.file >= 0 ? at
+            : g->arrow[e0] >= 0 ? IR_ARROW(m, g->arrow[e0])->loc
+                                : IR_BLOCK(m, cyc[len - 1])->loc;
+  diag_error(d, loc, "%s: %s", what, sb.data);
   for (int i = len - 1; i >= 0; i--) {
     int e = pred_edge[cyc[i]];
-    int to = cyc[i];
     if (g->arrow[e] >= 0)
-      diag_note(d, IR_ARROW(m, g->arrow[e])->loc, "'%s' reads '%s' here", IR_BLOCK(m, to)->name,
+      diag_note(d, IR_ARROW(m, g->arrow[e])->loc, "'%s' reads '%s' here", IR_BLOCK(m, cyc[i])->name,
                 IR_BLOCK(m, from[e])->name);
   }
   sb_free(&sb);
 }
 
-bool filt_levels(IrMachine *m, Diag *d) {
-  Arena *a = arena_new();
-  Graph g = graph_of(a, m);
-  int n = g.n;
-  int *indeg = arena_alloc(a, sizeof(int) * (size_t)n);
-  int *queue = arena_alloc(a, sizeof(int) * (size_t)n);
+/* Longest-path levels by Kahn's order; false (and indeg left > 0 on the
+ * blocks of some cycle) when the graph has a cycle. */
+static bool longest_paths(const Graph *g, int *level, int *indeg, int *queue) {
+  int n = g->n;
+  memset(indeg, 0, sizeof(int) * (size_t)n);
   for (int u = 0; u < n; u++)
-    for (int e = g.head[u]; e >= 0; e = g.next[e])
-      indeg[g.to[e]]++;
+    for (int e = g->head[u]; e >= 0; e = g->next[e])
+      indeg[g->to[e]]++;
   int qh = 0, qt = 0;
   for (int i = 0; i < n; i++) {
-    IR_BLOCK(m, i)->level = 0;
+    level[i] = 0;
     if (indeg[i] == 0)
       queue[qt++] = i;
   }
-  /* Kahn's order: a block's level is final once all its predecessors are. */
   while (qh < qt) {
     int u = queue[qh++];
-    for (int e = g.head[u]; e >= 0; e = g.next[e]) {
-      IrBlock *v = IR_BLOCK(m, g.to[e]);
-      if (v->level < IR_BLOCK(m, u)->level + 1)
-        v->level = IR_BLOCK(m, u)->level + 1;
-      if (--indeg[g.to[e]] == 0)
-        queue[qt++] = g.to[e];
+    for (int e = g->head[u]; e >= 0; e = g->next[e]) {
+      int v = g->to[e];
+      if (level[v] < level[u] + 1)
+        level[v] = level[u] + 1;
+      if (--indeg[v] == 0)
+        queue[qt++] = v;
     }
   }
-  bool ok = qt == n;
-  if (!ok)
-    report_cycle(a, m, &g, indeg, d);
+  return qt == n;
+}
+
+/* The smallest number of steps an arrow looks back along time (axis 0), or
+ * -1 when it is not causal in time: it reads ahead, changes the length of
+ * the time axis, or mixes all times (dense, global pooling). */
+static int arrow_lag(const IrMachine *m, const IrArrow *ar) {
+  const IrBlock *s = IR_BLOCK(m, ar->src), *d = IR_BLOCK(m, ar->dst);
+  if (s->shape.ngrid == 0 || d->shape.ngrid == 0 || s->shape.grid[0] != d->shape.grid[0])
+    return -1;
+  switch (ar->kind) {
+  case ARROW_IDENTITY:
+    return 0;
+  case ARROW_CONV:
+  case ARROW_AVGPOOL: {
+    const ConvAxis *ax = &ar->ax[0];
+    if (ar->adjoint || ax->stride != 1)
+      return -1;
+    int ahead = (ax->kernel - 1) * ax->dilation - ax->pad0; /* the latest tap's offset */
+    return ahead <= 0 ? -ahead : -1;
+  }
+  default:
+    return -1;
+  }
+}
+
+static void set_levels(IrMachine *m, const int *level) {
   m->nlevels = 0;
-  for (int i = 0; ok && i < n; i++)
-    if (IR_BLOCK(m, i)->level + 1 > m->nlevels)
-      m->nlevels = IR_BLOCK(m, i)->level + 1;
+  for (int i = 0; i < m->blocks.len; i++) {
+    IR_BLOCK(m, i)->level = level[i];
+    if (level[i] + 1 > m->nlevels)
+      m->nlevels = level[i] + 1;
+  }
+}
+
+/* A recurrent machine: every block on one time axis, every arrow causal. */
+static bool check_time(const IrMachine *m, Diag *d, int *lag, int *T) {
+  *T = 0;
+  for (int i = 0; i < m->blocks.len; i++) {
+    const IrBlock *b = IR_BLOCK(m, i);
+    if (b->shape.ngrid == 0 || (*T && b->shape.grid[0] != *T)) {
+      diag_error(d, b->loc, "machine '%s' is recurrent (solved in chunks of time), so every block "
+                            "needs time as its first grid axis, of one length; '%s' is %s",
+                 m->name, b->name, b->shape.ngrid ? "on another time axis" : "flat");
+      return false;
+    }
+    *T = b->shape.grid[0];
+  }
+  for (int i = 0; i < m->arrows.len; i++) {
+    lag[i] = arrow_lag(m, IR_ARROW(m, i));
+    if (lag[i] < 0) {
+      diag_error(d, IR_ARROW(m, i)->loc, "machine '%s' is recurrent, so every arrow must read the "
+                                         "present or the past along time (axis 0); '%s' -> '%s' does not",
+                 m->name, IR_BLOCK(m, IR_ARROW(m, i)->src)->name,
+                 IR_BLOCK(m, IR_ARROW(m, i)->dst)->name);
+      return false;
+    }
+  }
+  return true;
+}
+
+static bool recurrent_levels(Arena *a, IrMachine *m, Diag *d) {
+  int n = m->blocks.len;
+  int *lag = arena_alloc(a, sizeof(int) * (size_t)(m->arrows.len + 1));
+  int *level = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
+  int *indeg = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
+  int *queue = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
+  int T;
+  if (!check_time(m, d, lag, &T))
+    return false;
+  Graph g1 = graph_of(a, m, lag, 1);
+  if (!longest_paths(&g1, level, indeg, queue)) {
+    report_cycle(a, m, &g1, indeg, d, LOC_NONE,
+                 arena_printf(a, "machine '%s' has no finite depth (a cycle without time lag)", m->name));
+    return false;
+  }
+  int tb = m->timeblock;
+  if (tb) {
+    Graph g = graph_of(a, m, lag, tb);
+    if (!longest_paths(&g, level, indeg, queue)) {
+      report_cycle(a, m, &g, indeg, d, m->timeblock_loc,
+                   arena_printf(a, "timeblock %d is too large for machine '%s': inside a chunk of %d "
+                                   "steps this cycle has lags below %d", tb, m->name, tb, tb));
+      return false;
+    }
+  } else { /* the largest legal chunk: legality only shrinks as chunks grow */
+    int lo = 1, hi = T;
+    while (lo < hi) {
+      int mid = lo + (hi - lo + 1) / 2;
+      Graph g = graph_of(a, m, lag, mid);
+      if (longest_paths(&g, level, indeg, queue))
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    tb = lo;
+    Graph g = graph_of(a, m, lag, tb);
+    longest_paths(&g, level, indeg, queue);
+  }
+  set_levels(m, level);
+  m->time_length = T;
+  m->timeblock = tb < T ? tb : T;
+  return true;
+}
+
+bool filt_levels(IrMachine *m, Diag *d) {
+  Arena *a = arena_new();
+  int n = m->blocks.len;
+  int *level = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
+  int *indeg = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
+  int *queue = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
+  Graph g = graph_of(a, m, NULL, 0);
+  bool ok = longest_paths(&g, level, indeg, queue);
+  if (ok && !m->timeblock) {
+    set_levels(m, level);
+    m->time_length = m->timeblock = 0;
+  } else if (!ok && !m->timeblock) {
+    /* a cycle is legal only through time lags: name it if it has none */
+    int *lag = arena_alloc(a, sizeof(int) * (size_t)(m->arrows.len + 1));
+    for (int i = 0; i < m->arrows.len; i++)
+      lag[i] = arrow_lag(m, IR_ARROW(m, i));
+    Graph g0 = graph_of(a, m, lag, 1);
+    if (!longest_paths(&g0, level, indeg, queue))
+      report_cycle(a, m, &g0, indeg, d, LOC_NONE,
+                   arena_printf(a, "machine '%s' has no finite depth", m->name));
+    else
+      ok = recurrent_levels(a, m, d);
+  } else {
+    ok = recurrent_levels(a, m, d);
+  }
   arena_free(a);
   return ok;
 }

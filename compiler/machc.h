@@ -112,6 +112,7 @@ typedef enum AstKind {
   AST_RANGE,  /* lhs .. rhs (ival = 0), lhs ..= rhs (ival = 1) */
   AST_BINOP,  /* lhs op rhs; op is one of the BinOp values */
   AST_UNOP,   /* op lhs; op is '-' or '!' (not) */
+  AST_COMP,   /* [ lhs for str in rhs ]: a list comprehension */
   /* statements (inside machine bodies) */
   AST_BLOCK,  /* lhs = block name (NAME or INDEX or MEMBER expression),
                  shape = channels expr (maybe with @ grid), rhs = definition
@@ -226,6 +227,7 @@ Ast *ast_range(Arena *a, int inclusive, Ast *l, Ast *r, Loc loc);
 Ast *ast_member(Arena *a, Ast *e, const char *name, Loc loc);
 Ast *ast_postfix(Arena *a, AstKind kind, Ast *e, AstList args, Loc loc); /* CALL, INDEX */
 Ast *ast_list(Arena *a, AstList items, Loc loc);
+Ast *ast_comp(Arena *a, Ast *elem, const char *var, Ast *iter, Loc loc);
 Ast *ast_kwarg(Arena *a, const char *name, Ast *value, Loc loc);
 Ast *ast_block(Arena *a, int flags, Ast *name, Ast *shape, Ast *rhs, Loc loc);
 Ast *ast_mark_output(Arena *a, AstList names, Loc loc);
@@ -342,7 +344,10 @@ typedef struct IrMachine {
   int *inputs, ninputs;   /* block indices: model inputs, in order */
   int *outputs, noutputs; /* block indices: model outputs, in order */
   int nlevels;        /* filled by the filtration */
-  int time_length, timeblock; /* 0 when the machine has no time axis */
+  int time_length, timeblock; /* recurrent machines: the filtration runs over
+                                 (chunk of timeblock steps, level); 0 otherwise */
+  Loc timeblock_loc;  /* where `set timeblock` was written, if it was */
+  bool reverse_time;  /* dual machines: chunks are solved last to first */
   long param_size;
   const struct IrMachine *primal; /* dual machines: the forward machine */
 } IrMachine;

@@ -228,6 +228,7 @@ primary: INT                         { $$ = ast_int(A, $1, @$); }
        | INPUT                       { $$ = ast_str(A, AST_NAME, "input", @$); }
        | '(' expr ')'                { $$ = $2; }
        | '[' expr_args ']'           { $$ = parse_expr(ctx, ast_list(A, $2, @$)); }
+       | '[' expr FOR IDENT IN expr ']'  { $$ = parse_expr(ctx, ast_comp(A, $2, $4, $6, @$)); }
        ;
 
 /* Call arguments may be keyword arguments; index and list items may not. */
