@@ -511,7 +511,9 @@ static bool conv_options(Builder *b, Term *t, int n) {
 /* --- arrows ------------------------------------------------------------- */
 
 static bool check_grid(Builder *b, IrArrow *ar, const Term *t) {
-  const IrBlock *src = IR_BLOCK(b->m, ar->src), *dst = IR_BLOCK(b->m, ar->dst);
+  /* an adjoint arrow runs its map backwards: the map's input is dst's grid */
+  const IrBlock *src = IR_BLOCK(b->m, ar->adjoint ? ar->dst : ar->src);
+  const IrBlock *dst = IR_BLOCK(b->m, ar->adjoint ? ar->src : ar->dst);
   for (int i = 0; i < ar->ngrid; i++) {
     int out = ir_conv_out(src->shape.grid[i], &ar->ax[i]);
     if (out != dst->shape.grid[i]) {
@@ -539,6 +541,7 @@ static bool build_arrow(Builder *b, int dst, Term *t, const SrcName *s, const We
   ar->dst = dst;
   ar->loc = s->loc;
   ar->w.param = -1;
+  ar->adjoint = t->adjoint;
   switch (t->arrow) {
   case ARROW_DENSE:
     if (shared) {
@@ -581,6 +584,13 @@ static bool build_arrow(Builder *b, int dst, Term *t, const SrcName *s, const We
     int kern[IR_MAX_GRID];
     for (int i = 0; i < ar->ngrid; i++)
       kern[i] = ar->ax[i].kernel;
+    if (ar->adjoint) { /* W maps dst's channels to src's: [k.., dst, src] */
+      if (!t->weight)
+        own_weight(b, ar, ar->ngrid, kern, bd->shape.channels, bs->shape.channels);
+      else if (!resolve_weight(b, t, ar->ngrid, kern, bd->shape.channels, bs->shape.channels, &ar->w))
+        return false;
+      break;
+    }
     if (t->weight) {
       /* the kernel is known only now: resolve per source, then offset */
       if (!resolve_weight(b, t, ar->ngrid, kern, t->srcs.len == 1 ? bs->shape.channels : t->ngrid_in,
@@ -593,6 +603,11 @@ static bool build_arrow(Builder *b, int dst, Term *t, const SrcName *s, const We
     }
     break;
   case ARROW_GAVGPOOL:
+    if (ar->adjoint) { /* spreads C onto C @ [grid] */
+      IrBlock *tmp = bs;
+      bs = bd;
+      bd = tmp;
+    }
     if (bs->shape.ngrid == 0 || bd->shape.ngrid != 0 || bs->shape.channels != bd->shape.channels) {
       diag_error(b->d, t->loc, "global_avgpool maps C @ [grid] to C: '%s' is %s, '%s' is %s", bs->name,
                  ir_shape_text(b->a, &bs->shape), bd->name, ir_shape_text(b->a, &bd->shape));

@@ -158,12 +158,19 @@ static const char *const arrow_names[] = {
     [ARROW_DENSE] = "dense", [ARROW_CONV] = "conv", [ARROW_IDENTITY] = "identity_map",
     [ARROW_AVGPOOL] = "avgpool", [ARROW_GAVGPOOL] = "global_avgpool"};
 
-static bool is_arrow_name(const char *s, ArrowKind *k) {
-  for (int i = 0; i <= ARROW_GAVGPOOL; i++)
-    if (strcmp(s, arrow_names[i]) == 0) {
+/* An arrow's name; NAME_t is the adjoint (transposed) map of the grid
+ * arrows, as printed in dual machines. */
+static bool is_arrow_name(const char *s, ArrowKind *k, bool *adjoint) {
+  size_t n = strlen(s);
+  *adjoint = n > 2 && strcmp(s + n - 2, "_t") == 0;
+  for (int i = 0; i <= ARROW_GAVGPOOL; i++) {
+    size_t m = strlen(arrow_names[i]);
+    bool grid = i == ARROW_CONV || i == ARROW_AVGPOOL || i == ARROW_GAVGPOOL;
+    if ((*adjoint ? grid && m == n - 2 : m == n) && strncmp(s, arrow_names[i], m) == 0) {
       *k = (ArrowKind)i;
       return true;
     }
+  }
   return false;
 }
 
@@ -216,8 +223,9 @@ static Value *eval_name(Ev *ev, Scope *sc, const Ast *n) {
     return v;
   }
   ArrowKind k;
+  bool adj;
   for (size_t i = 0; i < sizeof builtin_funcs / sizeof *builtin_funcs; i++)
-    if (strcmp(n->str, builtin_funcs[i]) == 0 || is_arrow_name(n->str, &k)) {
+    if (strcmp(n->str, builtin_funcs[i]) == 0 || is_arrow_name(n->str, &k, &adj)) {
       v = vnew(ev, V_FUNC, n->loc);
       v->s = n->str;
       return v;
@@ -666,15 +674,21 @@ static Value *call_builtin(Ev *ev, const char *fn, Args *a, Loc loc) {
   return NULL;
 }
 
-/* dense(a, b, ...), conv(...), avgpool(...), global_avgpool(x), identity_map(x) */
-static Value *call_arrow(Ev *ev, ArrowKind k, Args *a, Loc loc) {
-  const char *fn = arrow_names[k];
+/* dense(a, b, ...), conv(...), avgpool(...), global_avgpool(x), identity_map(x),
+ * and the adjoints conv_t(...), avgpool_t(...), global_avgpool_t(x) */
+static Value *call_arrow(Ev *ev, ArrowKind k, bool adjoint, Args *a, Loc loc) {
+  const char *fn = adjoint ? arena_printf(ev->a, "%s_t", arrow_names[k]) : arrow_names[k];
+  if (adjoint && (a->npos != 1 || a->pos[0]->kind != V_REF)) {
+    err(ev, loc, "%s takes one source block", fn);
+    return NULL;
+  }
   if (a->npos == 0) {
     err(ev, loc, "%s needs at least one source block", fn);
     return NULL;
   }
   Term *t = term_new(ev, TERM_ARROW, loc);
   t->arrow = k;
+  t->adjoint = adjoint;
   for (int i = 0; i < a->npos; i++) {
     Value *s = a->pos[i];
     if (s->kind != V_REF && s->kind != V_LIST) {
@@ -801,8 +815,9 @@ static Value *eval_call(Ev *ev, Scope *sc, const Ast *n) {
   }
   case V_FUNC: {
     ArrowKind k;
-    if (is_arrow_name(f->s, &k))
-      return call_arrow(ev, k, &a, n->loc);
+    bool adjoint;
+    if (is_arrow_name(f->s, &k, &adjoint))
+      return call_arrow(ev, k, adjoint, &a, n->loc);
     if (strcmp(f->s, "mul") == 0)
       return apply_mul(ev, &a, n->loc);
     return call_builtin(ev, f->s, &a, n->loc);

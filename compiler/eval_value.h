@@ -63,6 +63,7 @@ typedef struct Term {
   TermKind kind;
   Loc loc;
   ArrowKind arrow;
+  bool adjoint;         /* conv_t, avgpool_t, global_avgpool_t: the adjoint map */
   PtrVec srcs;          /* SrcName* */
   Value *weight;        /* V_REF (maybe sliced/transposed) or NULL: own weight */
   int ngrid;            /* conv/pool: axes given */

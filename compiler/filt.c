@@ -132,7 +132,7 @@ static bool longest_paths(const Graph *g, int *level, int *indeg, int *queue) {
 /* The smallest number of steps an arrow looks back along time (axis 0), or
  * -1 when it is not causal in time: it reads ahead, changes the length of
  * the time axis, or mixes all times (dense, global pooling). */
-static int arrow_lag(const IrMachine *m, const IrArrow *ar) {
+static int arrow_lag(const IrMachine *m, const IrArrow *ar, int dir) {
   const IrBlock *s = IR_BLOCK(m, ar->src), *d = IR_BLOCK(m, ar->dst);
   if (s->shape.ngrid == 0 || d->shape.ngrid == 0 || s->shape.grid[0] != d->shape.grid[0])
     return -1;
@@ -144,8 +144,12 @@ static int arrow_lag(const IrMachine *m, const IrArrow *ar) {
     const ConvAxis *ax = &ar->ax[0];
     if (ar->adjoint || ax->stride != 1)
       return -1;
-    int ahead = (ax->kernel - 1) * ax->dilation - ax->pad0; /* the latest tap's offset */
-    return ahead <= 0 ? -ahead : -1;
+    /* taps read offsets -p0 .. (K-1)d - p0; a dual machine (dir < 0) runs
+     * backwards in time and reads the future instead */
+    int first = -ax->pad0, last = (ax->kernel - 1) * ax->dilation - ax->pad0;
+    if (dir > 0)
+      return last <= 0 ? -last : -1;
+    return first >= 0 ? first : -1;
   }
   default:
     return -1;
@@ -161,26 +165,29 @@ static void set_levels(IrMachine *m, const int *level) {
   }
 }
 
-/* A recurrent machine: every block on one time axis, every arrow causal. */
-static bool check_time(const IrMachine *m, Diag *d, int *lag, int *T) {
+/* A recurrent machine: every block on one time axis, every arrow causal in
+ * the direction dir (+1 forward, -1 backward). Reports to d unless NULL. */
+static bool check_time(const IrMachine *m, Diag *d, int *lag, int *T, int dir) {
   *T = 0;
   for (int i = 0; i < m->blocks.len; i++) {
     const IrBlock *b = IR_BLOCK(m, i);
     if (b->shape.ngrid == 0 || (*T && b->shape.grid[0] != *T)) {
-      diag_error(d, b->loc, "machine '%s' is recurrent (solved in chunks of time), so every block "
-                            "needs time as its first grid axis, of one length; '%s' is %s",
-                 m->name, b->name, b->shape.ngrid ? "on another time axis" : "flat");
+      if (d)
+        diag_error(d, b->loc, "machine '%s' is recurrent (solved in chunks of time), so every block "
+                              "needs time as its first grid axis, of one length; '%s' is %s",
+                   m->name, b->name, b->shape.ngrid ? "on another time axis" : "flat");
       return false;
     }
     *T = b->shape.grid[0];
   }
   for (int i = 0; i < m->arrows.len; i++) {
-    lag[i] = arrow_lag(m, IR_ARROW(m, i));
+    lag[i] = arrow_lag(m, IR_ARROW(m, i), dir);
     if (lag[i] < 0) {
-      diag_error(d, IR_ARROW(m, i)->loc, "machine '%s' is recurrent, so every arrow must read the "
-                                         "present or the past along time (axis 0); '%s' -> '%s' does not",
-                 m->name, IR_BLOCK(m, IR_ARROW(m, i)->src)->name,
-                 IR_BLOCK(m, IR_ARROW(m, i)->dst)->name);
+      if (d)
+        diag_error(d, IR_ARROW(m, i)->loc, "machine '%s' is recurrent, so every arrow must read the "
+                                           "present or the past along time (axis 0); '%s' -> '%s' does not",
+                   m->name, IR_BLOCK(m, IR_ARROW(m, i)->src)->name,
+                   IR_BLOCK(m, IR_ARROW(m, i)->dst)->name);
       return false;
     }
   }
@@ -194,8 +201,13 @@ static bool recurrent_levels(Arena *a, IrMachine *m, Diag *d) {
   int *indeg = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
   int *queue = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
   int T;
-  if (!check_time(m, d, lag, &T))
-    return false;
+  m->reverse_time = false;
+  if (!check_time(m, NULL, lag, &T, 1)) {
+    /* a machine reading only the future (a printed dual) runs backwards */
+    m->reverse_time = check_time(m, NULL, lag, &T, -1);
+    if (!m->reverse_time && !check_time(m, d, lag, &T, 1))
+      return false;
+  }
   Graph g1 = graph_of(a, m, lag, 1);
   if (!longest_paths(&g1, level, indeg, queue)) {
     report_cycle(a, m, &g1, indeg, d, LOC_NONE,
@@ -245,8 +257,10 @@ bool filt_levels(IrMachine *m, Diag *d) {
   } else if (!ok && !m->timeblock) {
     /* a cycle is legal only through time lags: name it if it has none */
     int *lag = arena_alloc(a, sizeof(int) * (size_t)(m->arrows.len + 1));
-    for (int i = 0; i < m->arrows.len; i++)
-      lag[i] = arrow_lag(m, IR_ARROW(m, i));
+    for (int i = 0; i < m->arrows.len; i++) {
+      int fwd = arrow_lag(m, IR_ARROW(m, i), 1), bwd = arrow_lag(m, IR_ARROW(m, i), -1);
+      lag[i] = fwd > bwd ? fwd : bwd;
+    }
     Graph g0 = graph_of(a, m, lag, 1);
     if (!longest_paths(&g0, level, indeg, queue))
       report_cycle(a, m, &g0, indeg, d, LOC_NONE,

@@ -27,6 +27,42 @@ static void print_weight(const IrMachine *m, const IrArrow *ar, long rows, long 
     sb_puts(o, ")");
 }
 
+static void int_list(StrBuf *o, const char *name, const IrArrow *ar, int what) {
+  sb_printf(o, ", %s = [", name);
+  for (int k = 0; k < ar->ngrid; k++) {
+    const ConvAxis *ax = &ar->ax[k];
+    if (what == 'p')
+      sb_printf(o, "%s%d, %d", k ? ", " : "", ax->pad0, ax->pad1);
+    else
+      sb_printf(o, "%s%d", k ? ", " : "", what == 'k' ? ax->kernel : what == 's' ? ax->stride : ax->dilation);
+  }
+  sb_puts(o, "]");
+}
+
+/* conv(x, k = [..], pad = [p0, p1, ..], stride = [..], dilation = [..]):
+ * every field written out, pads flat per axis as the paper gives them. */
+static void print_grid_arrow(const IrMachine *m, const IrArrow *ar, StrBuf *o) {
+  const IrBlock *s = IR_BLOCK(m, ar->src);
+  const char *name = ar->kind == ARROW_CONV ? "conv" : ar->kind == ARROW_AVGPOOL ? "avgpool"
+                                                                                 : "global_avgpool";
+  sb_printf(o, "%s%s(%s", name, ar->adjoint ? "_t" : "", s->name);
+  if (ar->kind != ARROW_GAVGPOOL) {
+    int_list(o, "k", ar, 'k');
+    int_list(o, "pad", ar, 'p');
+    int_list(o, "stride", ar, 's');
+    if (ar->kind == ARROW_CONV)
+      int_list(o, "dilation", ar, 'd');
+  }
+  if (ar->kind == ARROW_CONV) {
+    const IrBlock *fin = IR_BLOCK(m, ar->adjoint ? ar->dst : ar->src);
+    const IrBlock *fout = IR_BLOCK(m, ar->adjoint ? ar->src : ar->dst);
+    bool swap = ar->w.transposed;
+    print_weight(m, ar, swap ? fout->shape.channels : fin->shape.channels,
+                 swap ? fin->shape.channels : fout->shape.channels, o);
+  }
+  sb_puts(o, ")");
+}
+
 static void print_arrow(const IrMachine *m, const IrArrow *ar, StrBuf *o) {
   const IrBlock *s = IR_BLOCK(m, ar->src), *d = IR_BLOCK(m, ar->dst);
   switch (ar->kind) {
@@ -42,7 +78,7 @@ static void print_arrow(const IrMachine *m, const IrArrow *ar, StrBuf *o) {
     sb_puts(o, s->name);
     break;
   default:
-    sb_printf(o, "%s(%s)", ar->kind == ARROW_CONV ? "conv" : "avgpool", s->name);
+    print_grid_arrow(m, ar, o);
     break;
   }
 }
@@ -130,6 +166,8 @@ void print_machine(const IrMachine *m, StrBuf *o) {
   }
   sb_printf(o, "machine %s {\n", m->name);
   print_params(m, o);
+  if (m->time_length)
+    sb_printf(o, "    set timeblock = %d\n", m->timeblock);
   for (int k = 0; k < m->ninputs; k++) /* inputs first, in order */
     print_block(a, m, m->inputs[k], o);
   for (int i = 0; i < m->blocks.len; i++)
