@@ -45,6 +45,7 @@ static IrArrow *transpose_arrow(Arena *a, const IrArrow *f) {
     t->adjoint = !f->adjoint;
     break;
   case ARROW_IDENTITY:
+  case ARROW_GATE:
     break;
   }
   return t;
@@ -83,6 +84,20 @@ IrMachine *dual_machine(Arena *a, const IrMachine *m) {
   }
   for (int i = 0; i < m->arrows.len; i++)
     vec_push(a, &d->arrows, transpose_arrow(a, IR_ARROW(m, i)));
+  /* z = g * y is bilinear: the gate g gets y * zbar, the other factor's
+   * part of the gradient, through an arrow of its own */
+  for (int i = 0; i < m->blocks.len; i++) {
+    const IrBlock *f = IR_BLOCK(m, i);
+    if (f->act.kind != ACT_MUL)
+      continue;
+    IrArrow *g = arena_alloc(a, sizeof *g);
+    g->kind = ARROW_GATE;
+    g->src = i;
+    g->dst = f->act.gate;
+    g->loc = f->loc;
+    g->w.param = -1;
+    vec_push(a, &d->arrows, g);
+  }
   d->inputs = m->outputs;
   d->ninputs = m->noutputs;
   d->outputs = m->inputs;

@@ -79,8 +79,11 @@ static const char *arrow_text(Emit *e, const IrArrow *ar) {
                                          : weight_text(e, ar, s->size, d->size));
   case ARROW_IDENTITY:
     return z;
+  case ARROW_GATE:
+    return arena_printf(e->a, "y_%s * %s%s", s->cname, e->nm.y, s->cname);
   default:
-    return arena_printf(e->a, "%s(%s)", ar->kind == ARROW_CONV ? "conv" : "pool", z);
+    return arena_printf(e->a, "%s(%s%s)", ar->kind == ARROW_CONV ? "conv" : "pool", z,
+                        ar->w.param >= 0 ? arena_printf(e->a, ", %s", IR_PARAM(e->m, ar->w.param)->name) : "");
   }
 }
 
@@ -176,6 +179,13 @@ static void emit_arrow(Emit *e, const IrArrow *ar, bool chunked) {
     open_range(e, IR_BLOCK(e->m, ar->dst), true);
     sb_printf(e->c, "%s[k] += %s[k];\n", ybuf(e, ar->dst), zbuf(e, ar->src));
     break;
+  case ARROW_GATE: { /* zbar_gate += y_src * zbar_src, y_src from the primal state */
+    e->used_py[ar->src] = true;
+    open_range(e, IR_BLOCK(e->m, ar->dst), chunked);
+    sb_printf(e->c, "%s[k] += y_%s[k] * %s[k];\n", ybuf(e, ar->dst), IR_BLOCK(e->m, ar->src)->cname,
+              ybuf(e, ar->src));
+    break;
+  }
   default:
     emit_grid_arrow(e, ar, ybuf(e, ar->dst), zbuf(e, ar->src), chunked ? "t0" : NULL,
                     chunked ? "t1" : NULL);

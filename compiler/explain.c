@@ -11,6 +11,7 @@ static const char *arrow_kind(const IrArrow *ar) {
   case ARROW_IDENTITY: return "skip";
   case ARROW_AVGPOOL: return "avgpool";
   case ARROW_GAVGPOOL: return "global_avgpool";
+  case ARROW_GATE: return "gate";
   }
   return "?";
 }

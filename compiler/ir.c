@@ -107,6 +107,7 @@ double ir_arrow_flops(const IrMachine *m, const IrArrow *ar) {
     return k * (double)dst->size;
   }
   case ARROW_IDENTITY:
+  case ARROW_GATE:
     return (double)dst->size;
   case ARROW_GAVGPOOL:
     return (double)src->size;

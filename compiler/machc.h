@@ -293,6 +293,8 @@ typedef enum ArrowKind {
   ARROW_IDENTITY, /* y_dst += z_src (same shape) */
   ARROW_AVGPOOL,  /* average over windows (kernel, stride, pads per axis) */
   ARROW_GAVGPOOL, /* average over the whole grid, per channel */
+  ARROW_GATE,     /* dual machines only: the gradient through the gate of a
+                     mul block src, y_dst += y_src(primal) * y_src (zbar) */
 } ArrowKind;
 
 typedef struct ConvAxis {

@@ -263,6 +263,13 @@ static int compile_c(Arena *a, const Options *o, const Paths *paths, const char 
 
 static int emit_output(Arena *a, const Options *o, const Paths *paths, IrMachine *m) {
   IrMachine *dual = dual_machine(a, m);
+  if (o->emit == EMIT_DUAL)
+    for (int i = 0; i < m->blocks.len; i++)
+      if (IR_BLOCK(m, i)->act.kind == ACT_MUL) {
+        fprintf(stderr, "machc: %s: the dual of a machine with mul gates ('%s') is bilinear in the "
+                        "gate and has no .mach form\n", o->input, IR_BLOCK(m, i)->name);
+        return 1;
+      }
   if (o->emit == EMIT_DUAL || o->emit == EMIT_MACH) {
     StrBuf sb = {0};
     print_machine(o->emit == EMIT_DUAL ? dual : m, &sb);
