@@ -1,0 +1,540 @@
+/* test_e2e_conv.c — machines on grids and in time: convolutions (1-D, 2-D,
+ * 3-D; asymmetric pads, strides, dilation), pooling, the paper's ConvMachine
+ * and RecurMachine, recurrences through one and two blocks.
+ *
+ * Each model is compiled by machc to C, built as a shared object and loaded
+ * (e2e_load_model), so the checks run in-process:
+ * - gradients against central finite differences of L = sum(output * G),
+ *   for every parameter and input entry, in f64;
+ * - the machine equations y = sum of arrows + b, z = sigma(y) on the computed
+ *   state, against an independent convolution written here;
+ * - the dual equations zbar = z0bar + sum of adjoint arrows, ybar =
+ *   sigma'(y) zbar, against the same reference run backwards;
+ * - the printed dual machine, compiled, gives the backward pass's numbers;
+ * - a recurrent machine gives the same numbers whatever its chunk length. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "e2e_util.h"
+
+enum { BATCH = 3 };
+
+/* ---- running a loaded model ------------------------------------------------ */
+
+typedef struct Run {
+  const struct mach_model *m;
+  E2eModel mod;
+  double *params, *dparams, *state, *dstate;
+  double *in[8], *cot[8];
+  long batch;
+} Run;
+
+static Run run_new(const char *src, const char *prefix, long batch, uint64_t seed) {
+  Run r = {.mod = e2e_load_model(src, prefix), .batch = batch};
+  r.m = r.mod.m;
+  E2eRng rng = {seed};
+  r.params = calloc((size_t)r.m->param_size + 1, sizeof(double));
+  r.dparams = calloc((size_t)r.m->param_size + 1, sizeof(double));
+  r.state = calloc((size_t)(batch * r.m->state_size), sizeof(double));
+  r.dstate = calloc((size_t)(batch * r.m->state_size), sizeof(double));
+  for (long i = 0; i < r.m->param_size; i++)
+    r.params[i] = e2e_uniform(&rng, -0.7, 0.7);
+  for (int k = 0; k < r.m->n_inputs; k++) {
+    long n = batch * r.m->blocks[r.m->inputs[k]].size;
+    r.in[k] = malloc(sizeof(double) * (size_t)n);
+    for (long i = 0; i < n; i++)
+      r.in[k][i] = e2e_uniform(&rng, -1, 1);
+  }
+  for (int k = 0; k < r.m->n_outputs; k++) {
+    long n = batch * r.m->blocks[r.m->outputs[k]].size;
+    r.cot[k] = malloc(sizeof(double) * (size_t)n);
+    for (long i = 0; i < n; i++)
+      r.cot[k][i] = e2e_uniform(&rng, -1, 1);
+  }
+  return r;
+}
+
+static void run_free(Run *r) {
+  free(r->params);
+  free(r->dparams);
+  free(r->state);
+  free(r->dstate);
+  for (int k = 0; k < r->m->n_inputs; k++)
+    free(r->in[k]);
+  for (int k = 0; k < r->m->n_outputs; k++)
+    free(r->cot[k]);
+}
+
+static const double *z_of(const Run *r, const double *state, int block) {
+  return state + r->batch * r->m->blocks[block].z_offset;
+}
+
+static const double *y_of(const Run *r, const double *state, int block) {
+  return state + r->batch * r->m->blocks[block].y_offset;
+}
+
+static double loss(Run *r) {
+  r->m->forward(r->params, (const double *const *)r->in, r->state, r->batch);
+  double l = 0;
+  for (int k = 0; k < r->m->n_outputs; k++) {
+    int b = r->m->outputs[k];
+    const double *z = z_of(r, r->state, b);
+    for (long i = 0; i < r->batch * r->m->blocks[b].size; i++)
+      l += z[i] * r->cot[k][i];
+  }
+  return l;
+}
+
+static void backward(Run *r) {
+  loss(r);
+  r->m->backward(r->params, r->state, (const double *const *)r->cot, r->dstate, r->dparams, r->batch);
+}
+
+/* Central differences against the backward pass, every parameter and input
+ * entry. The floor keeps tiny gradients from being judged on round-off. */
+static void check_gradients(const char *src, const char *prefix) {
+  Run r = run_new(src, prefix, BATCH, 7);
+  backward(&r);
+  const double h = 1e-5, tol = 1e-6, floor = 1e-3;
+  double worst = 0;
+  for (long i = 0; i < r.m->param_size; i++) {
+    double keep = r.params[i];
+    r.params[i] = keep + h;
+    double up = loss(&r);
+    r.params[i] = keep - h;
+    double down = loss(&r);
+    r.params[i] = keep;
+    double fd = (up - down) / (2 * h), err = e2e_reldiff(fd, r.dparams[i], floor);
+    cr_expect(err < tol, "%s: parameter scalar %ld: finite difference %.12g, backward %.12g", prefix, i,
+              fd, r.dparams[i]);
+    worst = fmax(worst, err);
+  }
+  for (int k = 0; k < r.m->n_inputs; k++) {
+    int b = r.m->inputs[k];
+    long n = r.batch * r.m->blocks[b].size;
+    double *g = malloc(sizeof(double) * (size_t)n);
+    memcpy(g, z_of(&r, r.dstate, b), sizeof(double) * (size_t)n); /* ybar = dL/dy0 */
+    for (long i = 0; i < n; i++) {
+      double keep = r.in[k][i];
+      r.in[k][i] = keep + h;
+      double up = loss(&r);
+      r.in[k][i] = keep - h;
+      double down = loss(&r);
+      r.in[k][i] = keep;
+      double fd = (up - down) / (2 * h), err = e2e_reldiff(fd, g[i], floor);
+      cr_expect(err < tol, "%s: input '%s'[%ld]: finite difference %.12g, backward %.12g", prefix,
+                r.m->blocks[b].name, i, fd, g[i]);
+      worst = fmax(worst, err);
+    }
+    free(g);
+  }
+  cr_log_info("%s: worst relative error %.3g over %ld parameters", prefix, worst, r.m->param_size);
+  run_free(&r);
+}
+
+/* ---- the machines ---------------------------------------------------------- */
+
+static const char conv1d_src[] =
+    "machine conv1d {\n"
+    "    input  x : 2 @ [9]\n"
+    "    block  h : 3 @ [9] = tanh(conv(x, k = 3, pad = [2, 0]) + bias)   # causal, asymmetric\n"
+    "    block  s : 2 @ [4] = sigmoid(conv(h, k = 3, stride = 2))\n"
+    "    block  d : 2 @ [5] = conv(h, k = 3, dilation = 2)\n"
+    "    output y : 3 = dense(s, d) + bias\n"
+    "}\n";
+
+static const char conv2d_src[] =
+    "machine conv2d {\n"
+    "    input  x : 2 @ [7, 6]\n"
+    "    block  h : 3 @ [7, 6] = gelu(conv(x, k = [3, 2], pad = [1, 1, 0, 1]) + bias)\n"
+    "    block  p : 3 @ [3, 3] = avgpool(h, k = 2, stride = 2)\n"
+    "    block  s : 4 @ [3, 3] = softplus(conv(h, k = [3, 2], stride = [2, 2]))\n"
+    "    block  g : 4 = global_avgpool(s)\n"
+    "    output q : 3 @ [3, 3] = sin(p + conv(p, k = 3, pad = same, dilation = 1))\n"
+    "    output y : 2 = dense(g, p) + bias\n"
+    "}\n";
+
+static const char conv3d_src[] =
+    "machine conv3d {\n"
+    "    input  x : 1 @ [4, 3, 5]\n"
+    "    block  h : 2 @ [4, 3, 5] = tanh(conv(x, k = 3, pad = same) + bias)\n"
+    "    block  s : 2 @ [2, 2, 3] = conv(h, k = [2, 2, 3], stride = [2, 1, 1])\n"
+    "    block  p : 2 @ [2, 3, 5] = avgpool(h, k = [2, 1, 1], stride = [2, 1, 1])\n"
+    "    output y : 1 = dense(s, p)\n"
+    "}\n";
+
+static const char convmachine_src[] =
+    "import \"conv.mach\"\n"
+    "machine convm {\n"
+    "    use m = conv_machine([1, 2, 3], softplus, [1, 1, 0, 2], [5, 4])\n"
+    "    output m.x[2]\n"
+    "}\n";
+
+static const char two_block_src[] =
+    "machine twoblock {\n"
+    "    input  s : 1 @ [11]\n"
+    "    block  h : 2 @ [11] = tanh(conv(s, lags = 0 ..= 1) + conv(g, lags = 1 ..= 2) + bias)\n"
+    "    block  g : 2 @ [11] = sigmoid(conv(h, lags = 0 ..= 2))\n"
+    "    output y : 1 @ [11] = conv(g, k = 1) + bias\n"
+    "}\n";
+
+static char *recur_src(int pad, int tb, int length) {
+  return e2e_fmt("import \"recurrent.mach\"\n"
+                 "machine recur {\n"
+                 "    use m = recur_machine([2, 3, 2], tanh, %d, %d, %d)\n"
+                 "    output y : 1 @ [%d] = conv(m.x[0 .. 3], k = 1) + bias\n"
+                 "}\n", pad, tb, length, length);
+}
+
+/* ---- gradients ---------------------------------------------------------------- */
+
+Test(conv_grad, conv1d_asymmetric_pad_stride_dilation) { check_gradients(conv1d_src, "conv1d"); }
+Test(conv_grad, conv2d_pooling_skip) { check_gradients(conv2d_src, "conv2d"); }
+Test(conv_grad, conv3d_strided_pooled) { check_gradients(conv3d_src, "conv3d"); }
+Test(conv_grad, paper_conv_machine_2d_asymmetric) { check_gradients(convmachine_src, "convm"); }
+Test(conv_grad, recurrence_through_two_blocks) { check_gradients(two_block_src, "twoblock"); }
+
+/* (pad, timeblock, length): a timeblock above pad (no cycle), below it
+ * (cycles through time), equal, one that does not divide the length. */
+Test(conv_grad, recur_machine_pad_timeblock_pairs) {
+  static const int cases[][3] = {{3, 5, 13}, {6, 5, 17}, {2, 2, 9}, {4, 3, 10}, {1, 1, 7}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char *src = recur_src(cases[i][0], cases[i][1], cases[i][2]);
+    check_gradients(src, "recur");
+    free(src);
+  }
+}
+
+/* ---- an independent convolution -------------------------------------------- */
+
+typedef struct Geo {
+  int g;                      /* grid axes */
+  int in[3], out[3], k[3], p0[3], s[3], d[3];
+} Geo;
+
+/* Visits every (output position, tap) pair whose input position is inside
+ * the grid: out[o] += W[k] in[o*s + k*d - p0], per axis. */
+static void each_tap(const Geo *G, void (*f)(void *ctx, long o, long t, long k), void *ctx) {
+  int o[3] = {0}, k[3] = {0};
+  long nout = 1, nk = 1;
+  for (int a = 0; a < G->g; a++) {
+    nout *= G->out[a];
+    nk *= G->k[a];
+  }
+  for (long oi = 0; oi < nout; oi++) {
+    long rem = oi;
+    for (int a = G->g - 1; a >= 0; a--) {
+      o[a] = (int)(rem % G->out[a]);
+      rem /= G->out[a];
+    }
+    for (long ki = 0; ki < nk; ki++) {
+      long r2 = ki;
+      for (int a = G->g - 1; a >= 0; a--) {
+        k[a] = (int)(r2 % G->k[a]);
+        r2 /= G->k[a];
+      }
+      long t = 0;
+      bool inside = true;
+      for (int a = 0; a < G->g; a++) {
+        int pos = o[a] * G->s[a] + k[a] * G->d[a] - G->p0[a];
+        inside &= pos >= 0 && pos < G->in[a];
+        t = t * G->in[a] + pos;
+      }
+      if (inside)
+        f(ctx, oi, t, ki);
+    }
+  }
+}
+
+typedef struct ConvCtx {
+  const double *in, *w; /* w: the [k, cin, cout] slice for one (ci, co) pair, stride kstride */
+  double *out;
+  long kstride;
+  double scale;
+  bool adjoint;
+} ConvCtx;
+
+static void conv_tap(void *p, long o, long t, long k) {
+  ConvCtx *c = p;
+  double w = c->w ? c->w[k * c->kstride] : c->scale;
+  if (!c->adjoint)
+    c->out[o] += w * c->in[t];
+  else
+    c->out[t] += w * c->in[o];
+}
+
+/* y[n, co, :] += conv over ci of z[n, ci, :] with W[k.., ci, co] (own,
+ * unsliced weight of shape [k.., cin, cout]); adjoint: the reverse map from
+ * the output grid to the input grid. */
+static void ref_conv(const Geo *G, const double *W, int cin, int cout, const double *src, double *dst,
+                     long batch, bool adjoint) {
+  long nin = 1, nout = 1;
+  for (int a = 0; a < G->g; a++) {
+    nin *= G->in[a];
+    nout *= G->out[a];
+  }
+  for (long n = 0; n < batch; n++)
+    for (int ci = 0; ci < cin; ci++)
+      for (int co = 0; co < cout; co++) {
+        ConvCtx c = {.w = W + (long)ci * cout + co, .kstride = (long)cin * cout, .adjoint = adjoint};
+        c.in = adjoint ? src + (n * cout + co) * nout : src + (n * cin + ci) * nin;
+        c.out = adjoint ? dst + (n * cin + ci) * nin : dst + (n * cout + co) * nout;
+        each_tap(G, conv_tap, &c);
+      }
+}
+
+/* The 2-D machine's arrow into h: conv(x, k = [3, 2], pad = [1, 1, 0, 1]). */
+static const Geo h_geo = {2, {7, 6}, {7, 6}, {3, 2}, {1, 0}, {1, 1}, {1, 1}};
+/* s = conv(h, k = [3, 2], stride = [2, 2]) */
+static const Geo s_geo = {2, {7, 6}, {3, 3}, {3, 2}, {0, 0}, {2, 2}, {1, 1}};
+
+static const double *param(const Run *r, const char *name) {
+  return r->params + r->m->params[e2e_model_param(r->m, name)].offset;
+}
+
+/* y_h = conv(x) + b_h and z_h = gelu(y_h); y_s = conv(h); z_s = softplus(y_s)
+ * on the state computed by the generated forward pass. */
+Test(conv_equations, machine_equations_2d) {
+  Run r = run_new(conv2d_src, "conv2d", BATCH, 11);
+  loss(&r);
+  const struct mach_model *m = r.m;
+  int x = e2e_model_block(m, "x"), h = e2e_model_block(m, "h"), s = e2e_model_block(m, "s");
+  long nh = BATCH * m->blocks[h].size, ns = BATCH * m->blocks[s].size;
+  double *yh = calloc((size_t)nh, sizeof(double)), *ys = calloc((size_t)ns, sizeof(double));
+  ref_conv(&h_geo, param(&r, "W_h_x"), 2, 3, z_of(&r, r.state, x), yh, BATCH, false);
+  const double *bh = param(&r, "b_h");
+  for (long i = 0; i < nh; i++)
+    yh[i] += bh[(i / 42) % 3];
+  ref_conv(&s_geo, param(&r, "W_s_h"), 3, 4, z_of(&r, r.state, h), ys, BATCH, false);
+  for (long i = 0; i < nh; i++) {
+    cr_assert(fabs(y_of(&r, r.state, h)[i] - yh[i]) < 1e-12, "y_h[%ld]: %.17g vs %.17g", i,
+              y_of(&r, r.state, h)[i], yh[i]);
+    cr_assert(fabs(z_of(&r, r.state, h)[i] - e2e_act("gelu", 0, yh[i])) < 1e-12, "z_h[%ld]", i);
+  }
+  for (long i = 0; i < ns; i++) {
+    cr_assert(fabs(y_of(&r, r.state, s)[i] - ys[i]) < 1e-12, "y_s[%ld]", i);
+    cr_assert(fabs(z_of(&r, r.state, s)[i] - e2e_act("softplus", 0, ys[i])) < 1e-12, "z_s[%ld]", i);
+  }
+  free(yh);
+  free(ys);
+  run_free(&r);
+}
+
+/* zbar_h = adjoint conv of ybar_s + adjoint pool of ybar_p (h's readers),
+ * ybar_h = gelu'(y_h) zbar_h; zbar_x = adjoint conv of ybar_h. */
+Test(conv_equations, dual_equations_2d) {
+  Run r = run_new(conv2d_src, "conv2d", BATCH, 12);
+  backward(&r);
+  const struct mach_model *m = r.m;
+  int x = e2e_model_block(m, "x"), h = e2e_model_block(m, "h"), s = e2e_model_block(m, "s");
+  int p = e2e_model_block(m, "p");
+  long nh = BATCH * m->blocks[h].size, nx = BATCH * m->blocks[x].size;
+  double *zbar_h = calloc((size_t)nh, sizeof(double)), *zbar_x = calloc((size_t)nx, sizeof(double));
+  ref_conv(&s_geo, param(&r, "W_s_h"), 3, 4, z_of(&r, r.dstate, s), zbar_h, BATCH, true);
+  static const Geo pool = {2, {7, 6}, {3, 3}, {2, 2}, {0, 0}, {2, 2}, {1, 1}};
+  const double *ybar_p = z_of(&r, r.dstate, p);
+  for (long n = 0; n < BATCH; n++)
+    for (int c = 0; c < 3; c++) {
+      ConvCtx cc = {.in = ybar_p + (n * 3 + c) * 9, .out = zbar_h + (n * 3 + c) * 42,
+                    .scale = 0.25, .adjoint = true};
+      each_tap(&pool, conv_tap, &cc);
+    }
+  for (long i = 0; i < nh; i++) {
+    cr_assert(fabs(y_of(&r, r.dstate, h)[i] - zbar_h[i]) < 1e-12, "zbar_h[%ld]: %.17g vs %.17g", i,
+              y_of(&r, r.dstate, h)[i], zbar_h[i]);
+    double ybar = e2e_dact("gelu", 0, y_of(&r, r.state, h)[i]) * zbar_h[i];
+    cr_assert(fabs(z_of(&r, r.dstate, h)[i] - ybar) < 1e-12, "ybar_h[%ld]", i);
+  }
+  ref_conv(&h_geo, param(&r, "W_h_x"), 2, 3, z_of(&r, r.dstate, h), zbar_x, BATCH, true);
+  for (long i = 0; i < nx; i++)
+    cr_assert(fabs(y_of(&r, r.dstate, x)[i] - zbar_x[i]) < 1e-12, "zbar_x[%ld]", i);
+  free(zbar_h);
+  free(zbar_x);
+  run_free(&r);
+}
+
+/* ---- the schedule does not change the numbers ------------------------------ */
+
+/* h reads itself at lags 3 ..= 4: chunks of 1, 2 or 3 steps are legal and
+ * machc picks 3; a chunk of 4 would put a cycle inside a chunk. */
+static char *lagged_src(int tb) {
+  return e2e_fmt("machine lagged {\n"
+                 "    %s\n"
+                 "    input  s : 2 @ [14]\n"
+                 "    block  h : 3 @ [14] = tanh(conv(s, lags = 0 ..= 2) + conv(h, lags = 3 ..= 4) + bias)\n"
+                 "    output y : 1 @ [14] = conv(h, lags = 0 ..= 1)\n"
+                 "}\n", tb ? e2e_fmt("set timeblock = %d", tb) : "");
+}
+
+Test(conv_schedule, chunk_length_does_not_change_the_numbers) {
+  Run ref = run_new(lagged_src(0), "lagged", BATCH, 21);
+  cr_assert_eq(ref.m->timeblock, 3, "machc should choose the largest legal chunk, 3; got %d",
+               ref.m->timeblock);
+  loss(&ref);
+  int y = e2e_model_block(ref.m, "y");
+  for (int tb = 1; tb <= 3; tb++) {
+    Run r = run_new(lagged_src(tb), "lagged", BATCH, 21);
+    cr_assert_eq(r.m->timeblock, tb);
+    loss(&r);
+    for (long i = 0; i < BATCH * 14; i++)
+      cr_assert(fabs(z_of(&r, r.state, y)[i] - z_of(&ref, ref.state, y)[i]) < 1e-12,
+                "timeblock %d: y[%ld] differs", tb, i);
+    run_free(&r);
+  }
+  run_free(&ref);
+  const char *dir = e2e_tmpdir();
+  e2e_write_text(e2e_path(dir, "big.mach"), lagged_src(4));
+  E2eRun run = e2e_runl(dir, 30, e2e_machc(), "explain", "big.mach", NULL);
+  cr_assert_eq(run.status, 1, "timeblock 4 must be refused: %s", run.err);
+  cr_assert(strstr(run.err, "timeblock 4 is too large for machine 'lagged'"), "%s", run.err);
+  cr_assert(strstr(run.err, "h -> h"), "the cycle must be named: %s", run.err);
+  e2e_run_free(&run);
+}
+
+/* ---- the printed dual machine ------------------------------------------------ */
+
+/* Compiles `machc --emit=dual` of src, feeds it the cotangents and sigma'(y)
+ * of the primal state, and compares its outputs with the backward pass. */
+static void check_printed_dual(const char *src, const char *prefix) {
+  Run r = run_new(src, prefix, BATCH, 31);
+  backward(&r);
+  const char *dir = e2e_tmpdir();
+  e2e_write_text(e2e_path(dir, "m.mach"), src);
+  E2eRun run = e2e_runl(dir, 60, e2e_machc(), "--emit=dual", "m.mach", "-o", "dual.mach", NULL);
+  e2e_check_ok(&run, "machc --emit=dual");
+  e2e_run_free(&run);
+  char *dual_src = e2e_read_file(e2e_path(dir, "dual.mach"), NULL);
+  cr_assert(dual_src);
+  Run d = run_new(dual_src, e2e_fmt("%s_dual", prefix), BATCH, 1);
+  memcpy(d.params, r.params, sizeof(double) * (size_t)r.m->param_size);
+  cr_assert_eq(d.m->param_size, r.m->param_size);
+  for (int k = 0; k < d.m->n_inputs; k++) {
+    const char *name = d.m->blocks[d.m->inputs[k]].name;
+    long n = BATCH * d.m->blocks[d.m->inputs[k]].size;
+    if (strncmp(name, "dsigma.", 7) == 0) { /* sigma'(y) of the primal block */
+      int b = e2e_model_block(r.m, name + 7);
+      const char *act = r.m->blocks[b].activation;
+      for (long i = 0; i < n; i++)
+        d.in[k][i] = e2e_dact(act, 0.01, y_of(&r, r.state, b)[i]);
+    } else { /* the cotangent of a primal output */
+      int b = e2e_model_block(r.m, name), slot = -1;
+      for (int j = 0; j < r.m->n_outputs; j++)
+        if (r.m->outputs[j] == b)
+          slot = j;
+      cr_assert(slot >= 0, "dual input '%s' is not a primal output", name);
+      memcpy(d.in[k], r.cot[slot], sizeof(double) * (size_t)n);
+    }
+  }
+  d.m->forward(d.params, (const double *const *)d.in, d.state, BATCH);
+  for (int k = 0; k < d.m->n_outputs; k++) {
+    int db = d.m->outputs[k], pb = e2e_model_block(r.m, d.m->blocks[db].name);
+    for (long i = 0; i < BATCH * d.m->blocks[db].size; i++)
+      cr_assert(fabs(z_of(&d, d.state, db)[i] - z_of(&r, r.dstate, pb)[i]) < 1e-12,
+                "%s: printed dual, output '%s'[%ld]: %.17g, backward pass %.17g", prefix,
+                d.m->blocks[db].name, i, z_of(&d, d.state, db)[i], z_of(&r, r.dstate, pb)[i]);
+  }
+  run_free(&d);
+  run_free(&r);
+}
+
+Test(conv_dual, printed_dual_of_a_conv_machine) { check_printed_dual(conv2d_src, "conv2d"); }
+Test(conv_dual, printed_dual_of_a_strided_1d_machine) { check_printed_dual(conv1d_src, "conv1d"); }
+Test(conv_dual, printed_dual_of_a_recurrent_machine) {
+  char *src = recur_src(6, 5, 17);
+  check_printed_dual(src, "recur");
+  free(src);
+}
+
+/* ---- diagnostics --------------------------------------------------------------- */
+
+static E2eRun machc_on(const char *src) {
+  const char *dir = e2e_tmpdir();
+  e2e_write_text(e2e_path(dir, "bad.mach"), src);
+  return e2e_runl(dir, 30, e2e_machc(), "explain", "bad.mach", NULL);
+}
+
+Test(conv_errors, cycle_without_lag_is_named) {
+  E2eRun r = machc_on("machine z {\n  input s : 1 @ [8]\n"
+                      "  block h : 2 @ [8] = tanh(conv(s, lags = 0 ..= 1) + conv(g, lags = 0 ..= 2))\n"
+                      "  output g : 2 @ [8] = conv(h, lags = 0 ..= 1)\n}\n");
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  cr_assert(strstr(r.err, "machine 'z' has no finite depth"), "%s", r.err);
+  cr_assert(strstr(r.err, "h -> g -> h") || strstr(r.err, "g -> h -> g"), "%s", r.err);
+  e2e_run_free(&r);
+}
+
+Test(conv_errors, recurrent_arrow_reading_the_future) {
+  E2eRun r = machc_on("machine f {\n  input s : 1 @ [8]\n"
+                      "  block h : 2 @ [8] = tanh(conv(s, k = 3, pad = same) + conv(h, lags = 1 ..= 2))\n"
+                      "  output y : 1 @ [8] = conv(h, k = 1)\n}\n");
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  cr_assert(strstr(r.err, "bad.mach:3:") && strstr(r.err, "'s' -> 'h' does not"), "%s", r.err);
+  e2e_run_free(&r);
+}
+
+Test(conv_errors, size_mismatch_names_the_axis) {
+  E2eRun r = machc_on("machine a {\n  input x : 1 @ [8, 8]\n"
+                      "  output y : 2 @ [8, 7] = conv(x, k = 3, pad = same)\n}\n");
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  cr_assert(strstr(r.err, "bad.mach:3:") && strstr(r.err, "along axis 1") &&
+                strstr(r.err, "gives 8") && strstr(r.err, "'y' has 7"), "%s", r.err);
+  e2e_run_free(&r);
+}
+
+Test(conv_errors, explain_shows_the_chunks) {
+  char *src = recur_src(6, 5, 17);
+  const char *dir = e2e_tmpdir();
+  e2e_write_text(e2e_path(dir, "r.mach"), src);
+  E2eRun r = e2e_runl(dir, 30, e2e_machc(), "explain", "r.mach", NULL);
+  e2e_check_ok(&r, "machc explain");
+  cr_assert(strstr(r.out, "17 time steps in 4 chunks of 5"), "%s", r.out);
+  e2e_run_free(&r);
+  free(src);
+}
+
+/* ---- the paper's sine example ------------------------------------------------- */
+
+/* Trains both machines of examples/sine.mach as run-sine.sh does and checks
+ * the final training MSE is below a tenth of the MSE of predicting zero. */
+Test(conv_sine, sine_example_learns, .timeout = 120) {
+  const char *dir = e2e_tmpdir();
+  FILE *fx = fopen(e2e_path(dir, "x.csv"), "w"), *fy = fopen(e2e_path(dir, "y.csv"), "w");
+  E2eRng rng = {1};
+  double zero = 0;
+  for (int b = 0; b < 32; b++) {
+    double v[63];
+    for (int i = 0; i < 63; i++)
+      v[i] = sin(-M_PI + 0.1 * i) + 0.1 * (e2e_uniform(&rng, 0, 1) - 0.5);
+    for (int i = 0; i < 63; i++) {
+      double t = v[(i - 10 + 63) % 63];
+      fprintf(fx, "%s%.17g", i ? "," : "", v[i]);
+      fprintf(fy, "%s%.17g", i ? "," : "", t);
+      zero += t * t / (32 * 63);
+    }
+    fputc('\n', fx);
+    fputc('\n', fy);
+  }
+  fclose(fx);
+  fclose(fy);
+  const char *machines[] = {"sine_conv", "sine_recur"};
+  for (int k = 0; k < 2; k++) {
+    const char *bin = e2e_path(dir, machines[k]);
+    E2eRun c = e2e_runl(dir, 60, e2e_machc(), "--dtype", "f64", "-m", machines[k],
+                        e2e_fmt("%s/examples/sine.mach", e2e_root()), "-o", bin, NULL);
+    e2e_check_ok(&c, "machc sine.mach");
+    e2e_run_free(&c);
+    E2eRun t = e2e_runl(dir, 100, bin, "train", "--data", "x.csv", "--targets", "y.csv", "--loss",
+                        "mse", "--optimizer", "adam", "--lr", "0.1", "--epochs", "1000", "--batch",
+                        "32", "--seed", "0", "--quiet", "--out", "w.npz", NULL);
+    e2e_check_ok(&t, "train");
+    const char *f = strstr(t.out, "final: loss ");
+    cr_assert(f, "%s", t.out);
+    double mse = atof(f + 12);
+    cr_log_info("%s: final training MSE %.4g, predicting zero %.4g", machines[k], mse, zero);
+    cr_assert(mse < 0.1 * zero, "%s: final MSE %g is not below a tenth of %g", machines[k], mse, zero);
+    e2e_run_free(&t);
+  }
+}
