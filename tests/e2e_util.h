@@ -53,6 +53,8 @@ E2eNpz e2e_npz_read(const char *path); /* asserts */
 const E2eArr *e2e_npz_get(const E2eNpz *z, const char *name);
 const E2eArr *e2e_npz_find(const E2eNpz *z, const char *name); /* NULL if absent */
 void e2e_npz_free(E2eNpz *z);
+/* Writes stored members NAME.npy ('<f8'), as np.savez. */
+void e2e_npz_write(const char *path, int n, const char *const *names, const E2eArr *arrs);
 
 /* ---- random numbers (splitmix64) ------------------------------------------ */
 
@@ -144,8 +146,10 @@ typedef struct E2eBlock {
 
 typedef struct E2eArrow {
   const char *src, *dst;
-  const char *param; /* dense weight [in, out]; NULL = identity arrow */
-  int in_off, out_off;
+  const char *param; /* dense weight; NULL = identity arrow */
+  int in_off, out_off; /* offsets of the slice along the parameter's axes 0, 1 */
+  bool transposed;   /* false: y_dst[o] += z_src[i] P[in_off + i, out_off + o];
+                        true (weight = transpose(P[...])): P[in_off + o, out_off + i] */
 } E2eArrow;
 
 /* What a test knows of a machine it wrote: blocks and arrows. */
