@@ -384,7 +384,8 @@ static bool resolve_weight(Builder *b, Term *t, int nk, const int *kern, int cin
 
 static void own_weight(Builder *b, IrArrow *ar, int nk, const int *kern, int cin, int cout) {
   int shape[IR_MAX_RANK];
-  memcpy(shape, kern, sizeof(int) * (size_t)nk);
+  for (int i = 0; i < nk; i++)
+    shape[i] = kern[i];
   shape[nk] = cin;
   shape[nk + 1] = cout;
   /* from the C names, so that the parameter can be named in .mach source */

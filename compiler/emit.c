@@ -475,7 +475,11 @@ static void emit_grads_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
 static void emit_header(const IrMachine *m, const Layout *lay, const EmitOptions *o,
                         const char *prefix, StrBuf *h) {
   Arena *a = arena_new();
-  char *guard = arena_printf(a, "%s_H", prefix);
+  char *up = arena_strdup(a, prefix); /* the macros' prefix: POLY_PARAM_SIZE */
+  for (char *p = up; *p; p++)
+    if (*p >= 'a' && *p <= 'z')
+      *p = (char)(*p - 'a' + 'A');
+  char *guard = arena_printf(a, "%s_H", up);
   for (char *p = guard; *p; p++)
     if (*p >= 'a' && *p <= 'z')
       *p = (char)(*p - 'a' + 'A');
@@ -484,9 +488,9 @@ static void emit_header(const IrMachine *m, const Layout *lay, const EmitOptions
             m->source);
   sb_printf(h, "#ifndef %s\n#define %s\n\n", guard, guard);
   sb_printf(h, "/* Scalars: %s. Batches are batch-first, C order. */\n", real);
-  sb_printf(h, "#define %s_PARAM_SIZE %ldL /* scalars in the parameter buffer */\n", guard, m->param_size);
-  sb_printf(h, "#define %s_STATE_SIZE %ldL /* scalars of state per sample */\n", guard, lay->state_size);
-  sb_printf(h, "#define %s_N_INPUTS %d\n#define %s_N_OUTPUTS %d\n", guard, m->ninputs, guard,
+  sb_printf(h, "#define %s_PARAM_SIZE %ldL /* scalars in the parameter buffer */\n", up, m->param_size);
+  sb_printf(h, "#define %s_STATE_SIZE %ldL /* scalars of state per sample */\n", up, lay->state_size);
+  sb_printf(h, "#define %s_N_INPUTS %d\n#define %s_N_OUTPUTS %d\n", up, m->ninputs, up,
             m->noutputs);
   for (int k = 0; k < m->ninputs; k++) {
     const IrBlock *b = IR_BLOCK(m, m->inputs[k]);

@@ -508,6 +508,12 @@ static Value *eval_member(Ev *ev, Scope *sc, const Ast *n) {
   Value *base = eval(ev, sc, n->lhs);
   if (!base)
     return NULL;
+  if (base->kind == V_MACHINE && base->def && !base->args.len && !base->kwargs.len &&
+      n->lhs->kind == AST_NAME) { /* `use dense_net = dense_net(...)`: the label */
+    Value *r = vnew(ev, V_REF, base->loc);
+    r->s = n->lhs->str;
+    base = r;
+  }
   if (base->kind != V_REF) {
     err(ev, n->loc, "'.%s' applies to an instance name, not %s", n->str, kind_name(base->kind));
     return NULL;
@@ -1292,10 +1298,13 @@ static const Ast *pick_machine(Program *p, const char *name) {
       diag_error(p->diag, LOC_NONE, "%s: no machine named '%s'", p->main_path, name);
     return m;
   }
-  const Ast *last = NULL;
+  const Ast *last = NULL; /* the last machine that needs no argument */
   for (int i = 0; i < p->machines.len; i++) {
     const Ast *m = p->machines.items[i];
-    if (m->loc.file == p->main_file && m->params.len == 0)
+    bool all_default = true;
+    for (int k = 0; k < m->params.len; k++)
+      all_default &= ((const Ast *)m->params.items[k])->kind == AST_KWARG;
+    if (m->loc.file == p->main_file && all_default)
       last = m;
   }
   if (!last)

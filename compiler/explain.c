@@ -7,10 +7,10 @@
 static const char *arrow_kind(const IrArrow *ar) {
   switch (ar->kind) {
   case ARROW_DENSE: return "dense";
-  case ARROW_CONV: return "conv";
+  case ARROW_CONV: return ar->adjoint ? "conv_t" : "conv";
   case ARROW_IDENTITY: return "skip";
-  case ARROW_AVGPOOL: return "avgpool";
-  case ARROW_GAVGPOOL: return "global_avgpool";
+  case ARROW_AVGPOOL: return ar->adjoint ? "avgpool_t" : "avgpool";
+  case ARROW_GAVGPOOL: return ar->adjoint ? "global_avgpool_t" : "global_avgpool";
   case ARROW_GATE: return "gate";
   }
   return "?";
@@ -68,8 +68,15 @@ static void explain_arrows(Arena *a, const IrMachine *m, FILE *out) {
     if (ar->w.param >= 0) {
       const IrParam *p = IR_PARAM(m, ar->w.param);
       fprintf(out, " weight %s", p->name);
-      if (ar->w.in_off || ar->w.out_off)
-        fprintf(out, " at [%d, %d]", ar->w.in_off, ar->w.out_off);
+      bool koff = false;
+      for (int k = 0; k < ar->ngrid; k++)
+        koff |= ar->w.k_off[k] != 0;
+      if (ar->w.in_off || ar->w.out_off || koff) {
+        fprintf(out, " at [");
+        for (int k = 0; k < p->rank - 2; k++)
+          fprintf(out, "%d, ", ar->w.k_off[k]);
+        fprintf(out, "%d, %d]", ar->w.in_off, ar->w.out_off);
+      }
       if (ar->w.transposed)
         fprintf(out, " transposed");
     }

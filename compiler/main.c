@@ -278,8 +278,14 @@ static int emit_output(Arena *a, const Options *o, const Paths *paths, IrMachine
     return ok ? 0 : 1;
   }
   if (o->emit == EMIT_DOT) {
-    explain_dot(m, stdout);
-    return 0;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    explain_dot(m, f);
+    fclose(f);
+    bool ok = o->output ? write_file(o->output, text, len) : fputs(text, stdout) >= 0;
+    free(text);
+    return ok ? 0 : 1;
   }
   EmitOptions eo = {.f32 = o->f32, .backward = o->backward, .standalone = o->standalone};
   const char *cpath, *hpath;

@@ -4,7 +4,20 @@
  * gate g = sigma'(y) of the primal block an extra input named dsigma.NAME. */
 #include "machc.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+/* The shortest decimal that reads back as x. */
+static const char *num(char *buf, size_t n, double x) {
+  for (int prec = 1; prec <= 17; prec++) {
+    snprintf(buf, n, "%.*g", prec, x);
+    if (strtod(buf, NULL) == x)
+      break;
+  }
+  if (!strpbrk(buf, ".en")) /* keep it a float: 2 -> 2.0 */
+    strncat(buf, ".0", n - strlen(buf) - 1);
+  return buf;
+}
 
 static void print_weight(const IrMachine *m, const IrArrow *ar, long rows, long cols, StrBuf *o) {
   const IrParam *p = IR_PARAM(m, ar->w.param);
@@ -89,6 +102,7 @@ static const char *gate_name(Arena *a, const IrMachine *m, int b) {
 
 static void print_block(Arena *a, const IrMachine *m, int bi, StrBuf *o) {
   const IrBlock *b = IR_BLOCK(m, bi);
+  char buf[40];
   StrBuf lin = {0};
   int terms = 0;
   for (int i = 0; i < m->arrows.len; i++)
@@ -123,7 +137,7 @@ static void print_block(Arena *a, const IrMachine *m, int bi, StrBuf *o) {
     sb_printf(o, "mul(%s, %s)\n", IR_BLOCK(m, b->act.gate)->name, lin.data);
     break;
   case ACT_LEAKY_RELU:
-    sb_printf(o, "leaky_relu(%s, alpha = %.17g)\n", lin.data, b->act.alpha);
+    sb_printf(o, "leaky_relu(%s, alpha = %s)\n", lin.data, num(buf, sizeof buf, b->act.alpha));
     break;
   default:
     sb_printf(o, "%s(%s)\n", ir_act_name(b->act.kind), lin.data);
@@ -134,6 +148,7 @@ static void print_block(Arena *a, const IrMachine *m, int bi, StrBuf *o) {
 
 static void print_params(const IrMachine *m, StrBuf *o) {
   bool dual = m->primal != NULL;
+  char buf[40];
   for (int i = 0; i < m->params.len; i++) {
     const IrParam *p = IR_PARAM(m, i);
     if (p->is_bias && !dual)
@@ -147,7 +162,8 @@ static void print_params(const IrMachine *m, StrBuf *o) {
     else if (p->init == INIT_ZEROS || p->init == INIT_ONES)
       sb_printf(o, " = %s\n", p->init == INIT_ZEROS ? "zeros" : "ones");
     else
-      sb_printf(o, " = %s(%.17g)\n", p->init == INIT_UNIFORM ? "uniform" : "normal", p->init_scale);
+      sb_printf(o, " = %s(%s)\n", p->init == INIT_UNIFORM ? "uniform" : "normal",
+                num(buf, sizeof buf, p->init_scale));
   }
 }
 
