@@ -547,14 +547,17 @@ void emit_c(const IrMachine *m, const IrMachine *dual, const EmitOptions *o, Str
   if (!o->standalone)
     sb_printf(c, "%s#include \"machrt.h\"\n\n", o->f32 ? "#define MACH_F32\n" : "");
   sb_printf(c, "typedef %s real;\n\n", o->f32 ? "float" : "double");
-  emit_kernels(c, o->f32);
-  emit_forward(a, m, o, &lay, prefix, c);
+  StrBuf fns = {0}; /* the functions first: the prelude holds what they use */
+  emit_forward(a, m, o, &lay, prefix, &fns);
   if (o->backward && dual && !o->standalone) {
-    emit_dual_fn(a, dual, o, &lay, prefix, c);
-    emit_grads_fn(a, dual, o, &lay, prefix, c);
+    emit_dual_fn(a, dual, o, &lay, prefix, &fns);
+    emit_grads_fn(a, dual, o, &lay, prefix, &fns);
   }
   if (!o->standalone)
-    emit_descriptor(m, &lay, o, prefix, c);
+    emit_descriptor(m, &lay, o, prefix, &fns);
+  emit_kernels(c, o->f32, fns.data);
+  sb_puts(c, fns.data);
+  sb_free(&fns);
   emit_header(m, &lay, o, prefix, h);
   arena_free(a);
 }

@@ -33,7 +33,8 @@ typedef struct Emit {
   bool *used_p;           /* parameters referenced */
 } Emit;
 
-void emit_kernels(StrBuf *c, bool f32);
+/* The prelude: the real type's kernels and activations that `body` uses. */
+void emit_kernels(StrBuf *c, bool f32, const char *body);
 const char *emit_pname(Emit *e, int param); /* a parameter's C name, marked used */
 /* y_dst += the arrow applied to z_src (conv, pooling), writing only times
  * [t0, t1) on axis 0 when t0 is not NULL. */

@@ -7,11 +7,13 @@
  * the batch, and the kernels are static, so clang specializes them. */
 #include "emit_internal.h"
 
+#include <string.h>
+
 static const char kernels[] =
     "/* ---- kernels ------------------------------------------------------------ */\n"
     "\n"
     "enum { NB = %d,   /* columns of C kept in registers by mm_acc */\n"
-    "       VL = %d }; /* partial sums per dot product in mm_nt */\n"
+    "       VL = %d }; /* partial sums kept per dot product */\n"
     "\n"
     "/* C[m x n] += A[m x k] B[k x n], where A(i, p) = a[i * ars + p * acs]:\n"
     " * (ars, acs) = (lda, 1) reads A, (1, lda) reads A^T (parameter gradients).\n"
@@ -174,8 +176,110 @@ static const char kernels[] =
     "static inline real d_sin(real y, real z) { (void)z; return cos%s(y); }\n"
     "\n";
 
-void emit_kernels(StrBuf *c, bool f32) {
+/* A piece of the prelude: one function (with its comment) or the enum. */
+typedef struct Piece {
+  const char *text;
+  size_t len;
+  char name[2][24]; /* what it defines */
+  bool needed;
+} Piece;
+
+static bool is_word(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; }
+
+/* Whether text (len bytes) names `name` as a whole word. */
+static bool mentions(const char *text, size_t len, const char *name) {
+  size_t n = strlen(name);
+  for (const char *p = text; p + n <= text + len; p++)
+    if (memcmp(p, name, n) == 0 && (p == text || !is_word(p[-1])) &&
+        (p + n == text + len || !is_word(p[n])))
+      return true;
+  return false;
+}
+
+/* What a piece defines: the enum's constants, or the function named on its
+ * first line starting with "static". A banner comment defines nothing. */
+static void name_piece(Piece *p) {
+  const char *sig = NULL;
+  for (const char *c = p->text; c + 7 <= p->text + p->len && !sig; c++)
+    if ((c == p->text || c[-1] == '\n') && (memcmp(c, "static ", 7) == 0 || memcmp(c, "enum {", 6) == 0))
+      sig = c;
+  if (!sig)
+    return;
+  if (memcmp(sig, "enum", 4) == 0) {
+    strcpy(p->name[0], "NB");
+    strcpy(p->name[1], "VL");
+    return;
+  }
+  const char *q = strchr(sig, '('), *w = q;
+  while (w > sig && is_word(w[-1]))
+    w--;
+  size_t n = (size_t)(q - w);
+  if (n >= sizeof p->name[0])
+    n = sizeof p->name[0] - 1;
+  memcpy(p->name[0], w, n);
+}
+
+/* Splits the prelude into pieces: a piece ends on a line that brings the
+ * brace depth back to 0 and closes a statement, or, for a banner comment,
+ * at the blank line after it. */
+static int split(const char *text, Piece *out, int max) {
+  int n = 0, depth = 0;
+  const char *start = NULL;
+  bool code = false;
+  for (const char *line = text; *line && n < max;) {
+    const char *end = strchr(line, '\n');
+    end = end ? end + 1 : line + strlen(line);
+    const char *t = line;
+    while (*t == ' ')
+      t++;
+    bool comment = t[0] == '/' || t[0] == '*', blank = *t == '\n' || *t == '\0';
+    if (!start && !blank) {
+      start = line;
+      code = false;
+    }
+    for (const char *c = line; c < end; c++)
+      depth += *c == '{' ? 1 : *c == '}' ? -1 : 0;
+    code |= !comment && !blank;
+    size_t len = (size_t)(end - line);
+    bool closes = code && depth == 0 && !comment &&
+                  (memchr(line, ';', len) != NULL || memchr(line, '}', len) != NULL);
+    if (start && (closes || (blank && !code))) {
+      Piece *p = &out[n++];
+      *p = (Piece){.text = start, .len = (size_t)((blank ? line : end) - start)};
+      name_piece(p);
+      start = NULL;
+    }
+    line = end;
+  }
+  return n;
+}
+
+/* Writes the pieces of the prelude that `body` uses, with what they use. */
+void emit_kernels(StrBuf *c, bool f32, const char *body) {
   const char *s = f32 ? "f" : "";
+  StrBuf all = {0};
   /* AVX-512 holds 8 doubles or 16 floats: two vectors of columns per row */
-  sb_printf(c, kernels, f32 ? 32 : 16, f32 ? 16 : 8, s, s, s, s, s, s, s, s, s, s);
+  sb_printf(&all, kernels, f32 ? 32 : 16, f32 ? 16 : 8, s, s, s, s, s, s, s, s, s, s);
+  Piece pieces[64];
+  int n = split(all.data, pieces, 64);
+  size_t blen = strlen(body);
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (int i = 0; i < n; i++) {
+      Piece *p = &pieces[i];
+      bool need = !p->name[0][0]; /* a comment or banner: always */
+      for (int k = 0; k < 2 && !need; k++)
+        if (p->name[k][0]) {
+          need = mentions(body, blen, p->name[k]);
+          for (int j = 0; j < n && !need; j++)
+            need = j != i && pieces[j].needed && mentions(pieces[j].text, pieces[j].len, p->name[k]);
+        }
+      if (need && !p->needed)
+        p->needed = changed = true;
+    }
+  }
+  for (int i = 0; i < n; i++)
+    if (pieces[i].needed)
+      sb_printf(c, "%.*s\n", (int)pieces[i].len, pieces[i].text);
+  sb_free(&all);
 }

@@ -97,6 +97,54 @@ const E2eSpec e2e_shared = {
     "}\n",
     "shared", 6, shared_blocks, 7, shared_arrows};
 
+/* An input block with a bias and an activation (v = relu(y0 + b)), and
+ * several arrows from one source into one block, each with its own weight
+ * (W_h_x, W_h_x_2, W_h_x_3). */
+static const E2eBlock repeat_blocks[] = {
+    {"x", 3, NULL, 0, true, false, NULL},
+    {"v", 3, "relu", 0, true, false, "b_v"},
+    {"h", 4, "tanh", 0, false, false, NULL},
+    {"y", 2, NULL, 0, false, true, "b_y"},
+};
+static const E2eArrow repeat_arrows[] = {
+    {"x", "h", "W_h_x", 0, 0, false},   {"x", "h", "W_h_x_2", 0, 0, false},
+    {"v", "h", "W_h_v", 0, 0, false},   {"x", "h", "W_h_x_3", 0, 0, false},
+    {"h", "y", "W_y_h", 0, 0, false},
+};
+const E2eSpec e2e_repeat = {
+    "machine repeat {\n"
+    "    input x : 3\n"
+    "    block v : 3 = relu(input + bias)\n"
+    "    block h : 4 = tanh(dense(x) + dense(x) + dense(v, x))\n"
+    "    output y : 2 = dense(h) + bias\n"
+    "}\n",
+    "repeat", 4, repeat_blocks, 5, repeat_arrows};
+
+/* Sequential composition a >> b: b's input u reads a's output h through an
+ * identity arrow and both become internal blocks. */
+static const E2eBlock seq_blocks[] = {
+    {"x", 2, NULL, 0, true, false, NULL},
+    {"h", 3, "sin", 0, false, false, NULL},
+    {"u", 3, NULL, 0, false, false, NULL},
+    {"y", 2, "sigmoid", 0, false, true, "b_y"},
+};
+static const E2eArrow seq_arrows[] = {
+    {"x", "h", "W_h_x", 0, 0, false},
+    {"h", "u", NULL, 0, 0, false},
+    {"u", "y", "W_y_u", 0, 0, false},
+};
+const E2eSpec e2e_seq = {
+    "machine a {\n"
+    "    input x : 2\n"
+    "    output h : 3 = sin(dense(x))\n"
+    "}\n"
+    "machine b {\n"
+    "    input u : 3\n"
+    "    output y : 2 = sigmoid(dense(u) + bias)\n"
+    "}\n"
+    "machine seq = a >> b\n",
+    "seq", 4, seq_blocks, 3, seq_arrows};
+
 /* ---- generated dense machines ------------------------------------------------------ */
 
 static void spec_dense_into(E2eBlock *b, E2eArrow *ar, int *nb, int *na, const char *label,

@@ -11,6 +11,8 @@
 extern const E2eSpec e2e_mixed;    /* several inputs/outputs, every activation, skip, bias on/off */
 extern const E2eSpec e2e_shortcut; /* DenseNet-like, declared in shuffled order, relu(input) */
 extern const E2eSpec e2e_shared;   /* a user parameter shared by several arrows, transpose() */
+extern const E2eSpec e2e_repeat;   /* input block with bias, several arrows from one source */
+extern const E2eSpec e2e_seq;      /* sequential composition a >> b */
 
 /* `import "dense.mach"; machine net = FN([dims], ACT_SRC)`, FN being
  * dense_machine (one shared W, no bias) or dense_net (a weight per arrow and
