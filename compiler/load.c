@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum { MAX_SOURCE_BYTES = 16 << 20 };
 
@@ -13,6 +14,11 @@ enum { MAX_SOURCE_BYTES = 16 << 20 };
  * are refused rather than read: a .mach file is text written by a person. */
 static char *read_file(const char *path, int *len, bool *too_big) {
   *too_big = false;
+  struct stat st;
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) { /* a device or FIFO could block */
+    errno = EINVAL;
+    return NULL;
+  }
   FILE *f = fopen(path, "rb");
   if (!f)
     return NULL;
@@ -74,10 +80,11 @@ static void add_machines(Program *p, AstFile *f) {
   }
 }
 
-static bool load_file(Program *p, const char *path, Loc from, int depth);
+static bool load_file(Program *p, const char *path, Loc from);
+static bool load_source(Program *p, const char *path, const char *text, int len);
 
 /* Finds an import next to the importing file, then in the stdlib dirs. */
-static void load_import(Program *p, const Ast *imp, const char *dir, int depth) {
+static void load_import(Program *p, const Ast *imp, const char *dir) {
   const char *name = imp->str;
   char *cand = name[0] == '/' ? arena_strdup(p->arena, name)
                               : arena_printf(p->arena, "%s/%s", dir, name);
@@ -92,10 +99,10 @@ static void load_import(Program *p, const Ast *imp, const char *dir, int depth) 
     return;
   }
   fclose(f);
-  load_file(p, cand, imp->loc, depth + 1);
+  load_file(p, cand, imp->loc);
 }
 
-static bool load_file(Program *p, const char *path, Loc from, int depth) {
+static bool load_file(Program *p, const char *path, Loc from) {
   char real[PATH_MAX];
   if (!realpath(path, real))
     snprintf(real, sizeof real, "%s", path);
@@ -109,11 +116,18 @@ static bool load_file(Program *p, const char *path, Loc from, int depth) {
     if (too_big)
       diag_error(p->diag, from, "%s: file is larger than %d MiB", path, MAX_SOURCE_BYTES >> 20);
     else
-      diag_error(p->diag, from, "cannot read %s: %s", path, strerror(errno));
+      diag_error(p->diag, from, "cannot read %s: %s", path,
+                 errno == EINVAL ? "not a regular file" : strerror(errno));
     return false;
   }
-  int file = diag_add_source(p->diag, path, text, len);
+  bool ok = load_source(p, path, text, len);
   free(text);
+  return ok;
+}
+
+/* Parses a source text and loads what it imports. */
+static bool load_source(Program *p, const char *path, const char *text, int len) {
+  int file = diag_add_source(p->diag, path, text, len);
   int before = p->diag->nerrors;
   AstFile *af = parse_file(p->arena, p->diag, file);
   if (!af || p->diag->nerrors > before)
@@ -124,7 +138,7 @@ static bool load_file(Program *p, const char *path, Loc from, int depth) {
   for (int i = 0; i < af->items.len; i++) {
     Ast *item = af->items.items[i];
     if (item->kind == AST_IMPORT)
-      load_import(p, item, dir, depth);
+      load_import(p, item, dir);
   }
   add_machines(p, af);
   return true;
@@ -139,8 +153,8 @@ const Ast *prog_find_machine(const Program *p, const char *name) {
   return NULL;
 }
 
-Program *eval_load(Arena *a, Diag *d, const char *path, const char **stdlib_dirs,
-                   int nstdlib) {
+static Program *program_new(Arena *a, Diag *d, const char *path, const char **stdlib_dirs,
+                            int nstdlib) {
   Program *p = arena_alloc(a, sizeof *p);
   p->arena = a;
   p->diag = d;
@@ -148,9 +162,20 @@ Program *eval_load(Arena *a, Diag *d, const char *path, const char **stdlib_dirs
   p->stdlib_dirs = stdlib_dirs;
   p->nstdlib = nstdlib;
   p->main_path = path;
-  if (!load_file(p, path, LOC_NONE, 0))
-    return p->diag->nerrors ? NULL : p;
-  return d->nerrors ? NULL : p;
+  return p;
+}
+
+Program *eval_load(Arena *a, Diag *d, const char *path, const char **stdlib_dirs,
+                   int nstdlib) {
+  Program *p = program_new(a, d, path, stdlib_dirs, nstdlib);
+  return load_file(p, path, LOC_NONE) && !d->nerrors ? p : NULL;
+}
+
+Program *eval_load_text(Arena *a, Diag *d, const char *name, const char *text, int len,
+                        const char **stdlib_dirs, int nstdlib) {
+  Program *p = program_new(a, d, name, stdlib_dirs, nstdlib);
+  vec_push(a, &p->loaded, arena_strdup(a, name));
+  return load_source(p, name, text, len) && !d->nerrors ? p : NULL;
 }
 
 void eval_list_machines(Program *p, FILE *out) {

@@ -381,6 +381,10 @@ typedef struct Program Program;
  * file, then in each stdlib directory). */
 Program *eval_load(Arena *a, Diag *d, const char *path, const char **stdlib_dirs,
                    int nstdlib);
+/* The same for a source text held in memory (tests, fuzzing); imports are
+ * searched in the stdlib directories and next to `name`. */
+Program *eval_load_text(Arena *a, Diag *d, const char *name, const char *text, int len,
+                        const char **stdlib_dirs, int nstdlib);
 /* The machine to compile: `name`, or the last machine without parameters in
  * the main file when name is NULL. Returns NULL after reporting errors. */
 IrMachine *eval_machine(Program *p, const char *name);
