@@ -69,9 +69,20 @@ Loc loc_span(Loc a, Loc b) {
   return (Loc){a.file, a.off, b.off + b.len - a.off};
 }
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
+static int utf8_len(const unsigned char *s, int n) {
+  int len = s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 && s[0] < 0xE0 ? 2 : 0;
+  if (s[0] >= 0xF5 || len == 0 || len > n)
+    return 0;
+  for (int i = 1; i < len; i++)
+    if ((s[i] & 0xC0) != 0x80)
+      return 0;
+  return len;
+}
+
 /* Prints the source line holding loc and a caret line under it. Bytes that
- * are not printable are shown as '?' so a binary file cannot garble the
- * terminal. */
+ * are not printable (control bytes, invalid UTF-8) are shown as '?' so a
+ * binary file cannot garble the terminal; valid UTF-8 text is kept. */
 static void show_line(Diag *d, Loc loc) {
   const Source *s = &d->files[loc.file];
   int off = loc.off < 0 ? 0 : loc.off > s->len ? s->len : loc.off;
@@ -87,12 +98,22 @@ static void show_line(Diag *d, Loc loc) {
     end = start + MAXLINE;
   fputs("  ", d->out);
   for (int i = start; i < end; i++) {
-    unsigned char c = (unsigned char)s->text[i];
-    fputc(c == '\t' || (c >= 32 && c < 127) || c >= 128 ? c : '?', d->out);
+    const unsigned char *c = (const unsigned char *)s->text + i;
+    int u = c[0] >= 128 ? utf8_len(c, end - i) : 0;
+    if (u) {
+      fwrite(c, 1, (size_t)u, d->out);
+      i += u - 1;
+    } else {
+      fputc(c[0] == '\t' || (c[0] >= 32 && c[0] < 127) ? c[0] : '?', d->out);
+    }
   }
   fputs("\n  ", d->out);
-  for (int i = start; i < off; i++)
-    fputc(s->text[i] == '\t' ? '\t' : ' ', d->out);
+  for (int i = start; i < off; i++) { /* one column per character */
+    const unsigned char *c = (const unsigned char *)s->text + i;
+    int u = c[0] >= 128 ? utf8_len(c, off - i) : 0;
+    i += u ? u - 1 : 0;
+    fputc(c[0] == '\t' ? '\t' : ' ', d->out);
+  }
   fputc('^', d->out);
   int len = loc.len;
   for (int i = 1; i < len && off + i < end; i++)

@@ -410,7 +410,8 @@ typedef struct EmitOptions {
   bool f32;        /* float instead of double */
   bool backward;   /* emit the dual solve and parameter gradients */
   bool standalone; /* inference only: no runtime, no main */
-  const char *header_name; /* "model.h" */
+  const char *header_name; /* "model.h": what the .c includes */
+  const char *c_name;      /* "model.c": named in the files' first comment */
 } EmitOptions;
 
 /* Reports (and returns false for) what the code generator cannot write. */

@@ -304,6 +304,8 @@ static int emit_output(Arena *a, const Options *o, const Paths *paths, IrMachine
   }
   const char *hbase = strrchr(hpath, '/');
   eo.header_name = hbase ? hbase + 1 : hpath;
+  const char *cbase = strrchr(cpath, '/');
+  eo.c_name = cbase ? cbase + 1 : cpath;
   StrBuf c = {0}, h = {0};
   emit_c(m, dual, &eo, &c, &h);
   bool ok = write_file(cpath, c.data, c.len) && write_file(hpath, h.data, h.len);

@@ -145,6 +145,26 @@ const E2eSpec e2e_seq = {
     "machine seq = a >> b\n",
     "seq", 4, seq_blocks, 3, seq_arrows};
 
+/* A pure input that is also an output (its cotangent adds to its
+ * gradient), and an identity skip from an input. */
+static const E2eBlock passthru_blocks[] = {
+    {"x", 2, NULL, 0, true, true, NULL},
+    {"u", 3, NULL, 0, true, false, NULL},
+    {"h", 3, "sigmoid", 0, false, true, NULL},
+};
+static const E2eArrow passthru_arrows[] = {
+    {"x", "h", "W_h_x", 0, 0, false},
+    {"u", "h", NULL, 0, 0, false},
+};
+const E2eSpec e2e_passthru = {
+    "machine passthru {\n"
+    "    input x : 2\n"
+    "    input u : 3\n"
+    "    block h : 3 = sigmoid(dense(x) + u)\n"
+    "    output x, h\n"
+    "}\n",
+    "passthru", 3, passthru_blocks, 2, passthru_arrows};
+
 /* ---- generated dense machines ------------------------------------------------------ */
 
 static void spec_dense_into(E2eBlock *b, E2eArrow *ar, int *nb, int *na, const char *label,

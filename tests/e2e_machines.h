@@ -13,6 +13,7 @@ extern const E2eSpec e2e_shortcut; /* DenseNet-like, declared in shuffled order,
 extern const E2eSpec e2e_shared;   /* a user parameter shared by several arrows, transpose() */
 extern const E2eSpec e2e_repeat;   /* input block with bias, several arrows from one source */
 extern const E2eSpec e2e_seq;      /* sequential composition a >> b */
+extern const E2eSpec e2e_passthru; /* an input that is also an output */
 
 /* `import "dense.mach"; machine net = FN([dims], ACT_SRC)`, FN being
  * dense_machine (one shared W, no bias) or dense_net (a weight per arrow and

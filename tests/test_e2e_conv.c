@@ -22,6 +22,13 @@
 
 enum { BATCH = 3 };
 
+TestSuite(conv_grad, .fini = e2e_cleanup, .timeout = 120);
+TestSuite(conv_equations, .fini = e2e_cleanup);
+TestSuite(conv_schedule, .fini = e2e_cleanup);
+TestSuite(conv_dual, .fini = e2e_cleanup, .timeout = 120);
+TestSuite(conv_errors, .fini = e2e_cleanup);
+TestSuite(conv_sine, .fini = e2e_cleanup);
+
 /* ---- running a loaded model ------------------------------------------------ */
 
 typedef struct Run {

@@ -161,6 +161,8 @@ Test(e2e_dense, input_block_with_bias_and_repeated_arrows) {
 
 Test(e2e_dense, sequential_composition) { check_forward(&e2e_seq, 10, 6, 1.0); }
 
+Test(e2e_dense, input_that_is_an_output) { check_forward(&e2e_passthru, 15, 5, 1.0); }
+
 /* Blocks wider than the kernels' register tiles (4 rows x 16 columns, dot
  * products in 8 lanes) and a batch that is not a multiple of 4. */
 Test(e2e_dense, wide_blocks_exercise_tiled_kernels) {

@@ -235,6 +235,7 @@ Test(e2e_grad, fd_hand_written_machines) {
   check_fd(e2e_spec_poly(), 4, 112, 1.0);
   check_fd(&e2e_repeat, 3, 113, 1.0);
   check_fd(&e2e_seq, 3, 114, 1.0);
+  check_fd(&e2e_passthru, 3, 117, 1.0);
 }
 
 /* Blocks wider than the kernels' register tiles, batches of 5 and 9. */
@@ -384,6 +385,8 @@ Test(e2e_grad, cli_grad_mixed_two_inputs_two_outputs) { check_grad_cli(&e2e_mixe
 
 Test(e2e_grad, cli_grad_shared_parameters) { check_grad_cli(&e2e_shared, 5, 202); }
 
+Test(e2e_grad, cli_grad_input_that_is_an_output) { check_grad_cli(&e2e_passthru, 4, 205); }
+
 Test(e2e_grad, cli_grad_paper_dense_machine) {
   const int dims[] = {2, 4, 7, 1};
   check_grad_cli(e2e_spec_dense("dense_machine", dims, 4, "tanh", "tanh", 0), 5, 203);
@@ -499,6 +502,13 @@ Test(e2e_grad, printed_dual_machine_mixed) { check_printed_dual(&e2e_mixed, 4, 3
 Test(e2e_grad, printed_dual_machine_shared_and_shortcut) {
   check_printed_dual(&e2e_shared, 4, 303);
   check_printed_dual(&e2e_shortcut, 4, 304);
+}
+
+Test(e2e_grad, printed_dual_machine_poly_repeat_seq) {
+  check_printed_dual(e2e_spec_poly(), 3, 306);
+  check_printed_dual(&e2e_repeat, 3, 307);
+  check_printed_dual(&e2e_seq, 3, 308);
+  check_printed_dual(&e2e_passthru, 3, 309);
 }
 
 Test(e2e_grad, printed_dual_machine_dense_net_leaky) {
