@@ -2,11 +2,14 @@
  * transposed form), average pooling and global average pooling, and the
  * gradient of a convolution's kernel.
  *
- * Every arrow is written as "for each sample, output channel, input channel
- * and kernel tap: a loop over the output positions whose input position
- * falls inside the grid" (cross-correlation: out[o] reads in[o*s + k*d - p0]).
- * The innermost loop runs over the last grid axis with unit stride, so it
- * vectorizes; positions outside the grid (padding) are skipped, never read.
+ * A convolution (cross-correlation: out[o] reads in[o*s + k*d - p0]) is
+ * written as "for each kernel tap: a matrix product over channels, (out
+ * channels x in channels) (in channels x positions)", the positions those
+ * of the tap's box of outputs whose input falls inside the grid (padding is
+ * skipped, never read), run by the prelude's mm_grid. With very few channels
+ * the plain loops are written instead: for each sample, channel pair and
+ * tap, a loop over the box, the last grid axis innermost with unit stride.
+ * Pooling always uses the plain loops.
  *
  * An arrow marked adjoint (the dual of a strided conv or of a pooling)
  * scatters instead: in[o*s + k*d - p0] += out[o], with the roles of its
@@ -123,8 +126,14 @@ static void close_to(StrBuf *c, int *depth, int target) {
   }
 }
 
-/* y_dst += conv(z_src) (or its scatter form for an adjoint arrow). */
-static void conv_apply(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
+/* Below this many (source, destination) channel pairs, a tap's product is
+ * too small for mm_grid and the plain loops are faster. */
+enum { SMALL = 8 };
+
+/* Few channels (fewer than SMALL products of a source and a destination
+ * channel): the plain loops, per sample, channel pair and tap, over the
+ * tap's box of outputs. */
+static void conv_loops(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
                        const char *t1) {
   StrBuf *c = e->c;
   const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
@@ -148,6 +157,166 @@ static void conv_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
     sb_printf(c, "%*syd[%s] += w * zs[%s];\n", 4 * depth, "", in_index(e, ar, &g), out_index(e, &g));
   depth -= g.g;
   close_to(c, &depth, 3);
+}
+
+/* The kernel gradient with the plain loops (few channels). */
+static void conv_grad_loops(Emit *e, const IrArrow *ar, const char *dw, const char *z, const char *ybar) {
+  StrBuf *c = e->c;
+  const IrBlock *s = IR_BLOCK(e->primal, ar->src), *d = IR_BLOCK(e->primal, ar->dst);
+  Geom g = geom_of(e->primal, ar);
+  long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
+  sb_printf(c, "    for (long n = 0; n < batch; n++)\n"
+               "        for (long co = 0; co < %d; co++)\n"
+               "            for (long ci = 0; ci < %d; ci++) {\n"
+               "                const real *zs = %s + (n * %d + ci) * %ld;\n"
+               "                const real *yd = %s + (n * %d + co) * %ld;\n",
+            d->shape.channels, s->shape.channels, z, s->shape.channels, src_sz, ybar,
+            d->shape.channels, dst_sz);
+  int depth = 4;
+  open_taps(e, ar, &g, NULL, NULL, &depth);
+  sb_printf(c, "%*sreal t = 0;\n", 4 * depth, "");
+  int inner = depth;
+  open_positions(c, g.g, &depth);
+  if (!ar->adjoint)
+    sb_printf(c, "%*st += zs[%s] * yd[%s];\n", 4 * depth, "", in_index(e, ar, &g), out_index(e, &g));
+  else
+    sb_printf(c, "%*st += zs[%s] * yd[%s];\n", 4 * depth, "", out_index(e, &g), in_index(e, ar, &g));
+  depth = inner;
+  sb_printf(c, "%*s%s[%s] += t;\n", 4 * depth, "", dw, weight_index(e, ar, "ci", "co"));
+  close_to(c, &depth, 3);
+}
+
+/* ---- convolutions as products over channels --------------------------------
+ *
+ * For one kernel tap k, a convolution is a matrix product over channels:
+ *   y[n, co, o] += sum over ci of W[k, ci, co] z[n, ci, o*s + k*d - p0]
+ * for the output positions o whose input lies in the grid: a box
+ * [f, e) per axis. Its columns are (sample, position) on a 1-D grid and, per
+ * sample, (row, column) of the last two axes on a 2-D or 3-D one (a 3-D grid
+ * loops over its first axis), so each tap is one call of mm_grid, which
+ * takes such two-level indices. An adjoint arrow scatters: the same product
+ * with the roles of the position maps swapped (reads z at o, writes y at
+ * o*s + k*d - p0). */
+
+/* A position on axis a of the arrow's input grid for output position o
+ * (the text of o*s + k*d - p0), or the output position o itself. */
+static const char *pos_text(Emit *e, const IrArrow *ar, int a, bool in, const char *o) {
+  if (!in)
+    return o;
+  const ConvAxis *x = &ar->ax[a];
+  const char *t = x->stride == 1 ? o : arena_printf(e->a, "%s * %d", o, x->stride);
+  t = x->dilation == 1 ? arena_printf(e->a, "%s + k%d", t, a)
+                       : arena_printf(e->a, "%s + k%d * %d", t, a, x->dilation);
+  if (x->pad0)
+    t = arena_printf(e->a, "%s %c %d", t, x->pad0 > 0 ? '-' : '+', x->pad0 > 0 ? x->pad0 : -x->pad0);
+  return t;
+}
+
+/* How a buffer is addressed along the two-level index (j1, j0) of a tap's
+ * product: the offset of its first element (the box's corner) and the
+ * steps of j1 and j0. On a 1-D grid j1 is the sample (step: the block's size
+ * per sample); on more axes the sample and the axes before the last two are
+ * loop variables (n, o0, ...) inside the offset. `in` selects the arrow's
+ * input grid (positions o*s + k*d - p0) or its output grid (positions o). */
+typedef struct Cols {
+  const char *off;
+  long step1, step0;
+} Cols;
+
+static Cols cols_of(Emit *e, const IrArrow *ar, const Geom *g, bool in, long sample) {
+  const long *str = in ? g->in_str : g->out_str;
+  StrBuf sb = {0};
+  if (g->g > 1)
+    sb_printf(&sb, "n * %ld + ", sample);
+  for (int a = 0; a < g->g; a++) {
+    const char *v = arena_printf(e->a, "%c%d", a < g->g - 2 ? 'o' : 'f', a);
+    const char *p = pos_text(e, ar, a, in, v);
+    if (str[a] == 1 || p == v)
+      sb_printf(&sb, "%s%s%s%s", a ? " + " : "", p, str[a] == 1 ? "" : " * ",
+                str[a] == 1 ? "" : arena_printf(e->a, "%ld", str[a]));
+    else
+      sb_printf(&sb, "%s(%s) * %ld", a ? " + " : "", p, str[a]);
+  }
+  int last = g->g - 1;
+  Cols c = {.off = arena_strdup(e->a, sb.data), .step0 = in ? ar->ax[last].stride : 1};
+  c.step1 = g->g == 1 ? sample : (in ? ar->ax[last - 1].stride : 1) * str[last - 1];
+  sb_free(&sb);
+  return c;
+}
+
+/* Opens the loops over taps, skips a tap whose box is empty, and on a grid
+ * of more than one axis opens the loops over samples and the leading axes.
+ * Sets the text of the two-level extent: total (j1 x j0) and inner (j0). */
+static void open_products(Emit *e, const IrArrow *ar, const Geom *g, const char *t0,
+                          const char *t1, int *depth, const char **total, const char **inner) {
+  StrBuf *c = e->c;
+  open_taps(e, ar, g, t0, t1, depth);
+  sb_printf(c, "%*sif (", 4 * *depth, "");
+  for (int a = 0; a < g->g; a++)
+    sb_printf(c, "%sf%d >= e%d", a ? " || " : "", a, a);
+  sb_puts(c, ")\n");
+  sb_printf(c, "%*scontinue; /* no output reads this tap inside the grid */\n", 4 * *depth + 4, "");
+  int last = g->g - 1;
+  *inner = arena_printf(e->a, "e%d - f%d", last, last);
+  if (g->g == 1) {
+    *total = "batch * (e0 - f0)";
+    return;
+  }
+  *total = arena_printf(e->a, "(e%d - f%d) * (e%d - f%d)", last - 1, last - 1, last, last);
+  sb_printf(c, "%*sfor (long n = 0; n < batch; n++)\n", 4 * (*depth)++, "");
+  for (int a = 0; a + 2 < g->g; a++)
+    sb_printf(c, "%*sfor (long o%d = f%d; o%d < e%d; o%d++)\n", 4 * (*depth)++, "", a, a, a, a, a);
+}
+
+/* The strides of W[k.., cin, cout] along the arrow's source and destination
+ * channels: a transposed weight, or an adjoint arrow, maps destination
+ * channels to source channels, so W's input axis is then the destination's. */
+static void weight_strides(Emit *e, const IrArrow *ar, long *src, long *dst) {
+  const IrParam *p = IR_PARAM(e->m, ar->w.param);
+  long cout = p->shape[p->rank - 1];
+  bool swap = ar->w.transposed != ar->adjoint;
+  *src = swap ? 1 : cout;
+  *dst = swap ? cout : 1;
+}
+
+/* y_dst += conv(z_src) (or its scatter form for an adjoint arrow). */
+static void conv_apply(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
+                       const char *t1) {
+  StrBuf *c = e->c;
+  const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
+  if ((long)s->shape.channels * d->shape.channels < SMALL) {
+    conv_loops(e, ar, y, z, t0, t1);
+    return;
+  }
+  Geom g = geom_of(e->m, ar);
+  long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
+  long wsrc, wdst;
+  weight_strides(e, ar, &wsrc, &wdst);
+  Cols zc = cols_of(e, ar, &g, !ar->adjoint, s->size), yc = cols_of(e, ar, &g, ar->adjoint, d->size);
+  StrBuf rd = {0}, wr = {0};
+  for (int a = 0; a < g.g; a++) {
+    const char *o = arena_printf(e->a, "o%d", a);
+    sb_printf(&rd, "%s%s", a ? ", " : "", pos_text(e, ar, a, true, o));
+    sb_printf(&wr, "%s%s", a ? ", " : "", o);
+  }
+  sb_printf(c, "    /* for each tap k: y[n, co, %s] += sum over ci of W[k, ci, co] z[n, ci, %s]: */\n",
+            ar->adjoint ? rd.data : wr.data, ar->adjoint ? wr.data : rd.data);
+  sb_printf(c, "    /* the product (co x ci) (ci x %s) over the tap's box [f, e) of outputs */\n",
+            g.g == 1 ? "(n, o0)" : "positions");
+  sb_free(&rd);
+  sb_free(&wr);
+  int depth = 1;
+  const char *total, *inner;
+  open_products(e, ar, &g, t0, t1, &depth, &total, &inner);
+  int in = 4 * depth;
+  sb_printf(c, "%*smm_grid(%d, %s, %d, %d, %s,\n", in, "", d->shape.channels, total,
+            s->shape.channels, s->shape.channels, inner);
+  sb_printf(c, "%*s        %s + %s, %ld, 0, %ld,\n", in, "", emit_pname(e, ar->w.param),
+            weight_index(e, ar, "0", "0"), wdst, wsrc);
+  sb_printf(c, "%*s        %s + %s, 0, %ld, %ld, %ld,\n", in, "", z, zc.off, src_sz, zc.step1, zc.step0);
+  sb_printf(c, "%*s        %s + %s, %ld, %ld, %ld);\n", in, "", y, yc.off, dst_sz, yc.step1, yc.step0);
+  depth -= g.g > 1 ? g.g - 1 : 0;
+  close_to(c, &depth, 1);
 }
 
 /* Average pooling: one channel to the same channel, weight 1 / taps. */
@@ -228,29 +397,32 @@ void emit_grid_arrow(Emit *e, const IrArrow *ar, const char *y, const char *z, c
 }
 
 /* dW[k, cin, cout] += sum over batch and positions of z_src * ybar_dst
- * (the correlation of the input with the output's cotangent). */
+ * (the correlation of the input with the output's cotangent): per tap, the
+ * product (ci x positions) (positions x co), the positions those of the
+ * tap's box (with the samples on a 1-D grid). */
 void emit_conv_grad(Emit *e, const IrArrow *ar, const char *dw, const char *z, const char *ybar) {
   StrBuf *c = e->c;
   const IrBlock *s = IR_BLOCK(e->primal, ar->src), *d = IR_BLOCK(e->primal, ar->dst);
+  if ((long)s->shape.channels * d->shape.channels < SMALL) {
+    conv_grad_loops(e, ar, dw, z, ybar);
+    return;
+  }
   Geom g = geom_of(e->primal, ar);
   long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
-  sb_printf(c, "    for (long n = 0; n < batch; n++)\n"
-               "        for (long co = 0; co < %d; co++)\n"
-               "            for (long ci = 0; ci < %d; ci++) {\n"
-               "                const real *zs = %s + (n * %d + ci) * %ld;\n"
-               "                const real *yd = %s + (n * %d + co) * %ld;\n",
-            d->shape.channels, s->shape.channels, z, s->shape.channels, src_sz, ybar,
-            d->shape.channels, dst_sz);
-  int depth = 4;
-  open_taps(e, ar, &g, NULL, NULL, &depth);
-  sb_printf(c, "%*sreal t = 0;\n", 4 * depth, "");
-  int inner = depth;
-  open_positions(c, g.g, &depth);
-  if (!ar->adjoint)
-    sb_printf(c, "%*st += zs[%s] * yd[%s];\n", 4 * depth, "", in_index(e, ar, &g), out_index(e, &g));
-  else
-    sb_printf(c, "%*st += zs[%s] * yd[%s];\n", 4 * depth, "", out_index(e, &g), in_index(e, ar, &g));
-  depth = inner;
-  sb_printf(c, "%*s%s[%s] += t;\n", 4 * depth, "", dw, weight_index(e, ar, "ci", "co"));
-  close_to(c, &depth, 3);
+  long wsrc, wdst;
+  weight_strides(e, ar, &wsrc, &wdst);
+  Cols zc = cols_of(e, ar, &g, !ar->adjoint, s->size), yc = cols_of(e, ar, &g, ar->adjoint, d->size);
+  int depth = 1;
+  const char *total, *inner;
+  open_products(e, ar, &g, NULL, NULL, &depth, &total, &inner);
+  int in = 4 * depth;
+  sb_printf(c, "%*smm_grid(%d, %d, %s, %s, %d,\n", in, "", s->shape.channels, d->shape.channels,
+            total, inner, d->shape.channels);
+  sb_printf(c, "%*s        %s + %s, %ld, %ld, %ld,\n", in, "", z, zc.off, src_sz, zc.step1, zc.step0);
+  sb_printf(c, "%*s        %s + %s, %ld, %ld, 0, %ld,\n", in, "", ybar, yc.off, yc.step1, yc.step0,
+            dst_sz);
+  sb_printf(c, "%*s        %s + %s, %ld, 0, %ld);\n", in, "", dw, weight_index(e, ar, "0", "0"), wsrc,
+            wdst);
+  depth -= g.g > 1 ? g.g - 1 : 0;
+  close_to(c, &depth, 1);
 }

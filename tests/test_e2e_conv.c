@@ -173,6 +173,25 @@ static const char conv3d_src[] =
     "    output y : 1 = dense(s, p)\n"
     "}\n";
 
+/* Wide enough (>= 8 channel pairs per arrow) that the emitter writes the
+ * convolutions as per-tap matrix products rather than plain loops. */
+static const char wide1d_src[] =
+    "machine wide1d {\n"
+    "    input  x : 4 @ [10]\n"
+    "    block  h : 4 @ [10] = tanh(conv(x, k = 3, pad = [2, 0]) + bias)\n"
+    "    block  s : 3 @ [4] = sigmoid(conv(h, k = 4, stride = 2))\n"
+    "    block  d : 4 @ [6] = conv(h, k = 3, dilation = 2)\n"
+    "    output y : 2 = dense(s, d) + bias\n"
+    "}\n";
+
+static const char wide3d_src[] =
+    "machine wide3d {\n"
+    "    input  x : 3 @ [4, 3, 5]\n"
+    "    block  h : 3 @ [4, 3, 5] = tanh(conv(x, k = 3, pad = same) + bias)\n"
+    "    block  s : 3 @ [2, 2, 3] = conv(h, k = [2, 2, 3], stride = [2, 1, 1])\n"
+    "    output y : 1 = dense(s)\n"
+    "}\n";
+
 static const char convmachine_src[] =
     "import \"conv.mach\"\n"
     "machine convm {\n"
@@ -202,6 +221,8 @@ Test(conv_grad, conv1d_asymmetric_pad_stride_dilation) { check_gradients(conv1d_
 Test(conv_grad, conv2d_pooling_skip) { check_gradients(conv2d_src, "conv2d"); }
 Test(conv_grad, conv3d_strided_pooled) { check_gradients(conv3d_src, "conv3d"); }
 Test(conv_grad, paper_conv_machine_2d_asymmetric) { check_gradients(convmachine_src, "convm"); }
+Test(conv_grad, wide_1d_as_matrix_products) { check_gradients(wide1d_src, "wide1d"); }
+Test(conv_grad, wide_3d_as_matrix_products) { check_gradients(wide3d_src, "wide3d"); }
 Test(conv_grad, recurrence_through_two_blocks) { check_gradients(two_block_src, "twoblock"); }
 
 /* (pad, timeblock, length): a timeblock above pad (no cycle), below it
@@ -449,6 +470,7 @@ static void check_printed_dual(const char *src, const char *prefix) {
 
 Test(conv_dual, printed_dual_of_a_conv_machine) { check_printed_dual(conv2d_src, "conv2d"); }
 Test(conv_dual, printed_dual_of_a_strided_1d_machine) { check_printed_dual(conv1d_src, "conv1d"); }
+Test(conv_dual, printed_dual_of_a_wide_3d_machine) { check_printed_dual(wide3d_src, "wide3d"); }
 Test(conv_dual, printed_dual_of_a_recurrent_machine) {
   char *src = recur_src(6, 5, 17);
   check_printed_dual(src, "recur");
