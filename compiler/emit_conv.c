@@ -17,6 +17,7 @@
  * restricts what is written, for the chunks of a recurrent filtration. */
 #include "emit_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static long prod_from(const int *v, int from, int n) {
@@ -49,7 +50,8 @@ static Geom geom_of(const IrMachine *m, const IrArrow *ar) {
 }
 
 static const char *tap_off(Emit *e, const ConvAxis *ax, int a) {
-  return arena_printf(e->a, "k%d * %d - %d", a, ax->dilation, ax->pad0);
+  return arena_printf(e->a, "k%d * %d %c %d", a, ax->dilation, ax->pad0 < 0 ? '+' : '-',
+                      ax->pad0 < 0 ? -ax->pad0 : ax->pad0);
 }
 
 /* Opens the loops over kernel taps and output positions. The window
@@ -77,8 +79,8 @@ static void open_taps(Emit *e, const IrArrow *ar, const Geom *g, const char *t0,
 static const char *in_index(Emit *e, const IrArrow *ar, const Geom *g) {
   StrBuf sb = {0};
   for (int a = 0; a < g->g; a++)
-    sb_printf(&sb, "%s(o%d * %d + k%d * %d - %d) * %ld", a ? " + " : "", a, ar->ax[a].stride, a,
-              ar->ax[a].dilation, ar->ax[a].pad0, g->in_str[a]);
+    sb_printf(&sb, "%s(o%d * %d + k%d * %d %c %d) * %ld", a ? " + " : "", a, ar->ax[a].stride, a,
+              ar->ax[a].dilation, ar->ax[a].pad0 < 0 ? '+' : '-', abs(ar->ax[a].pad0), g->in_str[a]);
   const char *s = arena_strdup(e->a, sb.data);
   sb_free(&sb);
   return s;
