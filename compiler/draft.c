@@ -101,12 +101,38 @@ static bool merge_block(Arena *a, Diag *diag, Draft *into, DBlock *b, MergeMode 
     return false;
   }
   bool out = e->is_output || b->is_output;
-  if (pure_input(e)) { /* the definition wins: the block is computed now */
-    Loc keep = e->loc;
-    *e = *b;
-    e->loc = keep.file >= 0 ? b->loc : keep;
-  }
+  bool ok = true;
+  if (pure_input(e) && !pure_input(b)) /* b feeds e's input */
+    ok = draft_feed(diag, e, b);
+  else if (pure_input(b) && !pure_input(e))
+    ok = draft_feed(diag, b, e) && (*e = *b, true);
   e->is_output = out;
+  return ok;
+}
+
+/* A defined block `def` takes the place of the external input of block `in`
+ * (both of one name): in's y0 becomes def's linear part. The activation is
+ * the one of the two that is not the identity (an input block of the paper's
+ * machines applies its own). */
+bool draft_feed(Diag *diag, DBlock *in, const DBlock *def) {
+  if (in->act.kind != ACT_IDENTITY && def->act.kind != ACT_IDENTITY) {
+    diag_error(diag, def->loc, "'%s' already applies %s to its input; feed it a linear part "
+                               "(arrows, bias), without an activation", in->name,
+               ir_act_name(in->act.kind));
+    diag_note(diag, in->loc, "'%s' is declared here", in->name);
+    return false;
+  }
+  Act act = in->act.kind != ACT_IDENTITY ? in->act : def->act;
+  const char *gate = in->act.kind != ACT_IDENTITY ? in->gate : def->gate;
+  Loc gate_loc = in->act.kind != ACT_IDENTITY ? in->gate_loc : def->gate_loc;
+  bool out = in->is_output || def->is_output;
+  in->terms = def->terms;
+  in->has_input = def->has_input;
+  in->act = act;
+  in->gate = gate;
+  in->gate_loc = gate_loc;
+  in->is_output = out;
+  in->loc = def->loc;
   return true;
 }
 

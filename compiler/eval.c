@@ -1015,7 +1015,8 @@ static void exec_block(Ev *ev, Scope *sc, const Ast *n) {
   if (!name || !shape_ok)
     return;
   DBlock *prev = draft_find(ev->draft, name);
-  if (prev) {
+  bool feed = prev && prev->instance && prev->has_input && !prev->terms.len && n->rhs;
+  if (prev && !feed) {
     err(ev, n->lhs->loc, "block '%s' is declared twice", name);
     diag_note(ev->d, prev->loc, "first declaration of '%s' is here", name);
     return;
@@ -1064,7 +1065,16 @@ static void exec_block(Ev *ev, Scope *sc, const Ast *n) {
     else
       vec_push(ev->a, &b->terms, t);
   }
-  vec_push(ev->a, &ev->draft->blocks, b);
+  if (!feed) {
+    vec_push(ev->a, &ev->draft->blocks, b);
+    return;
+  }
+  if (shape_ok && memcmp(&prev->shape, &b->shape, sizeof b->shape) != 0) {
+    err(ev, n->shape->loc, "'%s' is %s, not %s", name, ir_shape_text(ev->a, &prev->shape),
+        ir_shape_text(ev->a, &b->shape));
+    return;
+  }
+  draft_feed(ev->d, prev, b); /* an instance's input, fed by this definition */
 }
 
 static void exec_param(Ev *ev, Scope *sc, const Ast *n) {
@@ -1133,6 +1143,8 @@ static void exec_use(Ev *ev, Scope *sc, const Ast *n) {
     return;
   if (n->str)
     draft_prefix(ev->a, sub, n->str);
+  for (int i = 0; i < sub->blocks.len; i++)
+    ((DBlock *)sub->blocks.items[i])->instance = true;
   draft_merge(ev->a, ev->d, ev->draft, sub, MERGE_USE, n->loc);
 }
 

@@ -86,6 +86,7 @@ typedef struct DBlock {
   Loc gate_loc;
   PtrVec terms;         /* Term* */
   bool has_input, is_output;
+  bool instance;        /* came from a `use`: its input may be fed by a later declaration */
 } DBlock;
 
 typedef struct DParam {
@@ -124,6 +125,7 @@ Draft *draft_new(Arena *a, const char *name);
 DBlock *draft_find(const Draft *d, const char *name);
 void draft_prefix(Arena *a, Draft *d, const char *label);
 bool draft_merge(Arena *a, Diag *diag, Draft *into, Draft *from, MergeMode mode, Loc loc);
+bool draft_feed(Diag *diag, DBlock *in, const DBlock *def);
 bool draft_sequence(Arena *a, Diag *diag, Draft *left, Draft *right, Loc loc);
 IrMachine *draft_build(Arena *a, Diag *diag, Draft *d, const char *source);
 
