@@ -92,12 +92,16 @@ static bool merge_block(Arena *a, Diag *diag, Draft *into, DBlock *b, MergeMode 
   if (!same_shape(&e->shape, &b->shape)) {
     diag_error(diag, loc, "block '%s' is %s in one machine and %s in the other", b->name,
                ir_shape_text(a, &e->shape), ir_shape_text(a, &b->shape));
+    diag_note(diag, loc, "composed machines share a block by its name; to keep two blocks "
+                         "apart, instantiate with labels: use a = ...; use b = ...");
     return false;
   }
   if (!pure_input(e) && !pure_input(b)) {
     diag_error(diag, loc, "block '%s' is defined by both machines", b->name);
     diag_note(diag, e->loc, "one definition is here");
     diag_note(diag, b->loc, "the other is here");
+    diag_note(diag, loc, "composed machines share a block by its name; to keep two blocks "
+                         "apart, instantiate with labels: use a = ...; use b = ...");
     return false;
   }
   bool out = e->is_output || b->is_output;
