@@ -384,6 +384,62 @@ Test(conv_equations, dual_equations_2d) {
   run_free(&r);
 }
 
+/* The recurrence through two blocks, solved chunk by chunk (timeblock 1):
+ *   y_h = conv(s, lags 0..1) + conv(g, lags 1..2) + b_h,  z_h = tanh(y_h)
+ *   y_g = conv(h, lags 0..2),                             z_g = sigmoid(y_g)
+ * A lag range a ..= b is the kernel b - a + 1 with pad b before. */
+static const Geo lag01 = {1, {11}, {11}, {2}, {1}, {1}, {1}};
+static const Geo lag12 = {1, {11}, {11}, {2}, {2}, {1}, {1}};
+static const Geo lag02 = {1, {11}, {11}, {3}, {2}, {1}, {1}};
+static const Geo tap0 = {1, {11}, {11}, {1}, {0}, {1}, {1}};
+
+Test(conv_equations, machine_equations_of_a_recurrence) {
+  Run r = run_new(two_block_src, "twoblock", BATCH, 13);
+  loss(&r);
+  cr_assert_eq(r.m->timeblock, 1);
+  int s = e2e_model_block(r.m, "s"), h = e2e_model_block(r.m, "h"), g = e2e_model_block(r.m, "g");
+  long n = BATCH * 2 * 11;
+  double *yh = calloc((size_t)n, sizeof(double)), *yg = calloc((size_t)n, sizeof(double));
+  ref_conv(&lag01, param(&r, "W_h_s"), 1, 2, z_of(&r, r.state, s), yh, BATCH, false);
+  ref_conv(&lag12, param(&r, "W_h_g"), 2, 2, z_of(&r, r.state, g), yh, BATCH, false);
+  const double *bh = param(&r, "b_h");
+  for (long i = 0; i < n; i++)
+    yh[i] += bh[(i / 11) % 2];
+  ref_conv(&lag02, param(&r, "W_g_h"), 2, 2, z_of(&r, r.state, h), yg, BATCH, false);
+  for (long i = 0; i < n; i++) {
+    cr_assert(fabs(y_of(&r, r.state, h)[i] - yh[i]) < 1e-12, "y_h[%ld]", i);
+    cr_assert(fabs(z_of(&r, r.state, h)[i] - tanh(yh[i])) < 1e-12, "z_h[%ld]", i);
+    cr_assert(fabs(y_of(&r, r.state, g)[i] - yg[i]) < 1e-12, "y_g[%ld]", i);
+    cr_assert(fabs(z_of(&r, r.state, g)[i] - e2e_act("sigmoid", 0, yg[i])) < 1e-12, "z_g[%ld]", i);
+  }
+  free(yh);
+  free(yg);
+  run_free(&r);
+}
+
+/* Its dual runs backwards in time: zbar_g = conv^T(ybar_h) + conv^T(ybar_y),
+ * zbar_h = conv^T(ybar_g), ybar = sigma'(y) zbar. */
+Test(conv_equations, dual_equations_of_a_recurrence) {
+  Run r = run_new(two_block_src, "twoblock", BATCH, 14);
+  backward(&r);
+  int h = e2e_model_block(r.m, "h"), g = e2e_model_block(r.m, "g"), y = e2e_model_block(r.m, "y");
+  long n = BATCH * 2 * 11;
+  double *zh = calloc((size_t)n, sizeof(double)), *zg = calloc((size_t)n, sizeof(double));
+  ref_conv(&lag02, param(&r, "W_g_h"), 2, 2, z_of(&r, r.dstate, g), zh, BATCH, true);
+  ref_conv(&lag12, param(&r, "W_h_g"), 2, 2, z_of(&r, r.dstate, h), zg, BATCH, true);
+  ref_conv(&tap0, param(&r, "W_y_g"), 2, 1, z_of(&r, r.dstate, y), zg, BATCH, true);
+  for (long i = 0; i < n; i++) {
+    cr_assert(fabs(y_of(&r, r.dstate, h)[i] - zh[i]) < 1e-12, "zbar_h[%ld]", i);
+    cr_assert(fabs(y_of(&r, r.dstate, g)[i] - zg[i]) < 1e-12, "zbar_g[%ld]", i);
+    double th = tanh(y_of(&r, r.state, h)[i]), sg = z_of(&r, r.state, g)[i];
+    cr_assert(fabs(z_of(&r, r.dstate, h)[i] - (1 - th * th) * zh[i]) < 1e-12, "ybar_h[%ld]", i);
+    cr_assert(fabs(z_of(&r, r.dstate, g)[i] - sg * (1 - sg) * zg[i]) < 1e-12, "ybar_g[%ld]", i);
+  }
+  free(zh);
+  free(zg);
+  run_free(&r);
+}
+
 /* ---- the schedule does not change the numbers ------------------------------ */
 
 /* h reads itself at lags 3 ..= 4: chunks of 1, 2 or 3 steps are legal and
