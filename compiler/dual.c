@@ -71,6 +71,8 @@ IrMachine *dual_machine(Arena *a, const IrMachine *m) {
   d->time_length = m->time_length;
   d->timeblock = m->timeblock;
   d->reverse_time = !m->reverse_time; /* lags become leads: run time backwards */
+  d->chunk_lo = m->nlevels - m->chunk_hi;
+  d->chunk_hi = m->nlevels - m->chunk_lo;
   for (int i = 0; i < m->blocks.len; i++) {
     const IrBlock *f = IR_BLOCK(m, i);
     IrBlock *b = arena_alloc(a, sizeof *b);

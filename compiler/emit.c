@@ -138,12 +138,29 @@ static void level_comment(Emit *e, int level, const int *blocks, int nb) {
 
 /* ------------------------------------------------------------ statements */
 
-static void emit_dense(Emit *e, const IrArrow *ar) {
+static void emit_dense(Emit *e, const IrArrow *ar, bool chunked) {
   const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
   const IrParam *p = IR_PARAM(e->m, ar->w.param);
   long ld = p->shape[1];
   const char *w = arena_printf(e->a, "%s + %ld", pname(e, ar->w.param),
                                (long)ar->w.in_off * ld + ar->w.out_off);
+  if (chunked) {
+    /* into a block solved in chunks of time: only the columns (or, W^T, the
+     * rows) of W that write the times [t0, t1) of each channel c */
+    long row = d->size / d->shape.channels, inner = row / d->shape.grid[0];
+    sb_printf(e->c, "    for (long c = 0; c < %d; c++)\n", d->shape.channels);
+    if (!ar->w.transposed)
+      sb_printf(e->c, "        mm_acc(batch, (t1 - t0) * %ld, %ld, %s, %ld, 1, %s + c * %ld + t0 * %ld, %ld,\n"
+                      "               %s + c * %ld + t0 * %ld, %ld);\n",
+                inner, s->size, zbuf(e, ar->src), s->size, w, row, inner, ld, ybuf(e, ar->dst), row,
+                inner, d->size);
+    else
+      sb_printf(e->c, "        mm_nt(batch, (t1 - t0) * %ld, %ld, %s, %ld, %s + (c * %ld + t0 * %ld) * %ld, %ld,\n"
+                      "              %s + c * %ld + t0 * %ld, %ld);\n",
+                inner, s->size, zbuf(e, ar->src), s->size, w, row, inner, ld, ld, ybuf(e, ar->dst), row,
+                inner, d->size);
+    return;
+  }
   if (!ar->w.transposed) /* y[B, D] += z[B, S] W[S, D] */
     sb_printf(e->c, "    mm_acc(batch, %ld, %ld, %s, %ld, 1, %s, %ld, %s, %ld);\n", d->size,
               s->size, zbuf(e, ar->src), s->size, w, ld, ybuf(e, ar->dst), d->size);
@@ -168,7 +185,7 @@ static void open_range(Emit *e, const IrBlock *b, bool chunked) {
 static void emit_arrow(Emit *e, const IrArrow *ar, bool chunked) {
   switch (ar->kind) {
   case ARROW_DENSE:
-    emit_dense(e, ar);
+    emit_dense(e, ar, chunked);
     break;
   case ARROW_IDENTITY:
     if (!chunked) {
@@ -271,10 +288,10 @@ static void emit_block(Emit *e, int bi, bool chunked) {
   }
 }
 
-static void emit_levels(Emit *e, bool chunked) {
+static void emit_levels(Emit *e, int from, int to, bool chunked) {
   int n = e->m->blocks.len;
   int *blocks = arena_alloc(e->a, sizeof(int) * (size_t)(n + 1));
-  for (int lv = 0; lv < e->m->nlevels; lv++) {
+  for (int lv = from; lv < to; lv++) {
     int nb = 0;
     for (int i = 0; i < n; i++)
       if (IR_BLOCK(e->m, i)->level == lv)
@@ -286,22 +303,24 @@ static void emit_levels(Emit *e, bool chunked) {
 }
 
 /* The machine solved level by level: the one sweep of the depth filtration.
- * A recurrent machine repeats the levels for each chunk of time, first to
- * last (its dual, last to first). */
+ * A recurrent machine repeats its chunked levels for each chunk of time,
+ * first to last (its dual, last to first); the levels before and after them
+ * are solved whole. */
 static void emit_solve(Emit *e) {
   const IrMachine *m = e->m;
   if (!m->time_length) {
-    emit_levels(e, false);
+    emit_levels(e, 0, m->nlevels, false);
     return;
   }
+  emit_levels(e, 0, m->chunk_lo, false);
   StrBuf body = {0}, *out = e->c;
   e->c = &body;
-  emit_levels(e, true);
+  emit_levels(e, m->chunk_lo, m->chunk_hi, true);
   e->c = out;
   long T = m->time_length, tb = m->timeblock, nchunks = (T + tb - 1) / tb;
-  sb_printf(out, "\n    /* The filtration runs over (chunk, level): %ld steps of time in %ld chunk%s of %ld,\n"
-                 "     * %s; inside a chunk, the levels below. */\n",
-            T, nchunks, nchunks == 1 ? "" : "s", tb,
+  sb_printf(out, "\n    /* Levels %d to %d run over (chunk, level): %ld steps of time in %ld chunk%s of %ld,\n"
+                 "     * %s. */\n",
+            m->chunk_lo, m->chunk_hi - 1, T, nchunks, nchunks == 1 ? "" : "s", tb,
             m->reverse_time ? "solved last to first (the dual reads later times)"
                             : "solved first to last (arrows read earlier times)");
   if (m->reverse_time)
@@ -317,6 +336,7 @@ static void emit_solve(Emit *e) {
   }
   sb_puts(out, "    }\n");
   sb_free(&body);
+  emit_levels(e, m->chunk_hi, m->nlevels, false);
 }
 
 /* ------------------------------------------------------------ gradients */

@@ -348,7 +348,8 @@ static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
   close_to(c, &depth, 2);
 }
 
-static void gpool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z) {
+static void gpool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
+                        const char *t1) {
   const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
   const IrBlock *grid = ar->adjoint ? d : s;
   long n = grid->size / grid->shape.channels;
@@ -358,10 +359,17 @@ static void gpool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z
                     "        for (long q = 0; q < %ld; q++)\n            t += %s[n * %ld + q];\n"
                     "        %s[n] += t / %ld;\n    }\n",
               s->shape.channels, n, z, n, y, n);
-  else /* y[n, c, :] += z[n, c] / grid size */
+  else if (!t0) /* y[n, c, :] += z[n, c] / grid size */
     sb_printf(e->c, "    for (long n = 0; n < batch * %d; n++)\n"
                     "        for (long q = 0; q < %ld; q++)\n            %s[n * %ld + q] += %s[n] / %ld;\n",
               d->shape.channels, n, y, n, z, n);
+  else { /* the same, for the times [t0, t1) of a chunk */
+    long inner = n / d->shape.grid[0];
+    sb_printf(e->c, "    for (long n = 0; n < batch * %d; n++)\n"
+                    "        for (long q = %s * %ld; q < %s * %ld; q++)\n"
+                    "            %s[n * %ld + q] += %s[n] / %ld;\n",
+              d->shape.channels, t0, inner, t1, inner, y, n, z, n);
+  }
 }
 
 void emit_grid_arrow(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
@@ -391,7 +399,7 @@ void emit_grid_arrow(Emit *e, const IrArrow *ar, const char *y, const char *z, c
     break;
   case ARROW_GAVGPOOL:
     sb_puts(e->c, "global average pooling */\n");
-    gpool_apply(e, ar, y, z);
+    gpool_apply(e, ar, y, z, t0, t1);
     break;
   default:
     break;

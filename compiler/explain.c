@@ -116,10 +116,15 @@ void explain_machine(const IrMachine *m, FILE *out) {
           m->ninputs == 1 ? "" : "s", m->noutputs, m->noutputs == 1 ? "" : "s");
   if (m->time_length) {
     int nchunks = (m->time_length + m->timeblock - 1) / m->timeblock;
+    int nc = m->chunk_hi - m->chunk_lo;
     fprintf(out, "  recurrent: %d time steps in %d chunk%s of %d; the filtration runs over "
-                 "(chunk, level): %d x %d = %d steps\n",
-            m->time_length, nchunks, nchunks == 1 ? "" : "s", m->timeblock, nchunks, m->nlevels,
-            nchunks * m->nlevels);
+                 "(chunk, level): %d x %d = %d steps", m->time_length, nchunks,
+            nchunks == 1 ? "" : "s", m->timeblock, nchunks, nc, nchunks * nc);
+    if (nc < m->nlevels)
+      fprintf(out, " for levels %d to %d, %d level%s solved whole%s%s", m->chunk_lo, m->chunk_hi - 1,
+              m->nlevels - nc, m->nlevels - nc == 1 ? "" : "s",
+              m->chunk_lo ? " before" : "", m->chunk_hi < m->nlevels ? (m->chunk_lo ? " and after" : " after") : "");
+    fputc('\n', out);
   }
   explain_levels(a, m, out);
   explain_arrows(a, m, out);

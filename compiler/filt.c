@@ -36,8 +36,10 @@ static void add_edge(Graph *g, int u, int v, int arrow) {
 }
 
 /* The dependency graph for chunks of tb steps: arrows whose lag is below tb
- * (every arrow, for lag == NULL). */
-static Graph graph_of(Arena *a, const IrMachine *m, const int *lag, int tb) {
+ * (every arrow, for lag == NULL), between blocks of stage `want` (every
+ * block, for stage == NULL). */
+static Graph graph_of(Arena *a, const IrMachine *m, const int *lag, int tb, const int *stage,
+                      int want) {
   Graph g = {.n = m->blocks.len};
   int cap = m->arrows.len + m->blocks.len + 1;
   g.head = arena_alloc(a, sizeof(int) * (size_t)(g.n + 1));
@@ -46,12 +48,33 @@ static Graph graph_of(Arena *a, const IrMachine *m, const int *lag, int tb) {
   g.arrow = arena_alloc(a, sizeof(int) * (size_t)cap);
   for (int i = 0; i < g.n; i++)
     g.head[i] = -1;
-  for (int i = 0; i < m->arrows.len; i++)
-    if (!lag || lag[i] < tb)
-      add_edge(&g, IR_ARROW(m, i)->src, IR_ARROW(m, i)->dst, i);
+  for (int i = 0; i < m->arrows.len; i++) {
+    const IrArrow *ar = IR_ARROW(m, i);
+    if ((!lag || lag[i] < tb) && (!stage || (stage[ar->src] == want && stage[ar->dst] == want)))
+      add_edge(&g, ar->src, ar->dst, i);
+  }
+  for (int i = 0; i < g.n; i++) {
+    int gate = IR_BLOCK(m, i)->act.gate;
+    if (IR_BLOCK(m, i)->act.kind == ACT_MUL && (!stage || (stage[gate] == want && stage[i] == want)))
+      add_edge(&g, gate, i, -1);
+  }
+  return g;
+}
+
+/* The same graph with every edge reversed. */
+static Graph graph_reversed(Arena *a, const IrMachine *m, const Graph *f) {
+  Graph g = {.n = f->n};
+  int cap = f->nedges + 1;
+  g.head = arena_alloc(a, sizeof(int) * (size_t)(g.n + 1));
+  g.next = arena_alloc(a, sizeof(int) * (size_t)cap);
+  g.to = arena_alloc(a, sizeof(int) * (size_t)cap);
+  g.arrow = arena_alloc(a, sizeof(int) * (size_t)cap);
   for (int i = 0; i < g.n; i++)
-    if (IR_BLOCK(m, i)->act.kind == ACT_MUL)
-      add_edge(&g, IR_BLOCK(m, i)->act.gate, i, -1);
+    g.head[i] = -1;
+  for (int u = 0; u < f->n; u++)
+    for (int e = f->head[u]; e >= 0; e = f->next[e])
+      add_edge(&g, f->to[e], u, f->arrow[e]);
+  (void)m;
   return g;
 }
 
@@ -165,50 +188,128 @@ static void set_levels(IrMachine *m, const int *level) {
   }
 }
 
-/* A recurrent machine: every block on one time axis, every arrow causal in
- * the direction dir (+1 forward, -1 backward). Reports to d unless NULL. */
-static bool check_time(const IrMachine *m, Diag *d, int *lag, int *T, int dir) {
+/* Which blocks run in chunks of time. The chunked stage (1) holds the blocks
+ * on cycles, and those between two of them: what is downstream of a cycle
+ * and upstream of one. Blocks feeding it (stage 0) are solved whole before
+ * the chunks, the others (stage 2) whole after them: a recurrent core with
+ * any preprocessing and readout. Without a cycle (a timeblock set on a
+ * machine that has none) every block is chunked, as the paper's
+ * RecurMachine is. */
+static void stages_of(Arena *a, const IrMachine *m, int *stage) {
+  int n = m->blocks.len;
+  int *level = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
+  int *down = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
+  int *up = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
+  int *queue = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
+  Graph f = graph_of(a, m, NULL, 0, NULL, 0), r = graph_reversed(a, m, &f);
+  longest_paths(&f, level, down, queue); /* left > 0: on or after a cycle */
+  longest_paths(&r, level, up, queue);   /* left > 0: on or before a cycle */
+  bool any = false;
+  for (int i = 0; i < n; i++) {
+    stage[i] = down[i] > 0 && up[i] > 0 ? 1 : 2;
+    any |= stage[i] == 1;
+  }
+  if (!any) {
+    for (int i = 0; i < n; i++)
+      stage[i] = 1;
+    return;
+  }
+  int qt = 0; /* every ancestor of the chunked stage is solved before it */
+  for (int i = 0; i < n; i++)
+    if (stage[i] == 1)
+      queue[qt++] = i;
+  for (int qh = 0; qh < qt; qh++)
+    for (int e = r.head[queue[qh]]; e >= 0; e = r.next[e])
+      if (stage[r.to[e]] == 2) {
+        stage[r.to[e]] = 0;
+        queue[qt++] = r.to[e];
+      }
+}
+
+/* The chunked blocks: all on one time axis, every arrow between them causal
+ * in the direction dir (+1 forward, -1 backward). Reports to d unless NULL.
+ * lag[i] is set for the arrows inside the stage. */
+static bool check_time(const IrMachine *m, Diag *d, const int *stage, int *lag, int *T, int dir) {
   *T = 0;
   for (int i = 0; i < m->blocks.len; i++) {
     const IrBlock *b = IR_BLOCK(m, i);
+    if (stage[i] != 1)
+      continue;
     if (b->shape.ngrid == 0 || (*T && b->shape.grid[0] != *T)) {
       if (d)
-        diag_error(d, b->loc, "machine '%s' is recurrent (solved in chunks of time), so every block "
-                              "needs time as its first grid axis, of one length; '%s' is %s",
-                   m->name, b->name, b->shape.ngrid ? "on another time axis" : "flat");
+        diag_error(d, b->loc, "machine '%s' is recurrent: '%s' is solved in chunks of time, so it "
+                              "needs time as its first grid axis, of one length with the other "
+                              "blocks of its cycles; it is %s", m->name, b->name,
+                   b->shape.ngrid ? "on another time axis" : "flat");
       return false;
     }
     *T = b->shape.grid[0];
   }
   for (int i = 0; i < m->arrows.len; i++) {
-    lag[i] = arrow_lag(m, IR_ARROW(m, i), dir);
+    const IrArrow *ar = IR_ARROW(m, i);
+    lag[i] = 0;
+    if (stage[ar->src] != 1 || stage[ar->dst] != 1)
+      continue;
+    lag[i] = arrow_lag(m, ar, dir);
     if (lag[i] < 0) {
       if (d)
-        diag_error(d, IR_ARROW(m, i)->loc, "machine '%s' is recurrent, so every arrow must read the "
-                                           "present or the past along time (axis 0); '%s' -> '%s' does not",
-                   m->name, IR_BLOCK(m, IR_ARROW(m, i)->src)->name,
-                   IR_BLOCK(m, IR_ARROW(m, i)->dst)->name);
+        diag_error(d, ar->loc, "machine '%s' is recurrent, so every arrow between the blocks of its "
+                               "cycles must read the present or the past along time (axis 0); "
+                               "'%s' -> '%s' does not", m->name, IR_BLOCK(m, ar->src)->name,
+                   IR_BLOCK(m, ar->dst)->name);
       return false;
     }
   }
   return true;
 }
 
+/* Levels of one stage, numbered from `first`; returns the stage's count. */
+static int stage_levels(const Graph *g, const int *stage, int want, int first, int *out, int *level,
+                        int *indeg, int *queue) {
+  longest_paths(g, level, indeg, queue);
+  int count = 0;
+  for (int i = 0; i < g->n; i++)
+    if (stage[i] == want) {
+      out[i] = first + level[i];
+      count = level[i] + 1 > count ? level[i] + 1 : count;
+    }
+  return count;
+}
+
+/* The largest chunk length whose intra-chunk dependencies have no cycle:
+ * legality only shrinks as chunks grow. */
+static int largest_timeblock(Arena *a, const IrMachine *m, const int *lag, const int *stage, int T,
+                             int *level, int *indeg, int *queue) {
+  int lo = 1, hi = T;
+  while (lo < hi) {
+    int mid = lo + (hi - lo + 1) / 2;
+    Graph g = graph_of(a, m, lag, mid, stage, 1);
+    if (longest_paths(&g, level, indeg, queue))
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
+}
+
 static bool recurrent_levels(Arena *a, IrMachine *m, Diag *d) {
   int n = m->blocks.len;
   int *lag = arena_alloc(a, sizeof(int) * (size_t)(m->arrows.len + 1));
+  int *stage = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
+  int *out = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
   int *level = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
   int *indeg = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
   int *queue = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
   int T;
+  stages_of(a, m, stage);
   m->reverse_time = false;
-  if (!check_time(m, NULL, lag, &T, 1)) {
+  if (!check_time(m, NULL, stage, lag, &T, 1)) {
     /* a machine reading only the future (a printed dual) runs backwards */
-    m->reverse_time = check_time(m, NULL, lag, &T, -1);
-    if (!m->reverse_time && !check_time(m, d, lag, &T, 1))
+    m->reverse_time = check_time(m, NULL, stage, lag, &T, -1);
+    if (!m->reverse_time && !check_time(m, d, stage, lag, &T, 1))
       return false;
   }
-  Graph g1 = graph_of(a, m, lag, 1);
+  Graph g1 = graph_of(a, m, lag, 1, stage, 1);
   if (!longest_paths(&g1, level, indeg, queue)) {
     report_cycle(a, m, &g1, indeg, d, LOC_NONE,
                  arena_printf(a, "machine '%s' has no finite depth (a cycle without time lag)", m->name));
@@ -216,30 +317,27 @@ static bool recurrent_levels(Arena *a, IrMachine *m, Diag *d) {
   }
   int tb = m->timeblock;
   if (tb) {
-    Graph g = graph_of(a, m, lag, tb);
+    Graph g = graph_of(a, m, lag, tb, stage, 1);
     if (!longest_paths(&g, level, indeg, queue)) {
       report_cycle(a, m, &g, indeg, d, m->timeblock_loc,
                    arena_printf(a, "timeblock %d is too large for machine '%s': inside a chunk of %d "
                                    "steps this cycle has lags below %d", tb, m->name, tb, tb));
       return false;
     }
-  } else { /* the largest legal chunk: legality only shrinks as chunks grow */
-    int lo = 1, hi = T;
-    while (lo < hi) {
-      int mid = lo + (hi - lo + 1) / 2;
-      Graph g = graph_of(a, m, lag, mid);
-      if (longest_paths(&g, level, indeg, queue))
-        lo = mid;
-      else
-        hi = mid - 1;
-    }
-    tb = lo;
-    Graph g = graph_of(a, m, lag, tb);
-    longest_paths(&g, level, indeg, queue);
+  } else {
+    tb = largest_timeblock(a, m, lag, stage, T, level, indeg, queue);
   }
-  set_levels(m, level);
+  /* stage 0 whole, stage 1 in chunks, stage 2 whole */
+  Graph g0 = graph_of(a, m, NULL, 0, stage, 0), gc = graph_of(a, m, lag, tb, stage, 1),
+        g2 = graph_of(a, m, NULL, 0, stage, 2);
+  int n0 = stage_levels(&g0, stage, 0, 0, out, level, indeg, queue);
+  int nc = stage_levels(&gc, stage, 1, n0, out, level, indeg, queue);
+  stage_levels(&g2, stage, 2, n0 + nc, out, level, indeg, queue);
+  set_levels(m, out);
   m->time_length = T;
   m->timeblock = tb < T ? tb : T;
+  m->chunk_lo = n0;
+  m->chunk_hi = n0 + nc;
   return true;
 }
 
@@ -249,7 +347,7 @@ bool filt_levels(IrMachine *m, Diag *d) {
   int *level = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
   int *indeg = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
   int *queue = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
-  Graph g = graph_of(a, m, NULL, 0);
+  Graph g = graph_of(a, m, NULL, 0, NULL, 0);
   bool ok = longest_paths(&g, level, indeg, queue);
   if (ok && !m->timeblock) {
     set_levels(m, level);
@@ -261,7 +359,7 @@ bool filt_levels(IrMachine *m, Diag *d) {
       int fwd = arrow_lag(m, IR_ARROW(m, i), 1), bwd = arrow_lag(m, IR_ARROW(m, i), -1);
       lag[i] = fwd > bwd ? fwd : bwd;
     }
-    Graph g0 = graph_of(a, m, lag, 1);
+    Graph g0 = graph_of(a, m, lag, 1, NULL, 0);
     if (!longest_paths(&g0, level, indeg, queue))
       report_cycle(a, m, &g0, indeg, d, LOC_NONE,
                    arena_printf(a, "machine '%s' has no finite depth", m->name));

@@ -349,6 +349,8 @@ typedef struct IrMachine {
   int time_length, timeblock; /* recurrent machines: the filtration runs over
                                  (chunk of timeblock steps, level); 0 otherwise */
   Loc timeblock_loc;  /* where `set timeblock` was written, if it was */
+  int chunk_lo, chunk_hi; /* recurrent machines: levels [lo, hi) run in chunks of
+                             time; those before and after run whole */
   bool reverse_time;  /* dual machines: chunks are solved last to first */
   long param_size;
   const struct IrMachine *primal; /* dual machines: the forward machine */
