@@ -132,22 +132,29 @@ static void close_to(StrBuf *c, int *depth, int target) {
  * too small for mm_grid and the plain loops are faster. */
 enum { SMALL = 8 };
 
+/* Opens the loops over samples and (destination, source) channel pairs of
+ * an arrow of machine m, with zs and yd pointing at the pair's grids. */
+static void open_pairs(Emit *e, const IrMachine *m, const IrArrow *ar, const char *z, const char *y,
+                       bool const_y) {
+  const IrBlock *s = IR_BLOCK(m, ar->src), *d = IR_BLOCK(m, ar->dst);
+  long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
+  sb_printf(e->c, "    for (long n = 0; n < batch; n++)\n"
+                  "        for (long co = 0; co < %d; co++)\n"
+                  "            for (long ci = 0; ci < %d; ci++) {\n"
+                  "                const real *zs = %s + (n * %d + ci) * %ld;\n"
+                  "                %sreal *yd = %s + (n * %d + co) * %ld;\n",
+            d->shape.channels, s->shape.channels, z, s->shape.channels, src_sz,
+            const_y ? "const " : "", y, d->shape.channels, dst_sz);
+}
+
 /* Few channels (fewer than SMALL products of a source and a destination
  * channel): the plain loops, per sample, channel pair and tap, over the
  * tap's box of outputs. */
 static void conv_loops(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
                        const char *t1) {
   StrBuf *c = e->c;
-  const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
   Geom g = geom_of(e->m, ar);
-  long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
-  sb_printf(c, "    for (long n = 0; n < batch; n++)\n"
-               "        for (long co = 0; co < %d; co++)\n"
-               "            for (long ci = 0; ci < %d; ci++) {\n"
-               "                const real *zs = %s + (n * %d + ci) * %ld;\n"
-               "                real *yd = %s + (n * %d + co) * %ld;\n",
-            d->shape.channels, s->shape.channels, z, s->shape.channels, src_sz, y,
-            d->shape.channels, dst_sz);
+  open_pairs(e, e->m, ar, z, y, false);
   int depth = 4;
   open_taps(e, ar, &g, t0, t1, &depth);
   sb_printf(c, "%*sconst real w = %s[%s];\n", 4 * depth, "", emit_pname(e, ar->w.param),
@@ -164,16 +171,8 @@ static void conv_loops(Emit *e, const IrArrow *ar, const char *y, const char *z,
 /* The kernel gradient with the plain loops (few channels). */
 static void conv_grad_loops(Emit *e, const IrArrow *ar, const char *dw, const char *z, const char *ybar) {
   StrBuf *c = e->c;
-  const IrBlock *s = IR_BLOCK(e->primal, ar->src), *d = IR_BLOCK(e->primal, ar->dst);
   Geom g = geom_of(e->primal, ar);
-  long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
-  sb_printf(c, "    for (long n = 0; n < batch; n++)\n"
-               "        for (long co = 0; co < %d; co++)\n"
-               "            for (long ci = 0; ci < %d; ci++) {\n"
-               "                const real *zs = %s + (n * %d + ci) * %ld;\n"
-               "                const real *yd = %s + (n * %d + co) * %ld;\n",
-            d->shape.channels, s->shape.channels, z, s->shape.channels, src_sz, ybar,
-            d->shape.channels, dst_sz);
+  open_pairs(e, e->primal, ar, z, ybar, true);
   int depth = 4;
   open_taps(e, ar, &g, NULL, NULL, &depth);
   sb_printf(c, "%*sreal t = 0;\n", 4 * depth, "");

@@ -35,19 +35,23 @@ static void add_edge(Graph *g, int u, int v, int arrow) {
   g->head[u] = e;
 }
 
+static Graph graph_new(Arena *a, int n, int cap) {
+  Graph g = {.n = n};
+  g.head = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
+  g.next = arena_alloc(a, sizeof(int) * (size_t)cap);
+  g.to = arena_alloc(a, sizeof(int) * (size_t)cap);
+  g.arrow = arena_alloc(a, sizeof(int) * (size_t)cap);
+  for (int i = 0; i < n; i++)
+    g.head[i] = -1;
+  return g;
+}
+
 /* The dependency graph for chunks of tb steps: arrows whose lag is below tb
  * (every arrow, for lag == NULL), between blocks of stage `want` (every
  * block, for stage == NULL). */
 static Graph graph_of(Arena *a, const IrMachine *m, const int *lag, int tb, const int *stage,
                       int want) {
-  Graph g = {.n = m->blocks.len};
-  int cap = m->arrows.len + m->blocks.len + 1;
-  g.head = arena_alloc(a, sizeof(int) * (size_t)(g.n + 1));
-  g.next = arena_alloc(a, sizeof(int) * (size_t)cap);
-  g.to = arena_alloc(a, sizeof(int) * (size_t)cap);
-  g.arrow = arena_alloc(a, sizeof(int) * (size_t)cap);
-  for (int i = 0; i < g.n; i++)
-    g.head[i] = -1;
+  Graph g = graph_new(a, m->blocks.len, m->arrows.len + m->blocks.len + 1);
   for (int i = 0; i < m->arrows.len; i++) {
     const IrArrow *ar = IR_ARROW(m, i);
     if ((!lag || lag[i] < tb) && (!stage || (stage[ar->src] == want && stage[ar->dst] == want)))
@@ -62,19 +66,11 @@ static Graph graph_of(Arena *a, const IrMachine *m, const int *lag, int tb, cons
 }
 
 /* The same graph with every edge reversed. */
-static Graph graph_reversed(Arena *a, const IrMachine *m, const Graph *f) {
-  Graph g = {.n = f->n};
-  int cap = f->nedges + 1;
-  g.head = arena_alloc(a, sizeof(int) * (size_t)(g.n + 1));
-  g.next = arena_alloc(a, sizeof(int) * (size_t)cap);
-  g.to = arena_alloc(a, sizeof(int) * (size_t)cap);
-  g.arrow = arena_alloc(a, sizeof(int) * (size_t)cap);
-  for (int i = 0; i < g.n; i++)
-    g.head[i] = -1;
+static Graph graph_reversed(Arena *a, const Graph *f) {
+  Graph g = graph_new(a, f->n, f->nedges + 1);
   for (int u = 0; u < f->n; u++)
     for (int e = f->head[u]; e >= 0; e = f->next[e])
       add_edge(&g, f->to[e], u, f->arrow[e]);
-  (void)m;
   return g;
 }
 
@@ -201,7 +197,7 @@ static void stages_of(Arena *a, const IrMachine *m, int *stage) {
   int *down = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
   int *up = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
   int *queue = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
-  Graph f = graph_of(a, m, NULL, 0, NULL, 0), r = graph_reversed(a, m, &f);
+  Graph f = graph_of(a, m, NULL, 0, NULL, 0), r = graph_reversed(a, &f);
   longest_paths(&f, level, down, queue); /* left > 0: on or after a cycle */
   longest_paths(&r, level, up, queue);   /* left > 0: on or before a cycle */
   bool any = false;
