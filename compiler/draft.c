@@ -2,8 +2,12 @@
  * the final one into IR, resolving names and checking every size. */
 #include "eval_value.h"
 
+#include <limits.h>
 #include <math.h>
 #include <string.h>
+
+enum { MAX_PARAMS_LOG2 = 31 };
+#define MAX_PARAMS (1L << MAX_PARAMS_LOG2) /* scalars in all parameters */
 
 Draft *draft_new(Arena *a, const char *name) {
   Draft *d = arena_alloc(a, sizeof *d);
@@ -241,10 +245,12 @@ static int param_index(const IrMachine *m, const char *name) {
   return -1;
 }
 
+/* Saturates at LONG_MAX instead of overflowing. */
 static long prod(const int *s, int n) {
   long p = 1;
   for (int i = 0; i < n; i++)
-    p *= s[i];
+    if (__builtin_mul_overflow(p, (long)s[i], &p))
+      return LONG_MAX;
   return p;
 }
 
@@ -286,8 +292,9 @@ static bool build_blocks(Builder *b) {
     ib->shape = db->shape;
     ib->size = ir_shape_size(&db->shape);
     if (ib->size > (1L << 28)) {
-      diag_error(b->d, db->loc, "block '%s' has %ld values per sample; the limit is %ld",
-                 db->name, ib->size, 1L << 28);
+      diag_error(b->d, db->loc, "block '%s' has %s values per sample; the limit is %ld", db->name,
+                 ib->size == LONG_MAX ? "more than 2^63" : arena_printf(b->a, "%ld", ib->size),
+                 1L << 28);
       ok = false;
     }
     ib->act = db->act;
@@ -593,9 +600,13 @@ static bool build_arrow(Builder *b, int dst, Term *t, const SrcName *s, const We
   case ARROW_CONV:
   case ARROW_AVGPOOL:
     if (bs->shape.ngrid == 0 || bs->shape.ngrid != bd->shape.ngrid) {
-      diag_error(b->d, t->loc, "%s maps between blocks with the same number of grid axes; '%s' has %d and '%s' has %d",
-                 t->arrow == ARROW_CONV ? "conv" : "avgpool", bs->name, bs->shape.ngrid, bd->name,
-                 bd->shape.ngrid);
+      if (bs->shape.ngrid == 0)
+        diag_error(b->d, t->loc, "%s needs a source on a grid; '%s' is flat (%s)",
+                   t->arrow == ARROW_CONV ? "conv" : "avgpool", bs->name, ir_shape_text(b->a, &bs->shape));
+      else
+        diag_error(b->d, t->loc, "%s maps between blocks with the same number of grid axes; '%s' has %d and '%s' has %d",
+                   t->arrow == ARROW_CONV ? "conv" : "avgpool", bs->name, bs->shape.ngrid, bd->name,
+                   bd->shape.ngrid);
       return false;
     }
     if (!conv_options(b, t, bs->shape.ngrid))
@@ -762,8 +773,14 @@ IrMachine *draft_build(Arena *a, Diag *diag, Draft *d, const char *source) {
   }
   long off = 0;
   for (int i = 0; i < b.m->params.len; i++) {
-    IR_PARAM(b.m, i)->offset = off;
-    off += IR_PARAM(b.m, i)->size;
+    IrParam *p = IR_PARAM(b.m, i);
+    if (p->size > MAX_PARAMS - off) {
+      diag_error(diag, p->loc, "parameter '%s' brings the machine over %ld parameters", p->name,
+                 MAX_PARAMS);
+      return NULL;
+    }
+    p->offset = off;
+    off += p->size;
   }
   b.m->param_size = off;
   return b.m;

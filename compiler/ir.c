@@ -3,6 +3,7 @@
 #include "machc.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <string.h>
 
 static const char *const act_names[] = {
@@ -46,10 +47,12 @@ char *ir_shape_text(Arena *a, const Shape *s) {
   return arena_strdup(a, buf);
 }
 
+/* Saturates at LONG_MAX instead of overflowing: callers compare with limits. */
 long ir_shape_size(const Shape *s) {
   long n = s->channels;
   for (int i = 0; i < s->ngrid; i++)
-    n *= s->grid[i];
+    if (__builtin_mul_overflow(n, (long)s->grid[i], &n))
+      return LONG_MAX;
   return n;
 }
 
