@@ -280,6 +280,280 @@ static void weight_strides(Emit *e, const IrArrow *ar, long *src, long *dst) {
   *dst = swap ? cout : 1;
 }
 
+/* ---- stride-1 convolutions on 2-D and 3-D grids as one product per band ------
+ *
+ * Per tap, the product above has an inner dimension of only the input
+ * channels, and every tap re-reads and re-writes the output. For a stride-1
+ * conv on more than one axis the taps are folded into the inner dimension
+ * instead: per sample and band of rows o0 (axis 0), the band's input is
+ * copied to a zero-padded buffer on the stack, band[ci, x] with x = the
+ * input position + p0, so that the patch matrix row (k, ci) is the window
+ * band[ci, k*d + u] over the padded output positions u: read in place by
+ * mm_win, one product (co x (k, ci)) ((k, ci) x u) per band. Positions u
+ * past the output grid along the inner axes are computed and dropped. The
+ * kernel gradient reads the same windows: per band, the product
+ * ((k, ci) x u) (u x co) with the output's cotangent packed by position
+ * (mm_rows). The stack buffers stay under PATCH_BYTES. */
+enum { PATCH_BYTES = 40 * 1024 };
+
+static long round_up(long v, long m) { return (v + m - 1) / m * m; }
+
+/* "v - p" for a position v read p before its padded coordinate. */
+static const char *minus_pad(Emit *e, const char *v, int p) {
+  if (!p)
+    return v;
+  return arena_printf(e->a, "%s %c %d", v, p > 0 ? '-' : '+', p > 0 ? p : -p);
+}
+
+/* The band geometry of a stride-1 arrow: ext[a] the padded band's extent
+ * (axis 0: rows + halo), bstr its strides; positions u = r * bstr[0] +
+ * o1 * bstr[1] ...; a band of r rows spans (r - 1) * bstr[0] + tail of them. */
+typedef struct Band {
+  Geom g;
+  long ci, co, taps, kk; /* channels, taps, inner dimension taps * ci */
+  long nb, esz;          /* the prelude's NB, sizeof(real) */
+  long ext[IR_MAX_GRID], bstr[IR_MAX_GRID], halo0, tail, rows;
+  const char *u;         /* the text of u */
+} Band;
+
+static bool band_of(Emit *e, const IrMachine *m, const IrArrow *ar, Band *b) {
+  const IrBlock *s = IR_BLOCK(m, ar->src), *d = IR_BLOCK(m, ar->dst);
+  if (ar->adjoint || ar->ngrid < 2)
+    return false;
+  for (int a = 0; a < ar->ngrid; a++)
+    if (ar->ax[a].stride != 1)
+      return false;
+  *b = (Band){.g = geom_of(m, ar), .ci = s->shape.channels, .co = d->shape.channels, .taps = 1};
+  const Geom *g = &b->g;
+  b->nb = e->o->f32 ? 32 : 16;
+  b->esz = e->o->f32 ? 4 : 8;
+  for (int a = 0; a < g->g; a++)
+    b->taps *= ar->ax[a].kernel;
+  b->kk = b->taps * b->ci;
+  b->halo0 = (long)(ar->ax[0].kernel - 1) * ar->ax[0].dilation;
+  for (int a = 1; a < g->g; a++)
+    b->ext[a] = g->out[a] + (long)(ar->ax[a].kernel - 1) * ar->ax[a].dilation;
+  b->bstr[g->g - 1] = 1;
+  for (int a = g->g - 2; a >= 0; a--)
+    b->bstr[a] = b->bstr[a + 1] * b->ext[a + 1];
+  b->tail = 1;
+  for (int a = 1; a < g->g; a++)
+    b->tail += (g->out[a] - 1) * b->bstr[a];
+  StrBuf u = {0};
+  sb_printf(&u, "r * %ld", b->bstr[0]);
+  for (int a = 1; a < g->g; a++)
+    sb_printf(&u, b->bstr[a] == 1 ? " + o%d" : " + o%d * %ld", a, b->bstr[a]);
+  b->u = arena_strdup(e->a, u.data);
+  sb_free(&u);
+  return true;
+}
+
+/* The rows per band: the most whose buffers fit, fixed + per_row(r) bytes
+ * (0 when not even one row fits), then evened out over the bands. */
+static long band_rows(Band *b, long mp, bool grad) {
+  long rows = 0;
+  for (long r = 1; r <= b->g.out[0]; r++) {
+    long span = (r - 1) * b->bstr[0] + b->tail, elems = b->ci * (r + b->halo0) * b->bstr[0] + b->nb;
+    elems += grad ? b->nb * span + mp * b->nb : mp * b->kk + mp * round_up(span, b->nb);
+    if (b->esz * elems + 8 * (grad ? mp : b->kk) > PATCH_BYTES)
+      break;
+    rows = r;
+  }
+  if (rows) {
+    long bands = (b->g.out[0] + rows - 1) / rows;
+    rows = (b->g.out[0] + bands - 1) / bands;
+  }
+  b->rows = rows;
+  b->ext[0] = rows + b->halo0;
+  return rows;
+}
+
+/* Declares band[] (and its comment) and the loop over samples and bands,
+ * then copies the band's input: z[n, ci, b0 + x0 - p0, x1 - p1 ...]. */
+static void band_open(Emit *e, const IrArrow *ar, const Band *b, const char *z, long src_block) {
+  StrBuf *c = e->c;
+  const Geom *g = &b->g;
+  long bsize = b->ci * b->ext[0] * b->bstr[0];
+  int p0 = ar->ax[0].pad0;
+  sb_printf(c, "        real band[%ld + NB]; /* band[ci, x0", bsize);
+  for (int a = 1; a < g->g; a++)
+    sb_printf(c, ", x%d", a);
+  sb_printf(c, "] = z[n, ci, %s", minus_pad(e, "b0 + x0", p0));
+  for (int a = 1; a < g->g; a++)
+    sb_printf(c, ", %s", minus_pad(e, arena_printf(e->a, "x%d", a), ar->ax[a].pad0));
+  sb_puts(c, "], 0 off the grid */\n");
+  sb_printf(c, "        memset(band, 0, sizeof band);\n"
+               "        for (long n = 0; n < batch; n++)\n"
+               "            for (long b0 = 0; b0 < %d; b0 += %ld) {\n"
+               "                long rows = %d - b0 < %ld ? %d - b0 : %ld;\n",
+            g->out[0], b->rows, g->out[0], b->rows, g->out[0], b->rows);
+  /* rows x0 of the band whose input row b0 + x0 - p0 lies in [0, in0) */
+  sb_printf(c, "                long lo = %d - b0 > 0 ? %d - b0 : 0, hi = %d - b0 < rows + %ld ? %d - b0 : rows + %ld;\n",
+            p0, p0, g->in[0] + p0, b->halo0, g->in[0] + p0, b->halo0);
+  sb_printf(c, "                /* the band's input, zero-padded */\n"
+               "                memset(band, 0, sizeof(real) * %ld);\n"
+               "                for (long ci = 0; ci < %ld; ci++)\n"
+               "                    for (long x0 = lo; x0 < hi; x0++)\n",
+            bsize, b->ci);
+  int depth = 6;
+  StrBuf bi = {0}, zi = {0};
+  sb_printf(&bi, "ci * %ld + x0 * %ld", b->ext[0] * b->bstr[0], b->bstr[0]);
+  sb_printf(&zi, "n * %ld + ci * %ld + (%s) * %ld", src_block, g->in_size, minus_pad(e, "b0 + x0", p0),
+            g->in_str[0]);
+  for (int a = 1; a < g->g; a++) {
+    int pa = ar->ax[a].pad0;
+    /* the padded positions x whose input x - pa lies in [0, in) */
+    long lo = pa > 0 ? pa : 0, hi = g->in[a] + pa < b->ext[a] ? g->in[a] + pa : b->ext[a];
+    sb_printf(c, "%*sfor (long x%d = %ld; x%d < %ld; x%d++)\n", 4 * depth++, "", a, lo, a, hi, a);
+    const char *x = arena_printf(e->a, "x%d", a);
+    sb_printf(&bi, b->bstr[a] == 1 ? " + x%d" : " + x%d * %ld", a, b->bstr[a]);
+    if (g->in_str[a] == 1)
+      sb_printf(&zi, " + %s", minus_pad(e, x, pa));
+    else
+      sb_printf(&zi, " + (%s) * %ld", minus_pad(e, x, pa), g->in_str[a]);
+  }
+  sb_printf(c, "%*sband[%s] = %s[%s];\n", 4 * depth, "", bi.data, z, zi.data);
+  sb_free(&bi);
+  sb_free(&zi);
+}
+
+/* Opens the loops over taps and input channels with p = (k, ci), sets
+ * row_at[p] (where row (k, ci) of the patch matrix starts in band). */
+static int open_rows(Emit *e, const IrArrow *ar, const Band *b, bool set_row_at) {
+  StrBuf *c = e->c;
+  int depth = 2;
+  for (int a = 0; a < b->g.g; a++)
+    sb_printf(c, "%*sfor (long k%d = 0; k%d < %d; k%d++)\n", 4 * depth++, "", a, a, ar->ax[a].kernel, a);
+  sb_printf(c, "%*sfor (long ci = 0; ci < %ld; ci++) {\n", 4 * depth, "", b->ci);
+  StrBuf at = {0}; /* the window's start in band: k * d along each axis */
+  for (int a = 0; a < b->g.g; a++) {
+    long step = b->bstr[a] * ar->ax[a].dilation;
+    sb_printf(&at, step == 1 ? " + k%d" : " + k%d * %ld", a, step);
+  }
+  const char *tp = "k0"; /* the tap's index, k0 * K1 + k1 ... */
+  for (int a = 1; a < b->g.g; a++)
+    tp = arena_printf(e->a, a == 1 ? "%s * %d + k%d" : "(%s) * %d + k%d", tp, ar->ax[a].kernel, a);
+  sb_printf(c, "%*slong p = (%s) * %ld + ci;\n", 4 * depth + 4, "", tp, b->ci);
+  if (set_row_at)
+    sb_printf(c, "%*srow_at[p] = ci * %ld%s;\n", 4 * depth + 4, "", b->ext[0] * b->bstr[0], at.data);
+  sb_free(&at);
+  return depth;
+}
+
+/* Emits the banded form of conv_apply when the arrow fits it; false if not. */
+static bool conv_patches(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0) {
+  Band b;
+  if (t0 || !band_of(e, e->m, ar, &b))
+    return false;
+  long mp = round_up(b.co, 4 /* MR */);
+  if (!band_rows(&b, mp, false))
+    return false;
+  const Geom *g = &b.g;
+  const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
+  long ld = round_up((b.rows - 1) * b.bstr[0] + b.tail, b.nb);
+
+  StrBuf *c = e->c;
+  StrBuf rd = {0}, wr = {0};
+  for (int a = 0; a < g->g; a++) {
+    const char *o = arena_printf(e->a, "o%d", a);
+    sb_printf(&rd, "%s%s", a ? ", " : "", pos_text(e, ar, a, true, o));
+    sb_printf(&wr, "%s%s", a ? ", " : "", o);
+  }
+  sb_printf(c, "    /* y[n, co, %s] += sum over k, ci of W[k, ci, co] z[n, ci, %s]:\n", wr.data, rd.data);
+  sb_printf(c, "     * per sample and band of %ld rows o0, one product (co x (k, ci)) ((k, ci) x positions)\n"
+               "     * of inner dimension %ld, the patch matrix read in place from the band's\n"
+               "     * zero-padded input */\n",
+            b.rows, b.kk);
+  sb_free(&rd);
+  sb_free(&wr);
+  sb_puts(c, "    {\n");
+  sb_printf(c, "        real wk[%ld];   /* wk[(k, ci) * %ld + co] = W[k, ci, co]%s */\n", b.kk * mp, mp,
+            mp > b.co ? ", 0 past the channels" : "");
+  sb_printf(c, "        long row_at[%ld]; /* where row (k, ci) of the patch matrix starts in band */\n", b.kk);
+  sb_printf(c, "        real prod[%ld]; /* prod[co, u], u = %s: padded positions of the band */\n", mp * ld,
+            b.u);
+  if (mp > b.co)
+    sb_puts(c, "        memset(wk, 0, sizeof wk);\n");
+  int depth = open_rows(e, ar, &b, true);
+  sb_printf(c, "%*sfor (long co = 0; co < %ld; co++)\n", 4 * depth + 4, "", b.co);
+  sb_printf(c, "%*swk[p * %ld + co] = %s[%s];\n", 4 * depth + 8, "", mp, emit_pname(e, ar->w.param),
+            weight_index(e, ar, "ci", "co"));
+  sb_printf(c, "%*s}\n", 4 * depth, "");
+  band_open(e, ar, &b, z, s->size);
+  sb_printf(c, "                /* prod[co, u] = sum over (k, ci) of wk[(k, ci) * %ld + co] band[row_at[(k, ci)] + u] */\n",
+            mp);
+  sb_printf(c, "                mm_win(%ld, (rows - 1) * %ld + %ld, %ld, wk, band, row_at, prod, %ld);\n", mp,
+            b.bstr[0], b.tail, b.kk, ld);
+  sb_printf(c, "                /* y[n, co, b0 + r%s] += prod[co, %s] */\n", g->g == 2 ? ", o1" : ", o1, o2", b.u);
+  sb_printf(c, "                for (long co = 0; co < %ld; co++)\n"
+               "                    for (long r = 0; r < rows; r++)\n",
+            b.co);
+  depth = 6;
+  StrBuf yi = {0};
+  sb_printf(&yi, "n * %ld + co * %ld + (b0 + r) * %ld", d->size, g->out_size, g->out_str[0]);
+  for (int a = 1; a < g->g; a++) {
+    sb_printf(c, "%*sfor (long o%d = 0; o%d < %d; o%d++)\n", 4 * depth++, "", a, a, g->out[a], a);
+    sb_printf(&yi, g->out_str[a] == 1 ? " + o%d" : " + o%d * %ld", a, g->out_str[a]);
+  }
+  sb_printf(c, "%*s%s[%s] += prod[co * %ld + %s];\n", 4 * depth, "", y, yi.data, ld, b.u);
+  sb_puts(c, "            }\n    }\n");
+  sb_free(&yi);
+  return true;
+}
+
+/* Emits the banded form of emit_conv_grad when the arrow fits it. */
+static bool conv_grad_patches(Emit *e, const IrArrow *ar, const char *dw, const char *z, const char *ybar) {
+  Band b;
+  if (!band_of(e, e->primal, ar, &b) || b.co > b.nb)
+    return false;
+  long kp = round_up(b.kk, 4 /* MR */);
+  if (!band_rows(&b, kp, true))
+    return false;
+  const Geom *g = &b.g;
+  const IrBlock *s = IR_BLOCK(e->primal, ar->src), *d = IR_BLOCK(e->primal, ar->dst);
+  long span = (b.rows - 1) * b.bstr[0] + b.tail;
+  StrBuf *c = e->c;
+  sb_printf(c, "    /* per sample and band of %ld rows o0, one product ((k, ci) x positions) (positions x co)\n"
+               "     * of inner dimension the band's padded positions u = %s, the patch\n"
+               "     * matrix read in place from the band's zero-padded input */\n",
+            b.rows, b.u);
+  sb_puts(c, "    {\n");
+  sb_printf(c, "        long row_at[%ld]; /* where row (k, ci) of the patch matrix starts in band%s */\n", kp,
+            kp > b.kk ? " (0 past the rows)" : "");
+  sb_printf(c, "        real dwk[%ld * NB]; /* dwk[(k, ci) * NB + co] = dW[k, ci, co] of this arrow */\n", kp);
+  sb_printf(c, "        real yu[%ld * NB]; /* yu[u * NB + co] = ybar[n, co, b0 + r%s], 0 at padded positions */\n",
+            span, g->g == 2 ? ", o1" : ", o1, o2");
+  sb_puts(c, "        memset(row_at, 0, sizeof row_at);\n"
+             "        memset(dwk, 0, sizeof dwk);\n"
+             "        memset(yu, 0, sizeof yu);\n");
+  int depth = open_rows(e, ar, &b, true);
+  sb_printf(c, "%*s}\n", 4 * depth, "");
+  band_open(e, ar, &b, z, s->size);
+  sb_printf(c, "                for (long co = 0; co < %ld; co++)\n"
+               "                    for (long r = 0; r < rows; r++)\n",
+            b.co);
+  depth = 6;
+  StrBuf yi = {0};
+  sb_printf(&yi, "n * %ld + co * %ld + (b0 + r) * %ld", d->size, g->out_size, g->out_str[0]);
+  for (int a = 1; a < g->g; a++) {
+    sb_printf(c, "%*sfor (long o%d = 0; o%d < %d; o%d++)\n", 4 * depth++, "", a, a, g->out[a], a);
+    sb_printf(&yi, g->out_str[a] == 1 ? " + o%d" : " + o%d * %ld", a, g->out_str[a]);
+  }
+  sb_printf(c, "%*syu[(%s) * NB + co] = %s[%s];\n", 4 * depth, "", b.u, ybar, yi.data);
+  sb_free(&yi);
+  sb_printf(c, "                /* dwk[(k, ci), co] += sum over u of band[row_at[(k, ci)] + u] yu[u, co] */\n"
+               "                mm_rows(%ld, (rows - 1) * %ld + %ld, band, row_at, yu, dwk);\n"
+               "            }\n",
+            kp, b.bstr[0], b.tail);
+  sb_puts(c, "        /* dW[k, ci, co] += dwk[(k, ci) * NB + co] */\n");
+  depth = open_rows(e, ar, &b, false);
+  sb_printf(c, "%*sfor (long co = 0; co < %ld; co++)\n", 4 * depth + 4, "", b.co);
+  sb_printf(c, "%*s%s[%s] += dwk[p * NB + co];\n", 4 * depth + 8, "", dw, weight_index(e, ar, "ci", "co"));
+  sb_printf(c, "%*s}\n", 4 * depth, "");
+  sb_puts(c, "    }\n");
+  return true;
+}
+
 /* y_dst += conv(z_src) (or its scatter form for an adjoint arrow). */
 static void conv_apply(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
                        const char *t1) {
@@ -289,6 +563,8 @@ static void conv_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
     conv_loops(e, ar, y, z, t0, t1);
     return;
   }
+  if (conv_patches(e, ar, y, z, t0))
+    return;
   Geom g = geom_of(e->m, ar);
   long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
   long wsrc, wdst;
@@ -416,6 +692,8 @@ void emit_conv_grad(Emit *e, const IrArrow *ar, const char *dw, const char *z, c
     conv_grad_loops(e, ar, dw, z, ybar);
     return;
   }
+  if (conv_grad_patches(e, ar, dw, z, ybar))
+    return;
   Geom g = geom_of(e->primal, ar);
   long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
   long wsrc, wdst;

@@ -193,6 +193,18 @@ static const char wide3d_src[] =
     "    output y : 1 = dense(s)\n"
     "}\n";
 
+/* A stride-1 2-D conv wide enough that the emitter splits each sample into
+ * bands of rows (the last one shorter), with asymmetric, cropping pads and a
+ * dilation: h -> v and its flipped dual. */
+static const char banded_src[] =
+    "machine banded {\n"
+    "    input  x : 1 @ [23, 18]\n"
+    "    block  h : 8 @ [23, 18] = tanh(conv(x, k = 3, pad = same) + bias)\n"
+    "    block  v : 8 @ [23, 17] = tanh(conv(h, k = [3, 2], pad = [3, 1, 0, 0], dilation = [2, 1]))\n"
+    "    block  g : 8 = global_avgpool(v)\n"
+    "    output y : 2 = dense(g) + bias\n"
+    "}\n";
+
 static const char convmachine_src[] =
     "import \"conv.mach\"\n"
     "machine convm {\n"
@@ -237,6 +249,7 @@ Test(conv_grad, conv3d_strided_pooled) { check_gradients(conv3d_src, "conv3d"); 
 Test(conv_grad, paper_conv_machine_2d_asymmetric) { check_gradients(convmachine_src, "convm"); }
 Test(conv_grad, wide_1d_as_matrix_products) { check_gradients(wide1d_src, "wide1d"); }
 Test(conv_grad, wide_3d_as_matrix_products) { check_gradients(wide3d_src, "wide3d"); }
+Test(conv_grad, banded_2d_patch_products) { check_gradients(banded_src, "banded"); }
 Test(conv_grad, recurrence_through_two_blocks) { check_gradients(two_block_src, "twoblock"); }
 Test(conv_grad, recurrent_core_with_whole_stages) { check_gradients(staged_src, "staged"); }
 
@@ -594,6 +607,7 @@ static void check_printed_dual(const char *src, const char *prefix) {
 Test(conv_dual, printed_dual_of_a_conv_machine) { check_printed_dual(conv2d_src, "conv2d"); }
 Test(conv_dual, printed_dual_of_a_strided_1d_machine) { check_printed_dual(conv1d_src, "conv1d"); }
 Test(conv_dual, printed_dual_of_a_wide_3d_machine) { check_printed_dual(wide3d_src, "wide3d"); }
+Test(conv_dual, printed_dual_of_a_banded_2d_machine) { check_printed_dual(banded_src, "banded"); }
 Test(conv_dual, printed_dual_of_a_staged_recurrent_machine) { check_printed_dual(staged_src, "staged"); }
 Test(conv_dual, printed_dual_of_a_recurrent_machine) {
   char *src = recur_src(6, 5, 17);
