@@ -535,14 +535,6 @@ static void emit_header(const IrMachine *m, const Layout *lay, const EmitOptions
   arena_free(a);
 }
 
-/* Everything the IR can express is written; kept as the one place to
- * refuse a machine the code generator cannot handle. */
-bool emit_check(const IrMachine *m, Diag *d) {
-  (void)m;
-  (void)d;
-  return true;
-}
-
 void emit_c(const IrMachine *m, const IrMachine *dual, const EmitOptions *o, StrBuf *c,
             StrBuf *h) {
   Arena *a = arena_new();

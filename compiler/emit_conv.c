@@ -440,6 +440,25 @@ static int open_rows(Emit *e, const IrArrow *ar, const Band *b, bool set_row_at)
   return depth;
 }
 
+/* Opens the loops over the output channels and positions of a band (co, r,
+ * o1, ...) and returns the index of y[n, co, b0 + r, o1, ...] in block d. */
+static const char *band_positions(Emit *e, const Band *b, const IrBlock *d, int *depth) {
+  const Geom *g = &b->g;
+  sb_printf(e->c, "                for (long co = 0; co < %ld; co++)\n"
+                  "                    for (long r = 0; r < rows; r++)\n",
+            b->co);
+  *depth = 6;
+  StrBuf yi = {0};
+  sb_printf(&yi, "n * %ld + co * %ld + (b0 + r) * %ld", d->size, g->out_size, g->out_str[0]);
+  for (int a = 1; a < g->g; a++) {
+    sb_printf(e->c, "%*sfor (long o%d = 0; o%d < %d; o%d++)\n", 4 * (*depth)++, "", a, a, g->out[a], a);
+    sb_printf(&yi, g->out_str[a] == 1 ? " + o%d" : " + o%d * %ld", a, g->out_str[a]);
+  }
+  const char *index = arena_strdup(e->a, yi.data);
+  sb_free(&yi);
+  return index;
+}
+
 /* Emits the banded form of conv_apply when the arrow fits it; false if not. */
 static bool conv_patches(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0) {
   Band b;
@@ -485,19 +504,9 @@ static bool conv_patches(Emit *e, const IrArrow *ar, const char *y, const char *
   sb_printf(c, "                mm_win(%ld, (rows - 1) * %ld + %ld, %ld, wk, band, row_at, prod, %ld);\n", mp,
             b.bstr[0], b.tail, b.kk, ld);
   sb_printf(c, "                /* y[n, co, b0 + r%s] += prod[co, %s] */\n", g->g == 2 ? ", o1" : ", o1, o2", b.u);
-  sb_printf(c, "                for (long co = 0; co < %ld; co++)\n"
-               "                    for (long r = 0; r < rows; r++)\n",
-            b.co);
-  depth = 6;
-  StrBuf yi = {0};
-  sb_printf(&yi, "n * %ld + co * %ld + (b0 + r) * %ld", d->size, g->out_size, g->out_str[0]);
-  for (int a = 1; a < g->g; a++) {
-    sb_printf(c, "%*sfor (long o%d = 0; o%d < %d; o%d++)\n", 4 * depth++, "", a, a, g->out[a], a);
-    sb_printf(&yi, g->out_str[a] == 1 ? " + o%d" : " + o%d * %ld", a, g->out_str[a]);
-  }
-  sb_printf(c, "%*s%s[%s] += prod[co * %ld + %s];\n", 4 * depth, "", y, yi.data, ld, b.u);
+  const char *yi = band_positions(e, &b, d, &depth);
+  sb_printf(c, "%*s%s[%s] += prod[co * %ld + %s];\n", 4 * depth, "", y, yi, ld, b.u);
   sb_puts(c, "            }\n    }\n");
-  sb_free(&yi);
   return true;
 }
 
@@ -529,18 +538,8 @@ static bool conv_grad_patches(Emit *e, const IrArrow *ar, const char *dw, const 
   int depth = open_rows(e, ar, &b, true);
   sb_printf(c, "%*s}\n", 4 * depth, "");
   band_open(e, ar, &b, z, s->size);
-  sb_printf(c, "                for (long co = 0; co < %ld; co++)\n"
-               "                    for (long r = 0; r < rows; r++)\n",
-            b.co);
-  depth = 6;
-  StrBuf yi = {0};
-  sb_printf(&yi, "n * %ld + co * %ld + (b0 + r) * %ld", d->size, g->out_size, g->out_str[0]);
-  for (int a = 1; a < g->g; a++) {
-    sb_printf(c, "%*sfor (long o%d = 0; o%d < %d; o%d++)\n", 4 * depth++, "", a, a, g->out[a], a);
-    sb_printf(&yi, g->out_str[a] == 1 ? " + o%d" : " + o%d * %ld", a, g->out_str[a]);
-  }
-  sb_printf(c, "%*syu[(%s) * NB + co] = %s[%s];\n", 4 * depth, "", b.u, ybar, yi.data);
-  sb_free(&yi);
+  const char *yi = band_positions(e, &b, d, &depth);
+  sb_printf(c, "%*syu[(%s) * NB + co] = %s[%s];\n", 4 * depth, "", b.u, ybar, yi);
   sb_printf(c, "                /* dwk[(k, ci), co] += sum over u of band[row_at[(k, ci)] + u] yu[u, co] */\n"
                "                mm_rows(%ld, (rows - 1) * %ld + %ld, band, row_at, yu, dwk);\n"
                "            }\n",

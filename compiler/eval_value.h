@@ -72,7 +72,6 @@ typedef struct Term {
   int ngrid_in;         /* sum over sources of a shared weight's input extent */
   bool has_lags;        /* conv along axis 0 given as lags = a ..= b */
   int lag_lo, lag_hi;
-  bool has_kernel, has_pad, has_stride, has_dilation;
   Value *kernel_v, *pad_v, *stride_v, *dilation_v; /* raw options, checked when the sources are known */
 } Term;
 

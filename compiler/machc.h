@@ -416,8 +416,6 @@ typedef struct EmitOptions {
   const char *c_name;      /* "model.c": named in the files' first comment */
 } EmitOptions;
 
-/* Reports (and returns false for) what the code generator cannot write. */
-bool emit_check(const IrMachine *m, Diag *d);
 /* Writes the C source and header of machine m (levels computed). */
 void emit_c(const IrMachine *m, const IrMachine *dual, const EmitOptions *o,
             StrBuf *c, StrBuf *h);

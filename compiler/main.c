@@ -338,10 +338,12 @@ int main(int argc, char **argv) {
   Program *p = eval_load(a, &d, o.input, o.stdlib, o.nstdlib);
   IrMachine *m = p ? eval_machine(p, o.machine) : NULL;
   if (m && filt_levels(m, &d)) {
-    if (o.explain)
-      explain_machine(m, stdout), status = 0;
-    else if ((o.emit != EMIT_BIN && o.emit != EMIT_C) || emit_check(m, &d))
+    if (o.explain) {
+      explain_machine(m, stdout);
+      status = 0;
+    } else {
       status = emit_output(a, &o, &paths, m);
+    }
   }
   if (d.nerrors)
     status = 1;
