@@ -1,7 +1,8 @@
 # machc — build, test, demo, bench, install. No other build system.
 #
 #   make            build bin/machc and the runtime libraries
-#   make test       every test (Criterion); SANITIZE=1 for ASan + UBSan
+#   make test       the test suite (Criterion); SANITIZE=1 for ASan + UBSan
+#   make test-examples  the example trainings (poly, sine, waves; about a minute)
 #   make demo       compile examples/poly.mach, train it, print results
 #   make bench      forward/backward timings of the paper's configurations
 #   make fuzz       long front-end fuzzing (not part of `make test`)
@@ -49,8 +50,11 @@ RT_LIBS  := $(BUILD)/lib/libmachrt_f32.a $(BUILD)/lib/libmachrt_f64.a
 
 TEST_SRCS := $(wildcard tests/*.c)
 TEST_BIN  := $(BUILD)/tests/machc_tests
+# The example trainings: slow, so a binary and a target of their own.
+EXAMPLE_TEST_SRCS := $(wildcard tests/examples/*.c) tests/e2e_util.c tests/e2e_machines.c
+EXAMPLE_TEST_BIN  := $(BUILD)/tests/machc_examples
 
-.PHONY: all deps test demo bench fuzz install clean
+.PHONY: all deps test test-examples demo bench fuzz install clean
 all: deps $(MACHC) $(RT_LIBS)
 
 # --- Debian packages ---------------------------------------------------------
@@ -114,9 +118,18 @@ $(TEST_BIN): $(TEST_SRCS) tests/*.h $(LIB_OBJS) $(RT_LIBS)
 	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -Icompiler -I$(GEN) -Iruntime \
 	  -o $@ $(TEST_SRCS) $(LIB_OBJS) $(BUILD)/lib/libmachrt_f64.a -lcriterion -lm
 
+$(EXAMPLE_TEST_BIN): $(EXAMPLE_TEST_SRCS) tests/*.h $(LIB_OBJS) $(RT_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -Icompiler -I$(GEN) -Iruntime -Itests \
+	  -o $@ $(EXAMPLE_TEST_SRCS) $(LIB_OBJS) $(BUILD)/lib/libmachrt_f64.a -lcriterion -lm
+
+TEST_ENV = MACHC=$(abspath $(MACHC)) MACHC_TEST_TMP=$(abspath $(BUILD)/tmp) ASAN_OPTIONS=detect_leaks=0
+
 test: all $(TEST_BIN)
-	@MACHC=$(abspath $(MACHC)) MACHC_TEST_TMP=$(abspath $(BUILD)/tmp) \
-	  ASAN_OPTIONS=detect_leaks=0 $(TEST_BIN) -j2
+	@$(TEST_ENV) $(TEST_BIN) -j2
+
+test-examples: all $(EXAMPLE_TEST_BIN)
+	@$(TEST_ENV) $(EXAMPLE_TEST_BIN) -j2
 
 # --- demo, bench, fuzz -------------------------------------------------------
 demo: all

@@ -27,8 +27,6 @@ TestSuite(conv_equations, .fini = e2e_cleanup);
 TestSuite(conv_schedule, .fini = e2e_cleanup);
 TestSuite(conv_dual, .fini = e2e_cleanup, .timeout = 120);
 TestSuite(conv_errors, .fini = e2e_cleanup);
-TestSuite(conv_sine, .fini = e2e_cleanup);
-TestSuite(conv_waves, .fini = e2e_cleanup);
 
 /* ---- running a loaded model ------------------------------------------------ */
 
@@ -663,97 +661,4 @@ Test(conv_errors, explain_shows_the_chunks) {
   cr_assert(strstr(r.out, "17 time steps in 4 chunks of 5"), "%s", r.out);
   e2e_run_free(&r);
   free(src);
-}
-
-/* ---- the paper's sine example ------------------------------------------------- */
-
-/* Trains both machines of examples/sine.mach as run-sine.sh does and checks
- * the final training MSE is below a tenth of the MSE of predicting zero. */
-Test(conv_sine, sine_example_learns, .timeout = 120) {
-  const char *dir = e2e_tmpdir();
-  FILE *fx = fopen(e2e_path(dir, "x.csv"), "w"), *fy = fopen(e2e_path(dir, "y.csv"), "w");
-  E2eRng rng = {1};
-  double zero = 0;
-  for (int b = 0; b < 32; b++) {
-    double v[63];
-    for (int i = 0; i < 63; i++)
-      v[i] = sin(-M_PI + 0.1 * i) + 0.1 * (e2e_uniform(&rng, 0, 1) - 0.5);
-    for (int i = 0; i < 63; i++) {
-      double t = v[(i - 10 + 63) % 63];
-      fprintf(fx, "%s%.17g", i ? "," : "", v[i]);
-      fprintf(fy, "%s%.17g", i ? "," : "", t);
-      zero += t * t / (32 * 63);
-    }
-    fputc('\n', fx);
-    fputc('\n', fy);
-  }
-  fclose(fx);
-  fclose(fy);
-  const char *machines[] = {"sine_conv", "sine_recur"};
-  for (int k = 0; k < 2; k++) {
-    const char *bin = e2e_path(dir, machines[k]);
-    E2eRun c = e2e_runl(dir, 60, e2e_machc(), "--dtype", "f64", "-m", machines[k],
-                        e2e_fmt("%s/examples/sine.mach", e2e_root()), "-o", bin, NULL);
-    e2e_check_ok(&c, "machc sine.mach");
-    e2e_run_free(&c);
-    E2eRun t = e2e_runl(dir, 100, bin, "train", "--data", "x.csv", "--targets", "y.csv", "--loss",
-                        "mse", "--optimizer", "adam", "--lr", "0.1", "--epochs", "1000", "--batch",
-                        "32", "--seed", "0", "--quiet", "--out", "w.npz", NULL);
-    e2e_check_ok(&t, "train");
-    const char *f = strstr(t.out, "final: loss ");
-    cr_assert(f, "%s", t.out);
-    double mse = atof(f + 12);
-    cr_log_info("%s: final training MSE %.4g, predicting zero %.4g", machines[k], mse, zero);
-    cr_assert(mse < 0.1 * zero, "%s: final MSE %g is not below a tenth of %g", machines[k], mse, zero);
-    e2e_run_free(&t);
-  }
-}
-
-/* ---- classification with a recurrent core: examples/waves.mach ---------------- */
-
-/* The data of run-waves.sh: sine (0), square (1) and sawtooth (2) waves. */
-static void write_waves(const char *dir) {
-  FILE *fx = fopen(e2e_path(dir, "x.csv"), "w"), *ft = fopen(e2e_path(dir, "t.csv"), "w");
-  E2eRng rng = {7};
-  for (int n = 0; n < 600; n++) {
-    int c = n % 3;
-    double f = 0.05 + 0.1 * e2e_uniform(&rng, 0, 1), ph = e2e_uniform(&rng, 0, 1);
-    for (int t = 0; t < 32; t++) {
-      double u = f * t + ph, s = sin(2 * M_PI * u);
-      double v = c == 0 ? s : c == 1 ? (s >= 0 ? 1 : -1) : 2 * (u - floor(u)) - 1;
-      fprintf(fx, "%s%.6f", t ? "," : "", v + 0.1 * (e2e_uniform(&rng, 0, 1) - 0.5));
-    }
-    fputc('\n', fx);
-    fprintf(ft, "%d\n", c);
-  }
-  fclose(fx);
-  fclose(ft);
-}
-
-/* Softmax cross-entropy through pooling after the chunks: at least two of
- * three seeds reach 90% accuracy on the held-out quarter. */
-Test(conv_waves, wave_shapes_are_classified, .timeout = 180) {
-  const char *dir = e2e_tmpdir();
-  write_waves(dir);
-  const char *bin = e2e_path(dir, "waves");
-  E2eRun c = e2e_runl(dir, 60, e2e_machc(), "--dtype", "f64",
-                      e2e_fmt("%s/examples/waves.mach", e2e_root()), "-o", bin, NULL);
-  e2e_check_ok(&c, "machc waves.mach");
-  e2e_run_free(&c);
-  const char *seeds[] = {"0", "1", "3"};
-  int good = 0;
-  for (int k = 0; k < 3; k++) {
-    E2eRun t = e2e_runl(dir, 150, bin, "train", "--data", "x.csv", "--targets", "t.csv", "--loss",
-                        "xent", "--optimizer", "adam", "--lr", "0.01", "--epochs", "100", "--batch",
-                        "32", "--seed", seeds[k], "--val-split", "0.25", "--quiet", "--out", "w.npz",
-                        NULL);
-    e2e_check_ok(&t, "train");
-    const char *a = strstr(t.out, " acc ");
-    cr_assert(a, "%s", t.out);
-    double acc = atof(a + 5);
-    cr_log_info("waves, seed %s: held-out accuracy %.4g", seeds[k], acc);
-    good += acc >= 0.9;
-    e2e_run_free(&t);
-  }
-  cr_assert(good >= 2, "only %d of 3 seeds reached 90%% held-out accuracy", good);
 }

@@ -14,7 +14,8 @@
  * - The printed dual machine (`machc --emit=dual`), compiled and run as an
  *   ordinary machine on the cotangents and dsigma.NAME = sigma'(y_NAME),
  *   gives the input gradients of `grad`.
- * - Training sanity: examples/poly.mach learns the paper's polynomial. */
+ *
+ * The training of examples/poly.mach is in tests/examples (make test-examples). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -516,87 +517,4 @@ Test(e2e_grad, printed_dual_machine_dense_net_leaky) {
   check_printed_dual(e2e_spec_dense("dense_net", dims, 3, "leaky_relu(alpha = 0.2)", "leaky_relu",
                                     0.2),
                      4, 305);
-}
-
-/* --- training sanity ------------------------------------------------------------------------------ */
-
-static double poly_f(double x, double y) { return (2 * x - 1) * (2 * x - 1) + 2 * y + x * y - 3; }
-
-static void grid(int n, E2eArr *X, E2eArr *T) {
-  *X = e2e_arr2(n * n, 2);
-  *T = e2e_arr2(n * n, 1);
-  for (int i = 0; i < n; i++)
-    for (int j = 0; j < n; j++) {
-      double x = (double)i / (n - 1), y = (double)j / (n - 1);
-      X->d[2 * (i * n + j)] = x;
-      X->d[2 * (i * n + j) + 1] = y;
-      T->d[i * n + j] = poly_f(x, y);
-    }
-}
-
-/* MSE of the binary on (X, T) computed by the test from `forward`, checked
- * against what `eval` prints. */
-static double mse_of(const char *dir, const char *bin, const char *w, const char *xp,
-                     const char *tp, const E2eArr *T) {
-  char *yp = e2e_path(dir, "pred.npy");
-  E2eRun r = e2e_runl(dir, 30, bin, "forward", "--weights", w, "--input", xp, "--output", yp, NULL);
-  e2e_check_ok(&r, "forward");
-  e2e_run_free(&r);
-  E2eArr Y = e2e_npy_read(yp);
-  cr_assert_eq(Y.n, T->n);
-  double mse = 0;
-  for (long k = 0; k < Y.n; k++)
-    mse += (Y.d[k] - T->d[k]) * (Y.d[k] - T->d[k]);
-  mse /= (double)Y.n;
-  r = e2e_runl(dir, 30, bin, "eval", "--weights", w, "--data", xp, "--targets", tp, "--loss", "mse",
-               NULL);
-  e2e_check_ok(&r, "eval");
-  double printed = NAN;
-  const char *l = strstr(r.out, "loss ");
-  cr_assert(l && sscanf(l, "loss %lf", &printed) == 1, "eval printed no loss:\n%s", r.out);
-  cr_assert(fabs(printed - mse) <= 1e-6 * mse + 1e-12, "eval says loss %.9g, the test computes %.9g",
-            printed, mse);
-  e2e_run_free(&r);
-  e2e_arr_free(&Y);
-  return mse;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-Test(e2e_grad, train_poly_example_fits_polynomial, .timeout = 120) {
-  const E2eSpec *s = e2e_spec_poly();
-  const char *bin = e2e_compile(s->src, "f64");
-  const char *dir = e2e_tmpdir();
-  E2eArr X, T, X2, T2;
-  grid(6, &X, &T);
-  grid(14, &X2, &T2);
-  char *xp = e2e_path(dir, "x.npy"), *tp = e2e_path(dir, "t.npy");
-  char *xp2 = e2e_path(dir, "x2.npy"), *tp2 = e2e_path(dir, "t2.npy");
-  e2e_npy_write(xp, &X, false);
-  e2e_npy_write(tp, &T, false);
-  e2e_npy_write(xp2, &X2, false);
-  e2e_npy_write(tp2, &T2, false);
-  double train[5], test[5];
-  for (int seed = 0; seed < 5; seed++) {
-    char *w = e2e_path(dir, e2e_fmt("w%d.npz", seed));
-    char *sd = e2e_fmt("%d", seed);
-    E2eRun r = e2e_runl(dir, 60, bin, "train", "--data", xp, "--targets", tp, "--loss", "mse",
-                        "--optimizer", "adam", "--lr", "0.1", "--batch", "36", "--epochs", "10000",
-                        "--seed", sd, "--out", w, "--quiet", NULL);
-    e2e_check_ok(&r, "train");
-    e2e_run_free(&r);
-    train[seed] = mse_of(dir, bin, w, xp, tp, &T);
-    test[seed] = mse_of(dir, bin, w, xp2, tp2, &T2);
-  }
-  char msg[256];
-  snprintf(msg, sizeof msg, "train %.3g %.3g %.3g %.3g %.3g, test %.3g %.3g %.3g %.3g %.3g",
-           train[0], train[1], train[2], train[3], train[4], test[0], test[1], test[2], test[3],
-           test[4]);
-  qsort(train, 5, sizeof(double), cmp_double);
-  qsort(test, 5, sizeof(double), cmp_double);
-  cr_assert_lt(train[2], 1e-3, "median training MSE %.3g >= 1e-3 (%s)", train[2], msg);
-  cr_assert_lt(test[2], 1e-3, "median MSE on the 14 x 14 grid %.3g >= 1e-3 (%s)", test[2], msg);
 }
