@@ -88,13 +88,14 @@ $(OBJ)/gen/%.o: $(GEN)/%.c compiler/machc.h $(GEN)/parser.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Wno-unused-function -Icompiler -I$(GEN) -c -o $@ $<
 
-$(OBJ)/compiler/%.o: compiler/%.c compiler/machc.h $(GEN)/parser.h
+$(OBJ)/compiler/%.o: compiler/%.c compiler/machc.h $(GEN)/parser.h runtime/rt.h runtime/machrt.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Icompiler -I$(GEN) \
+	$(CC) $(CFLAGS_ALL) -Icompiler -I$(GEN) -Iruntime \
 	  -DMACHC_ROOT='"$(ROOT)"' -DMACHC_LIBDIR='"$(LIBDIR)"' \
 	  -DMACHC_SANFLAGS='"$(SANFLAGS)"' -c -o $@ $<
 
-$(MACHC): $(COMPILER_OBJS)
+# machc reads weights files (--weights) with the runtime's own loader.
+$(MACHC): $(COMPILER_OBJS) $(BUILD)/lib/libmachrt_f64.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ -lm
 

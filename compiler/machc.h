@@ -412,13 +412,31 @@ typedef struct EmitOptions {
   bool f32;        /* float instead of double */
   bool backward;   /* emit the dual solve and parameter gradients */
   bool standalone; /* inference only: no runtime, no main */
+  bool fp_contract_off; /* the C forbids contracting a * b + c into an FMA */
   const char *header_name; /* "model.h": what the .c includes */
   const char *c_name;      /* "model.c": named in the files' first comment */
+  const char *weights_name; /* "model_weights.c" from --weights, else NULL: the
+                               header declares PREFIX_weights, defined there */
 } EmitOptions;
 
 /* Writes the C source and header of machine m (levels computed). */
 void emit_c(const IrMachine *m, const IrMachine *dual, const EmitOptions *o,
             StrBuf *c, StrBuf *h);
+/* The prefix of the generated names (poly_forward) and of the macros
+ * (POLY_PARAM_SIZE). */
+const char *emit_prefix(Arena *a, const IrMachine *m);
+const char *emit_macro_prefix(Arena *a, const IrMachine *m);
+
+/* ----------------------------------------------------------------- bake.c */
+
+/* The header's parameter map: `#define UP_OFF_<param> offset` and a shape
+ * comment per parameter (UP: the uppercased prefix of the header's macros). */
+void bake_offsets(const IrMachine *m, const char *up, StrBuf *h);
+/* Reads the weights file npz (the runtime's loader, its messages on stderr)
+ * and writes cname, the C file defining `const real PREFIX_weights[]` in hex
+ * floats. Returns false after printing why. */
+bool bake_weights(const IrMachine *m, const EmitOptions *o, const char *npz, const char *cname,
+                  StrBuf *c);
 
 /* ---------------------------------------------------------------- print.c */
 

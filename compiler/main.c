@@ -25,8 +25,9 @@ typedef enum Emit { EMIT_BIN, EMIT_C, EMIT_DUAL, EMIT_DOT, EMIT_MACH } EmitKind;
 
 typedef struct Options {
   const char *input, *output, *machine;
+  const char *weights; /* --weights W.npz: bake into NAME_weights.c */
   EmitKind emit;
-  bool f32, standalone, backward, explain;
+  bool f32, standalone, backward, explain, fp_contract_off;
   const char *stdlib[16];
   int nstdlib;
 } Options;
@@ -43,6 +44,10 @@ static const char usage_text[] =
     "  --emit=mach      print the machine as .mach source, after elaboration\n"
     "  --emit=dot       print the machine as a Graphviz graph, blocks coloured by level\n"
     "  --standalone     inference-only C (with -S): one .c and one .h, no runtime\n"
+    "  --weights W.npz  with --standalone: also write NAME_weights.c, the weights\n"
+    "                   of W.npz as a constant array (NAME.c the -o file)\n"
+    "  --fp-contract=off  never fuse a * b + c into an FMA: the code gives the same\n"
+    "                   bits with any compiler flags (binaries: -ffp-contract=off)\n"
     "  --dtype f32|f64  scalar type of the generated code (default f32)\n"
     "  --no-backward    leave out the backward pass\n"
     "  -m NAME          the machine to compile (default: the last machine without\n"
@@ -152,6 +157,12 @@ static int parse_args(int argc, char **argv, Options *o) {
       return usage_error("unknown --emit kind '%s' (c, dual, mach, dot)", a + 7);
     } else if (strcmp(a, "--standalone") == 0) {
       o->standalone = true;
+    } else if (strcmp(a, "--weights") == 0 && has_next) {
+      o->weights = argv[++i];
+    } else if (strcmp(a, "--fp-contract=off") == 0) {
+      o->fp_contract_off = true;
+    } else if (strncmp(a, "--fp-contract=", 14) == 0) {
+      return usage_error("--fp-contract takes only 'off', not '%s'", a + 14);
     } else if (strcmp(a, "--no-backward") == 0) {
       o->backward = false;
     } else if (strcmp(a, "--dtype") == 0 && has_next) {
@@ -165,7 +176,7 @@ static int parse_args(int argc, char **argv, Options *o) {
       o->f32 = strcmp(a + 8, "f32") == 0;
     } else if (a[0] == '-' && a[1] != '\0') {
       if (strcmp(a, "-o") == 0 || strcmp(a, "-m") == 0 || strcmp(a, "-I") == 0 ||
-          strcmp(a, "--dtype") == 0)
+          strcmp(a, "--dtype") == 0 || strcmp(a, "--weights") == 0)
         return usage_error("option '%s' needs an argument", a);
       return usage_error("unknown option '%s'", a);
     } else if (o->input) {
@@ -178,6 +189,9 @@ static int parse_args(int argc, char **argv, Options *o) {
     return usage_error("no input file%s", "");
   if (o->standalone && o->emit == EMIT_BIN)
     o->emit = EMIT_C; /* standalone code has no main: it is source only */
+  if (o->weights && !o->standalone)
+    return usage_error("--weights needs --standalone (a binary reads its weights with --weights%s)",
+                       " at run time");
   return -1;
 }
 
@@ -244,6 +258,8 @@ static int compile_c(Arena *a, const Options *o, const Paths *paths, const char 
   for (char *t = strtok(san, " \t"); t && n < 50; t = strtok(NULL, " \t"))
     argv[n++] = t;
   argv[n++] = "-std=c99";
+  if (o->fp_contract_off)
+    argv[n++] = "-ffp-contract=off";
   argv[n++] = arena_printf(a, "-I%s", paths->include);
   argv[n++] = (char *)cfile;
   argv[n++] = arena_printf(a, "-L%s", paths->lib);
@@ -287,7 +303,8 @@ static int emit_output(Arena *a, const Options *o, const Paths *paths, IrMachine
     free(text);
     return ok ? 0 : 1;
   }
-  EmitOptions eo = {.f32 = o->f32, .backward = o->backward, .standalone = o->standalone};
+  EmitOptions eo = {.f32 = o->f32, .backward = o->backward, .standalone = o->standalone,
+                    .fp_contract_off = o->fp_contract_off};
   const char *cpath, *hpath;
   char tmpdir[] = "/tmp/machc.XXXXXX";
   if (o->emit == EMIT_C) {
@@ -306,11 +323,22 @@ static int emit_output(Arena *a, const Options *o, const Paths *paths, IrMachine
   eo.header_name = hbase ? hbase + 1 : hpath;
   const char *cbase = strrchr(cpath, '/');
   eo.c_name = cbase ? cbase + 1 : cpath;
-  StrBuf c = {0}, h = {0};
-  emit_c(m, dual, &eo, &c, &h);
-  bool ok = write_file(cpath, c.data, c.len) && write_file(hpath, h.data, h.len);
+  StrBuf c = {0}, h = {0}, w = {0};
+  const char *wpath = NULL;
+  if (o->weights) { /* poly.c -> poly_weights.c */
+    const char *stem = arena_strndup(a, hpath, strlen(hpath) - 2);
+    wpath = arena_printf(a, "%s_weights.c", stem);
+    const char *wbase = strrchr(wpath, '/');
+    eo.weights_name = wbase ? wbase + 1 : wpath;
+  }
+  bool ok = !o->weights || bake_weights(m, &eo, o->weights, eo.weights_name, &w);
+  if (ok)
+    emit_c(m, dual, &eo, &c, &h);
+  ok = ok && write_file(cpath, c.data, c.len) && write_file(hpath, h.data, h.len) &&
+       (!wpath || write_file(wpath, w.data, w.len));
   sb_free(&c);
   sb_free(&h);
+  sb_free(&w);
   int status = ok ? 0 : 1;
   if (o->emit == EMIT_BIN) {
     if (ok)

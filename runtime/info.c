@@ -115,7 +115,8 @@ static void info_json(FILE *f, const struct mach_model *m) {
     mach_json_str(f, m->params[p].name);
     fprintf(f, ", \"shape\": ");
     mach_json_shape(f, m->params[p].rank, m->params[p].shape);
-    fputc('}', f);
+    /* where it starts in the flat buffer: NAME_OFF_<param> of standalone code */
+    fprintf(f, ", \"size\": %ld, \"offset\": %ld}", m->params[p].size, m->params[p].offset);
     total += m->params[p].size;
   }
   fprintf(f, "], \"levels\": ");

@@ -555,6 +555,8 @@ Test(cli, info_text_and_json) {
   cr_assert(strstr(out_text, "{\"name\": \"fake_reg\", \"dtype\": \"f64\", \"source\": \"tests/fake_model.c\""));
   cr_assert(strstr(out_text, "\"inputs\": [{\"name\": \"u\", \"shape\": [2]}]"));
   cr_assert(strstr(out_text, "\"levels\": [[\"u\"], [\"h\"], [\"y\"]]"));
+  /* where each parameter starts in the flat buffer */
+  cr_assert(strstr(out_text, "{\"name\": \"b_h\", \"shape\": [3], \"size\": 3, \"offset\": 6}"));
   cr_assert(strstr(out_text, "{\"name\": \"h\", \"shape\": [3], \"activation\": \"tanh\", \"level\": 1}"));
   cr_assert(strstr(out_text, "\"param_count\": 13, \"forward_flops\": 21, \"time_length\": 0, \"timeblock\": 0}\n"));
   cr_assert_eq(strchr(out_text, '\n'), out_text + strlen(out_text) - 1); /* one line */

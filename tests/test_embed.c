@@ -1,0 +1,241 @@
+/* test_embed.c — standalone C for embedding: weights baked in by machc
+ * (--weights), the header's parameter map, plain C99, reproducible floating
+ * point (--fp-contract=off).
+ *
+ * Each test builds the examples' binaries with machc and checks the
+ * standalone code against them: the bytes of the baked array against the
+ * .npz (read by the tests' own reader), the standalone forward pass against
+ * `BIN forward` bit for bit. A small driver program, written here, reads the
+ * inputs as raw doubles and writes the outputs the same way; the model code
+ * itself does no I/O. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "e2e_util.h"
+
+TestSuite(embed, .fini = e2e_cleanup, .timeout = 120);
+
+static void machc_ok(const char *dir, const char *what, const char *const *args) {
+  const char *argv[24] = {e2e_machc()};
+  int n = 1;
+  while (*args && n < 23)
+    argv[n++] = *args++;
+  argv[n] = NULL;
+  E2eRun r = e2e_run(dir, 60, argv);
+  e2e_check_ok(&r, what);
+  e2e_run_free(&r);
+}
+
+static char *example(const char *name) { return e2e_fmt("%s/examples/%s", e2e_root(), name); }
+
+/* `machc --dtype DTYPE FILE -o BIN` and `BIN init --seed 7 --out w.npz`. */
+static void binary_and_weights(const char *dir, const char *dtype, const char *mach,
+                               const char *machine, const char *extra) {
+  const char *args[] = {"--dtype", dtype, example(mach), "-o", "model", "-m", machine,
+                        extra, NULL};
+  machc_ok(dir, "machc (binary)", args);
+  E2eRun r = e2e_runl(dir, 30, "./model", "init", "--seed", "7", "--out", "w.npz", NULL);
+  e2e_check_ok(&r, "model init");
+  e2e_run_free(&r);
+}
+
+/* The driver: N samples of input 0 from x.bin to the state, output 0 to y.bin,
+ * and the baked array to w.bin. */
+static const char driver_src[] =
+    "#include <stdio.h>\n"
+    "#include <stdlib.h>\n"
+    "#include \"model.h\"\n"
+    "int main(int argc, char **argv) {\n"
+    "    long n = atol(argv[1]), in_size = atol(argv[2]), out_off = atol(argv[3]), out_size = atol(argv[4]);\n"
+    "    REAL *x = malloc(sizeof(REAL) * (size_t)(n * in_size));\n"
+    "    REAL *state = malloc(sizeof(REAL) * (size_t)(n * STATE_SIZE));\n"
+    "    FILE *f = fopen(\"x.bin\", \"rb\");\n"
+    "    if (!x || !state || !f || fread(x, sizeof(REAL), (size_t)(n * in_size), f) != (size_t)(n * in_size))\n"
+    "        return 1;\n"
+    "    fclose(f);\n"
+    "    const REAL *inputs[1] = {x};\n"
+    "    FORWARD(WEIGHTS, inputs, state, n);\n"
+    "    f = fopen(\"y.bin\", \"wb\");\n"
+    "    fwrite(state + n * out_off, sizeof(REAL), (size_t)(n * out_size), f);\n"
+    "    fclose(f);\n"
+    "    f = fopen(\"w.bin\", \"wb\");\n"
+    "    fwrite(WEIGHTS, sizeof(REAL), PARAM_SIZE, f);\n"
+    "    fclose(f);\n"
+    "    free(x);\n"
+    "    free(state);\n"
+    "    return 0;\n"
+    "}\n";
+
+/* Compiles the driver with the standalone model.c and model_weights.c. */
+static void build_driver(const char *dir, const char *cc, const char *prefix, const char *up,
+                         bool f32, const char *const *flags) {
+  e2e_write_text(e2e_path(dir, "driver.c"), driver_src);
+  const char *argv[40] = {cc};
+  int n = 1;
+  while (*flags)
+    argv[n++] = *flags++;
+  argv[n++] = "-std=c99";
+  argv[n++] = f32 ? "-DREAL=float" : "-DREAL=double";
+  argv[n++] = e2e_fmt("-DFORWARD=%s_forward", prefix);
+  argv[n++] = e2e_fmt("-DWEIGHTS=%s_weights", prefix);
+  argv[n++] = e2e_fmt("-DSTATE_SIZE=%s_STATE_SIZE", up);
+  argv[n++] = e2e_fmt("-DPARAM_SIZE=%s_PARAM_SIZE", up);
+  argv[n++] = "driver.c";
+  argv[n++] = "model.c";
+  argv[n++] = "model_weights.c";
+  argv[n++] = "-lm";
+  argv[n++] = "-o";
+  argv[n++] = "driver";
+  argv[n] = NULL;
+  E2eRun r = e2e_run(dir, 60, argv);
+  e2e_check_ok(&r, e2e_fmt("%s on the standalone code and the driver", cc));
+  e2e_run_free(&r);
+}
+
+/* Writes x (n samples of size doubles) as x.bin in the model's real type and
+ * as X.npy; runs the driver. */
+static void run_driver(const char *dir, const E2eArr *x, bool f32, long out_off, long out_size) {
+  FILE *f = fopen(e2e_path(dir, "x.bin"), "wb");
+  cr_assert(f);
+  for (long i = 0; i < x->n; i++) {
+    float s = (float)x->d[i];
+    cr_assert(f32 ? fwrite(&s, sizeof s, 1, f) == 1 : fwrite(&x->d[i], sizeof(double), 1, f) == 1);
+  }
+  fclose(f);
+  long in_size = x->n / x->shape[0];
+  E2eRun r = e2e_runl(dir, 30, "./driver", e2e_fmt("%ld", x->shape[0]), e2e_fmt("%ld", in_size),
+                      e2e_fmt("%ld", out_off), e2e_fmt("%ld", out_size), NULL);
+  e2e_check_ok(&r, "the driver");
+  e2e_run_free(&r);
+}
+
+/* The reals in a raw file, widened to double. */
+static double *read_reals(const char *path, bool f32, long *n) {
+  size_t len;
+  char *b = e2e_read_file(path, &len);
+  cr_assert(b, "cannot read %s", path);
+  size_t item = f32 ? sizeof(float) : sizeof(double);
+  *n = (long)(len / item);
+  double *d = calloc((size_t)*n + 1, sizeof *d);
+  for (long i = 0; i < *n; i++) {
+    if (f32) {
+      float s;
+      memcpy(&s, b + (size_t)i * item, item);
+      d[i] = s;
+    } else {
+      memcpy(&d[i], b + (size_t)i * item, item);
+    }
+  }
+  free(b);
+  return d;
+}
+
+/* Bit-for-bit equality of doubles (NaNs included). */
+static void assert_same_bits(const double *got, const double *want, long n, const char *what) {
+  for (long i = 0; i < n; i++)
+    cr_assert(memcmp(&got[i], &want[i], sizeof(double)) == 0, "%s[%ld]: %a, want %a", what, i,
+              got[i], want[i]);
+}
+
+/* The poly example's 14 x 14 test grid on [0, 1]^2. */
+static E2eArr poly_inputs(void) {
+  E2eArr x = e2e_arr2(196, 2);
+  for (int i = 0; i < 196; i++) {
+    x.d[2 * i] = (i / 14) / 13.0;
+    x.d[2 * i + 1] = (i % 14) / 13.0;
+  }
+  return x;
+}
+
+/* ---- point 1: baked weights ---------------------------------------------------- */
+
+static void round_trip(const char *dtype) {
+  bool f32 = strcmp(dtype, "f32") == 0;
+  const char *dir = e2e_tmpdir();
+  binary_and_weights(dir, dtype, "poly.mach", "poly", NULL);
+  const char *args[] = {"--standalone", "--dtype", dtype, example("poly.mach"), "-o", "model.c",
+                        "--weights", "w.npz", NULL};
+  machc_ok(dir, "machc --standalone --weights", args);
+  char *h = e2e_read_file(e2e_path(dir, "model.h"), NULL);
+  cr_assert(h);
+  cr_assert(strstr(h, e2e_fmt("extern const %s poly_weights[POLY_PARAM_SIZE];",
+                              f32 ? "float" : "double")), "%s", h);
+  cr_assert(strstr(h, "#define POLY_OFF_m_W 0L /* m.W [14, 14] */\n"), "%s", h);
+  cr_assert(strstr(h, "#define POLY_OFF_R 196L /* R [14, 1] */\n"), "%s", h);
+  cr_assert(strstr(h, "#define POLY_OFF_b_y 210L /* b_y [1] */\n"), "%s", h);
+  cr_assert(strstr(h, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n"), "%s", h);
+  /* the header's offsets are those `BIN info --json` gives */
+  E2eRun r = e2e_runl(dir, 30, "./model", "info", "--json", NULL);
+  e2e_check_ok(&r, "info --json");
+  cr_assert(strstr(r.out, "{\"name\": \"m.W\", \"shape\": [14, 14], \"size\": 196, \"offset\": 0}"), "%s", r.out);
+  cr_assert(strstr(r.out, "{\"name\": \"R\", \"shape\": [14, 1], \"size\": 14, \"offset\": 196}"), "%s", r.out);
+  cr_assert(strstr(r.out, "{\"name\": \"b_y\", \"shape\": [1], \"size\": 1, \"offset\": 210}"), "%s", r.out);
+  e2e_run_free(&r);
+  free(h);
+
+  const char *flags[] = {"-O3", "-march=native", NULL}; /* as machc builds the binary */
+  build_driver(dir, "clang", "poly", "POLY", f32, flags);
+  E2eArr x = poly_inputs();
+  run_driver(dir, &x, f32, 28, 1);
+  /* the array holds the bytes of the file, parameter by parameter */
+  long nw;
+  double *w = read_reals(e2e_path(dir, "w.bin"), f32, &nw);
+  cr_assert_eq(nw, 211);
+  E2eNpz z = e2e_npz_read(e2e_path(dir, "w.npz"));
+  const char *names[] = {"m.W", "R", "b_y"};
+  const long offs[] = {0, 196, 210};
+  for (int p = 0; p < 3; p++) {
+    const E2eArr *a = e2e_npz_get(&z, names[p]);
+    assert_same_bits(w + offs[p], a->d, a->n, names[p]);
+  }
+  e2e_npz_free(&z);
+  /* and forward with it is `BIN forward --weights w.npz`, bit for bit */
+  e2e_npy_write(e2e_path(dir, "X.npy"), &x, f32);
+  r = e2e_runl(dir, 30, "./model", "forward", "--weights", "w.npz", "--input", "X.npy", "--output",
+               "Y.npy", NULL);
+  e2e_check_ok(&r, "model forward");
+  e2e_run_free(&r);
+  E2eArr want = e2e_npy_read(e2e_path(dir, "Y.npy"));
+  long ny;
+  double *y = read_reals(e2e_path(dir, "y.bin"), f32, &ny);
+  cr_assert_eq(ny, want.n);
+  assert_same_bits(y, want.d, ny, "y");
+  free(y);
+  free(w);
+  e2e_arr_free(&want);
+  e2e_arr_free(&x);
+}
+
+Test(embed, baked_weights_round_trip_and_forward_f64) { round_trip("f64"); }
+Test(embed, baked_weights_round_trip_and_forward_f32) { round_trip("f32"); }
+
+Test(embed, weights_errors) {
+  const char *dir = e2e_tmpdir();
+  binary_and_weights(dir, "f64", "poly.mach", "poly", NULL);
+  E2eRun r = e2e_runl(dir, 30, e2e_machc(), "--standalone", example("poly.mach"), "-o", "p.c",
+                      "--weights", "missing.npz", NULL);
+  cr_assert_eq(r.status, 1);
+  cr_assert_str_eq(r.err, "machc: missing.npz: cannot open: No such file or directory\n");
+  cr_assert(!e2e_read_file(e2e_path(dir, "p.c"), NULL), "no C is written on error");
+  e2e_run_free(&r);
+  /* weights of another machine */
+  r = e2e_runl(dir, 30, e2e_machc(), "--standalone", "-m", "sine_conv", example("sine.mach"), "-o",
+               "s.c", "--weights", "w.npz", NULL);
+  cr_assert_eq(r.status, 1);
+  cr_assert_str_eq(r.err, "machc: w.npz: parameter 'm.W' has shape [14, 14], expected [4, 13, 13]\n");
+  e2e_run_free(&r);
+  /* not an .npz */
+  e2e_write_text(e2e_path(dir, "bad.npz"), "hello");
+  r = e2e_runl(dir, 30, e2e_machc(), "--standalone", example("poly.mach"), "-o", "p.c", "--weights",
+               "bad.npz", NULL);
+  cr_assert_eq(r.status, 1);
+  cr_assert_str_eq(r.err, "machc: bad.npz: not an .npz file (no zip end record)\n");
+  e2e_run_free(&r);
+  r = e2e_runl(dir, 30, e2e_machc(), example("poly.mach"), "-o", "p", "--weights", "w.npz", NULL);
+  cr_assert_eq(r.status, 2);
+  cr_assert(strstr(r.err, "machc: --weights needs --standalone"), "%s", r.err);
+  e2e_run_free(&r);
+}
