@@ -239,3 +239,120 @@ Test(embed, weights_errors) {
   cr_assert(strstr(r.err, "machc: --weights needs --standalone"), "%s", r.err);
   e2e_run_free(&r);
 }
+
+/* ---- point 5: portable, reproducible C ------------------------------------------- */
+
+/* The per-sample offset of output 0 in the state, from the header's comment. */
+static long output_offset(const char *dir) {
+  char *h = e2e_read_file(e2e_path(dir, "model.h"), NULL);
+  cr_assert(h);
+  const char *at = strstr(h, "/* output 0: ");
+  cr_assert(at, "%s", h);
+  at = strstr(at, "at state + batch * ");
+  cr_assert(at, "%s", h);
+  long off = atol(at + strlen("at state + batch * "));
+  free(h);
+  return off;
+}
+
+/* Undefined symbols of an object, one per line, sorted, leaving out the
+ * memcpy, memmove and memset that the compilers call for copies and fills. */
+static char *undefined_symbols(const char *dir, const char *obj) {
+  E2eRun r = e2e_runl(dir, 30, "nm", "-u", "--format=just-symbols", obj, NULL);
+  e2e_check_ok(&r, "nm -u");
+  char *out = calloc(strlen(r.out) + 1, 1);
+  for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n"))
+    if (strcmp(line, "memcpy") && strcmp(line, "memmove") && strcmp(line, "memset"))
+      strcat(strcat(out, line), "\n");
+  e2e_run_free(&r);
+  return out;
+}
+
+/* Every example's standalone code, with and without --fp-contract=off, is
+ * C99 that gcc and clang accept with every warning an error, its header
+ * compiles as C++, and it calls nothing but the C library's memcpy, memmove
+ * and memset and the libm functions its activations need. */
+Test(embed, standalone_is_strict_c99) {
+  const char *dir = e2e_tmpdir();
+  e2e_write_text(e2e_path(dir, "cxx.cc"), "#include \"model.h\"\nint main() { return 0; }\n");
+  struct {
+    const char *mach, *machine, *dtype, *libm;
+  } cases[] = {
+      {"poly.mach", "poly", "f64", "exp\n"},          {"poly.mach", "poly", "f32", "expf\n"},
+      {"sine.mach", "sine_conv", "f32", "expf\n"},    {"sine.mach", "sine_recur", "f64", "exp\n"},
+      {"waves.mach", "waves", "f32", "expf\nlog1pf\ntanhf\n"},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++)
+    for (int contract = 0; contract < 2; contract++) {
+      const char *args[] = {"--standalone", "--dtype", cases[k].dtype, "-m", cases[k].machine,
+                            example(cases[k].mach), "-o", "model.c",
+                            contract ? "--fp-contract=off" : NULL, NULL};
+      machc_ok(dir, "machc --standalone", args);
+      char *c = e2e_read_file(e2e_path(dir, "model.c"), NULL);
+      cr_assert(c);
+      cr_assert_eq(strstr(c, "#pragma STDC FP_CONTRACT OFF\n") != NULL, contract, "%s", cases[k].machine);
+      free(c);
+      const char *ccs[] = {"gcc", "clang"};
+      for (int i = 0; i < 2; i++) {
+        E2eRun r = e2e_runl(dir, 60, ccs[i], "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror",
+                            "-O2", "-c", "model.c", "-o", "model.o", NULL);
+        e2e_check_ok(&r, e2e_fmt("%s -std=c99 -pedantic on %s (%s)", ccs[i], cases[k].machine,
+                                 cases[k].dtype));
+        e2e_run_free(&r);
+        char *u = undefined_symbols(dir, "model.o");
+        cr_assert_str_eq(u, cases[k].libm, "%s %s (%s) calls:\n%s", ccs[i], cases[k].machine, cases[k].dtype, u);
+        free(u);
+      }
+      E2eRun r = e2e_runl(dir, 60, "g++", "-Wall", "-Wextra", "-Werror", "-c", "cxx.cc", "-o",
+                          "cxx.o", NULL);
+      e2e_check_ok(&r, "g++ on the header");
+      e2e_run_free(&r);
+    }
+}
+
+/* With --fp-contract=off, the standalone code built with gcc or clang, with
+ * FMA instructions available and contraction asked for, gives the bits of
+ * the binary (clang -O3 -march=native -ffp-contract=off). */
+static void contract_off_agrees(const char *mach, const char *machine, const char *prefix,
+                                const char *up, const E2eArr *x) {
+  const char *dir = e2e_tmpdir();
+  binary_and_weights(dir, "f64", mach, machine, "--fp-contract=off");
+  const char *args[] = {"--standalone", "--dtype", "f64", "-m", machine, example(mach), "-o",
+                        "model.c", "--weights", "w.npz", "--fp-contract=off", NULL};
+  machc_ok(dir, "machc --standalone --fp-contract=off", args);
+  e2e_npy_write(e2e_path(dir, "X.npy"), x, false);
+  E2eRun r = e2e_runl(dir, 30, "./model", "forward", "--weights", "w.npz", "--input", "X.npy",
+                      "--output", "Y.npy", NULL);
+  e2e_check_ok(&r, "model forward");
+  e2e_run_free(&r);
+  E2eArr want = e2e_npy_read(e2e_path(dir, "Y.npy"));
+  long out_off = output_offset(dir);
+  const char *gcc_flags[] = {"-O2", "-march=native", "-ffp-contract=fast", NULL};
+  const char *clang_flags[] = {"-O2", "-march=native", NULL};
+  const char *ccs[] = {"gcc", "clang"};
+  const char *const *flags[] = {gcc_flags, clang_flags};
+  for (int i = 0; i < 2; i++) {
+    build_driver(dir, ccs[i], prefix, up, false, flags[i]);
+    run_driver(dir, x, false, out_off, want.n / want.shape[0]);
+    long ny;
+    double *y = read_reals(e2e_path(dir, "y.bin"), false, &ny);
+    cr_assert_eq(ny, want.n);
+    assert_same_bits(y, want.d, ny, e2e_fmt("%s with %s", machine, ccs[i]));
+    free(y);
+  }
+  e2e_arr_free(&want);
+}
+
+Test(embed, fp_contract_off_poly_bit_for_bit) {
+  E2eArr x = poly_inputs();
+  contract_off_agrees("poly.mach", "poly", "poly", "POLY", &x);
+  e2e_arr_free(&x);
+}
+
+Test(embed, fp_contract_off_sine_bit_for_bit) {
+  E2eArr x = e2e_arr(3, (long[]){4, 1, 63});
+  E2eRng rng = {5};
+  e2e_fill_uniform(&rng, &x, -1.5, 1.5);
+  contract_off_agrees("sine.mach", "sine_conv", "sine_conv", "SINE_CONV", &x);
+  e2e_arr_free(&x);
+}
