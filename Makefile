@@ -54,7 +54,7 @@ TEST_BIN  := $(BUILD)/tests/machc_tests
 EXAMPLE_TEST_SRCS := $(wildcard tests/examples/*.c) tests/e2e_util.c tests/e2e_machines.c
 EXAMPLE_TEST_BIN  := $(BUILD)/tests/machc_examples
 
-.PHONY: all deps test test-examples demo bench fuzz install clean
+.PHONY: all deps deps-cross test test-examples demo bench fuzz install clean
 all: deps $(MACHC) $(RT_LIBS)
 
 # --- Debian packages ---------------------------------------------------------
@@ -74,6 +74,26 @@ $(BUILD)/.deps-ok:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || exit 1; \
 	fi
 	@mkdir -p $(BUILD) && touch $@
+
+# The cross tools of the embedded tests (test_embed.c, suite embed_cross):
+# installed when we can; otherwise those tests skip and say why.
+CROSS_PKGS = gcc-arm-none-eabi libnewlib-arm-none-eabi gcc-arm-linux-gnueabihf qemu-user
+deps-cross:
+	@missing=""; \
+	command -v arm-none-eabi-gcc >/dev/null 2>&1 || missing="$$missing gcc-arm-none-eabi"; \
+	test -f /usr/lib/arm-none-eabi/newlib/libc.a || test -f /usr/lib/arm-none-eabi/lib/libc.a || \
+	  missing="$$missing libnewlib-arm-none-eabi"; \
+	command -v arm-linux-gnueabihf-gcc >/dev/null 2>&1 || missing="$$missing gcc-arm-linux-gnueabihf"; \
+	command -v qemu-arm >/dev/null 2>&1 || missing="$$missing qemu-user"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo"; \
+	  else echo "machc: the cross-compilation tests will skip; to run them:"; \
+	       echo "run:  sudo apt-get update && sudo apt-get install -y$$missing"; exit 0; fi; \
+	  echo "machc: installing$$missing (cross tools for the embedded tests)"; \
+	  ($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null) || \
+	    echo "machc: could not install$$missing; the cross-compilation tests will skip"; \
+	fi
 
 # --- the compiler ------------------------------------------------------------
 $(GEN)/lexer.c: grammar/lexer.re $(GEN)/parser.h | $(BUILD)/.deps-ok
@@ -126,7 +146,7 @@ $(EXAMPLE_TEST_BIN): $(EXAMPLE_TEST_SRCS) tests/*.h $(LIB_OBJS) $(RT_LIBS)
 
 TEST_ENV = MACHC=$(abspath $(MACHC)) MACHC_TEST_TMP=$(abspath $(BUILD)/tmp) ASAN_OPTIONS=detect_leaks=0
 
-test: all $(TEST_BIN)
+test: all deps-cross $(TEST_BIN)
 	@$(TEST_ENV) $(TEST_BIN) -j2
 
 test-examples: all $(EXAMPLE_TEST_BIN)

@@ -95,9 +95,10 @@ static void build_driver(const char *dir, const char *cc, const char *prefix, co
   e2e_run_free(&r);
 }
 
-/* Writes x (n samples of size doubles) as x.bin in the model's real type and
- * as X.npy; runs the driver. */
-static void run_driver(const char *dir, const E2eArr *x, bool f32, long out_off, long out_size) {
+/* Writes x (n samples of size doubles) as x.bin in the model's real type;
+ * runs the driver, through runner (qemu-arm) unless that is NULL. */
+static void run_driver(const char *dir, const E2eArr *x, bool f32, long out_off, long out_size,
+                       const char *runner) {
   FILE *f = fopen(e2e_path(dir, "x.bin"), "wb");
   cr_assert(f);
   for (long i = 0; i < x->n; i++) {
@@ -105,10 +106,11 @@ static void run_driver(const char *dir, const E2eArr *x, bool f32, long out_off,
     cr_assert(f32 ? fwrite(&s, sizeof s, 1, f) == 1 : fwrite(&x->d[i], sizeof(double), 1, f) == 1);
   }
   fclose(f);
-  long in_size = x->n / x->shape[0];
-  E2eRun r = e2e_runl(dir, 30, "./driver", e2e_fmt("%ld", x->shape[0]), e2e_fmt("%ld", in_size),
-                      e2e_fmt("%ld", out_off), e2e_fmt("%ld", out_size), NULL);
-  e2e_check_ok(&r, "the driver");
+  const char *argv[] = {runner ? runner : "./driver", "./driver", e2e_fmt("%ld", x->shape[0]),
+                        e2e_fmt("%ld", x->n / x->shape[0]), e2e_fmt("%ld", out_off),
+                        e2e_fmt("%ld", out_size), NULL};
+  E2eRun r = e2e_run(dir, 60, runner ? argv : argv + 1);
+  e2e_check_ok(&r, runner ? e2e_fmt("%s ./driver", runner) : "./driver");
   e2e_run_free(&r);
 }
 
@@ -179,7 +181,7 @@ static void round_trip(const char *dtype) {
   const char *flags[] = {"-O3", "-march=native", NULL}; /* as machc builds the binary */
   build_driver(dir, "clang", "poly", "POLY", f32, flags);
   E2eArr x = poly_inputs();
-  run_driver(dir, &x, f32, 28, 1);
+  run_driver(dir, &x, f32, 28, 1, NULL);
   /* the array holds the bytes of the file, parameter by parameter */
   long nw;
   double *w = read_reals(e2e_path(dir, "w.bin"), f32, &nw);
@@ -333,7 +335,7 @@ static void contract_off_agrees(const char *mach, const char *machine, const cha
   const char *const *flags[] = {gcc_flags, clang_flags};
   for (int i = 0; i < 2; i++) {
     build_driver(dir, ccs[i], prefix, up, false, flags[i]);
-    run_driver(dir, x, false, out_off, want.n / want.shape[0]);
+    run_driver(dir, x, false, out_off, want.n / want.shape[0], NULL);
     long ny;
     double *y = read_reals(e2e_path(dir, "y.bin"), false, &ny);
     cr_assert_eq(ny, want.n);
@@ -354,5 +356,219 @@ Test(embed, fp_contract_off_sine_bit_for_bit) {
   E2eRng rng = {5};
   e2e_fill_uniform(&rng, &x, -1.5, 1.5);
   contract_off_agrees("sine.mach", "sine_conv", "sine_conv", "SINE_CONV", &x);
+  e2e_arr_free(&x);
+}
+
+/* ---- point 6: a real embedded target ---------------------------------------------- */
+
+/* The cross tools come from Debian packages that `make test` installs when
+ * it can (make deps-cross); without them these tests skip, saying so. */
+TestSuite(embed_cross, .fini = e2e_cleanup, .timeout = 120);
+
+static bool have_tool(const char *tool) {
+  E2eRun r = e2e_runl(NULL, 10, "sh", "-c", e2e_fmt("command -v %s", tool), NULL);
+  bool ok = r.status == 0;
+  e2e_run_free(&r);
+  return ok;
+}
+
+static void need_tools(const char *const *tools, const char *packages) {
+  for (; *tools; tools++)
+    if (!have_tool(*tools))
+      cr_skip_test("%s is not installed (Debian: %s; `make deps-cross` installs it)", *tools,
+                   packages);
+}
+
+static const char *const m4_flags[] = {"-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard",
+                                       "-mfpu=fpv4-sp-d16", "-Os", "-std=c99", NULL};
+
+/* A bare-metal Cortex-M4F program: the forward pass on baked weights, one
+ * sample, state on the stack of main; newlib's libm for the activations. */
+static const char m4_main_src[] =
+    "#include \"model.h\"\n"
+    "volatile float sample[IN_SIZE];\n"
+    "volatile float result;\n"
+    "int main(void) {\n"
+    "    float x[IN_SIZE], state[STATE_SIZE];\n"
+    "    for (int i = 0; i < IN_SIZE; i++)\n"
+    "        x[i] = sample[i];\n"
+    "    const float *inputs[1] = {x};\n"
+    "    FORWARD(WEIGHTS, inputs, state, 1);\n"
+    "    result = state[OUT_OFF];\n"
+    "    return 0;\n"
+    "}\n";
+
+/* w.npz with uniform random values for every parameter the header's map
+ * lists (#define UP_OFF_<param> OFFSET, then NAME [SHAPE] in a comment), written by the
+ * tests' own .npz writer, in float64. */
+static void random_weights(const char *dir) {
+  char *h = e2e_read_file(e2e_path(dir, "model.h"), NULL);
+  cr_assert(h);
+  const char *names[64];
+  E2eArr arrs[64];
+  int n = 0;
+  E2eRng rng = {11};
+  for (const char *d = strstr(h, "_OFF_"); d; d = strstr(d + 1, "_OFF_")) {
+    const char *c = strstr(d, "/* ");
+    cr_assert(c && n < 64);
+    char name[128];
+    long shape[E2E_MAX_NDIM];
+    int rank = 0, used;
+    cr_assert_eq(sscanf(c + 3, "%127s [%n", name, &used), 1, "%s", c);
+    for (const char *q = c + 3 + used; *q != ']'; rank++) {
+      char *end;
+      shape[rank] = strtol(q, &end, 10);
+      q = *end == ',' ? end + 2 : end;
+    }
+    names[n] = strdup(name);
+    arrs[n] = e2e_arr(rank, shape);
+    e2e_fill_uniform(&rng, &arrs[n], -0.5, 0.5);
+    n++;
+  }
+  cr_assert_gt(n, 0, "no parameter map in the header:\n%s", h);
+  e2e_npz_write(e2e_path(dir, "w.npz"), n, names, arrs);
+  for (int i = 0; i < n; i++)
+    e2e_arr_free(&arrs[i]);
+  free(h);
+}
+
+/* Cross-compiles the f32 standalone code of one example for the Cortex-M4F
+ * and reports its code size and the stack of each function (-fstack-usage);
+ * every frame must be of static size (no VLA, no alloca). Links it with
+ * newlib into a program, to show nothing beyond libm is needed. */
+static void cortex_m4(const char *mach, const char *machine, const char *prefix, const char *up,
+                      long in_size) {
+  const char *tools[] = {"arm-none-eabi-gcc", "arm-none-eabi-size", NULL};
+  need_tools(tools, "gcc-arm-none-eabi libnewlib-arm-none-eabi");
+  const char *dir = e2e_tmpdir();
+  const char *plain[] = {"--standalone", "--dtype", "f32", "-m", machine, example(mach), "-o",
+                         "model.c", NULL};
+  machc_ok(dir, "machc --standalone", plain);
+  random_weights(dir);
+  const char *args[] = {"--standalone", "--dtype", "f32", "-m", machine, example(mach), "-o",
+                        "model.c", "--weights", "w.npz", NULL};
+  machc_ok(dir, "machc --standalone --weights", args);
+  const char *argv[40] = {"arm-none-eabi-gcc"};
+  int n = 1;
+  for (const char *const *f = m4_flags; *f; f++)
+    argv[n++] = *f;
+  int base = n;
+  argv[n++] = "-Wall";
+  argv[n++] = "-Wextra";
+  argv[n++] = "-pedantic";
+  argv[n++] = "-Werror";
+  argv[n++] = "-fstack-usage";
+  argv[n++] = "-c";
+  argv[n++] = "model.c";
+  argv[n] = NULL;
+  E2eRun r = e2e_run(dir, 60, argv);
+  e2e_check_ok(&r, "arm-none-eabi-gcc on the standalone code");
+  e2e_run_free(&r);
+  r = e2e_runl(dir, 30, "arm-none-eabi-size", "model.o", NULL);
+  e2e_check_ok(&r, "arm-none-eabi-size");
+  long text = 0, data = 0, bss = 0;
+  const char *line = strchr(r.out, '\n');
+  cr_assert(line && sscanf(line + 1, "%ld %ld %ld", &text, &data, &bss) == 3, "%s", r.out);
+  cr_assert_gt(text, 0);
+  cr_log_info("%s, Cortex-M4F -Os: code %ld bytes, data %ld, bss %ld", machine, text, data, bss);
+  e2e_run_free(&r);
+  char *su = e2e_read_file(e2e_path(dir, "model.su"), NULL);
+  cr_assert(su, "no model.su from -fstack-usage");
+  bool forward = false;
+  for (char *l = strtok(su, "\n"); l; l = strtok(NULL, "\n")) {
+    char fn[256], kind[64];
+    long bytes;
+    const char *colon = strrchr(l, ':'); /* model.c:LINE:COL:NAME<TAB>BYTES<TAB>KIND */
+    cr_assert(colon && sscanf(colon + 1, "%255s %ld %63s", fn, &bytes, kind) == 3, "%s", l);
+    cr_log_info("%s, Cortex-M4F stack: %-24s %6ld bytes (%s)", machine, fn, bytes, kind);
+    cr_assert_str_eq(kind, "static", "%s: frame of %s is not of static size", machine, fn);
+    forward |= strcmp(fn, e2e_fmt("%s_forward", prefix)) == 0;
+  }
+  cr_assert(forward, "%s_forward missing from model.su", prefix);
+  free(su);
+  /* and a whole program, linked with newlib */
+  e2e_write_text(e2e_path(dir, "main.c"), m4_main_src);
+  n = base;
+  argv[n++] = e2e_fmt("-DIN_SIZE=%ld", in_size);
+  argv[n++] = e2e_fmt("-DSTATE_SIZE=%s_STATE_SIZE", up);
+  argv[n++] = e2e_fmt("-DOUT_OFF=%ld", output_offset(dir));
+  argv[n++] = e2e_fmt("-DFORWARD=%s_forward", prefix);
+  argv[n++] = e2e_fmt("-DWEIGHTS=%s_weights", prefix);
+  argv[n++] = "--specs=nosys.specs";
+  argv[n++] = "main.c";
+  argv[n++] = "model.c";
+  argv[n++] = "model_weights.c";
+  argv[n++] = "-lm";
+  argv[n++] = "-o";
+  argv[n++] = "model.elf";
+  argv[n] = NULL;
+  r = e2e_run(dir, 60, argv);
+  e2e_check_ok(&r, "arm-none-eabi-gcc linking a program");
+  e2e_run_free(&r);
+  r = e2e_runl(dir, 30, "arm-none-eabi-size", "model.elf", NULL);
+  e2e_check_ok(&r, "arm-none-eabi-size");
+  line = strchr(r.out, '\n');
+  cr_assert(line && sscanf(line + 1, "%ld %ld %ld", &text, &data, &bss) == 3, "%s", r.out);
+  cr_log_info("%s, Cortex-M4F program (model, weights, newlib): text %ld bytes, data %ld, bss %ld",
+              machine, text, data, bss);
+  e2e_run_free(&r);
+}
+
+Test(embed_cross, cortex_m4_poly) { cortex_m4("poly.mach", "poly", "poly", "POLY", 2); }
+Test(embed_cross, cortex_m4_sine_conv) {
+  cortex_m4("sine.mach", "sine_conv", "sine_conv", "SINE_CONV", 63);
+}
+Test(embed_cross, cortex_m4_sine_recur) {
+  cortex_m4("sine.mach", "sine_recur", "sine_recur", "SINE_RECUR", 63);
+}
+
+/* A static arm-linux-gnueabihf program running the f32 model under qemu-arm
+ * matches the host binary within 1e-5. */
+static void qemu_arm(const char *mach, const char *machine, const char *prefix, const char *up,
+                     const E2eArr *x) {
+  const char *tools[] = {"arm-linux-gnueabihf-gcc", "qemu-arm", NULL};
+  need_tools(tools, "gcc-arm-linux-gnueabihf qemu-user");
+  const char *dir = e2e_tmpdir();
+  binary_and_weights(dir, "f32", mach, machine, NULL);
+  const char *args[] = {"--standalone", "--dtype", "f32", "-m", machine, example(mach), "-o",
+                        "model.c", "--weights", "w.npz", NULL};
+  machc_ok(dir, "machc --standalone", args);
+  e2e_npy_write(e2e_path(dir, "X.npy"), x, true);
+  E2eRun r = e2e_runl(dir, 30, "./model", "forward", "--weights", "w.npz", "--input", "X.npy",
+                      "--output", "Y.npy", NULL);
+  e2e_check_ok(&r, "model forward");
+  e2e_run_free(&r);
+  E2eArr want = e2e_npy_read(e2e_path(dir, "Y.npy"));
+  const char *flags[] = {"-O2", "-static", NULL};
+  build_driver(dir, "arm-linux-gnueabihf-gcc", prefix, up, true, flags);
+  r = e2e_runl(dir, 30, "sh", "-c", "file driver", NULL);
+  cr_assert(r.status != 0 || strstr(r.out, "ARM"), "%s", r.out); /* `file` may be absent */
+  e2e_run_free(&r);
+  run_driver(dir, x, true, output_offset(dir), want.n / want.shape[0], "qemu-arm");
+  long ny;
+  double *y = read_reals(e2e_path(dir, "y.bin"), true, &ny);
+  cr_assert_eq(ny, want.n);
+  double worst = 0;
+  for (long i = 0; i < ny; i++) {
+    double d = fabs(y[i] - want.d[i]);
+    worst = d > worst ? d : worst;
+    cr_assert(d <= 1e-5, "%s [%ld]: arm %.9g, host %.9g", machine, i, y[i], want.d[i]);
+  }
+  cr_log_info("%s: arm-linux-gnueabihf under qemu-arm vs host, largest difference %.3g", machine, worst);
+  free(y);
+  e2e_arr_free(&want);
+}
+
+Test(embed_cross, qemu_arm_poly) {
+  E2eArr x = poly_inputs();
+  qemu_arm("poly.mach", "poly", "poly", "POLY", &x);
+  e2e_arr_free(&x);
+}
+
+Test(embed_cross, qemu_arm_sine) {
+  E2eArr x = e2e_arr(3, (long[]){4, 1, 63});
+  E2eRng rng = {9};
+  e2e_fill_uniform(&rng, &x, -1.5, 1.5);
+  qemu_arm("sine.mach", "sine_conv", "sine_conv", "SINE_CONV", &x);
   e2e_arr_free(&x);
 }
