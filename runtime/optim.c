@@ -62,3 +62,38 @@ void mach_optim_step(const struct mach_optim_cfg *o, const struct mach_model *m,
     }
   }
 }
+
+/* ---- learning-rate schedules and gradient clipping ------------------------ */
+
+double mach_sched_lr(const struct mach_sched *s, double lr, long t) {
+  double f = 1;
+  if (s->warmup > 0 && t < s->warmup)
+    f = (double)(t + 1) / (double)s->warmup;
+  switch (s->kind) {
+  case MACH_SCHED_CONSTANT:
+    break;
+  case MACH_SCHED_STEP:
+    f *= pow(s->gamma, (double)(t / (s->every * s->per_epoch)));
+    break;
+  case MACH_SCHED_COSINE:
+    if (t >= s->warmup && s->total > s->warmup) {
+      double p = (double)(t - s->warmup) / (double)(s->total - s->warmup);
+      f *= 0.5 * (1 + cos(3.14159265358979323846 * (p < 1 ? p : 1)));
+    }
+    break;
+  }
+  return lr * f;
+}
+
+double mach_clip_norm(mach_real *g, long n, double max_norm) {
+  double sq = 0, norm;
+  for (long i = 0; i < n; i++)
+    sq += (double)g[i] * (double)g[i];
+  norm = sqrt(sq);
+  if (norm > max_norm) {
+    double s = max_norm / norm;
+    for (long i = 0; i < n; i++)
+      g[i] = (mach_real)(g[i] * s);
+  }
+  return norm;
+}

@@ -42,7 +42,8 @@ double mach_now(void); /* monotonic seconds */
 
 /* An output file written atomically: data goes to `path.tmp.<pid>`, which is
  * fsync'ed and renamed over `path` by mach_out_close, so a crash or a full
- * disk never leaves a half-written file under the real name. "-" is stdout. */
+ * disk never leaves a half-written file under the real name. "-" is stdout.
+ * Opening also removes `path.tmp.PID` files of processes that are gone. */
 struct mach_out {
   FILE *f;
   const char *path;
@@ -168,7 +169,7 @@ struct mach_optspec {
   enum mach_optkind kind;
 };
 
-#define MACH_MAX_OPTS 32
+#define MACH_MAX_OPTS 48
 #define MACH_MAX_MULTI 64
 
 struct mach_args {
@@ -282,6 +283,80 @@ int mach_optim_slots(enum mach_optim kind);
 void mach_optim_step(const struct mach_optim_cfg *o, const struct mach_model *m,
                      mach_real *params, const mach_real *grad, mach_real *state,
                      long t);
+
+/* Learning-rate schedules, per step t = 0, 1, ... (S steps per epoch, T in
+ * all, W warmup steps): the rate of step t is lr * warm(t) * decay(t), with
+ * warm(t) = min(1, (t + 1) / W) and decay constant (1), step (G^floor(t / (E S)))
+ * or cosine ((1 + cos(pi * min(1, (t - W) / (T - W)))) / 2, 1 during warmup). */
+enum mach_sched_kind { MACH_SCHED_CONSTANT, MACH_SCHED_STEP, MACH_SCHED_COSINE };
+
+struct mach_sched {
+  enum mach_sched_kind kind;
+  long every;          /* step: epochs between decays (E) */
+  double gamma;        /* step: factor per decay (G) */
+  long per_epoch;      /* S */
+  long total;          /* T */
+  long warmup;         /* W, 0 for none */
+};
+
+double mach_sched_lr(const struct mach_sched *s, double lr, long t);
+/* Scales g (n scalars) down to L2 norm max_norm when it is longer; returns
+ * the norm before scaling. */
+double mach_clip_norm(mach_real *g, long n, double max_norm);
+
+/* ---- checkpoint.c: resumable training state ------------------------------ */
+
+#define MACH_CK_PREFIX "train/" /* reserved: no parameter name holds a '/' */
+
+/* Columns of the training log (CSV and checkpoint), in CSV order. */
+enum {
+  MACH_LOG_EPOCH, MACH_LOG_STEP, MACH_LOG_LOSS, MACH_LOG_VAL_LOSS, MACH_LOG_ACC,
+  MACH_LOG_SECONDS, MACH_LOG_LR, MACH_LOG_COLS
+};
+struct mach_logrow {
+  double v[MACH_LOG_COLS]; /* NAN: not applicable */
+};
+
+/* Rows of train/counters. */
+enum mach_ck_counter {
+  MACH_CK_VERSION, MACH_CK_EPOCH, MACH_CK_POS, MACH_CK_STEP, MACH_CK_OPTIM, MACH_CK_N_TRAIN,
+  MACH_CK_N_VAL, MACH_CK_SEED, MACH_CK_LOSS_SUM, MACH_CK_HITS, MACH_CK_SECONDS,
+  MACH_CK_BEST_EPOCH, MACH_CK_BEST_LOSS, MACH_CK_BAD_EPOCHS, MACH_CK_N
+};
+
+/* Everything besides the weights that makes a resumed run continue as if
+ * it had never stopped. Arrays belong to the trainer. */
+struct mach_ckpt {
+  long epoch;          /* epochs completed */
+  long pos;            /* samples of the next epoch already stepped over */
+  long step;           /* optimizer steps taken */
+  int optim;           /* enum mach_optim */
+  long n_train, n_val;
+  uint64_t seed;
+  uint64_t rng[4];     /* the shuffling stream */
+  double loss_sum;     /* the unfinished epoch's summed loss and hits */
+  long hits;
+  double seconds;      /* training time so far */
+  long best_epoch;     /* epoch of the lowest validation loss, 0 = none yet */
+  double best_loss;
+  long bad_epochs;     /* epochs since best_epoch */
+  long *perm;          /* [n_train] this epoch's sample order */
+  mach_real *ostate;   /* [slots * param_size] optimizer state */
+  const mach_real *last; /* when the weights written are not the current ones */
+  struct mach_logrow *log;
+  long n_log;
+};
+
+/* Writes weights (the model's parameter entries) and k atomically. */
+int mach_ckpt_save(const struct mach_ctx *c, const char *path, const mach_real *weights,
+                   const struct mach_ckpt *k);
+/* Reads a checkpoint written for the same data and options: k holds the
+ * expected optim, n_train, n_val and seed, and the buffers perm and ostate,
+ * which are filled; k->log is allocated (the caller frees it). weights gets
+ * the weights entries; when the checkpoint has train/last (*has_last = 1),
+ * last gets the current parameters. Returns 0 or 1 (message printed). */
+int mach_ckpt_load(const struct mach_ctx *c, const char *path, mach_real *weights,
+                   mach_real *last, int *has_last, struct mach_ckpt *k);
 
 /* ---- json.c -------------------------------------------------------------- */
 

@@ -1,6 +1,9 @@
 /* util.c — one-line messages, checked allocation, whole-file reads and
  * atomic file writes. */
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +99,35 @@ double mach_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Removes `path.tmp.PID` files whose process is gone: what a run killed
+ * while writing left behind (SIGKILL, power loss), so they do not pile up.
+ * A live process's temporary (another run writing the same file) is kept. */
+static void sweep_stale(const char *path) {
+  const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+  char dir[PATH_MAX], full[PATH_MAX];
+  size_t blen = strlen(base);
+  DIR *d;
+  struct dirent *ent;
+  if (slash && (size_t)(slash - path) + 1 >= sizeof dir)
+    return;
+  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + 1 : 2, slash ? path : "./");
+  if (!(d = opendir(dir)))
+    return;
+  while ((ent = readdir(d))) {
+    const char *n = ent->d_name, *digits = n + blen + 5;
+    char *end;
+    long pid;
+    if (strncmp(n, base, blen) != 0 || strncmp(n + blen, ".tmp.", 5) != 0 || !*digits)
+      continue;
+    pid = strtol(digits, &end, 10);
+    if (*end || pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+      continue;
+    if ((size_t)snprintf(full, sizeof full, "%s%s", dir, n) < sizeof full)
+      remove(full);
+  }
+  closedir(d);
+}
+
 int mach_out_open(const struct mach_ctx *c, const char *path, struct mach_out *o) {
   size_t n;
   o->path = path;
@@ -104,6 +136,7 @@ int mach_out_open(const struct mach_ctx *c, const char *path, struct mach_out *o
     o->f = stdout;
     return 0;
   }
+  sweep_stale(path);
   /* Same directory as the target, so rename() cannot cross file systems. */
   n = strlen(path) + 32;
   o->tmp = malloc(n);
