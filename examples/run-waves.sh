@@ -25,5 +25,5 @@ awk -v out="$out" 'BEGIN {
 "$machc" --dtype f64 "$root/examples/waves.mach" -o "$out/waves"
 "$machc" explain "$root/examples/waves.mach" | sed -n '2,3p'
 "$out/waves" train --data "$out/waves-x.csv" --targets "$out/waves-t.csv" --loss xent \
-    --optimizer adam --lr 0.01 --epochs 100 --batch 32 --seed 0 --val-split 0.25 \
+    --optimizer adam --lr 0.01 --epochs 100 --batch 32 --seed 0 --val-split 0.25 --val-split-tail \
     --print-every 25 --out "$out/waves.npz"

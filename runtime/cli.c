@@ -48,7 +48,7 @@ static const struct command commands[] = {
    "  --batch B          samples per minibatch (default 256)\n"},
   {"train", mach_cmd_train,
    "--data [NAME=]X.npy --targets T.npy --loss mse|xent --epochs E --out W.npz [options]",
-   "Train with minibatches; the last --val-split of the samples is held out.\n"
+   "Train with minibatches; --val-split F holds out a seeded random fraction.\n"
    "  --data X           inputs, [N, <input shape>]; NAME=X per input when there are several\n"
    "  --targets T        mse: [N, <output shape>]; xent: integer class labels [N]\n"
    "  --loss mse|xent    mean squared error, or softmax cross-entropy over channels\n"
@@ -62,9 +62,17 @@ static const struct command commands[] = {
    "  --batch B          samples per step (default 32; B >= N: full batch)\n"
    "  --seed S           initialisation and shuffling seed (default 0)\n"
    "  --init W.npz       start from these weights instead of initialising\n"
-   "  --val-split F      fraction held out for validation (default 0)\n"
-   "  --out W.npz        weights to write at the end (and at checkpoints)\n"
-   "  --log FILE.csv     epoch,step,loss,val_loss,accuracy,seconds per epoch\n"
+   "  --resume CK.npz    continue a run from its checkpoint (same data and options)\n"
+   "  --lr-schedule S    constant, step:E:G (times G every E epochs) or cosine (default constant)\n"
+   "  --warmup E         raise the rate linearly over the first E epochs (default 0)\n"
+   "  --clip-norm C      scale the gradient down to L2 norm C when longer (default: no clipping)\n"
+   "  --val-split F      fraction held out for validation, drawn with --seed (default 0)\n"
+   "  --val-split-tail   hold out the last F of the samples instead\n"
+   "  --val-data X, --val-targets T   validation samples from their own files\n"
+   "  --patience P       stop when val_loss has not improved for P epochs\n"
+   "  --keep-best        write the weights of the epoch with the lowest val_loss\n"
+   "  --out W.npz        weights and training state, at the end, at checkpoints, on SIGINT/SIGTERM\n"
+   "  --log FILE.csv     epoch,step,loss,val_loss,accuracy,seconds,lr per epoch, flushed each epoch\n"
    "  --print-every K    report every K epochs (default: about 50 reports)\n"
    "  --checkpoint-every K  also write --out every K epochs\n"
    "  --quiet            print only the final line\n"},
