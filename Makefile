@@ -13,7 +13,7 @@
 
 CC      ?= cc
 PREFIX  ?= /usr/local
-DEB_PKGS = re2c bison clang libcriterion-dev make
+DEB_PKGS = re2c bison clang libcriterion-dev zlib1g-dev make
 
 ifeq ($(SANITIZE),1)
 BUILD   := build/san
@@ -65,6 +65,7 @@ $(BUILD)/.deps-ok:
 	command -v bison >/dev/null 2>&1 || missing="$$missing bison"; \
 	command -v clang >/dev/null 2>&1 || missing="$$missing clang"; \
 	test -f /usr/include/criterion/criterion.h || missing="$$missing libcriterion-dev"; \
+	test -f /usr/include/zlib.h || missing="$$missing zlib1g-dev"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; \
 	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo"; \
@@ -137,7 +138,7 @@ $(BUILD)/lib/libmachrt_f64.a: $(RT64_OBJS)
 $(TEST_BIN): $(TEST_SRCS) tests/*.h $(LIB_OBJS) $(RT_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -Icompiler -I$(GEN) -Iruntime \
-	  -o $@ $(TEST_SRCS) $(LIB_OBJS) $(BUILD)/lib/libmachrt_f64.a -lcriterion -lm
+	  -o $@ $(TEST_SRCS) $(LIB_OBJS) $(BUILD)/lib/libmachrt_f64.a -lcriterion -lz -lm
 
 $(EXAMPLE_TEST_BIN): $(EXAMPLE_TEST_SRCS) tests/*.h $(LIB_OBJS) $(RT_LIBS)
 	@mkdir -p $(dir $@)

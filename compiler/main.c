@@ -264,6 +264,7 @@ static int compile_c(Arena *a, const Options *o, const Paths *paths, const char 
   argv[n++] = (char *)cfile;
   argv[n++] = arena_printf(a, "-L%s", paths->lib);
   argv[n++] = o->f32 ? "-lmachrt_f32" : "-lmachrt_f64";
+  argv[n++] = "-lz"; /* the runtime reads compressed .npz and .gz data through zlib */
   argv[n++] = "-lm";
   argv[n++] = "-o";
   argv[n++] = (char *)out;

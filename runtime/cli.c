@@ -23,16 +23,19 @@ static const struct command commands[] = {
    "--weights W.npz --input [NAME=]X.npy --output [NAME=]Y.npy|Y.npz|Y.csv|- [--dump-state S.npz] [--batch B]",
    "Run the model on N samples; X is [N, <input shape>], batch first.\n"
    "  --weights W.npz    parameters\n"
-   "  --input X          .npy, .csv or - (CSV on stdin); NAME=X per input when there are several\n"
+   "  --input X          .npy, .npz, IDX, .csv (any .gz) or - (CSV on stdin); NAME=X per input\n"
    "  --output Y         .npy (one output), .npz (every output), .csv or - (CSV on stdout),\n"
    "                     or NAME=Y per output\n"
    "  --dump-state S.npz y.NAME and z.NAME of every block, [N, shape]\n"
-   "  --batch B          samples per minibatch (default 256; results do not depend on it)\n"},
+   "  --batch B          samples per minibatch (default 256; results do not depend on it)\n"
+   "  --scale S          multiply the inputs by S (e.g. 0.00392156862745098 = 1/255)\n"
+   "  --sep C, --skip-header, --data-cols COLS   CSV separator, header, columns\n"},
   {"predict", mach_cmd_predict,
    "--weights W.npz [--input X (default -)] [--output Y (default -)] [--batch B]",
    "Like forward, reading CSV from stdin and writing CSV to stdout by default.\n"
    "  --weights W.npz    parameters\n"
    "  --input X          .npy, .csv or - ; NAME=X per input when there are several\n"
+   "  --scale S, --sep C, --skip-header, --data-cols COLS   as for forward\n"
    "  --output Y         .npy, .npz, .csv or - ; NAME=Y per output\n"
    "  --dump-state S.npz y.NAME and z.NAME of every block\n"
    "  --batch B          samples per minibatch (default 256)\n"},
@@ -53,6 +56,11 @@ static const struct command commands[] = {
    "  --targets T        mse: [N, <output shape>]; xent: integer class labels [N]\n"
    "  --loss mse|xent    mean squared error, or softmax cross-entropy over channels\n"
    "  --target-output N  the output the loss applies to (needed with several outputs)\n"
+   "  --scale S          multiply the inputs by S (e.g. 0.00392156862745098 = 1/255)\n"
+   "  --sep C            CSV field separator, e.g. ';' or tab (default: commas or blanks)\n"
+   "  --skip-header      the first CSV line is a header (default: detected)\n"
+   "  --data-cols COLS   columns of a table [N, K] to use as inputs: names, indices, A:B, !COLS\n"
+   "  --target-cols COLS columns to use as targets (--targets defaults to the --data file)\n"
    "  --optimizer O      sgd, momentum or adam (default adam)\n"
    "  --lr R             learning rate (default 0.001)\n"
    "  --momentum M       for momentum (default 0.9)\n"
@@ -84,7 +92,8 @@ static const struct command commands[] = {
    "  --targets T        as for train\n"
    "  --loss mse|xent    as for train\n"
    "  --target-output N  the output the loss applies to (needed with several outputs)\n"
-   "  --batch B          samples per minibatch (default 256)\n"},
+   "  --batch B          samples per minibatch (default 256)\n"
+   "  --scale S, --sep C, --skip-header, --data-cols COLS, --target-cols COLS   as for train\n"},
 };
 
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])

@@ -49,11 +49,31 @@ static int pick_loss(const struct mach_ctx *c, const struct mach_args *a,
   return 0;
 }
 
+/* --targets, or with --target-cols and one --data file, that file; then the
+ * data columns default to the others. */
+static int target_path(const struct mach_ctx *c, const struct mach_args *a,
+                       struct mach_dataopts *o, char *not_targets, size_t cap,
+                       const char **tpath) {
+  const char *data = mach_arg_count(a, "data") == 1 ? mach_arg_nth(a, "data", 0) : NULL;
+  *tpath = mach_arg(a, "targets");
+  if (!*tpath && o->target_cols && data && !strchr(data, '='))
+    *tpath = data;
+  if (!*tpath)
+    return mach_arg_missing(c, a, "targets");
+  if (o->target_cols && !o->data_cols && data && strcmp(data, *tpath) == 0) {
+    snprintf(not_targets, cap, "!%s", o->target_cols);
+    o->data_cols = not_targets;
+  }
+  return 0;
+}
+
 int mach_dataset_load(const struct mach_ctx *c, const struct mach_args *a,
                       struct mach_dataset *d) {
   const struct mach_model *m = c->m;
   const struct mach_block *b;
   const char *tpath;
+  struct mach_dataopts o;
+  char not_targets[512];
   long nt;
   int rc;
   memset(d, 0, sizeof *d);
@@ -65,14 +85,16 @@ int mach_dataset_load(const struct mach_ctx *c, const struct mach_args *a,
     return rc;
   b = &m->blocks[m->outputs[d->out]];
   d->size = b->size;
-  if ((rc = pick_loss(c, a, b, &d->loss)) || (rc = mach_arg_required(c, a, "targets", &tpath)))
+  if ((rc = pick_loss(c, a, b, &d->loss)) || (rc = mach_dataopts_get(c, a, &o)))
     return rc;
   if (!mach_arg(a, "data"))
     return mach_arg_missing(c, a, "data");
-  if ((rc = mach_load_inputs(c, a, "data", NULL, d->xs, &d->n)))
+  if ((rc = target_path(c, a, &o, not_targets, sizeof not_targets, &tpath)) ||
+      (rc = mach_load_inputs_opt(c, a, "data", NULL, &o, d->xs, &d->n)))
     return rc;
-  if (d->loss == MACH_LOSS_MSE ? mach_load_samples(c, tpath, b, "output", &d->t, &nt)
-                               : mach_load_labels(c, tpath, b->size, &d->labels, &nt))
+  if (d->loss == MACH_LOSS_MSE
+          ? mach_load_samples_opt(c, tpath, b, "output", &o, o.target_cols, &d->t, &nt)
+          : mach_load_labels_opt(c, tpath, b->size, &o, o.target_cols, &d->labels, &nt))
     return 1;
   if (nt != d->n) {
     mach_err(c, "%s: has %ld samples, but the data has %ld", tpath, nt, d->n);
@@ -116,6 +138,7 @@ static const struct mach_optspec eval_opts[] = {
   {"loss", MACH_OPT_VALUE},
   {"target-output", MACH_OPT_VALUE},
   {"batch", MACH_OPT_VALUE},
+  MACH_DATA_OPTS,
   {NULL, MACH_OPT_FLAG},
 };
 

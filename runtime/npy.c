@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,15 +21,15 @@ static const struct {
   const char *name; /* without the byte-order character */
   enum mach_dtype t;
 } dtypes[] = {
-  {"f4", MACH_DT_F4}, {"f8", MACH_DT_F8}, {"i1", MACH_DT_I1}, {"i2", MACH_DT_I2},
+  {"f2", MACH_DT_F2}, {"b1", MACH_DT_B1}, {"f4", MACH_DT_F4}, {"f8", MACH_DT_F8}, {"i1", MACH_DT_I1}, {"i2", MACH_DT_I2},
   {"i4", MACH_DT_I4}, {"i8", MACH_DT_I8}, {"u1", MACH_DT_U1}, {"u2", MACH_DT_U2},
   {"u4", MACH_DT_U4}, {"u8", MACH_DT_U8},
 };
 
 size_t mach_dtype_size(enum mach_dtype t) {
   switch (t) {
-  case MACH_DT_I1: case MACH_DT_U1: return 1;
-  case MACH_DT_I2: case MACH_DT_U2: return 2;
+  case MACH_DT_I1: case MACH_DT_U1: case MACH_DT_B1: return 1;
+  case MACH_DT_F2: case MACH_DT_I2: case MACH_DT_U2: return 2;
   case MACH_DT_F4: case MACH_DT_I4: case MACH_DT_U4: return 4;
   case MACH_DT_F8: case MACH_DT_I8: case MACH_DT_U8: return 8;
   case MACH_DT_UNKNOWN: break;
@@ -37,22 +38,73 @@ size_t mach_dtype_size(enum mach_dtype t) {
 }
 
 int mach_dtype_is_float(enum mach_dtype t) {
-  return t == MACH_DT_F4 || t == MACH_DT_F8;
+  return t == MACH_DT_F2 || t == MACH_DT_F4 || t == MACH_DT_F8;
 }
 
-/* '<' little-endian; '|' not applicable (1-byte); '=' native, which is
- * little-endian here (rt.h refuses other hosts). '>' is refused by leaving
- * the type unknown, so the caller reports the descr. */
-static enum mach_dtype parse_descr(const char *d) {
+/* '<' little-endian, '>' big-endian (*big set: the data is swapped on load);
+ * '|' not applicable (1-byte); '=' native, which is little-endian here (rt.h
+ * refuses other hosts). Anything else stays unknown and the caller reports
+ * the descr. */
+static enum mach_dtype parse_descr(const char *d, int *big) {
+  *big = 0;
   if (!d[0] || strlen(d) != 3)
     return MACH_DT_UNKNOWN;
   for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++) {
     if (strcmp(d + 1, dtypes[i].name) != 0)
       continue;
-    if (d[0] == '<' || d[0] == '=' || (d[0] == '|' && mach_dtype_size(dtypes[i].t) == 1))
+    *big = d[0] == '>' && mach_dtype_size(dtypes[i].t) > 1;
+    if (d[0] == '<' || d[0] == '=' || d[0] == '>' ||
+        (d[0] == '|' && mach_dtype_size(dtypes[i].t) == 1))
       return dtypes[i].t;
   }
   return MACH_DT_UNKNOWN;
+}
+
+/* C-order copy of a Fortran-order array: walks the destination in C order
+ * with an odometer over the multi-index, keeping the source offset (Fortran
+ * strides: the first axis varies fastest) in step. */
+static void fortran_to_c(const struct mach_array *a, size_t item, unsigned char *dst) {
+  long idx[MACH_NPY_MAX_RANK] = {0}, stride[MACH_NPY_MAX_RANK], src = 0, s = 1;
+  for (int k = 0; k < a->rank; k++) {
+    stride[k] = s;
+    s *= a->shape[k];
+  }
+  for (long i = 0; i < a->count; i++) {
+    int k;
+    memcpy(dst + (size_t)i * item, a->data + (size_t)src * item, item);
+    for (k = a->rank - 1; k >= 0; k--) {
+      src += stride[k];
+      if (++idx[k] < a->shape[k])
+        break;
+      src -= stride[k] * idx[k];
+      idx[k] = 0;
+    }
+  }
+}
+
+int mach_array_normalize(struct mach_array *a, int fortran, int big_endian) {
+  size_t item = mach_dtype_size(a->dtype);
+  unsigned char *dst;
+  if ((!fortran && !big_endian) || a->count == 0 || item == 0)
+    return 0;
+  dst = malloc((size_t)a->count * item);
+  if (!dst)
+    return -1;
+  if (fortran && a->rank > 1)
+    fortran_to_c(a, item, dst);
+  else
+    memcpy(dst, a->data, (size_t)a->count * item);
+  if (big_endian && item > 1)
+    for (long i = 0; i < a->count; i++)
+      for (size_t lo = 0, hi = item - 1; lo < hi; lo++, hi--) {
+        unsigned char tmp = dst[(size_t)i * item + lo];
+        dst[(size_t)i * item + lo] = dst[(size_t)i * item + hi];
+        dst[(size_t)i * item + hi] = tmp;
+      }
+  free(a->owned);
+  a->owned = dst;
+  a->data = dst;
+  return 0;
 }
 
 /* ---- the header dict ------------------------------------------------------ */
@@ -196,7 +248,7 @@ int mach_npy_parse(const unsigned char *buf, size_t len, struct mach_array *a,
                    char *why, size_t whylen) {
   struct hdr h = {0};
   size_t hlen, start, item, need;
-  int fortran = 0;
+  int fortran = 0, big = 0;
   memset(a, 0, sizeof *a);
   h.why = why;
   h.whylen = whylen;
@@ -223,9 +275,7 @@ int mach_npy_parse(const unsigned char *buf, size_t len, struct mach_array *a,
     return fail(&h, "bad header: contains a NUL byte");
   if (parse_dict(&h, a, &fortran))
     return -1;
-  if (fortran)
-    return fail(&h, "fortran_order is True; save the array in C order (np.ascontiguousarray)");
-  a->dtype = parse_descr(a->descr);
+  a->dtype = parse_descr(a->descr, &big);
   a->count = 1;
   for (int i = 0; i < a->rank; i++) {
     if (a->shape[i] != 0 && a->count > LONG_MAX / a->shape[i])
@@ -245,7 +295,22 @@ int mach_npy_parse(const unsigned char *buf, size_t len, struct mach_array *a,
     return fail(&h, "truncated data: shape %s needs %zu bytes, found %zu", s, need,
                 len - start - hlen);
   }
+  if (mach_array_normalize(a, fortran, big))
+    return fail(&h, "out of memory");
   return 0;
+}
+
+/* IEEE 754 binary16 to double: sign, 5 exponent bits (bias 15), 10 bits. */
+static double half_to_double(uint16_t h) {
+  int e = (h >> 10) & 0x1f;
+  double m = h & 0x3ff, v;
+  if (e == 0)
+    v = ldexp(m, -24); /* subnormal */
+  else if (e == 31)
+    v = m ? NAN : INFINITY;
+  else
+    v = ldexp(m + 1024, e - 25);
+  return h & 0x8000 ? -v : v;
 }
 
 double mach_array_get(const struct mach_array *a, long i) {
@@ -255,8 +320,12 @@ double mach_array_get(const struct mach_array *a, long i) {
     int8_t i1; int16_t i2; int32_t i4; int64_t i8;
     uint8_t u1; uint16_t u2; uint32_t u4; uint64_t u8;
   } v;
+  if (a->dtype == MACH_DT_UNKNOWN)
+    return 0;
   memcpy(&v, p, mach_dtype_size(a->dtype));
   switch (a->dtype) {
+  case MACH_DT_F2: return half_to_double(v.u2);
+  case MACH_DT_B1: return v.u1 != 0;
   case MACH_DT_F4: return v.f4;
   case MACH_DT_F8: return v.f8;
   case MACH_DT_I1: return v.i1;
@@ -284,7 +353,8 @@ void mach_array_to_real(const struct mach_array *a, mach_real *dst) {
 
 void mach_array_free(struct mach_array *a) {
   free(a->owned);
-  a->owned = NULL;
+  free(a->backing);
+  a->owned = a->backing = NULL;
   a->data = NULL;
 }
 

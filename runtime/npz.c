@@ -2,8 +2,8 @@
  *
  * Reading goes through the central directory (NumPy's writer forces ZIP64
  * local headers whose size fields are 0xffffffff, so the local header is only
- * used to find where a member's data begins). Only stored members are
- * supported: deflate would need zlib, and np.savez never compresses.
+ * used to find where a member's data begins). Members are stored (np.savez)
+ * or deflated (np.savez_compressed, inflated through zlib in inflate.c).
  * Writing streams members one by one with STORE; timestamps are fixed at
  * 1980-01-01 so equal arrays give byte-identical archives (init
  * reproducibility is checked on the bytes).
@@ -158,6 +158,7 @@ static int read_member(const struct mach_ctx *c, const struct mach_npz *z, size_
   }
   m->data = b + dstart;
   m->size = (size_t)csize;
+  m->usize = (size_t)usize;
   if (m->method == 0 && csize != usize) {
     mach_err(c, "%s: corrupt zip (sizes of '%s' disagree)", z->path, m->name);
     return 1;
@@ -166,13 +167,26 @@ static int read_member(const struct mach_ctx *c, const struct mach_npz *z, size_
 }
 
 int mach_npz_open(const struct mach_ctx *c, const char *path, struct mach_npz *z) {
+  unsigned char *buf;
+  size_t len;
+  if (mach_read_file(c, path, &buf, &len))
+    return 1;
+  return mach_npz_open_buf(c, path, buf, len, z);
+}
+
+int mach_npz_is_zip(const unsigned char *buf, size_t len) {
+  return len >= 4 && (rd32(buf) == SIG_LOCAL || rd32(buf) == SIG_END);
+}
+
+int mach_npz_open_buf(const struct mach_ctx *c, const char *path, unsigned char *buf,
+                      size_t len, struct mach_npz *z) {
   long end;
   size_t pos;
   uint32_t n;
   memset(z, 0, sizeof *z);
   z->path = path;
-  if (mach_read_file(c, path, &z->buf, &z->len))
-    return 1;
+  z->buf = buf;
+  z->len = len;
   if (z->len > ZIP_LIMIT) {
     mach_err(c, "%s: larger than 4 GiB (ZIP64 archives are not supported)", path);
     goto bad;
@@ -213,31 +227,68 @@ void mach_npz_close(struct mach_npz *z) {
   memset(z, 0, sizeof *z);
 }
 
+/* The bytes of member m: the stored bytes, or inflated into a new buffer
+ * (*owned, which the caller frees). Returns 0 or 1 (message printed). */
+static int member_bytes(const struct mach_ctx *c, const struct mach_npz *z,
+                        const struct mach_npz_member *m, const unsigned char **data,
+                        size_t *size, unsigned char **owned) {
+  const char *why;
+  *owned = NULL;
+  *data = m->data;
+  *size = m->size;
+  if (m->method == 0)
+    return 0;
+  if (m->method != 8) {
+    mach_err(c, "%s: entry '%s' uses zip method %d; expected stored or deflate (np.savez or "
+                "np.savez_compressed)", z->path, m->name, m->method);
+    return 1;
+  }
+  *owned = malloc(m->usize + 1);
+  if (!*owned) {
+    mach_err(c, "%s: entry '%s': out of memory (%zu bytes inflated)", z->path, m->name, m->usize);
+    return 1;
+  }
+  if (mach_inflate_raw(m->data, m->size, *owned, m->usize, &why)) {
+    mach_err(c, "%s: entry '%s' is corrupt (%s)", z->path, m->name, why);
+    free(*owned);
+    *owned = NULL;
+    return 1;
+  }
+  *data = *owned;
+  *size = m->usize;
+  return 0;
+}
+
+static int get_member(const struct mach_ctx *c, const struct mach_npz *z,
+                      const struct mach_npz_member *m, struct mach_array *a) {
+  const unsigned char *data;
+  unsigned char *owned;
+  size_t size;
+  char why[200];
+  memset(a, 0, sizeof *a);
+  if (member_bytes(c, z, m, &data, &size, &owned))
+    return 1;
+  if (mach_crc32(0, data, size) != m->crc) {
+    mach_err(c, "%s: entry '%s' is corrupt (CRC-32 mismatch)", z->path, m->name);
+    free(owned);
+    return 1;
+  }
+  if (mach_npy_parse(data, size, a, why, sizeof why)) {
+    mach_err(c, "%s: entry '%s': %s", z->path, m->name, why);
+    free(owned);
+    return 1;
+  }
+  a->backing = owned;
+  return 0;
+}
+
 int mach_npz_get(const struct mach_ctx *c, const struct mach_npz *z, const char *name,
                  struct mach_array *a) {
-  char why[200];
   for (int i = 0; i < z->n; i++) {
     const struct mach_npz_member *m = &z->mem[i];
     if (strcmp(m->name, name) != 0)
       continue;
-    if (m->method != 0) {
-      if (m->method == 8)
-        mach_err(c, "%s: entry '%s' is compressed (np.savez_compressed); save with np.savez",
-                 z->path, name);
-      else
-        mach_err(c, "%s: entry '%s' uses zip method %d; save with np.savez", z->path,
-                 name, m->method);
-      return 1;
-    }
-    if (mach_crc32(0, m->data, m->size) != m->crc) {
-      mach_err(c, "%s: entry '%s' is corrupt (CRC-32 mismatch)", z->path, name);
-      return 1;
-    }
-    if (mach_npy_parse(m->data, m->size, a, why, sizeof why)) {
-      mach_err(c, "%s: entry '%s': %s", z->path, name, why);
-      return 1;
-    }
-    return 0;
+    return get_member(c, z, m, a);
   }
   return -1;
 }

@@ -58,28 +58,38 @@ void mach_out_abort(struct mach_out *o);
 
 enum mach_dtype {
   MACH_DT_UNKNOWN, /* descr not understood; only its text is kept */
-  MACH_DT_F4, MACH_DT_F8,
+  MACH_DT_F2, MACH_DT_F4, MACH_DT_F8, /* IEEE half, single, double */
+  MACH_DT_B1,                         /* bool, one byte */
   MACH_DT_I1, MACH_DT_I2, MACH_DT_I4, MACH_DT_I8,
   MACH_DT_U1, MACH_DT_U2, MACH_DT_U4, MACH_DT_U8,
 };
 
 #define MACH_NPY_MAX_RANK 32 /* NumPy's own limit */
 
-/* A parsed array. data points into the buffer that was parsed (possibly
- * unaligned, so elements are read with memcpy) or into `owned`. */
+/* A parsed array, always little-endian and in C order by the time callers
+ * see it. data points into the buffer that was parsed (possibly unaligned,
+ * so elements are read with memcpy) or into `owned`. */
 struct mach_array {
   enum mach_dtype dtype;
   char descr[16];            /* as written in the header, for messages */
   int rank;                  /* 0 = scalar */
   long shape[MACH_NPY_MAX_RANK];
   long count;                /* product of the shape */
-  const unsigned char *data; /* count * itemsize bytes, little-endian */
-  void *owned;               /* freed by mach_array_free (CSV data) */
+  const unsigned char *data; /* count * itemsize bytes, little-endian, C order */
+  void *owned;               /* freed by mach_array_free: a converted copy (CSV
+                                values, a Fortran-order or big-endian array) */
+  void *backing;             /* freed too: the inflated bytes data points into */
 };
 
-/* Parses a whole .npy image. On error writes the reason to why and returns -1. */
+/* Parses a whole .npy image. Fortran-order and big-endian arrays are copied
+ * into `owned` in C order, little-endian. On error writes the reason to why
+ * and returns -1. */
 int mach_npy_parse(const unsigned char *buf, size_t len, struct mach_array *a,
                    char *why, size_t whylen);
+/* Rewrites a->data as a C-order little-endian copy in a->owned: from Fortran
+ * order (column-major) and/or big-endian bytes. Returns 0, or -1 when out of
+ * memory. */
+int mach_array_normalize(struct mach_array *a, int fortran, int big_endian);
 size_t mach_dtype_size(enum mach_dtype t);
 int mach_dtype_is_float(enum mach_dtype t);
 double mach_array_get(const struct mach_array *a, long i);
@@ -98,7 +108,8 @@ uint32_t mach_crc32(uint32_t crc, const void *data, size_t len);
 struct mach_npz_member {
   char *name;               /* without ".npy" */
   const unsigned char *data;
-  size_t size;
+  size_t size;              /* bytes in the archive */
+  size_t usize;             /* bytes once inflated (= size when stored) */
   uint32_t crc;
   int method;               /* 0 stored, 8 deflate, ... */
 };
@@ -112,9 +123,15 @@ struct mach_npz {
 };
 
 int mach_npz_open(const struct mach_ctx *c, const char *path, struct mach_npz *z);
+/* The same on a file already read; takes buf (freed by mach_npz_close, also
+ * on failure). */
+int mach_npz_open_buf(const struct mach_ctx *c, const char *path, unsigned char *buf,
+                      size_t len, struct mach_npz *z);
+int mach_npz_is_zip(const unsigned char *buf, size_t len); /* starts like a zip */
 void mach_npz_close(struct mach_npz *z);
-/* Returns 0 and fills a, -1 when there is no such entry (nothing printed),
- * 1 when the entry is bad (message printed). */
+/* Returns 0 and fills a (free it with mach_array_free: an inflated entry
+ * lives in a->backing), -1 when there is no such entry (nothing printed), 1
+ * when the entry is bad (message printed). */
 int mach_npz_get(const struct mach_ctx *c, const struct mach_npz *z,
                  const char *name, struct mach_array *a);
 
@@ -132,15 +149,52 @@ int mach_npz_save(const struct mach_ctx *c, const char *path,
 void mach_npz_block_entry(struct mach_npz_entry *e, const char *prefix,
                           const struct mach_block *b, long n, const mach_real *data);
 
+/* ---- inflate.c: zlib ---------------------------------------------------- */
+
+int mach_is_gzip(const unsigned char *buf, size_t len); /* gzip magic 1f 8b */
+/* Inflates raw deflate data (a zip member) into exactly outlen bytes.
+ * Returns 0, or -1 with *why set. */
+int mach_inflate_raw(const unsigned char *in, size_t len, unsigned char *out, size_t outlen,
+                     const char **why);
+/* Decompresses a whole gzip file (all its members) into a new buffer.
+ * Returns 0 or 1 (message naming `name` printed). */
+int mach_gunzip(const struct mach_ctx *c, const char *name, const unsigned char *in,
+                size_t len, unsigned char **out, size_t *outlen);
+
+/* ---- idx.c: the IDX format of MNIST ------------------------------------- */
+
+/* Whether buf starts like an IDX file: two zero bytes, a known type code
+ * (0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32, 0x0E f64), 1 to 32 axes. */
+int mach_idx_is(const unsigned char *buf, size_t len);
+/* Parses an IDX image (big-endian) into a (converted to little-endian in
+ * a->owned). On error writes the reason to why and returns -1. */
+int mach_idx_parse(const unsigned char *buf, size_t len, struct mach_array *a, char *why,
+                   size_t whylen);
+
 /* ---- csv.c: one sample per line ----------------------------------------- */
 
-/* Reads numbers separated by commas (or blanks); every non-empty line is a
- * sample and all lines must have as many fields. Result is f8 [rows, cols]. */
-int mach_csv_read(const struct mach_ctx *c, const char *path, struct mach_array *a);
+struct mach_csv_opts {
+  char sep;        /* the one field separator (--sep); 0: commas, blanks or tabs */
+  int skip_header; /* 1: the first line is a header (--skip-header); 0: detect it */
+};
+
+/* Parses CSV text (text[len] must be a NUL): every non-empty line is a
+ * sample and all lines must have as many fields. Result is f8 [rows, cols].
+ * A header's names land in *names (one allocation, free it; NULL without a
+ * header). Messages name `name`. Returns 0 or 1. */
+int mach_csv_parse(const struct mach_ctx *c, const char *name, const char *text, size_t len,
+                   const struct mach_csv_opts *o, struct mach_array *a, char ***names,
+                   long *n_names);
+/* Columns named by spec ("2", "-1", "1:4", "SUNACTIVITY", comma-separated;
+ * "!SPEC": every column but those) among ncols, as indices in *idx (free
+ * it). Returns 0 or 1. */
+int mach_csv_columns(const struct mach_ctx *c, const char *name, const char *spec,
+                     char *const *names, long n_names, long ncols, long **idx, long *n);
 /* Writes n lines; line i is the concatenation of parts[k][i*sizes[k] ...]. */
 int mach_csv_write(FILE *f, long n, int parts, const long *sizes,
                    const mach_real *const *data);
-int mach_is_csv(const char *path); /* "-" or ends in .csv */
+/* "-", or a name ending in .csv, .tsv or .txt (optionally .gz) */
+int mach_is_csv(const char *path);
 
 /* ---- rng.c: random numbers and initialisers ----------------------------- */
 
@@ -169,7 +223,7 @@ struct mach_optspec {
   enum mach_optkind kind;
 };
 
-#define MACH_MAX_OPTS 48
+#define MACH_MAX_OPTS 64
 #define MACH_MAX_MULTI 64
 
 struct mach_args {
@@ -203,20 +257,47 @@ int mach_arg_required(const struct mach_ctx *c, const struct mach_args *a,
 
 /* ---- data.c: model-aware loading and saving ----------------------------- */
 
-/* Loads B's samples from an .npy or CSV file: [N, shape] (or [N] when the
- * block holds one scalar; CSV: N lines of block size fields). */
+/* The data options of a command: --sep, --skip-header, --scale, --data-cols,
+ * --target-cols (absent from a command's table: the defaults). */
+struct mach_dataopts {
+  struct mach_csv_opts csv;
+  double scale;                        /* inputs are multiplied by it (1) */
+  const char *data_cols, *target_cols; /* column lists, or NULL for all */
+};
+int mach_dataopts_get(const struct mach_ctx *c, const struct mach_args *a,
+                      struct mach_dataopts *o);
+/* Their entries, for a command's option table. */
+#define MACH_DATA_OPTS                                                                   \
+  {"scale", MACH_OPT_VALUE}, {"sep", MACH_OPT_VALUE}, {"skip-header", MACH_OPT_FLAG},     \
+  {"data-cols", MACH_OPT_VALUE}, {"target-cols", MACH_OPT_VALUE}
+
+/* Loads B's samples from a data file (CSV, .npy, .npz of one array, IDX,
+ * any of them gzipped): [N, shape], or a shape differing only by unit axes
+ * or flattened to [N, size]. cols (may be NULL) keeps those columns of a
+ * table [N, K] first; o may be NULL (defaults). */
+int mach_load_samples_opt(const struct mach_ctx *c, const char *path, const struct mach_block *b,
+                          const char *role, const struct mach_dataopts *o, const char *cols,
+                          mach_real **x, long *n);
 int mach_load_samples(const struct mach_ctx *c, const char *path,
                       const struct mach_block *b, const char *role,
                       mach_real **x, long *n);
 /* Loads every input block from repeated --OPT [name=]path options (a bare
- * path only with one input; def used when none given). xs[k] gets input k. */
+ * path only with one input; def used when none given), with the command's
+ * data options (--scale applies here). xs[k] gets input k. */
 int mach_load_inputs(const struct mach_ctx *c, const struct mach_args *a,
                      const char *opt, const char *def, mach_real **xs, long *n);
+/* The same with data options already read (and perhaps adjusted). */
+int mach_load_inputs_opt(const struct mach_ctx *c, const struct mach_args *a, const char *opt,
+                         const char *def, const struct mach_dataopts *o, mach_real **xs,
+                         long *n);
 /* Splits "name=path" when name is one of the n blocks listed in idx; returns
  * the block's position in idx (and *path), or -1 (bare path). */
 int mach_named_block(const struct mach_model *m, const int *idx, int n,
                      const char *arg, const char **path);
 /* Integer class labels in [0, classes), from ints or integral floats. */
+int mach_load_labels_opt(const struct mach_ctx *c, const char *path, long classes,
+                         const struct mach_dataopts *o, const char *cols, long **labels,
+                         long *n);
 int mach_load_labels(const struct mach_ctx *c, const char *path, long classes,
                      long **labels, long *n);
 int mach_load_weights(const struct mach_ctx *c, const char *path, mach_real *params);

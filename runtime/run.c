@@ -179,6 +179,8 @@ static const struct mach_optspec forward_opts[] = {
   {"output", MACH_OPT_MULTI},
   {"dump-state", MACH_OPT_VALUE},
   {"batch", MACH_OPT_VALUE},
+  {"scale", MACH_OPT_VALUE}, {"sep", MACH_OPT_VALUE}, {"skip-header", MACH_OPT_FLAG},
+  {"data-cols", MACH_OPT_VALUE},
   {NULL, MACH_OPT_FLAG},
 };
 

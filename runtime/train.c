@@ -81,6 +81,7 @@ static const struct mach_optspec train_opts[] = {
   {"lr-schedule", MACH_OPT_VALUE}, {"warmup", MACH_OPT_VALUE},  {"clip-norm", MACH_OPT_VALUE},
   {"val-data", MACH_OPT_MULTI}, {"val-targets", MACH_OPT_VALUE}, {"patience", MACH_OPT_VALUE},
   {"keep-best", MACH_OPT_FLAG}, {"val-split-tail", MACH_OPT_FLAG},
+  MACH_DATA_OPTS,
   {NULL, MACH_OPT_FLAG},
 };
 

@@ -23,8 +23,9 @@ static int load_param(const struct mach_ctx *c, const struct mach_npz *z,
   if (rc)
     return 1;
   if (!mach_dtype_is_float(a.dtype)) {
-    mach_err(c, "%s: entry '%s': expected float32 or float64 .npy, found '%s'", z->path,
-             p->name, a.descr);
+    mach_err(c, "%s: entry '%s': expected float16, float32 or float64 .npy, found '%s'",
+             z->path, p->name, a.descr);
+    mach_array_free(&a);
     return 1;
   }
   if (!shape_matches(&a, p)) {
@@ -35,9 +36,11 @@ static int load_param(const struct mach_ctx *c, const struct mach_npz *z,
     mach_shape_str(got, sizeof got, a.rank, a.shape);
     mach_shape_str(want, sizeof want, p->rank, s);
     mach_err(c, "%s: parameter '%s' has shape %s, expected %s", z->path, p->name, got, want);
+    mach_array_free(&a);
     return 1;
   }
   mach_array_to_real(&a, dst);
+  mach_array_free(&a);
   return 0;
 }
 
