@@ -118,7 +118,7 @@ $(OBJ)/compiler/%.o: compiler/%.c compiler/machc.h $(GEN)/parser.h runtime/rt.h 
 # machc reads weights files (--weights) with the runtime's own loader.
 $(MACHC): $(COMPILER_OBJS) $(BUILD)/lib/libmachrt_f64.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -o $@ $^ -lm
+	$(CC) $(CFLAGS_ALL) -o $@ $^ -lz -lm
 
 # --- the runtime, once per real type -----------------------------------------
 $(OBJ)/rt32/%.o: runtime/%.c runtime/*.h
@@ -143,7 +143,7 @@ $(TEST_BIN): $(TEST_SRCS) tests/*.h $(LIB_OBJS) $(RT_LIBS)
 $(EXAMPLE_TEST_BIN): $(EXAMPLE_TEST_SRCS) tests/*.h $(LIB_OBJS) $(RT_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -Icompiler -I$(GEN) -Iruntime -Itests \
-	  -o $@ $(EXAMPLE_TEST_SRCS) $(LIB_OBJS) $(BUILD)/lib/libmachrt_f64.a -lcriterion -lm
+	  -o $@ $(EXAMPLE_TEST_SRCS) $(LIB_OBJS) $(BUILD)/lib/libmachrt_f64.a -lcriterion -lz -lm
 
 TEST_ENV = MACHC=$(abspath $(MACHC)) MACHC_TEST_TMP=$(abspath $(BUILD)/tmp) ASAN_OPTIONS=detect_leaks=0
 
