@@ -534,6 +534,16 @@ static void emit_header(const IrMachine *m, const Layout *lay, const EmitOptions
   if (o->weights_name)
     sb_printf(h, "/* The trained parameters, defined in %s: pass them as params. */\n"
                  "extern const %s %s_weights[%s_PARAM_SIZE];\n", o->weights_name, real, prefix, up);
+  if (o->standalone) {
+    const char *why = emit_stream_why(a, m);
+    bool grid = false;
+    for (int i = 0; i < m->blocks.len; i++)
+      grid |= IR_BLOCK(m, i)->shape.ngrid > 0;
+    if (!why)
+      emit_stream_header(m, real, prefix, up, h);
+    else if (grid)
+      sb_printf(h, "\n/* No streaming (%s_stream_step): %s. */\n", prefix, why);
+  }
   if (o->backward && !o->standalone) {
     sb_printf(h, "void %s_dual(const %s *params, const %s *state, const %s *const *cotangents,\n"
                  "        %s *dstate, long batch);\n", prefix, real, real, real, real);
@@ -580,6 +590,8 @@ void emit_c(const IrMachine *m, const IrMachine *dual, const EmitOptions *o, Str
   sb_printf(c, "typedef %s real;\n\n", o->f32 ? "float" : "double");
   StrBuf fns = {0}; /* the functions first: the prelude holds what they use */
   emit_forward(a, m, o, &lay, prefix, &fns);
+  if (o->standalone && !emit_stream_why(a, m))
+    emit_stream(m, prefix, emit_macro_prefix(a, m), &fns);
   if (o->backward && dual && !o->standalone) {
     emit_dual_fn(a, dual, o, &lay, prefix, &fns);
     emit_grads_fn(a, dual, o, &lay, prefix, &fns);

@@ -46,4 +46,12 @@ void emit_layout(Arena *a, const IrMachine *m, Layout *lay);
 void emit_descriptor(const IrMachine *m, const Layout *lay, const EmitOptions *o, const char *prefix,
                      StrBuf *c);
 
+/* emit_stream.c: why machine m cannot stream (NULL when it can: every block
+ * on one time axis, every arrow a causal convolution in time or a skip); the
+ * header's struct PREFIX_stream and prototypes; the two functions. */
+const char *emit_stream_why(Arena *a, const IrMachine *m);
+void emit_stream_header(const IrMachine *m, const char *real, const char *prefix, const char *up,
+                        StrBuf *h);
+void emit_stream(const IrMachine *m, const char *prefix, const char *up, StrBuf *c);
+
 #endif

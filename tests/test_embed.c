@@ -572,3 +572,150 @@ Test(embed_cross, qemu_arm_sine) {
   qemu_arm("sine.mach", "sine_conv", "sine_conv", "SINE_CONV", &x);
   e2e_arr_free(&x);
 }
+
+/* ---- point 4: streaming ------------------------------------------------------------ */
+
+/* Runs N sequences of T steps through the stream, one step at a time (a
+ * reset before each), from x.bin [N, IN_C, T] to y.bin [N, OUT_C, T]. */
+static const char stream_driver_src[] =
+    "#include <stdio.h>\n"
+    "#include <stdlib.h>\n"
+    "#include \"model.h\"\n"
+    "int main(int argc, char **argv) {\n"
+    "    long n = atol(argv[1]);\n"
+    "    double *x = malloc(sizeof(double) * (size_t)(n * IN_C * T));\n"
+    "    double *y = malloc(sizeof(double) * (size_t)(n * OUT_C * T));\n"
+    "    static struct STREAM s;\n"
+    "    FILE *f = fopen(\"x.bin\", \"rb\");\n"
+    "    if (argc != 2 || !x || !y || !f || fread(x, sizeof(double), (size_t)(n * IN_C * T), f) != (size_t)(n * IN_C * T))\n"
+    "        return 1;\n"
+    "    fclose(f);\n"
+    "    if (STREAM_BYTES != sizeof s)\n"
+    "        return 2;\n"
+    "    for (long b = 0; b < n; b++) {\n"
+    "        RESET(&s);\n"
+    "        for (long t = 0; t < T; t++) {\n"
+    "            double in[IN_C], out[OUT_C];\n"
+    "            for (long c = 0; c < IN_C; c++)\n"
+    "                in[c] = x[(b * IN_C + c) * T + t];\n"
+    "            const double *inputs[1] = {in};\n"
+    "            double *outputs[1] = {out};\n"
+    "            STEP(WEIGHTS, &s, inputs, outputs);\n"
+    "            for (long c = 0; c < OUT_C; c++)\n"
+    "                y[(b * OUT_C + c) * T + t] = out[c];\n"
+    "        }\n"
+    "    }\n"
+    "    f = fopen(\"y.bin\", \"wb\");\n"
+    "    fwrite(y, sizeof(double), (size_t)(n * OUT_C * T), f);\n"
+    "    fclose(f);\n"
+    "    free(x);\n"
+    "    free(y);\n"
+    "    return 0;\n"
+    "}\n";
+
+/* Steps the f64 standalone stream of `machine` through x ([N, IN_C, T]) and
+ * compares every step with `BIN forward` on the whole sequences. */
+static void stream_matches_forward(const char *mach_path, const char *machine, const char *up,
+                                   const E2eArr *x, long out_c) {
+  const char *dir = e2e_tmpdir();
+  setenv("MACHC_CFLAGS", "-O1", 1); /* quick to build; the check is not bit for bit */
+  const char *bargs[] = {"--dtype", "f64", mach_path, "-o", "model", "-m", machine, NULL};
+  machc_ok(dir, "machc (binary)", bargs);
+  E2eRun r = e2e_runl(dir, 30, "./model", "init", "--seed", "3", "--out", "w.npz", NULL);
+  e2e_check_ok(&r, "model init");
+  e2e_run_free(&r);
+  const char *args[] = {"--standalone", "--dtype", "f64", "-m", machine, mach_path, "-o",
+                        "model.c", "--weights", "w.npz", NULL};
+  machc_ok(dir, "machc --standalone", args);
+  e2e_npy_write(e2e_path(dir, "X.npy"), x, false);
+  r = e2e_runl(dir, 30, "./model", "forward", "--weights", "w.npz", "--input", "X.npy", "--output",
+               "Y.npy", NULL);
+  e2e_check_ok(&r, "model forward");
+  e2e_run_free(&r);
+  E2eArr want = e2e_npy_read(e2e_path(dir, "Y.npy"));
+  e2e_write_text(e2e_path(dir, "driver.c"), stream_driver_src);
+  long n = x->shape[0], in_c = x->shape[1], T = x->shape[2];
+  r = e2e_runl(dir, 60, "cc", "-O2", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror",
+               e2e_fmt("-DIN_C=%ld", in_c), e2e_fmt("-DOUT_C=%ld", out_c), e2e_fmt("-DT=%ld", T),
+               e2e_fmt("-DSTREAM=%s_stream", machine), e2e_fmt("-DSTREAM_BYTES=%s_STREAM_BYTES", up),
+               e2e_fmt("-DRESET=%s_stream_reset", machine), e2e_fmt("-DSTEP=%s_stream_step", machine),
+               e2e_fmt("-DWEIGHTS=%s_weights", machine), "driver.c", "model.c", "model_weights.c",
+               "-lm", "-o", "driver", NULL);
+  e2e_check_ok(&r, "cc on the stream driver");
+  e2e_run_free(&r);
+  e2e_write_file(e2e_path(dir, "x.bin"), x->d, sizeof(double) * (size_t)x->n);
+  r = e2e_runl(dir, 30, "./driver", e2e_fmt("%ld", n), NULL);
+  e2e_check_ok(&r, "the stream driver");
+  e2e_run_free(&r);
+  long ny;
+  double *y = read_reals(e2e_path(dir, "y.bin"), false, &ny);
+  cr_assert_eq(ny, want.n);
+  cr_assert_eq(ny, n * out_c * T);
+  double worst = 0;
+  for (long i = 0; i < ny; i++) {
+    double d = fabs(y[i] - want.d[i]);
+    worst = d > worst ? d : worst;
+    cr_assert(d <= 1e-12, "%s: sample %ld, channel %ld, step %ld: stream %.17g, forward %.17g", machine,
+              i / (out_c * T), i / T % out_c, i % T, y[i], want.d[i]);
+  }
+  cr_log_info("%s: %ld steps streamed, largest difference from forward %.3g", machine, n * T, worst);
+  free(y);
+  e2e_arr_free(&want);
+}
+
+static E2eArr sine_series(long n, long T) {
+  E2eArr x = e2e_arr(3, (long[]){n, 1, T});
+  E2eRng rng = {21};
+  for (long b = 0; b < n; b++)
+    for (long t = 0; t < T; t++)
+      x.d[b * T + t] = sin(-M_PI + 0.1 * (double)t + (double)b) + 0.1 * e2e_uniform(&rng, -0.5, 0.5);
+  return x;
+}
+
+Test(embed, stream_sine_conv_matches_forward) {
+  E2eArr x = sine_series(3, 63);
+  stream_matches_forward(example("sine.mach"), "sine_conv", "SINE_CONV", &x, 1);
+  e2e_arr_free(&x);
+}
+
+Test(embed, stream_sine_recur_matches_forward) {
+  E2eArr x = sine_series(3, 63);
+  stream_matches_forward(example("sine.mach"), "sine_recur", "SINE_RECUR", &x, 1);
+  e2e_arr_free(&x);
+}
+
+/* Blocks reading each other across chunks (pad 6 >= timeblock 5: cycles
+ * through time), two channels in, a skip, dilation, tanh and relu. */
+static const char cyclic_src[] =
+    "import \"recurrent.mach\"\n"
+    "machine cyc {\n"
+    "    use m = recur_machine([2, 3, 3], tanh, 6, 5, 17)\n"
+    "    block d : 2 @ [17] = relu(conv(m.x[2], k = 3, dilation = 2, pad = [4, 0]) + bias)\n"
+    "    output y : 2 @ [17] = conv(m.x[1], d, k = 1) + d + bias\n"
+    "}\n";
+
+Test(embed, stream_recurrent_cycles_through_time) {
+  const char *dir = e2e_tmpdir();
+  char *src = e2e_path(dir, "cyc.mach");
+  e2e_write_text(src, cyclic_src);
+  E2eArr x = e2e_arr(3, (long[]){2, 2, 17});
+  E2eRng rng = {4};
+  e2e_fill_uniform(&rng, &x, -1, 1);
+  stream_matches_forward(src, "cyc", "CYC", &x, 2);
+  e2e_arr_free(&x);
+}
+
+/* A convolution reading later steps: no stream, and the header says why. */
+Test(embed, no_stream_for_a_noncausal_machine) {
+  const char *dir = e2e_tmpdir();
+  e2e_write_text(e2e_path(dir, "nc.mach"),
+                 "machine nc {\n    input u : 1 @ [8]\n"
+                 "    output y : 1 @ [8] = conv(u, k = 3, pad = [1, 1])\n}\n");
+  const char *args[] = {"--standalone", "nc.mach", "-o", "model.c", NULL};
+  machc_ok(dir, "machc --standalone", args);
+  char *h = e2e_read_file(e2e_path(dir, "model.h"), NULL);
+  cr_assert(h);
+  cr_assert(strstr(h, "/* No streaming (nc_stream_step): the arrow u -> y reads 1 later step. */"), "%s", h);
+  cr_assert(!strstr(h, "nc_stream_reset"), "%s", h);
+  free(h);
+}

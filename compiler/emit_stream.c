@@ -1,0 +1,202 @@
+/* emit_stream.c — standalone streaming: a causal or recurrent machine run
+ * one time step at a time, for a sensor stream.
+ *
+ * A machine streams when every block lives on the same one time axis and
+ * every arrow is a causal convolution along it (stride 1, reading only the
+ * current and earlier steps) or a skip. The stream then holds, per block,
+ * a ring of its last z values, as many steps as the arrows reading it look
+ * back; one step solves the blocks level by level for the current time only.
+ * The levels order the lag-0 arrows (the filtration, chunked or not, puts a
+ * block above every block it reads at lag 0), so the order is valid for
+ * recurrent machines too; reads at lags >= 1 find earlier steps in the rings.
+ * Zeroed rings are the zero padding before time 0, so step t gives what the
+ * forward pass gives at time t.
+ *
+ * The per-step work is a few small dot products, so this emitter writes
+ * plain loops over (channel, tap, input channel) and needs no kernels: it
+ * shares nothing with the whole-sequence lowering of emit_conv.c. */
+#include "emit_internal.h"
+
+#include <string.h>
+
+/* Steps an arrow looks back at tap k. */
+static int lag(const IrArrow *ar, int k) { return ar->ax[0].pad0 - k * ar->ax[0].dilation; }
+
+const char *emit_stream_why(Arena *a, const IrMachine *m) {
+  if (!m->blocks.len)
+    return "the machine has no blocks";
+  int T = -1;
+  for (int i = 0; i < m->blocks.len; i++) {
+    const IrBlock *b = IR_BLOCK(m, i);
+    if (b->shape.ngrid != 1 || (T >= 0 && b->shape.grid[0] != T))
+      return arena_printf(a, "block %s is not on the one time axis of the machine", b->name);
+    T = b->shape.grid[0];
+  }
+  for (int i = 0; i < m->arrows.len; i++) {
+    const IrArrow *ar = IR_ARROW(m, i);
+    const char *s = IR_BLOCK(m, ar->src)->name, *d = IR_BLOCK(m, ar->dst)->name;
+    if (ar->kind == ARROW_IDENTITY)
+      continue;
+    if (ar->kind != ARROW_CONV || ar->ngrid != 1 || ar->w.transposed || ar->adjoint)
+      return arena_printf(a, "the arrow %s -> %s is not a convolution in time", s, d);
+    if (ar->ax[0].stride != 1)
+      return arena_printf(a, "the arrow %s -> %s has stride %d", s, d, ar->ax[0].stride);
+    if (lag(ar, ar->ax[0].kernel - 1) < 0)
+      return arena_printf(a, "the arrow %s -> %s reads %d later step%s", s, d,
+                  -lag(ar, ar->ax[0].kernel - 1), lag(ar, ar->ax[0].kernel - 1) == -1 ? "" : "s");
+  }
+  return NULL;
+}
+
+/* Slots in the ring of block b: 1 + the longest lag any arrow reads it at. */
+static int ring_len(const IrMachine *m, int b) {
+  int r = 1;
+  for (int i = 0; i < m->arrows.len; i++) {
+    const IrArrow *ar = IR_ARROW(m, i);
+    if (ar->src == b && ar->kind == ARROW_CONV && lag(ar, 0) + 1 > r)
+      r = lag(ar, 0) + 1;
+  }
+  return r;
+}
+
+void emit_stream_header(const IrMachine *m, const char *real, const char *prefix, const char *up,
+                StrBuf *h) {
+  sb_printf(h, "\n/* Streaming, one time step at a time: reset the stream, then each step takes\n"
+           " * inputs_t[k] (the channels of input k at this step) and writes outputs_t[k]\n"
+           " * (those of output k). Step t gives what %s_forward gives at time t of a\n"
+           " * sequence that starts at the reset, for as long as the stream runs. The\n"
+           " * stream keeps each block's last steps, a ring as deep as the arrows reading\n"
+           " * it look back; allocate %s_STREAM_BYTES (or a struct %s_stream). */\n",
+        prefix, up, prefix);
+  sb_printf(h, "struct %s_stream {\n", prefix);
+  for (int i = 0; i < m->blocks.len; i++) {
+    const IrBlock *b = IR_BLOCK(m, i);
+    int r = ring_len(m, i);
+    if (r > 1)
+      sb_printf(h, "    int at_%s; /* the slot of the current step */\n", b->cname);
+    sb_printf(h, "    %s z_%s[%d][%d]; /* %s: the last %d step%s, [slot][channel] */\n", real,
+          b->cname, r, b->shape.channels, b->name, r, r == 1 ? "" : "s");
+  }
+  sb_printf(h, "};\n#define %s_STREAM_BYTES sizeof(struct %s_stream)\n", up, prefix);
+  sb_printf(h, "void %s_stream_reset(void *stream);\n", prefix);
+  sb_printf(h, "void %s_stream_step(const %s *params, void *stream, const %s *const *inputs_t,\n"
+           "        %s *const *outputs_t);\n", prefix, real, real, real);
+}
+
+static int input_slot(const IrMachine *m, int b) {
+  for (int k = 0; k < m->ninputs; k++)
+    if (m->inputs[k] == b)
+      return k;
+  return -1;
+}
+
+/* The slot of block b's ring that holds the step `lag` steps back. */
+static const char *slot(Arena *a, const IrMachine *m, int b, int lg) {
+  const char *cn = IR_BLOCK(m, b)->cname;
+  int r = ring_len(m, b);
+  if (r == 1)
+    return "0";
+  if (lg == 0)
+    return arena_printf(a, "s->at_%s", cn);
+  return arena_printf(a, "(s->at_%s + %d) %% %d", cn, r - lg, r);
+}
+
+/* y[c] += the arrow at the current step. */
+static void stream_arrow(Arena *a, const IrMachine *m, const IrArrow *ar, StrBuf *c) {
+  const IrBlock *s = IR_BLOCK(m, ar->src);
+  if (ar->kind == ARROW_IDENTITY) {
+    sb_printf(c, "        y += s->z_%s[%s][c]; /* skip from %s */\n", s->cname,
+          slot(a, m, ar->src, 0), s->name);
+    return;
+  }
+  const IrParam *p = IR_PARAM(m, ar->w.param);
+  int in = p->shape[1], out = p->shape[2], K = ar->ax[0].kernel, d = ar->ax[0].dilation;
+  int r = ring_len(m, ar->src), p0 = ar->ax[0].pad0;
+  long w0 = ((long)ar->w.k_off[0] * in + ar->w.in_off) * out + ar->w.out_off;
+  sb_printf(c, "        /* conv(%s, %s): tap k reads %d%s%s steps back */\n", s->name, p->name, p0,
+            K > 1 ? " - k" : "", K > 1 && d > 1 ? arena_printf(a, " * %d", d) : "");
+  const char *at = r == 1 ? "0"
+                          : arena_printf(a, "(s->at_%s + %d%s) %% %d", s->cname, r - p0,
+                                         K == 1 ? "" : d == 1 ? " + k" : arena_printf(a, " + k * %d", d), r);
+  if (K > 1) /* the inner loop one step deeper */
+    sb_printf(c, "        for (int k = 0; k < %d; k++)\n    ", K);
+  sb_printf(c, "        for (int ci = 0; ci < %d; ci++)\n", s->shape.channels);
+  sb_printf(c, "%s            y += s->z_%s[%s][ci] * %s[%ld%s + ci * %d + c];\n", K > 1 ? "    " : "",
+            s->cname, at, p->cname, w0, K > 1 ? arena_printf(a, " + k * %ld", (long)in * out) : "", out);
+}
+
+/* z = sigma(y) at the current step, into the block's ring. */
+static const char *stream_act(Arena *a, const IrMachine *m, const IrBlock *b) {
+  switch (b->act.kind) {
+  case ACT_IDENTITY:
+    return "y";
+  case ACT_LEAKY_RELU:
+    return arena_printf(a, "act_leaky_relu(y, (real)%.17g)", b->act.alpha);
+  case ACT_MUL: {
+    const IrBlock *g = IR_BLOCK(m, b->act.gate);
+    return arena_printf(a, "s->z_%s[%s][c] * y", g->cname, slot(a, m, b->act.gate, 0));
+  }
+  default:
+    return arena_printf(a, "act_%s(y)", ir_act_name(b->act.kind));
+  }
+}
+
+static void stream_block(Arena *a, const IrMachine *m, int bi, StrBuf *c) {
+  const IrBlock *b = IR_BLOCK(m, bi);
+  sb_printf(c, "    for (int c = 0; c < %d; c++) { /* %s */\n", b->shape.channels, b->name);
+  if (b->has_input)
+    sb_printf(c, "        real y = inputs_t[%d][c]%s;\n", input_slot(m, bi),
+          b->bias >= 0 ? arena_printf(a, " + %s[c]", IR_PARAM(m, b->bias)->cname) : "");
+  else
+    sb_printf(c, "        real y = %s;\n",
+          b->bias >= 0 ? arena_printf(a, "%s[c]", IR_PARAM(m, b->bias)->cname) : "0");
+  for (int i = 0; i < m->arrows.len; i++)
+    if (IR_ARROW(m, i)->dst == bi)
+      stream_arrow(a, m, IR_ARROW(m, i), c);
+  sb_printf(c, "        s->z_%s[%s][c] = %s;\n", b->cname, slot(a, m, bi, 0), stream_act(a, m, b));
+  sb_puts(c, "    }\n");
+}
+
+void emit_stream(const IrMachine *m, const char *prefix, const char *up, StrBuf *c) {
+  Arena *a = arena_new();
+  sb_printf(c, "\n/* Clears the stream: every earlier step reads as zero, as the zero padding\n"
+           " * before time 0 of %s_forward. */\n"
+           "void %s_stream_reset(void *stream)\n{\n"
+           "    memset(stream, 0, sizeof(struct %s_stream));\n}\n",
+        prefix, prefix, prefix);
+  sb_printf(c, "\n/* One time step: each ring moves on one slot (the oldest step gives way to\n"
+           " * this one), then the blocks are solved level by level at this step only. */\n"
+           "void %s_stream_step(const real *params, void *stream, const real *const *inputs_t,\n"
+           "        real *const *outputs_t)\n{\n"
+           "    struct %s_stream *s = stream;\n", prefix, prefix);
+  for (int p = 0; p < m->params.len; p++) {
+    const IrParam *q = IR_PARAM(m, p);
+    bool used = false;
+    for (int i = 0; i < m->arrows.len; i++)
+      used |= IR_ARROW(m, i)->kind == ARROW_CONV && IR_ARROW(m, i)->w.param == p;
+    for (int i = 0; i < m->blocks.len; i++)
+      used |= IR_BLOCK(m, i)->bias == p;
+    if (used)
+      sb_printf(c, "    const real *const %s = params + %s_OFF_%s;\n", q->cname, up, q->cname);
+  }
+  for (int i = 0; i < m->blocks.len; i++) {
+    int r = ring_len(m, i);
+    if (r > 1)
+      sb_printf(c, "    s->at_%s = s->at_%s == %d ? 0 : s->at_%s + 1;\n", IR_BLOCK(m, i)->cname,
+            IR_BLOCK(m, i)->cname, r - 1, IR_BLOCK(m, i)->cname);
+  }
+  for (int lv = 0; lv < m->nlevels; lv++) {
+    sb_printf(c, "\n    /* ---- level %d */\n", lv);
+    for (int i = 0; i < m->blocks.len; i++)
+      if (IR_BLOCK(m, i)->level == lv)
+        stream_block(a, m, i, c);
+  }
+  sb_puts(c, "\n");
+  for (int k = 0; k < m->noutputs; k++) {
+    const IrBlock *b = IR_BLOCK(m, m->outputs[k]);
+    sb_printf(c, "    memcpy(outputs_t[%d], s->z_%s[%s], sizeof(real) * %d);\n", k, b->cname,
+          slot(a, m, m->outputs[k], 0), b->shape.channels);
+  }
+  sb_puts(c, "}\n");
+  arena_free(a);
+}
