@@ -6,6 +6,7 @@
 #   make demo       compile examples/poly.mach, train it, print results
 #   make bench      forward/backward timings of the paper's configurations
 #   make fuzz       long front-end fuzzing (not part of `make test`)
+#   make diagrams   docs/img/*.svg, the depth diagrams in README.md (Graphviz)
 #   make install    PREFIX=/usr/local
 #
 # Missing Debian packages are installed when run as root or with sudo;
@@ -54,7 +55,7 @@ TEST_BIN  := $(BUILD)/tests/machc_tests
 EXAMPLE_TEST_SRCS := $(wildcard tests/examples/*.c) tests/e2e_util.c tests/e2e_machines.c
 EXAMPLE_TEST_BIN  := $(BUILD)/tests/machc_examples
 
-.PHONY: all deps deps-cross test test-examples demo bench fuzz install clean
+.PHONY: all deps deps-cross test test-examples demo bench fuzz diagrams install clean
 all: deps $(MACHC) $(RT_LIBS)
 
 # --- Debian packages ---------------------------------------------------------
@@ -162,6 +163,21 @@ bench: all
 
 fuzz: all
 	@sh tests/fuzz.sh $(MACHC)
+
+# --- the depth diagrams of README.md: machc --emit=dot, drawn by Graphviz ----
+diagrams: all
+	@if ! command -v dot >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo"; \
+	  else echo "machc: missing Debian package: graphviz"; \
+	       echo "run:  sudo apt-get update && sudo apt-get install -y graphviz"; exit 1; fi; \
+	  echo "machc: installing graphviz"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq graphviz >/dev/null || exit 1; \
+	fi
+	@mkdir -p docs/img
+	$(MACHC) --emit=dot examples/poly.mach | dot -Tsvg -o docs/img/poly.svg
+	$(MACHC) --emit=dot -m sine_recur examples/sine.mach | dot -Tsvg -o docs/img/sine.svg
+	$(MACHC) --emit=dot examples/waves.mach | dot -Tsvg -o docs/img/waves.svg
 
 # --- install -----------------------------------------------------------------
 install: all

@@ -57,34 +57,15 @@ static int input_slot(const IrMachine *m, int block) {
 
 /* ------------------------------------------------------------ equations */
 
-/* The weight of a dense arrow as written in comments: W, W[0:2, 4:8], W^T. */
-static const char *weight_text(Emit *e, const IrArrow *ar, long rows, long cols) {
-  const IrParam *p = IR_PARAM(e->m, ar->w.param);
-  bool whole = ar->w.in_off == 0 && ar->w.out_off == 0 && rows == p->shape[0] && cols == p->shape[1];
-  const char *w = whole ? p->name
-                        : arena_printf(e->a, "%s[%d:%ld, %d:%ld]", p->name, ar->w.in_off,
-                                       ar->w.in_off + rows, ar->w.out_off, ar->w.out_off + cols);
-  return ar->w.transposed ? arena_printf(e->a, "%s^T", w) : w;
-}
-
+/* An arrow as the level comment writes it (ir_text.c), reading the source's
+ * buffer; the gate of a dual machine, which has no .mach form, names the
+ * primal's y beside the dual's. */
 static const char *arrow_text(Emit *e, const IrArrow *ar) {
-  const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
-  const char *z = arena_printf(e->a, "%s%s", e->nm.z, s->cname);
-  if (s->act.kind == ACT_IDENTITY)
-    z = arena_printf(e->a, "%s%s", e->nm.y, s->cname);
-  switch (ar->kind) {
-  case ARROW_DENSE:
-    return arena_printf(e->a, "%s %s", z,
-                        ar->w.transposed ? weight_text(e, ar, d->size, s->size)
-                                         : weight_text(e, ar, s->size, d->size));
-  case ARROW_IDENTITY:
-    return z;
-  case ARROW_GATE:
+  const IrBlock *s = IR_BLOCK(e->m, ar->src);
+  if (ar->kind == ARROW_GATE)
     return arena_printf(e->a, "y_%s * %s%s", s->cname, e->nm.y, s->cname);
-  default:
-    return arena_printf(e->a, "%s(%s%s)", ar->kind == ARROW_CONV ? "conv" : "pool", z,
-                        ar->w.param >= 0 ? arena_printf(e->a, ", %s", IR_PARAM(e->m, ar->w.param)->name) : "");
-  }
+  const char *z = arena_printf(e->a, "%s%s", s->act.kind == ACT_IDENTITY ? e->nm.y : e->nm.z, s->cname);
+  return ir_arrow_text(e->a, e->m, ar, z, IR_TEXT_MATH);
 }
 
 static const char *act_text(Emit *e, const IrBlock *b, const char *y) {
@@ -103,7 +84,8 @@ static const char *act_text(Emit *e, const IrBlock *b, const char *y) {
   }
 }
 
-/* Writes, as a comment, the equations of the blocks of one level. */
+/* Writes, as a comment, the equations of the blocks of one level. A sum too
+ * long for one line puts each term on a line of its own, '+' under '='. */
 static void level_comment(Emit *e, int level, const int *blocks, int nb) {
   StrBuf *c = e->c;
   bool dual = e->m->primal != NULL;
@@ -114,21 +96,25 @@ static void level_comment(Emit *e, int level, const int *blocks, int nb) {
   for (int k = 0; k < nb; k++) {
     const IrBlock *b = IR_BLOCK(e->m, blocks[k]);
     const char *y = arena_printf(e->a, "%s%s", e->nm.y, b->cname);
-    sb_printf(c, "     *   %s = ", y);
-    int terms = 0;
-    if (b->has_input) {
-      sb_printf(c, "%s[%d]", e->nm.inputs, input_slot(e->m, blocks[k]));
-      terms++;
-    }
-    for (int i = 0; i < e->m->arrows.len; i++) {
-      const IrArrow *ar = IR_ARROW(e->m, i);
-      if (ar->dst == blocks[k])
-        sb_printf(c, "%s%s", terms++ ? " + " : "", arrow_text(e, ar));
-    }
+    PtrVec terms = {0};
+    if (b->has_input)
+      vec_push(e->a, &terms, arena_printf(e->a, "%s[%d]", e->nm.inputs, input_slot(e->m, blocks[k])));
+    for (int i = 0; i < e->m->arrows.len; i++)
+      if (IR_ARROW(e->m, i)->dst == blocks[k])
+        vec_push(e->a, &terms, (void *)arrow_text(e, IR_ARROW(e->m, i)));
     if (b->bias >= 0)
-      sb_printf(c, "%s%s", terms++ ? " + " : "", IR_PARAM(e->m, b->bias)->name);
-    if (!terms)
-      sb_puts(c, "0");
+      vec_push(e->a, &terms, (void *)IR_PARAM(e->m, b->bias)->name);
+    if (!terms.len)
+      vec_push(e->a, &terms, "0");
+    size_t width = 12 + strlen(y);
+    for (int t = 0; t < terms.len; t++)
+      width += 3 + strlen(terms.items[t]);
+    sb_printf(c, "     *   %s = %s", y, (const char *)terms.items[0]);
+    for (int t = 1; t < terms.len; t++) {
+      if (width > 100)
+        sb_printf(c, "\n     *   %*s", (int)strlen(y), "");
+      sb_printf(c, " + %s", (const char *)terms.items[t]);
+    }
     sb_puts(c, "\n");
     if (b->act.kind != ACT_IDENTITY)
       sb_printf(c, "     *   %s%s = %s\n", e->nm.z, b->cname, act_text(e, b, y));
@@ -359,14 +345,14 @@ static void emit_param_grads(Emit *e) {
     const char *z = arena_printf(e->a, "%s_%s", s->act.kind == ACT_IDENTITY ? "y" : "z", s->cname);
     const char *yb = arena_printf(e->a, "%s_%s", d->act.kind == ACT_IDENTITY ? "zbar" : "ybar", d->cname);
     if (ar->kind == ARROW_CONV) {
-      sb_printf(c, "    /* d%s += correlation of %s with %s */\n", p->name, z, yb);
+      sb_printf(c, "    /* d%s += correlation of %s with %s */\n", ir_arrow_weight(e->a, m, ar, IR_TEXT_MATH),
+                z, yb);
       emit_conv_grad(e, ar, arena_printf(e->a, "d%s", p->cname), z, yb);
       continue;
     }
     long ld = p->shape[1];
     long off = (long)ar->w.in_off * ld + ar->w.out_off;
-    sb_printf(c, "    /* d%s += %s^T %s */\n", weight_text(e, ar, ar->w.transposed ? d->size : s->size,
-                                                     ar->w.transposed ? s->size : d->size), z, yb);
+    sb_printf(c, "    /* d%s += %s^T %s */\n", ir_arrow_weight(e->a, m, ar, IR_TEXT_MATH), z, yb);
     if (!ar->w.transposed)
       sb_printf(c, "    mm_acc(%ld, %ld, batch, %s, 1, %ld, %s, %ld, d%s + %ld, %ld);\n", s->size,
                 d->size, z, s->size, yb, d->size, p->cname, off, ld);

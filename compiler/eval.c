@@ -154,25 +154,6 @@ static Value *lookup_var(Scope *sc, const char *name) {
 
 static const char *const builtin_funcs[] = {"len", "sum", "min", "max", "abs",
                                             "uniform", "normal", "transpose", "mul"};
-static const char *const arrow_names[] = {
-    [ARROW_DENSE] = "dense", [ARROW_CONV] = "conv", [ARROW_IDENTITY] = "identity_map",
-    [ARROW_AVGPOOL] = "avgpool", [ARROW_GAVGPOOL] = "global_avgpool"};
-
-/* An arrow's name; NAME_t is the adjoint (transposed) map of the grid
- * arrows, as printed in dual machines. */
-static bool is_arrow_name(const char *s, ArrowKind *k, bool *adjoint) {
-  size_t n = strlen(s);
-  *adjoint = n > 2 && strcmp(s + n - 2, "_t") == 0;
-  for (int i = 0; i <= ARROW_GAVGPOOL; i++) {
-    size_t m = strlen(arrow_names[i]);
-    bool grid = i == ARROW_CONV || i == ARROW_AVGPOOL || i == ARROW_GAVGPOOL;
-    if ((*adjoint ? grid && m == n - 2 : m == n) && strncmp(s, arrow_names[i], m) == 0) {
-      *k = (ArrowKind)i;
-      return true;
-    }
-  }
-  return false;
-}
 
 static Term *term_new(Ev *ev, TermKind k, Loc loc) {
   Term *t = arena_alloc(ev->a, sizeof *t);
@@ -225,7 +206,7 @@ static Value *eval_name(Ev *ev, Scope *sc, const Ast *n) {
   ArrowKind k;
   bool adj;
   for (size_t i = 0; i < sizeof builtin_funcs / sizeof *builtin_funcs; i++)
-    if (strcmp(n->str, builtin_funcs[i]) == 0 || is_arrow_name(n->str, &k, &adj)) {
+    if (strcmp(n->str, builtin_funcs[i]) == 0 || ir_arrow_lookup(n->str, &k, &adj)) {
       v = vnew(ev, V_FUNC, n->loc);
       v->s = n->str;
       return v;
@@ -683,7 +664,7 @@ static Value *call_builtin(Ev *ev, const char *fn, Args *a, Loc loc) {
 /* dense(a, b, ...), conv(...), avgpool(...), global_avgpool(x), identity_map(x),
  * and the adjoints conv_t(...), avgpool_t(...), global_avgpool_t(x) */
 static Value *call_arrow(Ev *ev, ArrowKind k, bool adjoint, Args *a, Loc loc) {
-  const char *fn = adjoint ? arena_printf(ev->a, "%s_t", arrow_names[k]) : arrow_names[k];
+  const char *fn = adjoint ? arena_printf(ev->a, "%s_t", ir_arrow_fn(k)) : ir_arrow_fn(k);
   if (adjoint && (a->npos != 1 || a->pos[0]->kind != V_REF)) {
     err(ev, loc, "%s takes one source block", fn);
     return NULL;
@@ -822,7 +803,7 @@ static Value *eval_call(Ev *ev, Scope *sc, const Ast *n) {
   case V_FUNC: {
     ArrowKind k;
     bool adjoint;
-    if (is_arrow_name(f->s, &k, &adjoint))
+    if (ir_arrow_lookup(f->s, &k, &adjoint))
       return call_arrow(ev, k, adjoint, &a, n->loc);
     if (strcmp(f->s, "mul") == 0)
       return apply_mul(ev, &a, n->loc);
@@ -986,7 +967,7 @@ static bool expand_terms(Ev *ev, PtrVec *terms) {
       if (!expand_ref(ev, t->srcs.items[j], &names))
         return false;
     if (t->kind == TERM_ARROW && names.len == 0) {
-      err(ev, t->loc, "%s has no source block (empty range?)", arrow_names[t->arrow]);
+      err(ev, t->loc, "%s has no source block (empty range?)", ir_arrow_fn(t->arrow));
       return false;
     }
     t->srcs = names;

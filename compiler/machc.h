@@ -2,7 +2,7 @@
  *
  * One section per source file, declaring that file's API; every name a file
  * exports carries its prefix (arena_, diag_, lex_, parse_, ast_, eval_, ir_,
- * filt_, dual_, emit_, print_, explain_, driver_), so the prefix says who owns
+ * filt_, dual_, emit_, print_, explain_, dot_, driver_), so the prefix says who owns
  * a function.
  *
  * Memory policy: one arena per compilation; nothing is freed individually.
@@ -373,6 +373,32 @@ double ir_forward_flops(const IrMachine *m);
 /* Output grid size of a conv/pool arrow along one axis. */
 int ir_conv_out(int in, const ConvAxis *ax);
 
+/* -------------------------------------------------------------- ir_text.c
+ * The text of an arrow, for every place that shows one (printer, explain,
+ * DOT, C comments) and the names the evaluator accepts. */
+
+typedef enum IrTextStyle {
+  IR_TEXT_MACH, /* .mach source: weight = transpose(W[0 .. 2, 4 .. 8]) */
+  IR_TEXT_MATH, /* for people, y = z W: a dense term is "z W[0 .. 2, 4 .. 8]^T" */
+} IrTextStyle;
+
+/* The .mach function of a kind ("dense", "conv", "identity_map", ...). */
+const char *ir_arrow_fn(ArrowKind k);
+/* Parses an arrow function name; NAME_t is the adjoint of a grid arrow. */
+bool ir_arrow_lookup(const char *name, ArrowKind *k, bool *adjoint);
+/* The kind as shown: "dense", "conv", "conv_t", "avgpool", "skip", ... */
+const char *ir_arrow_kind(const IrArrow *ar);
+/* The weight and its slice, "m.W[0 .. 2, 6 .. 10]"; NULL without a weight. */
+char *ir_arrow_weight(Arena *a, const IrMachine *m, const IrArrow *ar, IrTextStyle st);
+/* The options that differ from their defaults, then the weight:
+ * "k = [3, 3], pad = [1, 1, 1, 1], stride = [2, 2], weight = K"; or
+ * "lags = 1 ..= 2, weight = W" for a causal convolution in time; "" for none. */
+char *ir_arrow_args(Arena *a, const IrMachine *m, const IrArrow *ar, IrTextStyle st);
+/* The whole term reading src (a block name, or a C buffer in comments):
+ * "conv(src, k = [3], weight = W)", "src" for a skip, and for dense
+ * "dense(src, weight = W)" (MACH) or "src W" (MATH). */
+char *ir_arrow_text(Arena *a, const IrMachine *m, const IrArrow *ar, const char *src, IrTextStyle st);
+
 /* ----------------------------------------------------------------- eval.c
  * Elaboration: runs the .mach program (parameters, loops, instantiations,
  * compositions) and builds the IR of one machine. */
@@ -446,6 +472,11 @@ void print_machine(const IrMachine *m, StrBuf *out);
 /* -------------------------------------------------------------- explain.c */
 
 void explain_machine(const IrMachine *m, FILE *out);
-void explain_dot(const IrMachine *m, FILE *out);
+
+/* ------------------------------------------------------------------ dot.c */
+
+/* The depth diagram as a Graphviz graph: levels as ranks; with dual (not
+ * NULL), the dual machine drawn below the machine. */
+void dot_write(const IrMachine *m, const IrMachine *dual, FILE *out);
 
 #endif /* MACHC_H */

@@ -27,7 +27,7 @@ typedef struct Options {
   const char *input, *output, *machine;
   const char *weights; /* --weights W.npz: bake into NAME_weights.c */
   EmitKind emit;
-  bool f32, standalone, backward, explain, fp_contract_off;
+  bool f32, standalone, backward, explain, fp_contract_off, dot_dual;
   const char *stdlib[16];
   int nstdlib;
 } Options;
@@ -42,7 +42,8 @@ static const char usage_text[] =
     "  -S, --emit=c     write the C source and header instead of a binary\n"
     "  --emit=dual      print the dual machine (the backward pass) as .mach source\n"
     "  --emit=mach      print the machine as .mach source, after elaboration\n"
-    "  --emit=dot       print the machine as a Graphviz graph, blocks coloured by level\n"
+    "  --emit=dot       print the depth diagram, a Graphviz graph with the levels as ranks\n"
+    "  --dual           with --emit=dot: draw the dual machine below the machine\n"
     "  --standalone     inference-only C (with -S): one .c and one .h, no runtime\n"
     "  --weights W.npz  with --standalone: also write NAME_weights.c, the weights\n"
     "                   of W.npz as a constant array (NAME.c the -o file)\n"
@@ -155,6 +156,8 @@ static int parse_args(int argc, char **argv, Options *o) {
       o->emit = EMIT_MACH;
     } else if (strncmp(a, "--emit=", 7) == 0) {
       return usage_error("unknown --emit kind '%s' (c, dual, mach, dot)", a + 7);
+    } else if (strcmp(a, "--dual") == 0) {
+      o->dot_dual = true;
     } else if (strcmp(a, "--standalone") == 0) {
       o->standalone = true;
     } else if (strcmp(a, "--weights") == 0 && has_next) {
@@ -187,6 +190,8 @@ static int parse_args(int argc, char **argv, Options *o) {
   }
   if (!o->input)
     return usage_error("no input file%s", "");
+  if (o->dot_dual && o->emit != EMIT_DOT)
+    return usage_error("--dual goes with --emit=dot%s", "");
   if (o->standalone && o->emit == EMIT_BIN)
     o->emit = EMIT_C; /* standalone code has no main: it is source only */
   if (o->weights && !o->standalone)
@@ -298,7 +303,7 @@ static int emit_output(Arena *a, const Options *o, const Paths *paths, IrMachine
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
-    explain_dot(m, f);
+    dot_write(m, o->dot_dual ? dual : NULL, f);
     fclose(f);
     bool ok = o->output ? write_file(o->output, text, len) : fputs(text, stdout) >= 0;
     free(text);

@@ -19,83 +19,6 @@ static const char *num(char *buf, size_t n, double x) {
   return buf;
 }
 
-static void print_weight(const IrMachine *m, const IrArrow *ar, long rows, long cols, StrBuf *o) {
-  const IrParam *p = IR_PARAM(m, ar->w.param);
-  bool whole = ar->w.in_off == 0 && ar->w.out_off == 0;
-  for (int k = 0; k < p->rank - 2; k++)
-    whole &= ar->w.k_off[k] == 0 && ar->ax[k].kernel == p->shape[k];
-  whole &= rows == p->shape[p->rank - 2] && cols == p->shape[p->rank - 1];
-  sb_puts(o, ", weight = ");
-  if (ar->w.transposed)
-    sb_puts(o, "transpose(");
-  sb_puts(o, p->name);
-  if (!whole) {
-    sb_puts(o, "[");
-    for (int k = 0; k < p->rank - 2; k++)
-      sb_printf(o, "%d .. %d, ", ar->w.k_off[k], ar->w.k_off[k] + ar->ax[k].kernel);
-    sb_printf(o, "%d .. %ld, %d .. %ld]", ar->w.in_off, ar->w.in_off + rows, ar->w.out_off,
-              ar->w.out_off + cols);
-  }
-  if (ar->w.transposed)
-    sb_puts(o, ")");
-}
-
-static void int_list(StrBuf *o, const char *name, const IrArrow *ar, int what) {
-  sb_printf(o, ", %s = [", name);
-  for (int k = 0; k < ar->ngrid; k++) {
-    const ConvAxis *ax = &ar->ax[k];
-    if (what == 'p')
-      sb_printf(o, "%s%d, %d", k ? ", " : "", ax->pad0, ax->pad1);
-    else
-      sb_printf(o, "%s%d", k ? ", " : "", what == 'k' ? ax->kernel : what == 's' ? ax->stride : ax->dilation);
-  }
-  sb_puts(o, "]");
-}
-
-/* conv(x, k = [..], pad = [p0, p1, ..], stride = [..], dilation = [..]):
- * every field written out, pads flat per axis as the paper gives them. */
-static void print_grid_arrow(const IrMachine *m, const IrArrow *ar, StrBuf *o) {
-  const IrBlock *s = IR_BLOCK(m, ar->src);
-  const char *name = ar->kind == ARROW_CONV ? "conv" : ar->kind == ARROW_AVGPOOL ? "avgpool"
-                                                                                 : "global_avgpool";
-  sb_printf(o, "%s%s(%s", name, ar->adjoint ? "_t" : "", s->name);
-  if (ar->kind != ARROW_GAVGPOOL) {
-    int_list(o, "k", ar, 'k');
-    int_list(o, "pad", ar, 'p');
-    int_list(o, "stride", ar, 's');
-    if (ar->kind == ARROW_CONV)
-      int_list(o, "dilation", ar, 'd');
-  }
-  if (ar->kind == ARROW_CONV) {
-    const IrBlock *fin = IR_BLOCK(m, ar->adjoint ? ar->dst : ar->src);
-    const IrBlock *fout = IR_BLOCK(m, ar->adjoint ? ar->src : ar->dst);
-    bool swap = ar->w.transposed;
-    print_weight(m, ar, swap ? fout->shape.channels : fin->shape.channels,
-                 swap ? fin->shape.channels : fout->shape.channels, o);
-  }
-  sb_puts(o, ")");
-}
-
-static void print_arrow(const IrMachine *m, const IrArrow *ar, StrBuf *o) {
-  const IrBlock *s = IR_BLOCK(m, ar->src), *d = IR_BLOCK(m, ar->dst);
-  switch (ar->kind) {
-  case ARROW_DENSE:
-    sb_printf(o, "dense(%s", s->name);
-    if (ar->w.transposed)
-      print_weight(m, ar, d->size, s->size, o);
-    else
-      print_weight(m, ar, s->size, d->size, o);
-    sb_puts(o, ")");
-    break;
-  case ARROW_IDENTITY:
-    sb_puts(o, s->name);
-    break;
-  default:
-    print_grid_arrow(m, ar, o);
-    break;
-  }
-}
-
 static const char *gate_name(Arena *a, const IrMachine *m, int b) {
   return arena_printf(a, "dsigma.%s", IR_BLOCK(m, b)->name);
 }
@@ -109,7 +32,8 @@ static void print_block(Arena *a, const IrMachine *m, int bi, StrBuf *o) {
     if (IR_ARROW(m, i)->dst == bi) {
       if (terms++)
         sb_puts(&lin, " + ");
-      print_arrow(m, IR_ARROW(m, i), &lin);
+      sb_puts(&lin, ir_arrow_text(a, m, IR_ARROW(m, i), IR_BLOCK(m, IR_ARROW(m, i)->src)->name,
+                                  IR_TEXT_MACH));
     }
   if (b->bias >= 0)
     sb_printf(&lin, "%sbias", terms++ ? " + " : "");

@@ -11,6 +11,8 @@
  * - the dual equations zbar = z0bar + sum of adjoint arrows, ybar =
  *   sigma'(y) zbar, against the same reference run backwards;
  * - the printed dual machine, compiled, gives the backward pass's numbers;
+ * - the printed machine (--emit=mach) of a machine with every arrow kind and
+ *   option, compiled, gives the same numbers;
  * - a recurrent machine gives the same numbers whatever its chunk length. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -26,6 +28,7 @@ TestSuite(conv_grad, .fini = e2e_cleanup, .timeout = 120);
 TestSuite(conv_equations, .fini = e2e_cleanup);
 TestSuite(conv_schedule, .fini = e2e_cleanup);
 TestSuite(conv_dual, .fini = e2e_cleanup, .timeout = 120);
+TestSuite(conv_print, .fini = e2e_cleanup, .timeout = 120);
 TestSuite(conv_errors, .fini = e2e_cleanup);
 
 /* ---- running a loaded model ------------------------------------------------ */
@@ -610,6 +613,78 @@ Test(conv_dual, printed_dual_of_a_staged_recurrent_machine) { check_printed_dual
 Test(conv_dual, printed_dual_of_a_recurrent_machine) {
   char *src = recur_src(6, 5, 17);
   check_printed_dual(src, "recur");
+  free(src);
+}
+
+static char *every_arrow_src(void) {
+  char *src = e2e_read_file(e2e_path(e2e_root(), "tests/machines/every_arrow.mach"), NULL);
+  cr_assert(src, "cannot read tests/machines/every_arrow.mach");
+  return src;
+}
+
+/* Every arrow kind and option transposed: conv_t and avgpool_t with pads,
+ * stride and dilation, global_avgpool_t, conv of a conv_t, lags read
+ * backwards in time, dense and conv weights read transposed. */
+Test(conv_dual, printed_dual_of_every_arrow_option) {
+  char *src = every_arrow_src();
+  check_printed_dual(src, "every");
+  free(src);
+}
+
+static char *emit_mach(const char *src) {
+  const char *dir = e2e_tmpdir();
+  e2e_write_text(e2e_path(dir, "m.mach"), src);
+  E2eRun run = e2e_runl(dir, 30, e2e_machc(), "--emit=mach", "m.mach", NULL);
+  e2e_check_ok(&run, "machc --emit=mach");
+  char *out = run.out;
+  run.out = NULL;
+  e2e_run_free(&run);
+  return out;
+}
+
+/* The printed machine, compiled, computes the same state from the same
+ * parameters and inputs (matched by name: the printed machine may declare
+ * them in another order), and printing it again gives the same text. */
+Test(conv_print, printed_machine_of_every_arrow_option) {
+  char *src = every_arrow_src();
+  char *printed = emit_mach(src);
+  cr_assert(strstr(printed, "avgpool(b, k = [2, 2], pad = [0, 1, 0, 0], stride = [1, 2], dilation = [2, 1])"),
+            "%s", printed);
+  Run r = run_new(src, "every", BATCH, 41), q = run_new(printed, "every", BATCH, 1);
+  cr_assert_eq(q.m->param_size, r.m->param_size);
+  for (int k = 0; k < r.m->n_params; k++) {
+    const struct mach_param *pr = &r.m->params[k];
+    const struct mach_param *pq = &q.m->params[e2e_model_param(q.m, pr->name)];
+    cr_assert_eq(pq->size, pr->size, "%s", pr->name);
+    memcpy(q.params + pq->offset, r.params + pr->offset, sizeof(double) * (size_t)pr->size);
+  }
+  for (int k = 0; k < r.m->n_inputs; k++) {
+    int b = r.m->inputs[k], bq = e2e_model_block(q.m, r.m->blocks[b].name), slot = -1;
+    for (int j = 0; j < q.m->n_inputs; j++)
+      slot = q.m->inputs[j] == bq ? j : slot;
+    cr_assert(slot >= 0, "'%s' is not an input of the printed machine", r.m->blocks[b].name);
+    memcpy(q.in[slot], r.in[k], sizeof(double) * (size_t)(BATCH * r.m->blocks[b].size));
+  }
+  loss(&r);
+  loss(&q);
+  for (int b = 0; b < r.m->n_blocks; b++) {
+    int bq = e2e_model_block(q.m, r.m->blocks[b].name);
+    for (long i = 0; i < BATCH * r.m->blocks[b].size; i++) {
+      cr_assert(fabs(y_of(&r, r.state, b)[i] - y_of(&q, q.state, bq)[i]) < 1e-13,
+                "y of '%s'[%ld]: original %.17g, printed %.17g\n%s", r.m->blocks[b].name, i,
+                y_of(&r, r.state, b)[i], y_of(&q, q.state, bq)[i], printed);
+      cr_assert(fabs(z_of(&r, r.state, b)[i] - z_of(&q, q.state, bq)[i]) < 1e-13,
+                "z of '%s'[%ld]", r.m->blocks[b].name, i);
+    }
+  }
+  char *again = emit_mach(printed);
+  const char *body1 = strstr(printed, "\nmachine "), *body2 = strstr(again, "\nmachine ");
+  cr_assert(body1 && body2);
+  cr_assert_str_eq(body2, body1, "printing the printed machine changed it");
+  run_free(&r);
+  run_free(&q);
+  free(again);
+  free(printed);
   free(src);
 }
 
