@@ -162,3 +162,64 @@ void diag_note(Diag *d, Loc loc, const char *fmt, ...) {
   report(d, "note", loc, fmt, ap);
   va_end(ap);
 }
+
+/* --- "did you mean" ------------------------------------------------------ */
+
+enum { SUGGEST_MAX = 64 }; /* longer names are not compared */
+
+/* Optimal string alignment distance: insertions, deletions, substitutions
+ * and transpositions of adjacent characters, each costing one. Three rows
+ * of the dynamic programme are enough. */
+int diag_edit_distance(const char *a, const char *b) {
+  int na = (int)strlen(a), nb = (int)strlen(b);
+  if (na > SUGGEST_MAX || nb > SUGGEST_MAX)
+    return SUGGEST_MAX;
+  int rows[3][SUGGEST_MAX + 1];
+  int *prev2 = rows[0], *prev = rows[1], *cur = rows[2];
+  for (int j = 0; j <= nb; j++)
+    prev[j] = j;
+  for (int i = 1; i <= na; i++) {
+    cur[0] = i;
+    for (int j = 1; j <= nb; j++) {
+      int cost = a[i - 1] != b[j - 1];
+      int d = prev[j - 1] + cost;
+      if (prev[j] + 1 < d)
+        d = prev[j] + 1;
+      if (cur[j - 1] + 1 < d)
+        d = cur[j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && prev2[j - 2] + 1 < d)
+        d = prev2[j - 2] + 1;
+      cur[j] = d;
+    }
+    int *t = prev2;
+    prev2 = prev;
+    prev = cur;
+    cur = t;
+  }
+  return prev[nb];
+}
+
+void diag_suggest_init(Suggest *s, const char *name) {
+  *s = (Suggest){.name = name, .dist = SUGGEST_MAX};
+}
+
+void diag_suggest_add(Suggest *s, const char *candidate) {
+  if (!candidate || strcmp(candidate, s->name) == 0)
+    return;
+  int d = diag_edit_distance(s->name, candidate);
+  if (d < s->dist) {
+    s->dist = d;
+    s->best = candidate;
+  }
+}
+
+/* Close means at most a third of the name's length in edits (one for short
+ * names), and fewer edits than the name has characters: 'x' for 'z' would
+ * be a guess, not a hint. */
+const char *diag_suggest_hint(Suggest *s) {
+  int n = (int)strlen(s->name), limit = n / 3 > 1 ? n / 3 : 1;
+  if (!s->best || s->dist > limit || s->dist >= n)
+    return "";
+  snprintf(s->hint, sizeof s->hint, "; did you mean '%.60s'?", s->best);
+  return s->hint;
+}

@@ -281,6 +281,18 @@ static IrParam *add_param(Builder *b, const char *name, Loc loc, int rank, const
   return p;
 }
 
+/* "; did you mean 'x'?" among the blocks (or the parameters) built so far */
+static const char *name_hint(const IrMachine *m, Suggest *sg, const char *name, bool params) {
+  diag_suggest_init(sg, name);
+  if (params)
+    for (int i = 0; i < m->params.len; i++)
+      diag_suggest_add(sg, IR_PARAM(m, i)->name);
+  else
+    for (int i = 0; i < m->blocks.len; i++)
+      diag_suggest_add(sg, IR_BLOCK(m, i)->name);
+  return diag_suggest_hint(sg);
+}
+
 static bool build_blocks(Builder *b) {
   bool ok = true;
   for (int i = 0; i < b->draft->blocks.len; i++) {
@@ -307,7 +319,9 @@ static bool build_blocks(Builder *b) {
     DMark *mk = b->draft->marks.items[i];
     int k = block_index(b->m, mk->name);
     if (k < 0) {
-      diag_error(b->d, mk->loc, "unknown block '%s'", mk->name);
+      Suggest sg;
+      diag_error(b->d, mk->loc, "unknown block '%s'%s", mk->name,
+                 name_hint(b->m, &sg, mk->name, false));
       ok = false;
     } else {
       IR_BLOCK(b->m, k)->is_output = true;
@@ -332,8 +346,10 @@ static void unknown_block(Builder *b, const SrcName *s) {
   if (param_index(b->m, s->name) >= 0)
     diag_error(b->d, s->loc, "'%s' is a parameter, not a block; pass it as weight = %s",
                s->name, s->name);
-  else
-    diag_error(b->d, s->loc, "unknown block '%s'", s->name);
+  else {
+    Suggest sg;
+    diag_error(b->d, s->loc, "unknown block '%s'%s", s->name, name_hint(b->m, &sg, s->name, false));
+  }
 }
 
 /* --- weights ---------------------------------------------------------- */
@@ -372,8 +388,15 @@ static bool resolve_weight(Builder *b, Term *t, int nk, const int *kern, int cin
   if (pi < 0) {
     if (block_index(b->m, v->s) >= 0)
       diag_error(b->d, v->loc, "'%s' is a block, not a parameter", v->s);
-    else
-      diag_error(b->d, v->loc, "unknown parameter '%s' (declare it with: param %s : [...])", v->s, v->s);
+    else {
+      Suggest sg;
+      const char *hint = name_hint(b->m, &sg, v->s, true);
+      if (*hint)
+        diag_error(b->d, v->loc, "unknown parameter '%s'%s", v->s, hint);
+      else
+        diag_error(b->d, v->loc, "unknown parameter '%s' (declare it with: param %s : [...])", v->s,
+                   v->s);
+    }
     return false;
   }
   IrParam *p = IR_PARAM(b->m, pi);
@@ -726,7 +749,9 @@ static bool build_terms(Builder *b, int dst, DBlock *db) {
   if (db->act.kind == ACT_MUL) {
     bd->act.gate = block_index(b->m, db->gate);
     if (bd->act.gate < 0) {
-      diag_error(b->d, db->gate_loc, "unknown block '%s'", db->gate);
+      Suggest sg;
+      diag_error(b->d, db->gate_loc, "unknown block '%s'%s", db->gate,
+                 name_hint(b->m, &sg, db->gate, false));
       ok = false;
     } else if (!same_shape(&IR_BLOCK(b->m, bd->act.gate)->shape, &bd->shape)) {
       diag_error(b->d, db->gate_loc, "gate '%s' must have the shape of '%s'", db->gate, bd->name);

@@ -168,6 +168,24 @@ static Value *terms_of(Ev *ev, Term *t) {
   return v;
 }
 
+/* The hint for a name that is not callable: the closest builtin, arrow,
+ * activation or machine. */
+static const char *callable_hint(Ev *ev, Suggest *sg, const char *name) {
+  diag_suggest_init(sg, name);
+  for (size_t i = 0; i < sizeof builtin_funcs / sizeof *builtin_funcs; i++)
+    diag_suggest_add(sg, builtin_funcs[i]);
+  for (int i = 0; i <= ARROW_GAVGPOOL; i++)
+    diag_suggest_add(sg, arrow_names[i]);
+  for (int i = 0; i < ACT_MUL; i++) {
+    ActKind k;
+    if (ir_act_lookup(ir_act_name((ActKind)i), &k))
+      diag_suggest_add(sg, ir_act_name((ActKind)i));
+  }
+  for (int i = 0; i < ev->p->machines.len; i++)
+    diag_suggest_add(sg, ((const Ast *)ev->p->machines.items[i])->str);
+  return diag_suggest_hint(sg);
+}
+
 /* A bare name: a variable, a machine, an activation, a builtin, a special
  * term, or else a reference to a block or parameter resolved later (blocks
  * may be declared after their use). */
@@ -657,7 +675,8 @@ static Value *call_builtin(Ev *ev, const char *fn, Args *a, Loc loc) {
     v->transposed = !v->transposed;
     return v;
   }
-  err(ev, loc, "unknown function '%s'", fn);
+  Suggest sg;
+  err(ev, loc, "unknown function '%s'%s", fn, callable_hint(ev, &sg, fn));
   return NULL;
 }
 
@@ -809,9 +828,12 @@ static Value *eval_call(Ev *ev, Scope *sc, const Ast *n) {
       return apply_mul(ev, &a, n->loc);
     return call_builtin(ev, f->s, &a, n->loc);
   }
-  case V_REF:
-    err(ev, n->lhs->loc, "'%s' is not a function, activation or machine", f->s);
+  case V_REF: {
+    Suggest sg;
+    err(ev, n->lhs->loc, "'%s' is not a function, activation or machine%s", f->s,
+        callable_hint(ev, &sg, f->s));
     return NULL;
+  }
   default:
     err(ev, n->lhs->loc, "%s cannot be called", kind_name(f->kind));
     return NULL;
@@ -1216,8 +1238,12 @@ static bool bind_params(Ev *ev, Scope *sc, Value *m, Loc loc) {
       found = strcmp(p->str, m->kwnames.items[k]) == 0;
     }
     if (!found) {
-      err(ev, ((Value *)m->kwargs.items[k])->loc, "machine '%s' has no parameter '%s'",
-          def->str, (char *)m->kwnames.items[k]);
+      Suggest sg;
+      diag_suggest_init(&sg, m->kwnames.items[k]);
+      for (int i = 0; i < np; i++)
+        diag_suggest_add(&sg, ((const Ast *)def->params.items[i])->str);
+      err(ev, ((Value *)m->kwargs.items[k])->loc, "machine '%s' has no parameter '%s'%s",
+          def->str, (char *)m->kwnames.items[k], diag_suggest_hint(&sg));
       return false;
     }
   }
@@ -1287,8 +1313,14 @@ static Draft *draft_of(Ev *ev, Value *m, Loc loc) {
 static const Ast *pick_machine(Program *p, const char *name) {
   if (name) {
     const Ast *m = prog_find_machine(p, name);
-    if (!m)
-      diag_error(p->diag, LOC_NONE, "%s: no machine named '%s'", p->main_path, name);
+    if (!m) {
+      Suggest sg;
+      diag_suggest_init(&sg, name);
+      for (int i = 0; i < p->machines.len; i++)
+        diag_suggest_add(&sg, ((const Ast *)p->machines.items[i])->str);
+      diag_error(p->diag, LOC_NONE, "%s: no machine named '%s'%s", p->main_path, name,
+                 diag_suggest_hint(&sg));
+    }
     return m;
   }
   const Ast *last = NULL; /* the last machine that needs no argument */

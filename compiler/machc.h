@@ -92,6 +92,20 @@ void diag_verror(Diag *d, Loc loc, const char *fmt, va_list ap);
 void diag_linecol(const Diag *d, Loc loc, int *line, int *col);
 Loc loc_span(Loc a, Loc b); /* from the start of a to the end of b */
 
+/* "Did you mean ...?" for an unknown name: offer every name in scope with
+ * diag_suggest_add, then diag_suggest_hint gives "; did you mean 'X'?" for
+ * the closest one within a small edit distance (adjacent transpositions
+ * count as one edit), or "" when none is close. */
+typedef struct Suggest {
+  const char *name, *best;
+  int dist;
+  char hint[96];
+} Suggest;
+void diag_suggest_init(Suggest *s, const char *name);
+void diag_suggest_add(Suggest *s, const char *candidate);
+const char *diag_suggest_hint(Suggest *s);
+int diag_edit_distance(const char *a, const char *b);
+
 /* ------------------------------------------------------------------ ast.h
  * The syntax tree. One fat node struct (chibicc style) rather than a union:
  * the front end builds a few thousand nodes at most, and one shape keeps the

@@ -37,7 +37,7 @@ static const char usage_text[] =
     "       machc explain [-m NAME] FILE.mach    levels, arrows, parameters, FLOPs, memory\n"
     "\n"
     "options:\n"
-    "  -o FILE          output file (binary: default the .mach file's name without\n"
+    "  -o FILE, -oFILE  output file (binary: default the .mach file's name without\n"
     "                   extension; with -S: the .c file, the .h is written beside it)\n"
     "  -S, --emit=c     write the C source and header instead of a binary\n"
     "  --emit=dual      print the dual machine (the backward pass) as .mach source\n"
@@ -140,12 +140,16 @@ static int parse_args(int argc, char **argv, Options *o) {
       return 0;
     } else if (strcmp(a, "-o") == 0 && has_next) {
       o->output = argv[++i];
+    } else if (strncmp(a, "-o", 2) == 0 && a[2]) { /* -oFILE, as cc takes it */
+      o->output = a + 2;
     } else if (strcmp(a, "-m") == 0 && has_next) {
       o->machine = argv[++i];
-    } else if (strcmp(a, "-I") == 0 && has_next) {
+    } else if (strncmp(a, "-m", 2) == 0 && a[2]) {
+      o->machine = a + 2;
+    } else if ((strcmp(a, "-I") == 0 && has_next) || (strncmp(a, "-I", 2) == 0 && a[2])) {
       if (o->nstdlib == 15)
         return usage_error("too many -I directories%s", "");
-      o->stdlib[o->nstdlib++] = argv[++i];
+      o->stdlib[o->nstdlib++] = a[2] ? a + 2 : argv[++i];
     } else if (strcmp(a, "-S") == 0 || strcmp(a, "--emit=c") == 0) {
       o->emit = EMIT_C;
     } else if (strcmp(a, "--emit=dual") == 0) {
@@ -182,6 +186,8 @@ static int parse_args(int argc, char **argv, Options *o) {
           strcmp(a, "--dtype") == 0 || strcmp(a, "--weights") == 0)
         return usage_error("option '%s' needs an argument", a);
       return usage_error("unknown option '%s'", a);
+    } else if (o->input && strcmp(a, "explain") == 0) {
+      return usage_error("'explain' is a command and comes first: machc explain %s", o->input);
     } else if (o->input) {
       return usage_error("more than one input file ('%s')", a);
     } else {

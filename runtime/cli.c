@@ -117,7 +117,8 @@ static void usage(const struct mach_ctx *c, FILE *f) {
           c->m->name, c->m->dtype, c->m->source ? c->m->source : "?");
   for (int i = 0; i < N_COMMANDS; i++)
     fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].args);
-  fprintf(f, "\n'%s COMMAND --help' describes the options of a command.\n", c->prog);
+  fprintf(f, "\n'%s COMMAND --help' describes the options of a command; '%s --version' says\n"
+             "which machc compiled it.\n", c->prog, c->prog);
 }
 
 static const char *basename_of(const char *path) {
@@ -143,6 +144,11 @@ int mach_main(int argc, char **argv, const struct mach_model *model) {
     else
       usage(&c, stdout);
     return 0;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("%s: machine %s (%s) from %s, compiled by machc %s\n", c.prog, model->name,
+           model->dtype, model->source ? model->source : "?", MACH_VERSION);
+    return fflush(stdout) == 0 ? 0 : 1;
   }
   k = find_command(argv[1]);
   if (!k) {

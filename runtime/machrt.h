@@ -35,6 +35,10 @@ typedef double mach_real;
 
 #define MACH_MAX_RANK 6
 
+/* The machc release the runtime belongs to (MACHC_VERSION in the compiler;
+ * a test checks they agree), printed by `BIN --version`. */
+#define MACH_VERSION "0.1.0"
+
 enum mach_init {
   MACH_INIT_ZEROS,   /* all zero (biases) */
   MACH_INIT_ONES,    /* all one */

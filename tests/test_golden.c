@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "e2e_util.h"
+#include "machc.h"
 
 TestSuite(golden, .fini = e2e_cleanup, .timeout = 60);
 
@@ -157,6 +158,12 @@ Test(golden, error_empty_file) { check_error("empty_file"); }
 Test(golden, error_binary_garbage) { check_error("binary_garbage"); }
 Test(golden, error_unterminated_comment) { check_error("unterminated_comment"); }
 Test(golden, error_huge_integer_literal) { check_error("huge_integer_literal"); }
+Test(golden, error_did_you_mean_activation) { check_error("did_you_mean_activation"); }
+Test(golden, error_did_you_mean_arrow) { check_error("did_you_mean_arrow"); }
+Test(golden, error_did_you_mean_block) { check_error("did_you_mean_block"); }
+Test(golden, error_did_you_mean_parameter) { check_error("did_you_mean_parameter"); }
+Test(golden, error_did_you_mean_machine_parameter) { check_error("did_you_mean_machine_parameter"); }
+Test(golden, error_did_you_mean_machine) { check_error("did_you_mean_machine"); }
 
 /* Every .mach in tests/errors has a test above, and every expected file a .mach. */
 Test(golden, every_error_file_is_checked) {
@@ -165,7 +172,9 @@ Test(golden, every_error_file_is_checked) {
       "machine_too_few_arguments", "machine_too_many_arguments", "unknown_parameter",
       "no_finite_depth_cycle", "no_finite_depth_self_arrow", "skip_shape_mismatch",
       "syntax_missing_colon", "unknown_activation", "unknown_function", "empty_file",
-      "binary_garbage", "unterminated_comment", "huge_integer_literal", NULL};
+      "binary_garbage", "unterminated_comment", "huge_integer_literal",
+      "did_you_mean_activation", "did_you_mean_arrow", "did_you_mean_block",
+      "did_you_mean_parameter", "did_you_mean_machine_parameter", "did_you_mean_machine", NULL};
   E2eRun r = e2e_runl(errors_dir(), 10, "ls", NULL);
   e2e_check_ok(&r, "ls tests/errors");
   int files = 0;
@@ -181,7 +190,7 @@ Test(golden, every_error_file_is_checked) {
     cr_assert(hit, "tests/errors/%s.* has no test", t);
     files++;
   }
-  cr_assert_eq(files, 2 * 16, "tests/errors holds %d files, want a .mach and a .err.expected for 16 cases",
+  cr_assert_eq(files, 2 * 22, "tests/errors holds %d files, want a .mach and a .err.expected for 22 cases",
                files);
 }
 
@@ -351,6 +360,25 @@ Test(golden, usage_option_needs_argument) {
 Test(golden, usage_two_input_files) {
   check_usage("machc: more than one input file ('empty_file.mach')\nTry 'machc --help'.\n",
               "unknown_block.mach", "empty_file.mach", NULL);
+}
+
+Test(golden, usage_explain_after_the_file) {
+  check_usage("machc: 'explain' is a command and comes first: machc explain unknown_block.mach\n"
+              "Try 'machc --help'.\n", "unknown_block.mach", "explain", NULL);
+}
+
+/* -oFILE and -mNAME as cc takes them; BIN --version names machc's version. */
+Test(golden, joined_options_and_binary_version) {
+  const char *dir = e2e_tmpdir();
+  e2e_write_text(e2e_path(dir, "two.mach"), "machine a {\n    input x : 1\n    output y : 1 = dense(x)\n}\n"
+                                            "machine b {\n    input x : 2\n    output y : 1 = dense(x)\n}\n");
+  E2eRun r = e2e_runl(dir, 60, e2e_machc(), "-oout", "-ma", "two.mach", NULL);
+  e2e_check_ok(&r, "machc -oout -ma two.mach");
+  e2e_run_free(&r);
+  r = e2e_runl(dir, 10, e2e_path(dir, "out"), "--version", NULL);
+  e2e_check_ok(&r, "out --version");
+  cr_assert_str_eq(r.out, "out: machine a (f32) from two.mach, compiled by machc " MACHC_VERSION "\n");
+  e2e_run_free(&r);
 }
 
 Test(golden, usage_unknown_emit_kind) {
