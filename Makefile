@@ -4,7 +4,10 @@
 #   make test       the test suite (Criterion); SANITIZE=1 for ASan + UBSan
 #   make test-examples  the example trainings (poly, sine, waves; about a minute)
 #   make demo       compile examples/poly.mach, train it, print results
-#   make bench      forward/backward timings of the paper's configurations
+#   make bench      forward/backward timings of the benchmark configurations, beside
+#                   PyTorch's when python3-torch is installed (PATTERN=conv2d selects,
+#                   THREADS=N); make bench-check: machc and PyTorch agree;
+#                   make bench-deps: python3-torch, numpy and OpenBLAS for both
 #   make fuzz       long front-end fuzzing (not part of `make test`)
 #   make diagrams   docs/img/*.svg, the depth diagrams in README.md (Graphviz)
 #   make install    PREFIX=/usr/local
@@ -159,7 +162,21 @@ demo: all
 	@sh examples/run-poly.sh $(MACHC)
 
 bench: all
-	@sh bench/run.sh $(MACHC)
+	@THREADS=$(THREADS) sh bench/run.sh $(MACHC) $(PATTERN)
+
+.PHONY: bench-check bench-deps
+bench-check: all
+	@sh bench/check.sh $(MACHC) $(PATTERN)
+
+# The PyTorch side of the benchmarks (optional: nothing else needs it).
+# libopenblas0 replaces Debian's reference BLAS, which PyTorch's dense
+# layers would otherwise run on, some 20 times slower.
+BENCH_PKGS = python3-torch python3-numpy libopenblas0
+bench-deps:
+	@if [ "$$(id -u)" = 0 ]; then SUDO=""; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo"; \
+	else echo "run:  sudo apt-get update && sudo apt-get install -y $(BENCH_PKGS)"; exit 1; fi; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BENCH_PKGS) >/dev/null
 
 fuzz: all
 	@sh tests/fuzz.sh $(MACHC)

@@ -11,6 +11,10 @@
  *   bench --run OP N BATCH        no timing: just N calls of OP (forward,
  *                                 dual or step) after one forward, for
  *                                 checking the figures with /usr/bin/time
+ *   bench --raw NAME BATCH        time as `bench NAME BATCH` but print the
+ *                                 figures for a script (bench/run.sh):
+ *                                 NAME BATCH FLOPS_PER_SAMPLE FWD_S DUAL_S
+ *                                 STEP_S SPREAD, times in seconds per call
  *
  * It measures, in one process and interleaved round by round (so that noise
  * on the machine hits them alike):
@@ -23,9 +27,15 @@
  * rounds so that the n calls take >= BENCH_MIN_TIME seconds (default 0.3)
  * and n >= BENCH_MIN_REPS (default 20), except that n calls stay within
  * BENCH_MAX_TIME (default 1 s) when one call is short enough (a slow call
- * is repeated fewer than 20 times rather than for minutes); the figure
- * reported is the median over BENCH_ROUNDS rounds (default 7) of the time
- * per call.
+ * is repeated fewer than 20 times rather than for minutes); these budgets
+ * are wall-clock time. The figure reported is the MINIMUM over BENCH_ROUNDS
+ * rounds (default 7) of the time per call, measured with the clock
+ * BENCH_CLOCK names: `thread` (default: CPU time of this thread, which the
+ * other processes of a shared machine do not inflate the way they inflate
+ * wall time), `process` (CPU time of all its threads) or `wall`. Noise on a
+ * shared machine only ever adds time (preemption, cache and memory traffic
+ * of the neighbours), so the minimum is the steadiest estimate of what the
+ * code costs.
  *
  * Everything the calls touch (parameters, Adam moments, inputs, state,
  * dual state, parameter gradients, cotangents) lives in ONE allocation.
@@ -238,18 +248,39 @@ static void run_op(int op, struct bufs *b, long n)
     }
 }
 
-static double now(void)
+/* The clock of the measurements (BENCH_CLOCK); budgets use CLOCK_MONOTONIC. */
+static int clock_from_env(clockid_t *id, const char **name)
+{
+    const char *s = getenv("BENCH_CLOCK");
+    if (!s || !*s || strcmp(s, "thread") == 0)
+        *id = CLOCK_THREAD_CPUTIME_ID, *name = "thread CPU time";
+    else if (strcmp(s, "process") == 0)
+        *id = CLOCK_PROCESS_CPUTIME_ID, *name = "process CPU time";
+    else if (strcmp(s, "wall") == 0)
+        *id = CLOCK_MONOTONIC, *name = "wall time";
+    else
+        return -1;
+    return 0;
+}
+
+static double read_clock(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static double time_op(int op, struct bufs *b, long n)
+static double now(void) { return read_clock(CLOCK_MONOTONIC); }
+
+/* n calls of op; returns their time on the clock `id`, and their wall time
+ * in *wall (for the budgets). */
+static double time_op(int op, struct bufs *b, long n, clockid_t id, double *wall)
 {
-    double t0 = now();
+    double w0 = now(), t0 = read_clock(id);
     run_op(op, b, n);
-    return now() - t0;
+    double t1 = read_clock(id);
+    *wall = now() - w0;
+    return t1 - t0;
 }
 
 static double env_num(const char *name, double dflt)
@@ -258,21 +289,17 @@ static double env_num(const char *name, double dflt)
     return s && *s ? atof(s) : dflt;
 }
 
-static int cmp_double(const void *x, const void *y)
-{
-    double a = *(const double *)x, c = *(const double *)y;
-    return (a > c) - (a < c);
-}
-
 /* ---- main ---------------------------------------------------------------------- */
 
 #define MAX_ROUNDS 99
 
-static void header(void)
+/* The column legend (also printed alone, by --legend, above bench/run.sh's
+ * own table when it adds the PyTorch columns). */
+static void legend(const char *clock_name)
 {
-    printf("machc benchmark (%s, per call, median over rounds; each measurement repeats a call\n"
-           "until >= %.2g s and >= %.0f calls, but < %.2g s when one call allows; all columns of a\n"
-           "line measured interleaved in one process)\n"
+    printf("machc benchmark (%s, per call, %s, minimum over interleaved rounds; each\n"
+           "measurement repeats a call until >= %.2g s and >= %.0f calls, but < %.2g s when one\n"
+           "call allows; all columns of a line measured interleaved in one process)\n"
            "  fwd us     forward pass (the machine equation), microseconds per call for the whole batch\n"
            "  GFLOP/s    forward_flops * batch / fwd time; FLOPs as machc counts them: a multiply-add\n"
            "             counts 2 (a dense arrow 2 * in * out per sample), an activation or a bias 1\n"
@@ -281,17 +308,32 @@ static void header(void)
            "  step us    training step: forward + backward (dual + parameter gradients) + Adam\n"
            "             over the flat parameter buffer\n"
            "  step/fwd   step time / forward time (ideally ~3 plus the Adam update)\n"
-           "  spread     (max - min) / median over the rounds, worst of the three columns\n\n",
-           MACH_DTYPE, env_num("BENCH_MIN_TIME", 0.3), env_num("BENCH_MIN_REPS", 20),
+           "  spread     (max - min) / min over the rounds, worst of the three columns\n",
+           MACH_DTYPE, clock_name, env_num("BENCH_MIN_TIME", 0.3), env_num("BENCH_MIN_REPS", 20),
            env_num("BENCH_MAX_TIME", 1.0));
-    printf("%-22s %6s %12s %9s %12s %9s %12s %9s %7s\n", "configuration", "batch", "fwd us",
+}
+
+static void header(const char *clock_name)
+{
+    legend(clock_name);
+    printf("\n%-22s %6s %12s %9s %12s %9s %12s %9s %7s\n", "configuration", "batch", "fwd us",
            "GFLOP/s", "dual us", "dual/fwd", "step us", "step/fwd", "spread");
 }
 
 int main(int argc, char **argv)
 {
+    clockid_t clock_id;
+    const char *clock_name;
+    if (clock_from_env(&clock_id, &clock_name) != 0) {
+        fprintf(stderr, "bench: BENCH_CLOCK must be thread, process or wall\n");
+        return 2;
+    }
     if (argc == 2 && strcmp(argv[1], "--header") == 0) {
-        header();
+        header(clock_name);
+        return 0;
+    }
+    if (argc == 2 && strcmp(argv[1], "--legend") == 0) {
+        legend(clock_name);
         return 0;
     }
     const struct mach_model *m = &MODEL;
@@ -312,14 +354,16 @@ int main(int argc, char **argv)
         free(b.mem);
         return 0;
     }
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s --header | NAME BATCH | --run OP N BATCH\n", argv[0]);
+    int raw = argc == 4 && strcmp(argv[1], "--raw") == 0;
+    if (argc != 3 && !raw) {
+        fprintf(stderr, "usage: %s --header | --legend | [--raw] NAME BATCH | --run OP N BATCH\n",
+                argv[0]);
         return 2;
     }
-    const char *name = argv[1];
-    long batch = atol(argv[2]);
+    const char *name = argv[1 + raw];
+    long batch = atol(argv[2 + raw]);
     if (batch < 1) {
-        fprintf(stderr, "bench: bad batch '%s'\n", argv[2]);
+        fprintf(stderr, "bench: bad batch '%s'\n", argv[2 + raw]);
         return 2;
     }
     if (strcmp(m->dtype, MACH_DTYPE) != 0) {
@@ -354,7 +398,9 @@ int main(int argc, char **argv)
     for (int op = 0; op < N_OPS; op++) {
         long n = 1;
         for (;;) {
-            double t = time_op(op, &b, n), per = t / (double)n;
+            double t;
+            time_op(op, &b, n, clock_id, &t); /* the budgets are wall time */
+            double per = t / (double)n;
             double want = per > 0 ? ceil(1.05 * min_time / per) : 10.0 * (double)n;
             if (want < (double)min_reps)
                 want = (double)min_reps;
@@ -377,15 +423,19 @@ int main(int argc, char **argv)
             int op = (r + k) % N_OPS;
             if (op == OP_DUAL) /* after a step the state is a stale forward's: refresh */
                 FORWARD(b.params, b.inputs, b.state, b.batch);
-            t[op][r] = time_op(op, &b, reps[op]) / (double)reps[op];
+            double wall;
+            t[op][r] = time_op(op, &b, reps[op], clock_id, &wall) / (double)reps[op];
         }
 
-    double med[N_OPS], spread = 0, spr[N_OPS];
+    double best[N_OPS], spread = 0, spr[N_OPS];
     for (int op = 0; op < N_OPS; op++) {
-        qsort(t[op], (size_t)rounds, sizeof(double), cmp_double);
-        med[op] = rounds % 2 ? t[op][rounds / 2]
-                             : 0.5 * (t[op][rounds / 2 - 1] + t[op][rounds / 2]);
-        double s = spr[op] = (t[op][rounds - 1] - t[op][0]) / med[op];
+        double lo = t[op][0], hi = t[op][0];
+        for (int r = 1; r < rounds; r++) {
+            lo = t[op][r] < lo ? t[op][r] : lo;
+            hi = t[op][r] > hi ? t[op][r] : hi;
+        }
+        best[op] = lo;
+        double s = spr[op] = lo > 0 ? (hi - lo) / lo : 0;
         if (s > spread)
             spread = s;
     }
@@ -401,10 +451,14 @@ int main(int argc, char **argv)
     for (long i = 0; i < batch * m->state_size; i++)
         bad |= !isfinite(b.state[i]) | !isfinite(b.dstate[i]);
 
-    double gflops = m->forward_flops * (double)batch / med[OP_FWD] * 1e-9;
-    printf("%-22s %6ld %12.2f %9.2f %12.2f %9.2f %12.2f %9.2f %6.1f%%\n", name, batch,
-           med[OP_FWD] * 1e6, gflops, med[OP_DUAL] * 1e6, med[OP_DUAL] / med[OP_FWD],
-           med[OP_STEP] * 1e6, med[OP_STEP] / med[OP_FWD], 100 * spread);
+    double gflops = m->forward_flops * (double)batch / best[OP_FWD] * 1e-9;
+    if (raw)
+        printf("%s %ld %.17g %.6e %.6e %.6e %.4f\n", name, batch, m->forward_flops,
+               best[OP_FWD], best[OP_DUAL], best[OP_STEP], spread);
+    else
+        printf("%-22s %6ld %12.2f %9.2f %12.2f %9.2f %12.2f %9.2f %6.1f%%\n", name, batch,
+               best[OP_FWD] * 1e6, gflops, best[OP_DUAL] * 1e6, best[OP_DUAL] / best[OP_FWD],
+               best[OP_STEP] * 1e6, best[OP_STEP] / best[OP_FWD], 100 * spread);
     if (getenv("BENCH_VERBOSE"))
         fprintf(stderr,
                 "  %s: %s %ld calls (spread %.0f%%), %s %ld (%.0f%%), %s %ld (%.0f%%); "
