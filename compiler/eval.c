@@ -175,7 +175,7 @@ static const char *callable_hint(Ev *ev, Suggest *sg, const char *name) {
   for (size_t i = 0; i < sizeof builtin_funcs / sizeof *builtin_funcs; i++)
     diag_suggest_add(sg, builtin_funcs[i]);
   for (int i = 0; i <= ARROW_GAVGPOOL; i++)
-    diag_suggest_add(sg, arrow_names[i]);
+    diag_suggest_add(sg, ir_arrow_fn((ArrowKind)i));
   for (int i = 0; i < ACT_MUL; i++) {
     ActKind k;
     if (ir_act_lookup(ir_act_name((ActKind)i), &k))
