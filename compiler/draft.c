@@ -746,7 +746,7 @@ static bool build_terms(Builder *b, int dst, DBlock *db) {
     for (int j = 0; j < t->srcs.len; j++)
       ok &= build_arrow(b, dst, t, t->srcs.items[j], t->weight ? &shared : NULL, &in_off);
   }
-  if (db->act.kind == ACT_MUL) {
+  if (db->act.kind == ACT_MUL || db->act.kind == ACT_SOFTMAX_JVP) {
     bd->act.gate = block_index(b->m, db->gate);
     if (bd->act.gate < 0) {
       Suggest sg;

@@ -7,7 +7,14 @@
  * the primal keeps y) is zbar, its pointwise part (where the primal keeps z)
  * is ybar, every arrow is transposed, every activation becomes the diagonal
  * map sigma'(y) taken at the primal state, and levels run in reverse. The
- * emitter solves it with the code that solves any machine. */
+ * emitter solves it with the code that solves any machine.
+ *
+ * softmax is not pointwise: its Jacobian at z = softmax(y) is diag(z) - z z^T
+ * over the channels, symmetric, so the dual's activation is the
+ * Jacobian-vector product ybar = z * (zbar - <z, zbar>) with z from the
+ * primal state; still an activation of a block, and the dual still a
+ * machine. softmax_jvp(s, y) = s * (y - <s, y>) is that same map, linear in
+ * y with the symmetric matrix diag(s) - s s^T: its dual is itself. */
 #include "machc.h"
 
 #include <string.h>
@@ -86,11 +93,11 @@ IrMachine *dual_machine(Arena *a, const IrMachine *m) {
   }
   for (int i = 0; i < m->arrows.len; i++)
     vec_push(a, &d->arrows, transpose_arrow(a, IR_ARROW(m, i)));
-  /* z = g * y is bilinear: the gate g gets y * zbar, the other factor's
-   * part of the gradient, through an arrow of its own */
+  /* z = g * y and z = softmax_jvp(g, y) are bilinear: the gate g gets its
+   * part of the gradient through an arrow of its own */
   for (int i = 0; i < m->blocks.len; i++) {
     const IrBlock *f = IR_BLOCK(m, i);
-    if (f->act.kind != ACT_MUL)
+    if (f->act.kind != ACT_MUL && f->act.kind != ACT_SOFTMAX_JVP)
       continue;
     IrArrow *g = arena_alloc(a, sizeof *g);
     g->kind = ARROW_GATE;

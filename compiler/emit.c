@@ -62,6 +62,9 @@ static int input_slot(const IrMachine *m, int block) {
  * primal's y beside the dual's. */
 static const char *arrow_text(Emit *e, const IrArrow *ar) {
   const IrBlock *s = IR_BLOCK(e->m, ar->src);
+  if (ar->kind == ARROW_GATE && IR_BLOCK(e->primal, ar->src)->act.kind == ACT_SOFTMAX_JVP)
+    return arena_printf(e->a, "softmax_gate(z_%s, y_%s, %s%s)", IR_BLOCK(e->m, ar->dst)->cname,
+                        s->cname, e->nm.y, s->cname);
   if (ar->kind == ARROW_GATE)
     return arena_printf(e->a, "y_%s * %s%s", s->cname, e->nm.y, s->cname);
   const char *z = arena_printf(e->a, "%s%s", s->act.kind == ACT_IDENTITY ? e->nm.y : e->nm.z, s->cname);
@@ -75,7 +78,17 @@ static const char *act_text(Emit *e, const IrBlock *b, const char *y) {
     return y;
   case ACT_MUL:
     return arena_printf(e->a, "%s%s * %s", e->nm.z, IR_BLOCK(e->m, a->gate)->cname, y);
+  case ACT_SOFTMAX_JVP: {
+    const char *s = arena_printf(e->a, "%s%s", e->nm.z, IR_BLOCK(e->m, a->gate)->cname);
+    return arena_printf(e->a, "%s * (%s - <%s, %s>)", s, y, s, y);
+  }
   case ACT_DERIV:
+    if (a->deriv_of == ACT_SOFTMAX || a->deriv_of == ACT_SOFTMAX_JVP) {
+      const char *s = arena_printf(e->a, "z_%s", a->deriv_of == ACT_SOFTMAX
+                                                     ? b->cname
+                                                     : IR_BLOCK(e->m, a->gate)->cname);
+      return arena_printf(e->a, "%s * (%s - <%s, %s>)", s, y, s, y);
+    }
     return arena_printf(e->a, "%s'(y_%s) * %s",
                         a->deriv_of == ACT_LEAKY_RELU ? "leaky_relu" : ir_act_name(a->deriv_of),
                         b->cname, y);
@@ -168,6 +181,31 @@ static void open_range(Emit *e, const IrBlock *b, bool chunked) {
             b->shape.channels, row, inner, row, inner);
 }
 
+/* The primal state of block i as the dual reads it: z, or y when z = y. */
+static const char *primal_z(Emit *e, int i) {
+  bool ident = IR_BLOCK(e->primal, i)->act.kind == ACT_IDENTITY;
+  (ident ? e->used_py : e->used_pz)[i] = true;
+  return arena_printf(e->a, "%s_%s", ident ? "y" : "z", IR_BLOCK(e->primal, i)->cname);
+}
+
+/* The grid points a softmax call covers: all, or a chunk's times. */
+static const char *softmax_range(Emit *e, const IrBlock *b, bool chunked) {
+  long G = b->size / b->shape.channels;
+  if (!chunked)
+    return arena_printf(e->a, "0, %ld", G);
+  long inner = G / b->shape.grid[0];
+  return arena_printf(e->a, "t0 * %ld, t1 * %ld", inner, inner);
+}
+
+/* The gradient through the gate s of z = softmax_jvp(s, y):
+ * zbar_s += y * w - w <s, y> - y <s, w>, w = zbar of the block. */
+static void emit_softmax_gate(Emit *e, const IrArrow *ar, bool chunked) {
+  const IrBlock *b = IR_BLOCK(e->m, ar->src);
+  sb_printf(e->c, "    softmax_gate(%s, y_%s, %s, %s, batch, %d, %ld, %s);\n", primal_z(e, ar->dst),
+            b->cname, ybuf(e, ar->src), ybuf(e, ar->dst), b->shape.channels,
+            b->size / b->shape.channels, softmax_range(e, b, chunked));
+}
+
 static void emit_arrow(Emit *e, const IrArrow *ar, bool chunked) {
   switch (ar->kind) {
   case ARROW_DENSE:
@@ -184,6 +222,10 @@ static void emit_arrow(Emit *e, const IrArrow *ar, bool chunked) {
     break;
   case ARROW_GATE: { /* zbar_gate += y_src * zbar_src, y_src from the primal state */
     e->used_py[ar->src] = true;
+    if (IR_BLOCK(e->primal, ar->src)->act.kind == ACT_SOFTMAX_JVP) {
+      emit_softmax_gate(e, ar, chunked);
+      break;
+    }
     open_range(e, IR_BLOCK(e->m, ar->dst), chunked);
     sb_printf(e->c, "%s[k] += y_%s[k] * %s[k];\n", ybuf(e, ar->dst), IR_BLOCK(e->m, ar->src)->cname,
               ybuf(e, ar->src));
@@ -225,6 +267,31 @@ static void emit_init(Emit *e, int bi, bool chunked) {
   sb_puts(c, ";\n");
 }
 
+/* softmax and its Jacobian-vector products act on all the channels of a grid
+ * point at once: one call per block (per chunk of time), not a pointwise
+ * loop. Returns false for the pointwise activations. */
+static bool emit_softmax(Emit *e, int bi, const char *y, const char *z, bool chunked) {
+  const IrBlock *b = IR_BLOCK(e->m, bi);
+  const Act *a = &b->act;
+  const char *s;
+  if (a->kind == ACT_SOFTMAX) {
+    sb_printf(e->c, "    softmax_ch(%s, %s, batch, %d, %ld, %s);\n", y, z, b->shape.channels,
+              b->size / b->shape.channels, softmax_range(e, b, chunked));
+    return true;
+  }
+  if (a->kind == ACT_SOFTMAX_JVP) /* s = the gate's z, in this machine */
+    s = zbuf(e, a->gate);
+  else if (a->kind == ACT_DERIV && a->deriv_of == ACT_SOFTMAX) /* s = this block's softmax */
+    s = primal_z(e, bi);
+  else if (a->kind == ACT_DERIV && a->deriv_of == ACT_SOFTMAX_JVP) /* the primal gate's z */
+    s = primal_z(e, a->gate);
+  else
+    return false;
+  sb_printf(e->c, "    softmax_jvp(%s, %s, %s, batch, %d, %ld, %s);\n", s, y, z, b->shape.channels,
+            b->size / b->shape.channels, softmax_range(e, b, chunked));
+  return true;
+}
+
 /* Solves one block: y = [input] [+ bias] + arrows, then z = sigma(y). */
 static void emit_block(Emit *e, int bi, bool chunked) {
   const IrBlock *b = IR_BLOCK(e->m, bi);
@@ -237,6 +304,8 @@ static void emit_block(Emit *e, int bi, bool chunked) {
   if (b->act.kind == ACT_IDENTITY)
     return;
   const char *z = zbuf(e, bi);
+  if (emit_softmax(e, bi, y, z, chunked))
+    return;
   open_range(e, b, chunked);
   sb_printf(c, "%s[k] = ", z);
   const Act *a = &b->act;

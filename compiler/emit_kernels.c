@@ -275,6 +275,62 @@ static const char kernels[] =
     "static inline real d_sin(real y, real z) { (void)z; return cos%s(y); }\n"
     "\n";
 
+/* softmax over the channels, which is not pointwise: at each grid point g of
+ * [g0, g1) of every sample, the C values y[c * G + g]. exp%s is expf for f32. */
+static const char softmax_kernels[] =
+    "/* z = softmax(y) over the C channels at grid points [g0, g1) of G; the\n"
+    " * maximum is subtracted first so exp cannot overflow */\n"
+    "static void softmax_ch(const real *restrict y, real *restrict z, long batch, long C, long G,\n"
+    "                       long g0, long g1)\n"
+    "{\n"
+    "    for (long n = 0; n < batch; n++)\n"
+    "        for (long g = g0; g < g1; g++) {\n"
+    "            const real *yg = y + n * C * G + g;\n"
+    "            real *zg = z + n * C * G + g, mx = yg[0], sum = 0;\n"
+    "            for (long c = 1; c < C; c++)\n"
+    "                mx = yg[c * G] > mx ? yg[c * G] : mx;\n"
+    "            for (long c = 0; c < C; c++)\n"
+    "                sum += zg[c * G] = exp%s(yg[c * G] - mx);\n"
+    "            for (long c = 0; c < C; c++)\n"
+    "                zg[c * G] /= sum;\n"
+    "        }\n"
+    "}\n"
+    "\n"
+    "/* out = s * (x - <s, x>) over the channels: the softmax's Jacobian at\n"
+    " * s = softmax(y), diag(s) - s s^T (symmetric), times x */\n"
+    "static void softmax_jvp(const real *restrict s, const real *restrict x, real *restrict out,\n"
+    "                        long batch, long C, long G, long g0, long g1)\n"
+    "{\n"
+    "    for (long n = 0; n < batch; n++)\n"
+    "        for (long g = g0; g < g1; g++) {\n"
+    "            long o = n * C * G + g;\n"
+    "            real dot = 0;\n"
+    "            for (long c = 0; c < C; c++)\n"
+    "                dot += s[o + c * G] * x[o + c * G];\n"
+    "            for (long c = 0; c < C; c++)\n"
+    "                out[o + c * G] = s[o + c * G] * (x[o + c * G] - dot);\n"
+    "        }\n"
+    "}\n"
+    "\n"
+    "/* The gradient of <w, softmax_jvp(s, x)> in s, added to acc:\n"
+    " * x * w - w <s, x> - x <s, w> */\n"
+    "static void softmax_gate(const real *restrict s, const real *restrict x, const real *restrict w,\n"
+    "                         real *restrict acc, long batch, long C, long G, long g0, long g1)\n"
+    "{\n"
+    "    for (long n = 0; n < batch; n++)\n"
+    "        for (long g = g0; g < g1; g++) {\n"
+    "            long o = n * C * G + g;\n"
+    "            real sx = 0, sw = 0;\n"
+    "            for (long c = 0; c < C; c++) {\n"
+    "                sx += s[o + c * G] * x[o + c * G];\n"
+    "                sw += s[o + c * G] * w[o + c * G];\n"
+    "            }\n"
+    "            for (long c = 0; c < C; c++)\n"
+    "                acc[o + c * G] += x[o + c * G] * w[o + c * G] - w[o + c * G] * sx - x[o + c * G] * sw;\n"
+    "        }\n"
+    "}\n"
+    "\n";
+
 /* A piece of the prelude: one function (with its comment) or the enum. */
 typedef struct Piece {
   const char *text;
@@ -359,6 +415,7 @@ void emit_kernels(StrBuf *c, bool f32, const char *body) {
   StrBuf all = {0};
   /* AVX-512 holds 8 doubles or 16 floats: two vectors of columns per row */
   sb_printf(&all, kernels, f32 ? 32 : 16, s, s, s, s, s, s, s, s, s, s);
+  sb_printf(&all, softmax_kernels, s);
   Piece pieces[64];
   int n = split(all.data, pieces, 64);
   size_t blen = strlen(body);

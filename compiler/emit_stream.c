@@ -30,6 +30,9 @@ const char *emit_stream_why(Arena *a, const IrMachine *m) {
     const IrBlock *b = IR_BLOCK(m, i);
     if (b->shape.ngrid != 1 || (T >= 0 && b->shape.grid[0] != T))
       return arena_printf(a, "block %s is not on the one time axis of the machine", b->name);
+    if (b->act.kind == ACT_SOFTMAX || b->act.kind == ACT_SOFTMAX_JVP) /* not per channel */
+      return arena_printf(a, "block %s applies %s over its channels, which streaming does not "
+                             "support", b->name, ir_act_name(b->act.kind));
     T = b->shape.grid[0];
   }
   for (int i = 0; i < m->arrows.len; i++) {

@@ -153,7 +153,8 @@ static Value *lookup_var(Scope *sc, const char *name) {
 }
 
 static const char *const builtin_funcs[] = {"len", "sum", "min", "max", "abs",
-                                            "uniform", "normal", "transpose", "mul"};
+                                            "uniform", "normal", "transpose", "mul",
+                                            "softmax_jvp"};
 
 static Term *term_new(Ev *ev, TermKind k, Loc loc) {
   Term *t = arena_alloc(ev->a, sizeof *t);
@@ -775,19 +776,21 @@ static Value *apply_act(Ev *ev, Value *f, Args *a, Loc loc) {
   return v;
 }
 
-/* mul(gate, linear): z = z_gate * y. Used by printed dual machines. */
-static Value *apply_mul(Ev *ev, Args *a, Loc loc) {
-  if (a->npos != 2 || a->pos[0]->kind != V_REF || !no_more_kw(ev, a, "mul")) {
-    err(ev, loc, "mul takes a gate block and a linear part: mul(g, dense(x))");
+/* mul(gate, linear): z = z_gate * y; softmax_jvp(gate, linear): z = s * (y - <s, y>)
+ * with s = z_gate. Used by printed dual machines. */
+static Value *apply_gated(Ev *ev, Args *a, ActKind kind, Loc loc) {
+  const char *fn = ir_act_name(kind);
+  if (a->npos != 2 || a->pos[0]->kind != V_REF || !no_more_kw(ev, a, fn)) {
+    err(ev, loc, "%s takes a gate block and a linear part: %s(g, dense(x))", fn, fn);
     return NULL;
   }
   Value *lin = as_terms(ev, a->pos[1]);
   if (!lin) {
-    err(ev, a->pos[1]->loc, "mul applies to a linear part");
+    err(ev, a->pos[1]->loc, "%s applies to a linear part", fn);
     return NULL;
   }
   Value *v = vnew(ev, V_BEXPR, loc);
-  v->act.kind = ACT_MUL;
+  v->act.kind = kind;
   v->gate = a->pos[0];
   v->items = lin->items;
   return v;
@@ -824,8 +827,8 @@ static Value *eval_call(Ev *ev, Scope *sc, const Ast *n) {
     bool adjoint;
     if (ir_arrow_lookup(f->s, &k, &adjoint))
       return call_arrow(ev, k, adjoint, &a, n->loc);
-    if (strcmp(f->s, "mul") == 0)
-      return apply_mul(ev, &a, n->loc);
+    if (strcmp(f->s, "mul") == 0 || strcmp(f->s, "softmax_jvp") == 0)
+      return apply_gated(ev, &a, f->s[0] == 'm' ? ACT_MUL : ACT_SOFTMAX_JVP, n->loc);
     return call_builtin(ev, f->s, &a, n->loc);
   }
   case V_REF: {
@@ -1053,7 +1056,7 @@ static void exec_block(Ev *ev, Scope *sc, const Ast *n) {
   if (v->kind == V_BEXPR && v->gate) {
     PtrVec g = {0};
     if (!expand_ref(ev, v->gate, &g) || g.len != 1) {
-      err(ev, v->gate->loc, "mul needs exactly one gate block");
+      err(ev, v->gate->loc, "%s needs exactly one gate block", ir_act_name(v->act.kind));
       return;
     }
     b->gate = ((SrcName *)g.items[0])->name;

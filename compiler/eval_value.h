@@ -19,7 +19,7 @@ typedef enum VKind {
   V_REF,     /* s = name of a block or parameter, items = index values not yet
                 applied (ints or lists); transposed for transpose(W) */
   V_TERMS,   /* items: Term*: a linear part, a sum of terms */
-  V_BEXPR,   /* act + items (Term*) + gate (ACT_MUL): a block's definition */
+  V_BEXPR,   /* act + items (Term*) + gate (ACT_MUL, ACT_SOFTMAX_JVP): a block's definition */
   V_MACHINE, /* def + args, or op + lhs/rhs for a composition */
   V_INIT,    /* init + f (scale): how a parameter starts */
   V_FUNC,    /* s: a builtin function (len, sum, min, max, ...) */
@@ -35,7 +35,7 @@ struct Value {
   PtrVec items;
   Shape shape;
   Act act;
-  Value *gate;          /* V_BEXPR with ACT_MUL: a V_REF */
+  Value *gate;          /* V_BEXPR with ACT_MUL or ACT_SOFTMAX_JVP: a V_REF */
   bool transposed;      /* V_REF */
   InitKind init;        /* V_INIT */
   /* V_MACHINE */
@@ -81,7 +81,7 @@ typedef struct DBlock {
   Loc loc;
   Shape shape;
   Act act;
-  const char *gate;     /* ACT_MUL: gate block name */
+  const char *gate;     /* ACT_MUL, ACT_SOFTMAX_JVP: gate block name */
   Loc gate_loc;
   PtrVec terms;         /* Term* */
   bool has_input, is_output;

@@ -59,7 +59,8 @@ static Graph graph_of(Arena *a, const IrMachine *m, const int *lag, int tb, cons
   }
   for (int i = 0; i < g.n; i++) {
     int gate = IR_BLOCK(m, i)->act.gate;
-    if (IR_BLOCK(m, i)->act.kind == ACT_MUL && (!stage || (stage[gate] == want && stage[i] == want)))
+    ActKind ak = IR_BLOCK(m, i)->act.kind;
+    if ((ak == ACT_MUL || ak == ACT_SOFTMAX_JVP) && (!stage || (stage[gate] == want && stage[i] == want)))
       add_edge(&g, gate, i, -1);
   }
   return g;

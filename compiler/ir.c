@@ -11,14 +11,15 @@ static const char *const act_names[] = {
     [ACT_SIGMOID] = "sigmoid",   [ACT_RELU] = "relu",
     [ACT_LEAKY_RELU] = "leaky_relu", [ACT_GELU] = "gelu",
     [ACT_SOFTPLUS] = "softplus", [ACT_SIN] = "sin",
-    [ACT_MUL] = "mul",           [ACT_DERIV] = "deriv",
+    [ACT_SOFTMAX] = "softmax",   [ACT_MUL] = "mul",
+    [ACT_SOFTMAX_JVP] = "softmax_jvp", [ACT_DERIV] = "deriv",
 };
 
 const char *ir_act_name(ActKind k) { return act_names[k]; }
 
-/* Only the pointwise activations a user may write by name. */
+/* The activations a user may write by name (not the gated ones). */
 bool ir_act_lookup(const char *name, ActKind *k) {
-  for (int i = ACT_IDENTITY; i <= ACT_SIN; i++)
+  for (int i = ACT_IDENTITY; i <= ACT_SOFTMAX; i++)
     if (strcmp(name, act_names[i]) == 0) {
       *k = (ActKind)i;
       return true;

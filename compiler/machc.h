@@ -269,16 +269,23 @@ typedef enum ActKind {
   ACT_GELU,       /* exact: y * Phi(y) */
   ACT_SOFTPLUS,
   ACT_SIN,
+  ACT_SOFTMAX,    /* not pointwise: z = exp(y - max) / sum exp(y - max) over the
+                     channels, at each grid point (a flat block: all of it) */
   ACT_MUL,        /* z = z[gate] * y; gate is a block (an input) of this machine */
+  ACT_SOFTMAX_JVP, /* z = s * (y - <s, y>), s = z[gate], the inner product over
+                     the channels: the softmax's Jacobian at s times y. Printed
+                     dual machines use it; gate is a block like mul's */
   ACT_DERIV,      /* dual machines only: z = sigma'(y_primal) * y, where sigma
                      is deriv_of (with alpha) and the primal state is that of
-                     the same block in IrMachine.primal */
+                     the same block in IrMachine.primal; for softmax (and
+                     softmax_jvp) the Jacobian-vector product z_p * (y - <z_p, y>)
+                     with z_p the primal softmax output (the primal gate's z) */
 } ActKind;
 
 typedef struct Act {
   ActKind kind;
   double alpha;     /* ACT_LEAKY_RELU (and ACT_DERIV of it) */
-  int gate;         /* ACT_MUL: block index */
+  int gate;         /* ACT_MUL, ACT_SOFTMAX_JVP (and their ACT_DERIV): block index */
   ActKind deriv_of; /* ACT_DERIV */
 } Act;
 
@@ -308,7 +315,9 @@ typedef enum ArrowKind {
   ARROW_AVGPOOL,  /* average over windows (kernel, stride, pads per axis) */
   ARROW_GAVGPOOL, /* average over the whole grid, per channel */
   ARROW_GATE,     /* dual machines only: the gradient through the gate of a
-                     mul block src, y_dst += y_src(primal) * y_src (zbar) */
+                     mul block src, y_dst += y_src(primal) * y_src (zbar); of a
+                     softmax_jvp block src (s = the gate's primal z, y = y_src
+                     primal, w = zbar_src): y_dst += y w - w <s, y> - y <s, w> */
 } ArrowKind;
 
 typedef struct ConvAxis {

@@ -293,9 +293,10 @@ static int emit_output(Arena *a, const Options *o, const Paths *paths, IrMachine
   IrMachine *dual = dual_machine(a, m);
   if (o->emit == EMIT_DUAL)
     for (int i = 0; i < m->blocks.len; i++)
-      if (IR_BLOCK(m, i)->act.kind == ACT_MUL) {
-        fprintf(stderr, "machc: %s: the dual of a machine with mul gates ('%s') is bilinear in the "
-                        "gate and has no .mach form\n", o->input, IR_BLOCK(m, i)->name);
+      if (IR_BLOCK(m, i)->act.kind == ACT_MUL || IR_BLOCK(m, i)->act.kind == ACT_SOFTMAX_JVP) {
+        fprintf(stderr, "machc: %s: the dual of a machine with %s gates ('%s') is bilinear in the "
+                        "gate and has no .mach form\n", o->input, ir_act_name(IR_BLOCK(m, i)->act.kind),
+                IR_BLOCK(m, i)->name);
         return 1;
       }
   if (o->emit == EMIT_DUAL || o->emit == EMIT_MACH) {

@@ -1,7 +1,9 @@
 /* print.c — prints a machine as .mach source that machc compiles back to
  * the same machine: every weight named explicitly, parameters declared.
  * A dual machine prints its derivative activations as mul(g, ...) with the
- * gate g = sigma'(y) of the primal block an extra input named dsigma.NAME. */
+ * gate g = sigma'(y) of the primal block an extra input named dsigma.NAME;
+ * a softmax block's as softmax_jvp(g, ...) with g = softmax(y), its primal
+ * output, since the softmax's Jacobian is not diagonal. */
 #include "machc.h"
 
 #include <stdlib.h>
@@ -55,10 +57,12 @@ static void print_block(Arena *a, const IrMachine *m, int bi, StrBuf *o) {
     sb_printf(o, "%s\n", lin.data);
     break;
   case ACT_DERIV:
-    sb_printf(o, "mul(%s, %s)\n", gate_name(a, m, bi), lin.data);
+    sb_printf(o, "%s(%s, %s)\n", b->act.deriv_of == ACT_SOFTMAX ? "softmax_jvp" : "mul",
+              gate_name(a, m, bi), lin.data);
     break;
   case ACT_MUL:
-    sb_printf(o, "mul(%s, %s)\n", IR_BLOCK(m, b->act.gate)->name, lin.data);
+  case ACT_SOFTMAX_JVP:
+    sb_printf(o, "%s(%s, %s)\n", ir_act_name(b->act.kind), IR_BLOCK(m, b->act.gate)->name, lin.data);
     break;
   case ACT_LEAKY_RELU:
     sb_printf(o, "leaky_relu(%s, alpha = %s)\n", lin.data, num(buf, sizeof buf, b->act.alpha));
@@ -103,6 +107,12 @@ void print_machine(const IrMachine *m, StrBuf *o) {
                "# Inputs: the cotangents dLoss/dz of the primal outputs, and dsigma.NAME =\n"
                "# sigma'(y) of each block NAME at the primal state. Outputs: dLoss/dy0 of\n"
                "# the primal inputs. Weights are the primal's, read transposed.\n");
+    for (int i = 0; i < m->blocks.len; i++)
+      if (IR_BLOCK(m, i)->act.kind == ACT_DERIV && IR_BLOCK(m, i)->act.deriv_of == ACT_SOFTMAX) {
+        sb_puts(o, "# For a softmax block dsigma.NAME is its output z = softmax(y) instead, and\n"
+                   "# ybar = softmax_jvp(z, zbar) = z * (zbar - <z, zbar>) over the channels.\n");
+        break;
+      }
   }
   sb_printf(o, "machine %s {\n", m->name);
   print_params(m, o);
