@@ -29,16 +29,20 @@ static const struct command commands[] = {
    "  --dump-state S.npz y.NAME and z.NAME of every block, [N, shape]\n"
    "  --batch B          samples per minibatch (default 256; results do not depend on it)\n"
    "  --scale S          multiply the inputs by S (e.g. 0.00392156862745098 = 1/255)\n"
-   "  --sep C, --skip-header, --data-cols COLS   CSV separator, header, columns\n"},
+   "  --sep C, --skip-header, --data-cols COLS   CSV separator, header, columns\n"
+   "  --argmax           write each flat output's class index (its largest channel)\n"
+   "  --proba            write softmax(output) over the channels (outputs are logits)\n"},
   {"predict", mach_cmd_predict,
-   "--weights W.npz [--input X (default -)] [--output Y (default -)] [--batch B]",
+   "--weights W.npz [--input X (default -)] [--output Y (default -)] [--argmax|--proba] [--batch B]",
    "Like forward, reading CSV from stdin and writing CSV to stdout by default.\n"
    "  --weights W.npz    parameters\n"
    "  --input X          .npy, .csv or - ; NAME=X per input when there are several\n"
    "  --scale S, --sep C, --skip-header, --data-cols COLS   as for forward\n"
    "  --output Y         .npy, .npz, .csv or - ; NAME=Y per output\n"
    "  --dump-state S.npz y.NAME and z.NAME of every block\n"
-   "  --batch B          samples per minibatch (default 256)\n"},
+   "  --batch B          samples per minibatch (default 256)\n"
+   "  --argmax           class indices: the largest channel of each flat output\n"
+   "  --proba            probabilities: softmax over the channels of logits outputs\n"},
   {"grad", mach_cmd_grad,
    "--weights W.npz --input [NAME=]X.npy --cotangent [NAME=]G.npy --output D.npz [--dump-state S.npz] [--dump-dual B.npz] [--batch B]",
    "Vector-Jacobian product of loss = sum(output * G), summed over all samples.\n"

@@ -41,6 +41,15 @@ static int pick_loss(const struct mach_ctx *c, const struct mach_args *a,
                b->name, b->rank);
       return 2;
     }
+    /* xent takes logits and applies the softmax itself: a second one would
+     * train a different, badly conditioned loss */
+    if (b->activation && strcmp(b->activation, "softmax") == 0) {
+      mach_err(c, "%s: --loss xent applies the softmax itself, but output '%s' already ends in "
+                  "softmax; make the output the logits (no activation) and use 'predict --proba' "
+                  "for probabilities",
+               a->cmd, b->name);
+      return 2;
+    }
   } else {
     mach_err(c, "%s: --loss: '%s' is not mse or xent (try '%s %s --help')", a->cmd, v, c->prog,
              a->cmd);

@@ -4,6 +4,7 @@
  * --batch samples; inputs are passed to the model straight from the loaded
  * [N, shape] arrays (a batch of samples is contiguous there), and the state
  * buffer holds one batch. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -181,6 +182,7 @@ static const struct mach_optspec forward_opts[] = {
   {"batch", MACH_OPT_VALUE},
   {"scale", MACH_OPT_VALUE}, {"sep", MACH_OPT_VALUE}, {"skip-header", MACH_OPT_FLAG},
   {"data-cols", MACH_OPT_VALUE},
+  {"argmax", MACH_OPT_FLAG}, {"proba", MACH_OPT_FLAG},
   {NULL, MACH_OPT_FLAG},
 };
 
@@ -230,6 +232,67 @@ static int run_setup(const struct mach_ctx *c, const struct mach_args *a, const 
   return 0;
 }
 
+static int ends_in_softmax(const struct mach_block *b) {
+  return b->activation && strcmp(b->activation, "softmax") == 0;
+}
+
+/* --proba: the softmax over the channels of each output, at every grid
+ * point, the maximum subtracted first (outputs are logits). */
+static int to_proba(const struct mach_ctx *c, const char *cmd, struct run *r) {
+  const struct mach_model *m = c->m;
+  for (int k = 0; k < m->n_outputs; k++) {
+    const struct mach_block *b = &m->blocks[m->outputs[k]];
+    long C = b->shape[0], G = b->size / C;
+    if (ends_in_softmax(b)) {
+      mach_err(c, "%s: --proba: output '%s' already ends in softmax; its values are "
+                  "probabilities (leave out --proba)",
+               cmd, b->name);
+      return 2;
+    }
+    for (long i = 0; i < r->n * G; i++) {
+      mach_real *v = r->ys[k] + (i / G) * b->size + i % G;
+      double mx = v[0], sum = 0;
+      for (long ch = 1; ch < C; ch++)
+        mx = v[ch * G] > mx ? v[ch * G] : mx;
+      for (long ch = 0; ch < C; ch++)
+        sum += exp((double)v[ch * G] - mx);
+      for (long ch = 0; ch < C; ch++)
+        v[ch * G] = (mach_real)(exp((double)v[ch * G] - mx) / sum);
+    }
+  }
+  return 0;
+}
+
+/* --argmax: each flat output becomes one class index per sample (the first
+ * largest channel); *om describes them as blocks of one scalar. */
+static int to_argmax(const struct mach_ctx *c, const char *cmd, struct run *r,
+                     struct mach_model *om) {
+  const struct mach_model *m = c->m;
+  struct mach_block *bl = mach_alloc(c, (size_t)m->n_blocks, sizeof *bl);
+  if (!bl)
+    return 1;
+  memcpy(bl, m->blocks, (size_t)m->n_blocks * sizeof *bl);
+  *om = *m;
+  om->blocks = bl;
+  for (int k = 0; k < m->n_outputs; k++) {
+    struct mach_block *b = &bl[m->outputs[k]];
+    if (b->rank != 1) {
+      mach_err(c, "%s: --argmax needs flat outputs, but '%s' has %d axes", cmd, b->name, b->rank);
+      return 2;
+    }
+    for (long i = 0; i < r->n; i++) {
+      const mach_real *v = r->ys[k] + i * b->size;
+      long arg = 0;
+      for (long ch = 1; ch < b->size; ch++)
+        arg = v[ch] > v[arg] ? ch : arg;
+      r->ys[k][i] = (mach_real)arg; /* row i is read before index i is written */
+    }
+    b->shape[0] = 1;
+    b->size = 1;
+  }
+  return 0;
+}
+
 static int run_forward(const struct mach_ctx *c, const struct mach_args *a, const char *in_def,
                        const char *out_def) {
   const struct mach_model *m = c->m;
@@ -258,7 +321,25 @@ static int run_forward(const struct mach_ctx *c, const struct mach_args *a, cons
     }
     dump_batch(m, &r.ds, r.state, b, start, r.n);
   }
-  rc = save_outputs(c, a, out_def, r.n, r.ys);
+  if (mach_arg(a, "argmax") && mach_arg(a, "proba")) {
+    mach_err(c, "%s: --argmax and --proba exclude each other (try '%s %s --help')", a->cmd,
+             c->prog, a->cmd);
+    rc = 2;
+    goto done;
+  }
+  if (mach_arg(a, "proba") && (rc = to_proba(c, a->cmd, &r)))
+    goto done;
+  if (mach_arg(a, "argmax")) {
+    struct mach_model om;
+    struct mach_ctx oc = {c->prog, &om};
+    om.blocks = NULL;
+    rc = to_argmax(c, a->cmd, &r, &om);
+    if (!rc)
+      rc = save_outputs(&oc, a, out_def, r.n, r.ys);
+    free((void *)om.blocks);
+  } else {
+    rc = save_outputs(c, a, out_def, r.n, r.ys);
+  }
   if (!rc && dump)
     rc = dump_save(c, &r.ds, dump, r.n, "y.", "z.");
 done:
