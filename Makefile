@@ -2,7 +2,8 @@
 #
 #   make            build bin/machc and the runtime libraries
 #   make test       the test suite (Criterion); SANITIZE=1 for ASan + UBSan
-#   make test-examples  the example trainings (poly, sine, waves; about a minute)
+#   make deps-cross the cross tools of the embedded tests (make test runs it)
+#   make test-examples  the example trainings (poly, sine, waves, examples/embed; about a minute)
 #   make demo       compile examples/poly.mach, train it, print results
 #   make bench      forward/backward timings of the benchmark configurations, beside
 #                   PyTorch's when python3-torch is installed (PATTERN=conv2d selects,

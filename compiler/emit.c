@@ -580,8 +580,9 @@ static void emit_header(const IrMachine *m, const Layout *lay, const EmitOptions
   }
   for (int k = 0; k < m->noutputs; k++) {
     const IrBlock *b = IR_BLOCK(m, m->outputs[k]);
-    sb_printf(h, "/* output %d: %s, %s, at state + batch * %ld */\n", k, b->name,
-              ir_shape_text(a, &b->shape), lay->z_off[m->outputs[k]]);
+    sb_printf(h, "#define %s_OUT_%s %ldL /* output %d: %s, %s, at state + batch * %s_OUT_%s */\n",
+              up, b->cname, lay->z_off[m->outputs[k]], k, b->name, ir_shape_text(a, &b->shape), up,
+              b->cname);
   }
   bake_offsets(m, up, h);
   sb_printf(h, "\nvoid %s_forward(const %s *params, const %s *const *inputs, %s *state, long batch);\n",

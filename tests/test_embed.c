@@ -152,6 +152,21 @@ static E2eArr poly_inputs(void) {
   return x;
 }
 
+/* The per-sample offset of output 0 in the state, from the header's
+ * line `#define UP_OUT_<name> OFFSET`, commented "output 0". */
+static long output_offset(const char *dir) {
+  char *h = e2e_read_file(e2e_path(dir, "model.h"), NULL);
+  cr_assert(h);
+  const char *at = strstr(h, "/* output 0: ");
+  cr_assert(at, "%s", h);
+  while (at > h && at[-1] != '\n')
+    at--;
+  long off = -1;
+  cr_assert_eq(sscanf(at, "#define %*s %ld", &off), 1, "%s", h);
+  free(h);
+  return off;
+}
+
 /* ---- point 1: baked weights ---------------------------------------------------- */
 
 static void round_trip(const char *dtype) {
@@ -181,6 +196,7 @@ static void round_trip(const char *dtype) {
   const char *flags[] = {"-O3", "-march=native", NULL}; /* as machc builds the binary */
   build_driver(dir, "clang", "poly", "POLY", f32, flags);
   E2eArr x = poly_inputs();
+  cr_assert_eq(output_offset(dir), 28);
   run_driver(dir, &x, f32, 28, 1, NULL);
   /* the array holds the bytes of the file, parameter by parameter */
   long nw;
@@ -243,19 +259,6 @@ Test(embed, weights_errors) {
 }
 
 /* ---- point 5: portable, reproducible C ------------------------------------------- */
-
-/* The per-sample offset of output 0 in the state, from the header's comment. */
-static long output_offset(const char *dir) {
-  char *h = e2e_read_file(e2e_path(dir, "model.h"), NULL);
-  cr_assert(h);
-  const char *at = strstr(h, "/* output 0: ");
-  cr_assert(at, "%s", h);
-  at = strstr(at, "at state + batch * ");
-  cr_assert(at, "%s", h);
-  long off = atol(at + strlen("at state + batch * "));
-  free(h);
-  return off;
-}
 
 /* Undefined symbols of an object, one per line, sorted, leaving out the
  * memcpy, memmove and memset that the compilers call for copies and fills. */

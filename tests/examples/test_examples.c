@@ -5,7 +5,10 @@
  *   as `make demo` reports them);
  * - both machines of examples/sine.mach learn the shifted sine (as
  *   examples/run-sine.sh trains them);
- * - examples/waves.mach classifies wave shapes (as examples/run-waves.sh). */
+ * - examples/waves.mach classifies wave shapes (as examples/run-waves.sh);
+ * - examples/embed/run.sh bakes the trained waves model into standalone C
+ *   and classifies with it, on this machine and (with the cross tools)
+ *   under qemu-arm. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -190,4 +193,24 @@ Test(examples, waves_are_classified, .timeout = 180) {
     e2e_run_free(&t);
   }
   cr_assert(good >= 2, "only %d of 3 seeds reached 90%% held-out accuracy", good);
+}
+
+/* The embedded walk-through: train, bake, build classify.c, run it. */
+Test(examples, embedded_classifier, .timeout = 180) {
+  E2eRun r = e2e_runl(e2e_root(), 170, "sh", e2e_fmt("%s/examples/embed/run.sh", e2e_root()),
+                      e2e_machc(), NULL);
+  e2e_check_ok(&r, "examples/embed/run.sh");
+  int right = 0, total = 0;
+  const char *line = strstr(r.out, "classified ");
+  cr_assert(line && sscanf(line, "classified %d of %d waves correctly", &right, &total) == 2, "%s",
+            r.out);
+  cr_assert_eq(total, 30);
+  cr_assert_geq(right, 27, "%s", r.out);
+  line = strstr(r.out, "qemu-arm: classified ");
+  if (line) { /* the same program, the same weights on ARM */
+    int arm = 0;
+    cr_assert_eq(sscanf(line, "qemu-arm: classified %d of", &arm), 1);
+    cr_assert_eq(arm, right, "%s", r.out);
+  }
+  e2e_run_free(&r);
 }
