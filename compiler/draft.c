@@ -6,31 +6,33 @@
 #include <math.h>
 #include <string.h>
 
-enum { MAX_PARAMS_LOG2 = 31 };
+enum {
+  MAX_PARAMS_LOG2 = 31,
+  MAX_CONV_OPTION = 1 << 20, /* kernel size, stride, dilation along one axis */
+  MAX_PAD = 1 << 24,         /* |pad|, the largest grid axis */
+};
 #define MAX_PARAMS (1L << MAX_PARAMS_LOG2) /* scalars in all parameters */
 
 Draft *draft_new(Arena *a, const char *name) {
   Draft *d = arena_alloc(a, sizeof *d);
   d->name = name;
+  d->block_map = arena_alloc(a, sizeof *d->block_map);
+  d->param_map = arena_alloc(a, sizeof *d->param_map);
   return d;
 }
 
-DBlock *draft_find(const Draft *d, const char *name) {
-  for (int i = 0; i < d->blocks.len; i++) {
-    DBlock *b = d->blocks.items[i];
-    if (strcmp(b->name, name) == 0)
-      return b;
-  }
-  return NULL;
+DBlock *draft_find(const Draft *d, const char *name) { return strmap_get(d->block_map, name); }
+
+static DParam *find_param(const Draft *d, const char *name) { return strmap_get(d->param_map, name); }
+
+void draft_add_block(Arena *a, Draft *d, DBlock *b) {
+  vec_push(a, &d->blocks, b);
+  strmap_put(a, d->block_map, b->name, b);
 }
 
-static DParam *find_param(const Draft *d, const char *name) {
-  for (int i = 0; i < d->params.len; i++) {
-    DParam *p = d->params.items[i];
-    if (strcmp(p->name, name) == 0)
-      return p;
-  }
-  return NULL;
+void draft_add_param(Arena *a, Draft *d, DParam *p) {
+  vec_push(a, &d->params, p);
+  strmap_put(a, d->param_map, p->name, p);
 }
 
 /* ------------------------------------------------------------ composition */
@@ -68,6 +70,12 @@ void draft_prefix(Arena *a, Draft *d, const char *label) {
     DMark *m = d->marks.items[i];
     m->name = pre(a, label, m->name);
   }
+  *d->block_map = (StrMap){0}; /* every name changed */
+  *d->param_map = (StrMap){0};
+  for (int i = 0; i < d->blocks.len; i++)
+    strmap_put(a, d->block_map, ((DBlock *)d->blocks.items[i])->name, d->blocks.items[i]);
+  for (int i = 0; i < d->params.len; i++)
+    strmap_put(a, d->param_map, ((DParam *)d->params.items[i])->name, d->params.items[i]);
 }
 
 static bool pure_input(const DBlock *b) { return b->has_input && b->terms.len == 0; }
@@ -86,7 +94,7 @@ static bool merge_block(Arena *a, Diag *diag, Draft *into, DBlock *b, MergeMode 
   if (mode == MERGE_USE)
     b->is_output = false;
   if (!e) {
-    vec_push(a, &into->blocks, b);
+    draft_add_block(a, into, b);
     return true;
   }
   if (mode == MERGE_PAR) {
@@ -156,7 +164,7 @@ bool draft_merge(Arena *a, Diag *diag, Draft *into, Draft *from, MergeMode mode,
       ok = false;
       continue;
     }
-    vec_push(a, &into->params, p);
+    draft_add_param(a, into, p);
   }
   if (mode != MERGE_USE)
     for (int i = 0; i < from->marks.len; i++)
@@ -173,21 +181,19 @@ bool draft_merge(Arena *a, Diag *diag, Draft *into, Draft *from, MergeMode mode,
   return ok;
 }
 
-static bool marked(const Draft *d, const DBlock *b) {
-  if (b->is_output)
-    return true;
-  for (int i = 0; i < d->marks.len; i++)
-    if (strcmp(((DMark *)d->marks.items[i])->name, b->name) == 0)
-      return true;
-  return false;
+static bool marked(StrMap *marks, const DBlock *b) {
+  return b->is_output || strmap_get(marks, b->name);
 }
 
 /* f >> g: g's inputs, in order, read f's outputs, in order, through an
  * identity arrow; f's outputs become internal; then the two are summed. */
 bool draft_sequence(Arena *a, Diag *diag, Draft *left, Draft *right, Loc loc) {
   PtrVec outs = {0}, ins = {0};
+  StrMap marks = {0};
+  for (int i = 0; i < left->marks.len; i++)
+    strmap_put(a, &marks, ((DMark *)left->marks.items[i])->name, left->marks.items[i]);
   for (int i = 0; i < left->blocks.len; i++)
-    if (marked(left, left->blocks.items[i]))
+    if (marked(&marks, left->blocks.items[i]))
       vec_push(a, &outs, left->blocks.items[i]);
   for (int i = 0; i < right->blocks.len; i++)
     if (((DBlock *)right->blocks.items[i])->has_input)
@@ -227,22 +233,18 @@ typedef struct Builder {
   Diag *d;
   Draft *draft;
   IrMachine *m;
-  PtrVec cnames;  /* C identifiers of blocks */
-  PtrVec pnames;  /* C identifiers of parameters */
+  StrMap cnames;  /* C identifiers of blocks */
+  StrMap pnames;  /* C identifiers of parameters */
+  StrMap block_ix, param_ix; /* names to index + 1 in m->blocks, m->params */
 } Builder;
 
-static int block_index(const IrMachine *m, const char *name) {
-  for (int i = 0; i < m->blocks.len; i++)
-    if (strcmp(IR_BLOCK(m, i)->name, name) == 0)
-      return i;
-  return -1;
+/* Indices by name, stored as index + 1 so that 0 (NULL) means absent. */
+static int block_index(Builder *b, const char *name) {
+  return (int)(intptr_t)strmap_get(&b->block_ix, name) - 1;
 }
 
-static int param_index(const IrMachine *m, const char *name) {
-  for (int i = 0; i < m->params.len; i++)
-    if (strcmp(IR_PARAM(m, i)->name, name) == 0)
-      return i;
-  return -1;
+static int param_index(Builder *b, const char *name) {
+  return (int)(intptr_t)strmap_get(&b->param_ix, name) - 1;
 }
 
 /* Saturates at LONG_MAX instead of overflowing. */
@@ -258,7 +260,7 @@ static IrParam *add_param(Builder *b, const char *name, Loc loc, int rank, const
                           InitKind init, double scale) {
   IrParam *p = arena_alloc(b->a, sizeof *p);
   const char *base = name;
-  for (int k = 2; param_index(b->m, name) >= 0 || block_index(b->m, name) >= 0; k++)
+  for (int k = 2; param_index(b, name) >= 0 || block_index(b, name) >= 0; k++)
     name = arena_printf(b->a, "%s_%d", base, k);
   p->name = name;
   p->cname = ir_cname(b->a, &b->pnames, "", name);
@@ -278,6 +280,7 @@ static IrParam *add_param(Builder *b, const char *name, Loc loc, int rank, const
     p->init_scale = sqrt(6.0 / fan);
   }
   vec_push(b->a, &b->m->params, p);
+  strmap_put(b->a, &b->param_ix, name, (void *)(intptr_t)b->m->params.len);
   return p;
 }
 
@@ -314,10 +317,12 @@ static bool build_blocks(Builder *b) {
     ib->is_output = db->is_output;
     ib->bias = -1;
     vec_push(b->a, &b->m->blocks, ib);
+    if (block_index(b, ib->name) < 0) /* names are unique; the first wins anyway */
+      strmap_put(b->a, &b->block_ix, ib->name, (void *)(intptr_t)b->m->blocks.len);
   }
   for (int i = 0; i < b->draft->marks.len; i++) {
     DMark *mk = b->draft->marks.items[i];
-    int k = block_index(b->m, mk->name);
+    int k = block_index(b, mk->name);
     if (k < 0) {
       Suggest sg;
       diag_error(b->d, mk->loc, "unknown block '%s'%s", mk->name,
@@ -333,7 +338,7 @@ static bool build_blocks(Builder *b) {
 static bool build_user_params(Builder *b) {
   for (int i = 0; i < b->draft->params.len; i++) {
     DParam *p = b->draft->params.items[i];
-    if (block_index(b->m, p->name) >= 0) {
+    if (block_index(b, p->name) >= 0) {
       diag_error(b->d, p->loc, "parameter '%s' has the name of a block", p->name);
       return false;
     }
@@ -343,7 +348,7 @@ static bool build_user_params(Builder *b) {
 }
 
 static void unknown_block(Builder *b, const SrcName *s) {
-  if (param_index(b->m, s->name) >= 0)
+  if (param_index(b, s->name) >= 0)
     diag_error(b->d, s->loc, "'%s' is a parameter, not a block; pass it as weight = %s",
                s->name, s->name);
   else {
@@ -354,27 +359,37 @@ static void unknown_block(Builder *b, const SrcName *s) {
 
 /* --- weights ---------------------------------------------------------- */
 
-/* A range index on a parameter axis: an int i means i .. i+1. */
+/* A range index on a parameter axis: an int i means i .. i+1. The bounds
+ * are compared in 64 bits, before anything is narrowed to an int. */
 static bool axis_range(Builder *b, const Value *ix, int extent, const char *pname, int axis,
                        int *lo, int *hi) {
+  int64_t l, h;
   if (ix->kind == V_INT) {
-    *lo = (int)ix->i;
-    *hi = *lo + 1;
+    l = ix->i;
+    h = l == INT64_MAX ? l : l + 1;
   } else {
     int n = ix->items.len;
-    *lo = n ? (int)((Value *)ix->items.items[0])->i : 0;
-    *hi = *lo + n;
-    for (int k = 0; k < n; k++)
-      if (((Value *)ix->items.items[k])->i != *lo + k) {
+    l = n ? ((Value *)ix->items.items[0])->i : 0;
+    for (int k = 0; k < n; k++) {
+      int64_t want;
+      if (ck_add(l, k, &want) || ((Value *)ix->items.items[k])->i != want) {
         diag_error(b->d, ix->loc, "a parameter slice must be a contiguous range");
         return false;
       }
+    }
+    if (ck_add(l, n, &h)) { /* the last index is INT64_MAX */
+      diag_error(b->d, ix->loc, "slice %lld ..= %lld is outside axis %d of '%s' (size %d)",
+                 (long long)l, (long long)INT64_MAX, axis, pname, extent);
+      return false;
+    }
   }
-  if (*lo < 0 || *hi > extent || *lo >= *hi) {
-    diag_error(b->d, ix->loc, "slice %d .. %d is outside axis %d of '%s' (size %d)", *lo, *hi,
-               axis, pname, extent);
+  if (l < 0 || h > extent || l >= h) {
+    diag_error(b->d, ix->loc, "slice %lld .. %lld is outside axis %d of '%s' (size %d)",
+               (long long)l, (long long)h, axis, pname, extent);
     return false;
   }
+  *lo = (int)l; /* 0 <= l < h <= extent: both fit */
+  *hi = (int)h;
   return true;
 }
 
@@ -384,9 +399,9 @@ static bool axis_range(Builder *b, const Value *ix, int extent, const char *pnam
 static bool resolve_weight(Builder *b, Term *t, int nk, const int *kern, int cin, int cout,
                            WeightRef *w) {
   Value *v = t->weight;
-  int pi = param_index(b->m, v->s);
+  int pi = param_index(b, v->s);
   if (pi < 0) {
-    if (block_index(b->m, v->s) >= 0)
+    if (block_index(b, v->s) >= 0)
       diag_error(b->d, v->loc, "'%s' is a block, not a parameter", v->s);
     else {
       Suggest sg;
@@ -458,28 +473,34 @@ static void own_weight(Builder *b, IrArrow *ar, int nk, const int *kern, int cin
 
 /* --- conv options -------------------------------------------------------- */
 
+/* An integer option as an int in [lo, hi], else an error at the value
+ * with the real cause (never a value cut to 32 bits). */
+static bool int_in(Builder *b, const Value *v, const char *what, int lo, int hi, int *out) {
+  if (v->kind != V_INT) {
+    diag_error(b->d, v->loc, "%s must be integers", what);
+    return false;
+  }
+  if (!ck_narrow(v->i, lo, hi, out)) {
+    diag_error(b->d, v->loc, "%s must be between %d and %d, not %lld", what, lo, hi,
+               (long long)v->i);
+    return false;
+  }
+  return true;
+}
+
 static bool int_list(Builder *b, Value *v, int n, const char *what, int lo, int *out) {
   if (v->kind == V_INT) {
     for (int i = 0; i < n; i++)
-      out[i] = (int)v->i;
-  } else if (v->kind == V_LIST && v->items.len == n) {
-    for (int i = 0; i < n; i++) {
-      Value *x = v->items.items[i];
-      if (x->kind != V_INT) {
-        diag_error(b->d, x->loc, "%s must be integers", what);
+      if (!int_in(b, v, what, lo, MAX_CONV_OPTION, &out[i]))
         return false;
-      }
-      out[i] = (int)x->i;
-    }
+  } else if (v->kind == V_LIST && v->items.len == n) {
+    for (int i = 0; i < n; i++)
+      if (!int_in(b, v->items.items[i], what, lo, MAX_CONV_OPTION, &out[i]))
+        return false;
   } else {
     diag_error(b->d, v->loc, "%s must be an integer or a list of %d integers", what, n);
     return false;
   }
-  for (int i = 0; i < n; i++)
-    if (out[i] < lo || out[i] > (1 << 20)) {
-      diag_error(b->d, v->loc, "%s must be at least %d", what, lo);
-      return false;
-    }
   return true;
 }
 
@@ -494,23 +515,30 @@ static bool pad_option(Builder *b, Term *t, int n) {
   }
   int flat[2 * IR_MAX_GRID];
   if (v->kind == V_INT) {
+    int p;
+    if (!int_in(b, v, "a pad", -MAX_PAD, MAX_PAD, &p))
+      return false;
     for (int i = 0; i < n; i++)
-      t->ax[i].pad0 = t->ax[i].pad1 = (int)v->i;
+      t->ax[i].pad0 = t->ax[i].pad1 = p;
     return true;
   }
   if (v->kind != V_LIST)
     goto bad;
   int len = v->items.len;
+  if (len > 2 * n)
+    goto bad;
   bool nested = len == n && len > 0 && ((Value *)v->items.items[0])->kind == V_LIST;
-  for (int i = 0; i < len && i < 2 * IR_MAX_GRID; i++) {
+  for (int i = 0; i < len; i++) {
     Value *x = v->items.items[i];
     if (nested) {
       if (x->kind != V_LIST || x->items.len != 2)
         goto bad;
-      flat[2 * i] = (int)((Value *)x->items.items[0])->i;
-      flat[2 * i + 1] = (int)((Value *)x->items.items[1])->i;
+      if (!int_in(b, x->items.items[0], "a pad", -MAX_PAD, MAX_PAD, &flat[2 * i]) ||
+          !int_in(b, x->items.items[1], "a pad", -MAX_PAD, MAX_PAD, &flat[2 * i + 1]))
+        return false;
     } else if (x->kind == V_INT) {
-      flat[i] = (int)x->i;
+      if (!int_in(b, x, "a pad", -MAX_PAD, MAX_PAD, &flat[i]))
+        return false;
     } else {
       goto bad;
     }
@@ -562,9 +590,14 @@ static bool conv_options(Builder *b, Term *t, int n) {
     return false;
   if (t->pad_same)
     for (int i = 0; i < n; i++) {
-      int total = (t->ax[i].kernel - 1) * t->ax[i].dilation;
-      t->ax[i].pad0 = total / 2;
-      t->ax[i].pad1 = total - total / 2;
+      int64_t total = (int64_t)(t->ax[i].kernel - 1) * t->ax[i].dilation; /* < 2^40 */
+      if (total > 2 * (int64_t)MAX_PAD) {
+        diag_error(b->d, t->pad_v->loc, "pad = same needs pads of %lld along axis %d; the limit is %d",
+                   (long long)total, i, 2 * MAX_PAD);
+        return false;
+      }
+      t->ax[i].pad0 = (int)(total / 2);
+      t->ax[i].pad1 = (int)(total - total / 2);
     }
   return true;
 }
@@ -594,7 +627,7 @@ static bool check_grid(Builder *b, IrArrow *ar, const Term *t) {
  * in_off advances over consecutive sources sharing it. */
 static bool build_arrow(Builder *b, int dst, Term *t, const SrcName *s, const WeightRef *shared,
                         int *in_off) {
-  int src = block_index(b->m, s->name);
+  int src = block_index(b, s->name);
   IrBlock *bs = IR_BLOCK(b->m, src), *bd = IR_BLOCK(b->m, dst);
   IrArrow *ar = arena_alloc(b->a, sizeof *ar);
   ar->kind = t->arrow;
@@ -689,20 +722,21 @@ static bool build_arrow(Builder *b, int dst, Term *t, const SrcName *s, const We
 /* Every source of t must be a block; t->ngrid_in becomes the sum of what a
  * shared weight's input axis covers: sizes for dense, channels for conv. */
 static bool sources_known(Builder *b, Term *t) {
-  int total = 0;
+  int64_t total = 0; /* sources of at most 2^28 values, fewer than 2^31 of them */
   bool ok = true;
   for (int j = 0; j < t->srcs.len; j++) {
     const SrcName *s = t->srcs.items[j];
-    int k = block_index(b->m, s->name);
+    int k = block_index(b, s->name);
     if (k < 0) {
       unknown_block(b, s);
       ok = false;
       continue;
     }
     const IrBlock *bs = IR_BLOCK(b->m, k);
-    total += t->arrow == ARROW_DENSE ? (int)bs->size : bs->shape.channels;
+    total += t->arrow == ARROW_DENSE ? bs->size : bs->shape.channels;
   }
-  t->ngrid_in = total;
+  /* saturated: no parameter axis (at most 2^24) matches an extent this large */
+  t->ngrid_in = total > INT_MAX ? INT_MAX : (int)total;
   return ok;
 }
 
@@ -747,7 +781,7 @@ static bool build_terms(Builder *b, int dst, DBlock *db) {
       ok &= build_arrow(b, dst, t, t->srcs.items[j], t->weight ? &shared : NULL, &in_off);
   }
   if (db->act.kind == ACT_MUL || db->act.kind == ACT_SOFTMAX_JVP) {
-    bd->act.gate = block_index(b->m, db->gate);
+    bd->act.gate = block_index(b, db->gate);
     if (bd->act.gate < 0) {
       Suggest sg;
       diag_error(b->d, db->gate_loc, "unknown block '%s'%s", db->gate,

@@ -112,9 +112,8 @@ static void level_comment(Emit *e, int level, const int *blocks, int nb) {
     PtrVec terms = {0};
     if (b->has_input)
       vec_push(e->a, &terms, arena_printf(e->a, "%s[%d]", e->nm.inputs, input_slot(e->m, blocks[k])));
-    for (int i = 0; i < e->m->arrows.len; i++)
-      if (IR_ARROW(e->m, i)->dst == blocks[k])
-        vec_push(e->a, &terms, (void *)arrow_text(e, IR_ARROW(e->m, i)));
+    for (int j = e->into.start[blocks[k]]; j < e->into.start[blocks[k] + 1]; j++)
+      vec_push(e->a, &terms, (void *)arrow_text(e, IR_ARROW(e->m, e->into.order[j])));
     if (b->bias >= 0)
       vec_push(e->a, &terms, (void *)IR_PARAM(e->m, b->bias)->name);
     if (!terms.len)
@@ -298,9 +297,8 @@ static void emit_block(Emit *e, int bi, bool chunked) {
   StrBuf *c = e->c;
   const char *y = ybuf(e, bi);
   emit_init(e, bi, chunked);
-  for (int i = 0; i < e->m->arrows.len; i++)
-    if (IR_ARROW(e->m, i)->dst == bi)
-      emit_arrow(e, IR_ARROW(e->m, i), chunked);
+  for (int j = e->into.start[bi]; j < e->into.start[bi + 1]; j++)
+    emit_arrow(e, IR_ARROW(e->m, e->into.order[j]), chunked);
   if (b->act.kind == ACT_IDENTITY)
     return;
   const char *z = zbuf(e, bi);
@@ -344,13 +342,10 @@ static void emit_block(Emit *e, int bi, bool chunked) {
 }
 
 static void emit_levels(Emit *e, int from, int to, bool chunked) {
-  int n = e->m->blocks.len;
-  int *blocks = arena_alloc(e->a, sizeof(int) * (size_t)(n + 1));
+  IrGroups lv_blocks = ir_blocks_by_level(e->a, e->m);
   for (int lv = from; lv < to; lv++) {
-    int nb = 0;
-    for (int i = 0; i < n; i++)
-      if (IR_BLOCK(e->m, i)->level == lv)
-        blocks[nb++] = i;
+    const int *blocks = lv_blocks.order + lv_blocks.start[lv];
+    int nb = lv_blocks.start[lv + 1] - lv_blocks.start[lv];
     level_comment(e, lv, blocks, nb);
     for (int k = 0; k < nb; k++)
       emit_block(e, blocks[k], chunked);
@@ -474,6 +469,7 @@ static Emit emit_new(Arena *a, const IrMachine *m, const IrMachine *primal, cons
                      const Layout *lay, StrBuf *body) {
   int n = m->blocks.len + 1, np = m->params.len + 1;
   Emit e = {.a = a, .c = body, .m = m, .primal = primal, .o = o, .lay = lay};
+  e.into = ir_arrows_by_dst(a, m);
   e.used_y = arena_alloc(a, (size_t)n);
   e.used_z = arena_alloc(a, (size_t)n);
   e.used_py = arena_alloc(a, (size_t)n);
@@ -548,7 +544,7 @@ static void emit_grads_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
 }
 
 const char *emit_prefix(Arena *a, const IrMachine *m) {
-  PtrVec none = {0};
+  StrMap none = {0};
   return ir_cname(a, &none, "", m->name);
 }
 
@@ -622,11 +618,11 @@ void emit_c(const IrMachine *m, const IrMachine *dual, const EmitOptions *o, Str
             o->c_name ? o->c_name : arena_printf(a, "%s.c", prefix), MACHC_VERSION, m->source);
   sb_printf(c, " * machine %s: %d blocks in %d levels, %ld parameters, %s.\n", m->name,
             m->blocks.len, m->nlevels, m->param_size, o->f32 ? "float" : "double");
+  IrGroups lv_blocks = ir_blocks_by_level(a, m);
   for (int lv = 0; lv < m->nlevels; lv++) {
     sb_printf(c, " *   level %d:", lv);
-    for (int i = 0; i < m->blocks.len; i++)
-      if (IR_BLOCK(m, i)->level == lv)
-        sb_printf(c, " %s", IR_BLOCK(m, i)->name);
+    for (int k = lv_blocks.start[lv]; k < lv_blocks.start[lv + 1]; k++)
+      sb_printf(c, " %s", IR_BLOCK(m, lv_blocks.order[k])->name);
     sb_puts(c, "\n");
   }
   sb_puts(c, " */\n");

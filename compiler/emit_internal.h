@@ -31,6 +31,7 @@ typedef struct Emit {
   bool *used_y, *used_z;  /* buffers of m referenced by the body */
   bool *used_py, *used_pz; /* primal buffers referenced (dual: sigma') */
   bool *used_p;           /* parameters referenced */
+  IrGroups into;          /* the arrows into each block of m */
 } Emit;
 
 /* The prelude: the real type's kernels and activations that `body` uses. */

@@ -419,6 +419,29 @@ void emit_kernels(StrBuf *c, bool f32, const char *body) {
   Piece pieces[64];
   int n = split(all.data, pieces, 64);
   size_t blen = strlen(body);
+  /* the body grows with the machine: it is read once, word by word */
+  bool in_body[64][2] = {{false}};
+  Arena *a = arena_new();
+  StrMap names = {0};
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < 2; k++)
+      if (pieces[i].name[k][0])
+        strmap_put(a, &names, pieces[i].name[k], &in_body[i][k]);
+  for (const char *w = body, *end = body + blen; w < end;) {
+    const char *q = w;
+    while (q < end && is_word(*q))
+      q++;
+    if (q > w && q - w < 24) {
+      char word[24];
+      memcpy(word, w, (size_t)(q - w));
+      word[q - w] = '\0';
+      bool *hit = strmap_get(&names, word);
+      if (hit)
+        *hit = true;
+    }
+    w = q > w ? q : w + 1;
+  }
+  arena_free(a);
   for (bool changed = true; changed;) {
     changed = false;
     for (int i = 0; i < n; i++) {
@@ -426,7 +449,7 @@ void emit_kernels(StrBuf *c, bool f32, const char *body) {
       bool need = !p->name[0][0]; /* a comment or banner: always */
       for (int k = 0; k < 2 && !need; k++)
         if (p->name[k][0]) {
-          need = mentions(body, blen, p->name[k]);
+          need = in_body[i][k];
           for (int j = 0; j < n && !need; j++)
             need = j != i && pieces[j].needed && mentions(pieces[j].text, pieces[j].len, p->name[k]);
         }

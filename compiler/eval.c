@@ -17,7 +17,13 @@ enum {
   MAX_BLOCKS = 100000,
   MAX_LIST = 1000000,
   MAX_DIM = 1 << 24,    /* one axis of a block or parameter */
+  SCOPE_LIST_MAX = 8,   /* variables of a scope searched by a plain list */
 };
+/* Memory of compile-time values, counted as they are made (also those no
+ * longer used: the arena frees nothing), so that doubling lists or nested
+ * comprehensions stop with an error long before the machine runs out. */
+#define MAX_EVAL_BYTES (256L << 20)
+enum { SLOT_BYTES = sizeof(void *), NAME_BYTES = 32 /* a block name made by expand_ref */ };
 
 typedef struct Binding {
   const char *name;
@@ -25,9 +31,13 @@ typedef struct Binding {
   struct Binding *next;
 } Binding;
 
+/* A scope's variables: a list, newest first, and past a few of them also a
+ * hash table, so that a body of 100,000 lets stays linear. */
 typedef struct Scope {
   Binding *vars;
   struct Scope *parent;
+  int nvars;
+  StrMap *map; /* NULL until nvars > SCOPE_LIST_MAX */
 } Scope;
 
 typedef struct Ev {
@@ -35,6 +45,7 @@ typedef struct Ev {
   Arena *a;
   Diag *d;
   long steps;
+  long bytes;   /* memory of the values made so far (MAX_EVAL_BYTES) */
   int depth;    /* machine instantiation depth */
   bool stopped; /* a resource limit was hit: unwind quietly */
   Draft *draft; /* the machine body being run */
@@ -46,7 +57,32 @@ static Draft *draft_of(Ev *ev, Value *m, Loc loc);
 
 /* ------------------------------------------------------------ values */
 
+static void err(Ev *ev, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Counts n items of `each` bytes against MAX_EVAL_BYTES; past it, an error
+ * at loc, and evaluation stops. */
+static bool charge(Ev *ev, int64_t n, int64_t each, Loc loc) {
+  int64_t bytes;
+  if (ev->stopped)
+    return false;
+  if (ck_mul(n, each, &bytes) || ck_add(bytes, ev->bytes, &bytes) || bytes > MAX_EVAL_BYTES) {
+    err(ev, loc, "compile-time values take more than %ld MiB; is a list or a loop too large?",
+        MAX_EVAL_BYTES >> 20);
+    ev->stopped = true;
+    return false;
+  }
+  ev->bytes = (long)bytes;
+  return true;
+}
+
+/* Appends x to list v, counting the slot. */
+static void lpush(Ev *ev, Value *v, void *x) {
+  ev->bytes += SLOT_BYTES;
+  vec_push(ev->a, &v->items, x);
+}
+
 static Value *vnew(Ev *ev, VKind k, Loc loc) {
+  charge(ev, 1, sizeof(Value), loc); /* past the limit, evaluation stops at the next step */
   Value *v = arena_alloc(ev->a, sizeof *v);
   v->kind = k;
   v->loc = loc;
@@ -72,8 +108,6 @@ static const char *kind_name(VKind k) {
   return names[k];
 }
 
-static void err(Ev *ev, Loc loc, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 static void err(Ev *ev, Loc loc, const char *fmt, ...) {
   if (ev->stopped)
     return;
@@ -100,16 +134,20 @@ static bool want_int(Ev *ev, Value *v, const char *what, int64_t *out) {
   return true;
 }
 
-static bool want_dim(Ev *ev, Value *v, const char *what, int *out) {
+/* An integer narrowed to an int in [lo, hi], else an error at the value. */
+static bool want_int_in(Ev *ev, Value *v, const char *what, int lo, int hi, int *out) {
   int64_t i;
   if (!want_int(ev, v, what, &i))
     return false;
-  if (i < 1 || i > MAX_DIM) {
-    err(ev, v->loc, "%s must be between 1 and %d, not %lld", what, MAX_DIM, (long long)i);
+  if (!ck_narrow(i, lo, hi, out)) {
+    err(ev, v->loc, "%s must be between %d and %d, not %lld", what, lo, hi, (long long)i);
     return false;
   }
-  *out = (int)i;
   return true;
+}
+
+static bool want_dim(Ev *ev, Value *v, const char *what, int *out) {
+  return want_int_in(ev, v, what, 1, MAX_DIM, out);
 }
 
 static bool truthy(Ev *ev, Value *v, bool *out) {
@@ -142,13 +180,32 @@ static void bind(Ev *ev, Scope *sc, const char *name, Value *v) {
   b->value = v;
   b->next = sc->vars;
   sc->vars = b;
+  if (++sc->nvars > SCOPE_LIST_MAX) {
+    if (!sc->map) { /* oldest first, so that a later let shadows an earlier one */
+      sc->map = arena_alloc(ev->a, sizeof *sc->map);
+      PtrVec order = {0};
+      for (Binding *x = sc->vars; x; x = x->next)
+        vec_push(ev->a, &order, x);
+      for (int i = order.len - 1; i >= 0; i--)
+        strmap_put(ev->a, sc->map, ((Binding *)order.items[i])->name, order.items[i]);
+    } else {
+      strmap_put(ev->a, sc->map, name, b);
+    }
+  }
 }
 
 static Value *lookup_var(Scope *sc, const char *name) {
-  for (; sc; sc = sc->parent)
+  for (; sc; sc = sc->parent) {
+    if (sc->map) {
+      Binding *b = strmap_get(sc->map, name);
+      if (b)
+        return b->value;
+      continue;
+    }
     for (Binding *b = sc->vars; b; b = b->next)
       if (strcmp(b->name, name) == 0)
         return b->value;
+  }
   return NULL;
 }
 
@@ -253,9 +310,9 @@ static Value *int_binop(Ev *ev, int op, int64_t x, int64_t y, Loc loc) {
   int64_t r = 0;
   bool overflow = false;
   switch (op) {
-  case OP_ADD: overflow = __builtin_add_overflow(x, y, &r); break;
-  case OP_SUB: overflow = __builtin_sub_overflow(x, y, &r); break;
-  case OP_MUL: overflow = __builtin_mul_overflow(x, y, &r); break;
+  case OP_ADD: overflow = ck_add(x, y, &r); break;
+  case OP_SUB: overflow = ck_sub(x, y, &r); break;
+  case OP_MUL: overflow = ck_mul(x, y, &r); break;
   case OP_DIV:
   case OP_MOD:
     if (y == 0) {
@@ -276,7 +333,9 @@ static Value *int_binop(Ev *ev, int op, int64_t x, int64_t y, Loc loc) {
   default: break;
   }
   if (overflow) {
-    err(ev, loc, "integer overflow");
+    err(ev, loc, "integer overflow: %lld %s %lld is outside the 64-bit range", (long long)x,
+        op == OP_ADD ? "+" : op == OP_SUB ? "-" : op == OP_MUL ? "*" : op == OP_DIV ? "/" : "%",
+        (long long)y);
     return NULL;
   }
   return vint(ev, r, loc);
@@ -285,7 +344,9 @@ static Value *int_binop(Ev *ev, int op, int64_t x, int64_t y, Loc loc) {
 static Value *compare(Ev *ev, int op, Value *l, Value *r, Loc loc) {
   double x, y;
   int c;
-  if (num(l, &x) && num(r, &y))
+  if (l->kind == V_INT && r->kind == V_INT) /* exact: doubles lose bits past 2^53 */
+    c = l->i < r->i ? -1 : l->i > r->i ? 1 : 0;
+  else if (num(l, &x) && num(r, &y))
     c = x < y ? -1 : x > y ? 1 : 0;
   else if (l->kind == V_STR && r->kind == V_STR)
     c = strcmp(l->s, r->s);
@@ -325,6 +386,8 @@ static Value *add_terms(Ev *ev, Value *l, Value *r, Loc loc) {
       err(ev, loc, "cannot add %s and %s", kind_name(l->kind), kind_name(r->kind));
     return NULL;
   }
+  if (!charge(ev, (int64_t)tl->items.len + tr->items.len, SLOT_BYTES, loc))
+    return NULL;
   Value *v = vnew(ev, V_TERMS, loc);
   for (int i = 0; i < tl->items.len; i++)
     vec_push(ev->a, &v->items, tl->items.items[i]);
@@ -396,6 +459,12 @@ static Value *eval_binop(Ev *ev, Scope *sc, const Ast *n) {
   if (n->op == OP_ADD && l->kind == V_MACHINE && r->kind == V_MACHINE)
     return composition(ev, OP_ADD, l, r, loc);
   if (n->op == OP_ADD && l->kind == V_LIST && r->kind == V_LIST) {
+    if ((int64_t)l->items.len + r->items.len > MAX_LIST) {
+      err(ev, loc, "list has more than %d elements", MAX_LIST);
+      return NULL;
+    }
+    if (!charge(ev, (int64_t)l->items.len + r->items.len, SLOT_BYTES, loc))
+      return NULL;
     Value *v = vnew(ev, V_LIST, loc);
     for (int i = 0; i < l->items.len; i++)
       vec_push(ev->a, &v->items, l->items.items[i]);
@@ -431,15 +500,18 @@ static Value *eval_range(Ev *ev, Scope *sc, const Ast *n) {
   if (!want_int(ev, eval(ev, sc, n->lhs), "a range bound", &lo) ||
       !want_int(ev, eval(ev, sc, n->rhs), "a range bound", &hi))
     return NULL;
-  if (n->ival)
-    hi++; /* ..= is inclusive */
-  if (hi - lo > MAX_LIST) {
-    err(ev, n->loc, "range has more than %d elements", MAX_LIST);
+  /* the count in 64 bits, checked: lo and hi may be anywhere in the range */
+  int64_t count;
+  if (ck_sub(hi, lo, &count) || (n->ival && ck_add(count, 1, &count)) || count > MAX_LIST) {
+    err(ev, n->loc, "range %lld %s %lld has more than %d elements", (long long)lo,
+        n->ival ? "..=" : "..", (long long)hi, MAX_LIST);
     return NULL;
   }
+  if (!charge(ev, count, sizeof(Value) + SLOT_BYTES, n->loc))
+    return NULL;
   Value *v = vnew(ev, V_LIST, n->loc);
-  for (int64_t i = lo; i < hi; i++)
-    vec_push(ev->a, &v->items, vint(ev, i, n->loc));
+  for (int64_t k = 0; k < count; k++) /* lo + k <= hi: no overflow */
+    vec_push(ev->a, &v->items, vint(ev, lo + k, n->loc)); /* charged above */
   return v;
 }
 
@@ -493,6 +565,8 @@ static Value *eval_index(Ev *ev, Scope *sc, const Ast *n) {
     return base->items.items[i];
   }
   Value *v = vnew(ev, V_LIST, loc);
+  if (!charge(ev, idx[0]->items.len, SLOT_BYTES, loc))
+    return NULL;
   for (int j = 0; j < idx[0]->items.len; j++) {
     int64_t i = ((Value *)idx[0]->items.items[j])->i;
     if (i < 0 || i >= len) {
@@ -635,9 +709,14 @@ static Value *call_builtin(Ev *ev, const char *fn, Args *a, Loc loc) {
         else {
           acc = vnew(ev, V_FLOAT, loc);
           acc->f = dacc + dx;
+          if (!isfinite(acc->f)) {
+            err(ev, loc, "sum gives a non-finite number");
+            return NULL;
+          }
         }
-      } else if ((fn[1] == 'i') == (dx < dacc)) {
-        acc = x;
+      } else if ((fn[1] == 'i') == (x->kind == V_INT && acc->kind == V_INT ? x->i < acc->i
+                                                                         : dx < dacc)) {
+        acc = x; /* integers compared exactly: doubles lose bits past 2^53 */
       }
     }
     return acc;
@@ -648,8 +727,13 @@ static Value *call_builtin(Ev *ev, const char *fn, Args *a, Loc loc) {
       return NULL;
     }
     Value *x = a->pos[0];
-    if (x->kind == V_INT)
-      return x->i == INT64_MIN ? NULL : vint(ev, x->i < 0 ? -x->i : x->i, loc);
+    if (x->kind == V_INT) {
+      if (x->i == INT64_MIN) {
+        err(ev, x->loc, "integer overflow: abs(%lld) is outside the 64-bit range", (long long)x->i);
+        return NULL;
+      }
+      return vint(ev, x->i < 0 ? -x->i : x->i, loc);
+    }
     Value *v = vnew(ev, V_FLOAT, loc);
     v->f = fabs(x->f);
     return v;
@@ -723,9 +807,11 @@ static Value *call_arrow(Ev *ev, ArrowKind k, bool adjoint, Args *a, Loc loc) {
         return NULL;
       }
       t->has_lags = true;
-      t->lag_lo = (int)((Value *)lags->items.items[0])->i;
-      t->lag_hi = (int)((Value *)lags->items.items[lags->items.len - 1])->i;
-      if (t->lag_lo < 0 || t->lag_hi < t->lag_lo || t->lag_hi > MAX_DIM) {
+      Value *first = lags->items.items[0], *last = lags->items.items[lags->items.len - 1];
+      if (!want_int_in(ev, first, "a lag", 0, MAX_DIM, &t->lag_lo) ||
+          !want_int_in(ev, last, "a lag", 0, MAX_DIM, &t->lag_hi))
+        return NULL;
+      if (t->lag_hi < t->lag_lo) {
         err(ev, lags->loc, "lags must be an increasing range of lags >= 0");
         return NULL;
       }
@@ -876,7 +962,7 @@ static Value *eval(Ev *ev, Scope *sc, const Ast *n) {
       Value *x = eval(ev, sc, n->args.items[i]);
       if (!x)
         return NULL;
-      vec_push(ev->a, &v->items, x);
+      lpush(ev, v, x);
     }
     return v;
   case AST_RANGE:
@@ -887,12 +973,12 @@ static Value *eval(Ev *ev, Scope *sc, const Ast *n) {
       return NULL;
     v = vnew(ev, V_LIST, n->loc);
     for (int i = 0; i < it->items.len; i++) {
-      Scope inner = {NULL, sc};
+      Scope inner = {.parent = sc};
       bind(ev, &inner, n->str, it->items.items[i]);
       Value *x = eval(ev, &inner, n->lhs);
       if (!x)
         return NULL;
-      vec_push(ev->a, &v->items, x);
+      lpush(ev, v, x);
     }
     return v;
   }
@@ -910,8 +996,13 @@ static Value *eval(Ev *ev, Scope *sc, const Ast *n) {
       v->i = !b;
       return v;
     }
-    if (x->kind == V_INT)
-      return int_binop(ev, OP_SUB, 0, x->i, n->loc);
+    if (x->kind == V_INT) {
+      if (x->i == INT64_MIN) {
+        err(ev, n->loc, "integer overflow: -(%lld) is outside the 64-bit range", (long long)x->i);
+        return NULL;
+      }
+      return vint(ev, -x->i, n->loc);
+    }
     if (x->kind == V_FLOAT) {
       v = vnew(ev, V_FLOAT, n->loc);
       v->f = -x->f;
@@ -949,6 +1040,13 @@ static bool expand_ref(Ev *ev, Value *v, PtrVec *out) {
   for (int i = 0; i < v->items.len; i++) {
     Value *ix = v->items.items[i];
     PtrVec next = {0};
+    int64_t count;
+    if (ck_mul(names.len, ix->kind == V_INT ? 1 : ix->items.len, &count) || count > MAX_LIST) {
+      err(ev, v->loc, "'%s' indexed so names more than %d blocks", v->s, MAX_LIST);
+      return false;
+    }
+    if (!charge(ev, count, NAME_BYTES + SLOT_BYTES, v->loc))
+      return false;
     for (int j = 0; j < names.len; j++) {
       if (ix->kind == V_INT) {
         vec_push(ev->a, &next, arena_printf(ev->a, "%s[%lld]", (char *)names.items[j], (long long)ix->i));
@@ -1039,7 +1137,7 @@ static void exec_block(Ev *ev, Scope *sc, const Ast *n) {
   b->is_output = (n->flags & BLOCK_OUTPUT) != 0;
   if (!n->rhs) { /* input NAME : shape */
     b->has_input = true;
-    vec_push(ev->a, &ev->draft->blocks, b);
+    draft_add_block(ev->a, ev->draft, b);
     return;
   }
   Value *v = eval(ev, sc, n->rhs);
@@ -1072,7 +1170,7 @@ static void exec_block(Ev *ev, Scope *sc, const Ast *n) {
       vec_push(ev->a, &b->terms, t);
   }
   if (!feed) {
-    vec_push(ev->a, &ev->draft->blocks, b);
+    draft_add_block(ev->a, ev->draft, b);
     return;
   }
   if (shape_ok && memcmp(&prev->shape, &b->shape, sizeof b->shape) != 0) {
@@ -1114,15 +1212,13 @@ static void exec_param(Ev *ev, Scope *sc, const Ast *n) {
     p->init = init->init;
     p->scale = init->f;
   }
-  for (int i = 0; i < ev->draft->params.len; i++) {
-    DParam *q = ev->draft->params.items[i];
-    if (strcmp(q->name, p->name) == 0) {
-      err(ev, n->loc, "parameter '%s' is declared twice", p->name);
-      diag_note(ev->d, q->loc, "first declaration of '%s' is here", p->name);
-      return;
-    }
+  DParam *q = strmap_get(ev->draft->param_map, p->name);
+  if (q) {
+    err(ev, n->loc, "parameter '%s' is declared twice", p->name);
+    diag_note(ev->d, q->loc, "first declaration of '%s' is here", p->name);
+    return;
   }
-  vec_push(ev->a, &ev->draft->params, p);
+  draft_add_param(ev->a, ev->draft, p);
 }
 
 static void exec_set(Ev *ev, Scope *sc, const Ast *n) {
@@ -1192,7 +1288,7 @@ static void exec_stmt(Ev *ev, Scope *sc, const Ast *n) {
     if (!want(ev, it, V_LIST, "what a for loop runs over"))
       break;
     for (int i = 0; i < it->items.len && !ev->stopped; i++) {
-      Scope inner = {NULL, sc};
+      Scope inner = {.parent = sc};
       bind(ev, &inner, n->str, it->items.items[i]);
       exec_body(ev, &inner, &n->body);
     }

@@ -13,6 +13,7 @@ struct Program {
   int nstdlib;
   PtrVec loaded;           /* real paths already read (each file once) */
   PtrVec machines;         /* Ast* AST_MACHINE from every file */
+  StrMap *machine_map;     /* the same by name */
 };
 
 const Ast *prog_find_machine(const Program *p, const char *name);

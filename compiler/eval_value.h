@@ -106,8 +106,9 @@ typedef struct DMark {
  * names are resolved (declarations may come in any order). */
 typedef struct Draft {
   const char *name;
-  PtrVec blocks; /* DBlock* */
-  PtrVec params; /* DParam* */
+  PtrVec blocks; /* DBlock*, added with draft_add_block */
+  PtrVec params; /* DParam*, added with draft_add_param */
+  StrMap *block_map, *param_map; /* the same by name */
   PtrVec marks;  /* DMark*: `output NAME` lines */
   int timeblock; /* `set timeblock = N`, 0 if not set */
   Loc timeblock_loc;
@@ -122,6 +123,8 @@ typedef enum MergeMode {
 /* draft.c */
 Draft *draft_new(Arena *a, const char *name);
 DBlock *draft_find(const Draft *d, const char *name);
+void draft_add_block(Arena *a, Draft *d, DBlock *b);
+void draft_add_param(Arena *a, Draft *d, DParam *p);
 void draft_prefix(Arena *a, Draft *d, const char *label);
 bool draft_merge(Arena *a, Diag *diag, Draft *into, Draft *from, MergeMode mode, Loc loc);
 bool draft_feed(Diag *diag, DBlock *in, const DBlock *def);

@@ -23,11 +23,10 @@ static long state_scalars(const IrMachine *m) {
 
 static void explain_levels(Arena *a, const IrMachine *m, FILE *out) {
   fprintf(out, "\nlevels (longest path from the sources; each level reads only lower ones)\n");
+  IrGroups lv_blocks = ir_blocks_by_level(a, m);
   for (int lv = 0; lv < m->nlevels; lv++)
-    for (int i = 0; i < m->blocks.len; i++) {
-      const IrBlock *b = IR_BLOCK(m, i);
-      if (b->level != lv)
-        continue;
+    for (int k = lv_blocks.start[lv]; k < lv_blocks.start[lv + 1]; k++) {
+      const IrBlock *b = IR_BLOCK(m, lv_blocks.order[k]);
       fprintf(out, "  %3d  %-16s %-14s %-22s%s%s\n", lv, b->name, ir_shape_text(a, &b->shape),
               ir_act_text(a, &b->act), b->has_input ? " input" : "", b->is_output ? " output" : "");
     }

@@ -59,9 +59,9 @@ long ir_shape_size(const Shape *s) {
 
 /* Maps a .mach name to a C identifier: "m.x[2]" -> "m_x_2". A clash with a
  * name already handed out gets a numeric suffix. */
-const char *ir_cname(Arena *a, PtrVec *used, const char *prefix, const char *name) {
+const char *ir_cname(Arena *a, StrMap *used, const char *prefix, const char *name) {
   size_t n = strlen(prefix) + strlen(name);
-  char *buf = arena_alloc(a, n + 16);
+  char *buf = arena_alloc(a, n + 24);
   strcpy(buf, prefix);
   char *p = buf + strlen(prefix);
   for (const char *s = name; *s; s++) {
@@ -74,23 +74,52 @@ const char *ir_cname(Arena *a, PtrVec *used, const char *prefix, const char *nam
     p--;
   *p = '\0';
   char *base = arena_strdup(a, buf);
-  for (int k = 2;; k++) {
-    bool clash = false;
-    for (int i = 0; i < used->len && !clash; i++)
-      clash = strcmp(used->items[i], buf) == 0;
-    if (!clash)
-      break;
-    snprintf(buf, n + 16, "%s_%d", base, k);
-  }
+  for (int k = 2; strmap_get(used, buf); k++)
+    snprintf(buf, n + 24, "%s_%d", base, k);
   char *out = arena_strdup(a, buf);
-  vec_push(a, used, out);
+  strmap_put(a, used, out, out);
   return out;
 }
 
+/* In 64 bits: a kernel and a dilation of up to 2^20 each and pads of up to
+ * 2^24 cannot overflow there; an extent beyond INT_MAX saturates (callers
+ * compare it with a block's grid size, at most 2^24). */
 int ir_conv_out(int in, const ConvAxis *ax) {
-  int span = (ax->kernel - 1) * ax->dilation + 1;
-  int n = in + ax->pad0 + ax->pad1 - span;
-  return n < 0 ? 0 : n / ax->stride + 1;
+  int64_t span = ((int64_t)ax->kernel - 1) * ax->dilation + 1;
+  int64_t n = (int64_t)in + ax->pad0 + ax->pad1 - span;
+  if (n < 0 || ax->stride < 1)
+    return 0;
+  n = n / ax->stride + 1;
+  return n > INT_MAX ? INT_MAX : (int)n;
+}
+
+static IrGroups group(Arena *a, int n, int ngroups, const int *key) {
+  IrGroups g;
+  g.start = arena_alloc(a, sizeof(int) * (size_t)(ngroups + 2));
+  g.order = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
+  for (int i = 0; i < n; i++)
+    g.start[key[i] + 2]++;
+  for (int k = 2; k < ngroups + 2; k++)
+    g.start[k] += g.start[k - 1];
+  for (int i = 0; i < n; i++) /* start[k + 1] is the next free slot of group k */
+    g.order[g.start[key[i] + 1]++] = i;
+  return g;
+}
+
+IrGroups ir_blocks_by_level(Arena *a, const IrMachine *m) {
+  int n = m->blocks.len;
+  int *key = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
+  for (int i = 0; i < n; i++)
+    key[i] = IR_BLOCK(m, i)->level;
+  return group(a, n, m->nlevels, key);
+}
+
+IrGroups ir_arrows_by_dst(Arena *a, const IrMachine *m) {
+  int n = m->arrows.len;
+  int *key = arena_alloc(a, sizeof(int) * (size_t)(n + 1));
+  for (int i = 0; i < n; i++)
+    key[i] = IR_ARROW(m, i)->dst;
+  return group(a, n, m->blocks.len, key);
 }
 
 double ir_arrow_flops(const IrMachine *m, const IrArrow *ar) {

@@ -3,25 +3,40 @@
 #include "eval_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 enum { MAX_SOURCE_BYTES = 16 << 20 };
 
 /* Reads a whole file; NULL with errno set on failure. Files over the limit
- * are refused rather than read: a .mach file is text written by a person. */
+ * are refused rather than read: a .mach file is text written by a person.
+ * Only regular files are read: the open does not block (O_NONBLOCK, for a
+ * FIFO with no writer) and fstat then refuses FIFOs, devices and
+ * directories at once (EINVAL), whatever the path was when stat saw it. */
 static char *read_file(const char *path, int *len, bool *too_big) {
   *too_big = false;
   struct stat st;
-  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) { /* a device or FIFO could block */
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
     errno = EINVAL;
     return NULL;
   }
-  FILE *f = fopen(path, "rb");
-  if (!f)
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0)
     return NULL;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    errno = EINVAL;
+    return NULL;
+  }
+  FILE *f = fdopen(fd, "rb");
+  if (!f) {
+    close(fd);
+    return NULL;
+  }
   size_t cap = 4096, n = 0;
   char *buf = malloc(cap);
   for (;;) {
@@ -59,7 +74,7 @@ static char *dir_of(Arena *a, const char *path) {
 }
 
 static bool already_loaded(Program *p, const char *real) {
-  for (int i = 0; i < p->loaded.len; i++)
+  for (int i = 0; i < p->loaded.len; i++) /* a handful of files */
     if (strcmp(p->loaded.items[i], real) == 0)
       return true;
   return false;
@@ -77,6 +92,7 @@ static void add_machines(Program *p, AstFile *f) {
       continue;
     }
     vec_push(p->arena, &p->machines, item);
+    strmap_put(p->arena, p->machine_map, item->str, item);
   }
 }
 
@@ -88,17 +104,19 @@ static void load_import(Program *p, const Ast *imp, const char *dir) {
   const char *name = imp->str;
   char *cand = name[0] == '/' ? arena_strdup(p->arena, name)
                               : arena_printf(p->arena, "%s/%s", dir, name);
-  FILE *f = fopen(cand, "rb");
-  for (int i = 0; !f && name[0] != '/' && i < p->nstdlib; i++) {
+  /* found = exists; opening it is load_file's job (it refuses a FIFO or a
+   * device without blocking on it) */
+  struct stat st;
+  bool found = stat(cand, &st) == 0;
+  for (int i = 0; !found && name[0] != '/' && i < p->nstdlib; i++) {
     cand = arena_printf(p->arena, "%s/%s", p->stdlib_dirs[i], name);
-    f = fopen(cand, "rb");
+    found = stat(cand, &st) == 0;
   }
-  if (!f) {
+  if (!found) {
     diag_error(p->diag, imp->loc, "cannot find import \"%s\" (looked next to this file%s)",
                name, p->nstdlib ? " and in the standard library" : "");
     return;
   }
-  fclose(f);
   load_file(p, cand, imp->loc);
 }
 
@@ -117,7 +135,7 @@ static bool load_file(Program *p, const char *path, Loc from) {
       diag_error(p->diag, from, "%s: file is larger than %d MiB", path, MAX_SOURCE_BYTES >> 20);
     else
       diag_error(p->diag, from, "cannot read %s: %s", path,
-                 errno == EINVAL ? "not a regular file" : strerror(errno));
+                 errno == EINVAL ? "not a regular file (a directory, FIFO or device)" : strerror(errno));
     return false;
   }
   bool ok = load_source(p, path, text, len);
@@ -145,12 +163,7 @@ static bool load_source(Program *p, const char *path, const char *text, int len)
 }
 
 const Ast *prog_find_machine(const Program *p, const char *name) {
-  for (int i = 0; i < p->machines.len; i++) {
-    const Ast *m = p->machines.items[i];
-    if (strcmp(m->str, name) == 0)
-      return m;
-  }
-  return NULL;
+  return strmap_get(p->machine_map, name);
 }
 
 static Program *program_new(Arena *a, Diag *d, const char *path, const char **stdlib_dirs,
@@ -162,6 +175,7 @@ static Program *program_new(Arena *a, Diag *d, const char *path, const char **st
   p->stdlib_dirs = stdlib_dirs;
   p->nstdlib = nstdlib;
   p->main_path = path;
+  p->machine_map = arena_alloc(a, sizeof *p->machine_map);
   return p;
 }
 

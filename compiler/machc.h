@@ -1,9 +1,9 @@
 /* machc.h — the compiler's one internal header.
  *
  * One section per source file, declaring that file's API; every name a file
- * exports carries its prefix (arena_, diag_, lex_, parse_, ast_, eval_, ir_,
- * filt_, dual_, emit_, print_, explain_, dot_, driver_), so the prefix says who owns
- * a function.
+ * exports carries its prefix (arena_, strmap_, ck_, diag_, lex_, parse_, ast_,
+ * eval_, ir_, filt_, dual_, emit_, print_, explain_, dot_, driver_), so the
+ * prefix says who owns a function.
  *
  * Memory policy: one arena per compilation; nothing is freed individually.
  * No global mutable state: everything a phase needs hangs off its context
@@ -51,6 +51,35 @@ void sb_printf(StrBuf *sb, const char *fmt, ...)
 void sb_vprintf(StrBuf *sb, const char *fmt, va_list ap);
 void sb_puts(StrBuf *sb, const char *s);
 void sb_free(StrBuf *sb);
+
+/* --------------------------------------------------------------- strmap.c
+ * Strings to pointers (NULL = absent), memory from an arena; keys are not
+ * copied. `probes` counts key comparisons, so tests can check that lookups
+ * stay O(1) without timing anything. A zeroed StrMap is empty. */
+typedef struct StrMap {
+  const char **keys;
+  void **vals;
+  int len, cap;
+  long probes;
+} StrMap;
+
+void *strmap_get(StrMap *m, const char *key);
+void strmap_put(Arena *a, StrMap *m, const char *key, void *val); /* adds or replaces */
+
+/* -------------------------------------------------------- checked integers
+ * Every compile-time integer operation that can overflow goes through these
+ * (true = overflow, as the GCC/Clang builtins), and every 64-bit value that
+ * becomes an int goes through ck_narrow, so nothing wraps or is cut. */
+static inline bool ck_add(int64_t a, int64_t b, int64_t *r) { return __builtin_add_overflow(a, b, r); }
+static inline bool ck_sub(int64_t a, int64_t b, int64_t *r) { return __builtin_sub_overflow(a, b, r); }
+static inline bool ck_mul(int64_t a, int64_t b, int64_t *r) { return __builtin_mul_overflow(a, b, r); }
+/* v as an int when lo <= v <= hi; false (out untouched) otherwise. */
+static inline bool ck_narrow(int64_t v, int lo, int hi, int *out) {
+  if (v < lo || v > hi)
+    return false;
+  *out = (int)v;
+  return true;
+}
 
 /* ----------------------------------------------------------------- diag.c */
 
@@ -191,6 +220,9 @@ void ast_push(Arena *a, AstList *l, Ast *node);
 /* Maximum nesting of brackets/expressions the parser accepts; deeper input
  * gets a diagnostic instead of exhausting any stack. */
 #define PARSE_MAX_DEPTH 256
+/* Longest identifier, in bytes (names built from them, like m.x[3], may be
+ * longer). */
+#define LEX_MAX_IDENT 256
 
 /* Parses one registered source file. Returns the tree (possibly partial);
  * errors are reported to d, and d->nerrors tells whether it succeeded. */
@@ -389,7 +421,16 @@ char *ir_act_text(Arena *a, const Act *act); /* "leaky_relu(alpha = 0.2)" */
 char *ir_shape_text(Arena *a, const Shape *s); /* "16 @ [28, 28]" */
 long ir_shape_size(const Shape *s);
 /* A C identifier for name, unique among those already in used (which it extends). */
-const char *ir_cname(Arena *a, PtrVec *used, const char *prefix, const char *name);
+const char *ir_cname(Arena *a, StrMap *used, const char *prefix, const char *name);
+/* Indices grouped by key, in index order inside a group (a counting sort,
+ * so that printing "for each level, its blocks" or "for each block, the
+ * arrows into it" stays linear): group g is order[start[g] .. start[g+1]). */
+typedef struct IrGroups {
+  int *start; /* ngroups + 1 */
+  int *order;
+} IrGroups;
+IrGroups ir_blocks_by_level(Arena *a, const IrMachine *m);
+IrGroups ir_arrows_by_dst(Arena *a, const IrMachine *m);
 /* FLOPs of one forward pass per sample (multiply-adds count 2). */
 double ir_arrow_flops(const IrMachine *m, const IrArrow *ar);
 double ir_forward_flops(const IrMachine *m);

@@ -25,18 +25,17 @@ static const char *gate_name(Arena *a, const IrMachine *m, int b) {
   return arena_printf(a, "dsigma.%s", IR_BLOCK(m, b)->name);
 }
 
-static void print_block(Arena *a, const IrMachine *m, int bi, StrBuf *o) {
+static void print_block(Arena *a, const IrMachine *m, const IrGroups *into, int bi, StrBuf *o) {
   const IrBlock *b = IR_BLOCK(m, bi);
   char buf[40];
   StrBuf lin = {0};
   int terms = 0;
-  for (int i = 0; i < m->arrows.len; i++)
-    if (IR_ARROW(m, i)->dst == bi) {
-      if (terms++)
-        sb_puts(&lin, " + ");
-      sb_puts(&lin, ir_arrow_text(a, m, IR_ARROW(m, i), IR_BLOCK(m, IR_ARROW(m, i)->src)->name,
-                                  IR_TEXT_MACH));
-    }
+  for (int j = into->start[bi]; j < into->start[bi + 1]; j++) {
+    const IrArrow *ar = IR_ARROW(m, into->order[j]);
+    if (terms++)
+      sb_puts(&lin, " + ");
+    sb_puts(&lin, ir_arrow_text(a, m, ar, IR_BLOCK(m, ar->src)->name, IR_TEXT_MACH));
+  }
   if (b->bias >= 0)
     sb_printf(&lin, "%sbias", terms++ ? " + " : "");
   const char *shape = ir_shape_text(a, &b->shape);
@@ -118,15 +117,17 @@ void print_machine(const IrMachine *m, StrBuf *o) {
   print_params(m, o);
   if (m->time_length)
     sb_printf(o, "    set timeblock = %d\n", m->timeblock);
+  IrGroups into = ir_arrows_by_dst(a, m), lv_blocks = ir_blocks_by_level(a, m);
   for (int k = 0; k < m->ninputs; k++) /* inputs first, in order */
-    print_block(a, m, m->inputs[k], o);
+    print_block(a, m, &into, m->inputs[k], o);
   for (int i = 0; i < m->blocks.len; i++)
     if (IR_BLOCK(m, i)->act.kind == ACT_DERIV)
       sb_printf(o, "    input %s : %s\n", gate_name(a, m, i), ir_shape_text(a, &IR_BLOCK(m, i)->shape));
-  for (int lv = 0; lv < m->nlevels; lv++)
-    for (int i = 0; i < m->blocks.len; i++)
-      if (IR_BLOCK(m, i)->level == lv && !IR_BLOCK(m, i)->has_input)
-        print_block(a, m, i, o);
+  for (int k = 0; k < m->blocks.len; k++) { /* by level */
+    int i = lv_blocks.order[k];
+    if (!IR_BLOCK(m, i)->has_input)
+      print_block(a, m, &into, i, o);
+  }
   sb_puts(o, "}\n");
   arena_free(a);
 }

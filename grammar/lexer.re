@@ -107,6 +107,20 @@ static void lex_unterminated_comment(Lexer *lx) {
   lx->eof_in_comment = true;
 }
 
+/* An identifier longer than LEX_MAX_IDENT is reported and cut there, so a
+ * megabyte name costs one diagnostic, not megabyte copies in every table. */
+static void lex_ident(Lexer *lx, Token *t) {
+  t->kind = T_IDENT;
+  t->loc = tok_loc(lx);
+  size_t n = (size_t)(lx->cur - lx->tok);
+  if (n > LEX_MAX_IDENT) {
+    diag_error(lx->d, (Loc){lx->file, t->loc.off, 1},
+               "identifier of %zu characters; the limit is %d", n, LEX_MAX_IDENT);
+    n = LEX_MAX_IDENT;
+  }
+  t->str = arena_strndup(lx->a, lx->tok, n);
+}
+
 /* End of file: if the text ends in a newline, point at that newline, so a
  * message about the end shows the last line rather than an empty one. */
 static Loc eof_loc(const Lexer *lx) {
@@ -166,10 +180,7 @@ void lex_next(Lexer *lx, Token *t) {
       "true"    { TOK(T_TRUE); }
       "false"   { TOK(T_FALSE); }
 
-      ident {
-        t->str = arena_strndup(lx->a, lx->tok, (size_t)(lx->cur - lx->tok));
-        TOK(T_IDENT);
-      }
+      ident { lex_ident(lx, t); return; }
       dec   { t->kind = T_INT; t->loc = tok_loc(lx); lex_int(lx, t); return; }
       float { t->kind = T_FLOAT; t->loc = tok_loc(lx); lex_float(lx, t); return; }
       ["] strchar* ["] {

@@ -164,6 +164,23 @@ Test(golden, error_did_you_mean_block) { check_error("did_you_mean_block"); }
 Test(golden, error_did_you_mean_parameter) { check_error("did_you_mean_parameter"); }
 Test(golden, error_did_you_mean_machine_parameter) { check_error("did_you_mean_machine_parameter"); }
 Test(golden, error_did_you_mean_machine) { check_error("did_you_mean_machine"); }
+/* hardening: 64-bit values checked where they are narrowed, limits that hold */
+Test(golden, error_range_near_int64_limits) { check_error("range_near_int64_limits"); }
+Test(golden, error_abs_of_int64_min) { check_error("abs_of_int64_min"); }
+Test(golden, error_negate_int64_min) { check_error("negate_int64_min"); }
+Test(golden, error_multiply_overflow) { check_error("multiply_overflow"); }
+Test(golden, error_kernel_above_2_32) { check_error("kernel_above_2_32"); }
+Test(golden, error_pad_near_2_62) { check_error("pad_near_2_62"); }
+Test(golden, error_stride_2_62) { check_error("stride_2_62"); }
+Test(golden, error_dilation_2_31) { check_error("dilation_2_31"); }
+Test(golden, error_lag_2_32) { check_error("lag_2_32"); }
+Test(golden, error_slice_near_int64_max) { check_error("slice_near_int64_max"); }
+Test(golden, error_block_size_2_32) { check_error("block_size_2_32"); }
+Test(golden, error_timeblock_2_62) { check_error("timeblock_2_62"); }
+Test(golden, error_import_directory) { check_error("import_directory"); }
+Test(golden, error_memory_doubling_terms) { check_error("memory_doubling_terms"); }
+Test(golden, error_memory_nested_comprehension) { check_error("memory_nested_comprehension"); }
+Test(golden, error_identifier_too_long) { check_error("identifier_too_long"); }
 
 /* Every .mach in tests/errors has a test above, and every expected file a .mach. */
 Test(golden, every_error_file_is_checked) {
@@ -174,7 +191,11 @@ Test(golden, every_error_file_is_checked) {
       "syntax_missing_colon", "unknown_activation", "unknown_function", "empty_file",
       "binary_garbage", "unterminated_comment", "huge_integer_literal",
       "did_you_mean_activation", "did_you_mean_arrow", "did_you_mean_block",
-      "did_you_mean_parameter", "did_you_mean_machine_parameter", "did_you_mean_machine", NULL};
+      "did_you_mean_parameter", "did_you_mean_machine_parameter", "did_you_mean_machine",
+      "range_near_int64_limits", "abs_of_int64_min", "negate_int64_min", "multiply_overflow",
+      "kernel_above_2_32", "pad_near_2_62", "stride_2_62", "dilation_2_31", "lag_2_32",
+      "slice_near_int64_max", "block_size_2_32", "timeblock_2_62", "import_directory",
+      "memory_doubling_terms", "memory_nested_comprehension", "identifier_too_long", NULL};
   E2eRun r = e2e_runl(errors_dir(), 10, "ls", NULL);
   e2e_check_ok(&r, "ls tests/errors");
   int files = 0;
@@ -190,7 +211,7 @@ Test(golden, every_error_file_is_checked) {
     cr_assert(hit, "tests/errors/%s.* has no test", t);
     files++;
   }
-  cr_assert_eq(files, 2 * 22, "tests/errors holds %d files, want a .mach and a .err.expected for 22 cases",
+  cr_assert_eq(files, 2 * 38, "tests/errors holds %d files, want a .mach and a .err.expected for 38 cases",
                files);
 }
 
