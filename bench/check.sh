@@ -36,10 +36,6 @@ echo "max|a - b| / max|b|, machc's initial weights, f32 (bench/check_torch.py ex
 printf '%-22s %11s %3s %8s %8s %8s  %8s %8s\n' configuration FLOPs "" fwd dinput dparams machc/f64 torch/f64
 bench_configs "$PATTERN" >"$OUT/configs.txt"
 while IFS='|' read -r file name kind batch a1 a2 a3; do
-    if [ "$kind" = recurrent ]; then
-        printf '%-22s %s\n' "$name" "n/a (no PyTorch RecurMachine)"
-        continue
-    fi
     bench_gen "$kind" "$OUT/$file.mach" "$a1" "$a2" "$a3"
     "$MACHC" --dtype f32 "$OUT/$file.mach" -o "$OUT/$file"
     # the configuration's batch, at most 64 samples: enough to see a difference

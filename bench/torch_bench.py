@@ -20,12 +20,13 @@ times, as bench/bench.c does for machc, interleaved round by round:
 and prints one line for bench/run.sh: FLOPS_PER_SAMPLE FWD_S DUAL_S STEP_S
 SPREAD (seconds per call, the minimum over the rounds; SPREAD the worst
 (max - min) / min), or `n/a` when the configuration has no PyTorch model
-(the RecurMachine). --peak prints the GFLOP/s of torch.mm on 1024 x 1024
-f32 matrices (2 * 1024^3 FLOPs a call), timed the same way: the sgemm peak
-that bench/run.sh divides by; then the BLAS library that ran it (Debian's
-reference BLAS, /usr/lib/x86_64-linux-gnu/blas/, is some 20 times slower
-than OpenBLAS: PyTorch's dense layers are only worth comparing with
-libopenblas0 installed, which `make bench-deps` does).
+(a kind bench/torch_models.py does not write).
+
+--peak prints the GFLOP/s of torch.mm on 1024 x 1024 f32 matrices (2 *
+1024^3 FLOPs a call), timed the same way: the sgemm peak that bench/run.sh
+divides by; then the BLAS library that ran it. (Debian's reference BLAS is
+some 20 times slower than OpenBLAS: PyTorch's dense layers are only worth
+comparing with libopenblas0 installed, which `make bench-deps` does.)
 
 The same environment as bench.c: BENCH_MIN_TIME (0.3 s), BENCH_MIN_REPS
 (20), BENCH_MAX_TIME (1 s) for the calibration (wall time), BENCH_ROUNDS

@@ -14,8 +14,12 @@ function with the same FLOPs as the machine bench/configs.sh generates:
   cnn        3x3 `same` Conv2d + bias + act, AvgPool2d(2) per stage, then
              nn.Linear layers with bias, act on all but the last
   mlp        nn.Linear layers with bias, act on all but the last
-  recurrent  not written (the chunked recurrence): build() raises
-             NotImplementedError
+  recurrent  the paper's RecurMachine, solved as machc solves it: over
+             chunks of `timeblock` steps, block by block; block i is two
+             nn.Conv1d (no bias, no padding) over the history: one reading
+             the blocks before it at lags 0 ..= pad, one reading itself and
+             the later blocks at lags timeblock ..= pad (from chunks already
+             solved; absent when timeblock > pad)
 
 Every model's forward takes the input batch ([B, C, grid...] or [B, D],
 float32) and returns the list of output blocks in machc's order. flops()
@@ -154,6 +158,40 @@ class MLP(nn.Module):
         return [self.denses[-1](x)]
 
 
+class RecurMachine(nn.Module):
+    """dims, pad, timeblock, length: block i reads the blocks before it
+    through `past[i]` (kernel pad + 1, lags pad .. 0 from tap 0 on) and
+    itself and the blocks after it through `later[i]` (kernel
+    pad - timeblock + 1, lags pad .. timeblock), one chunk of timeblock
+    steps at a time. x[0] = act(input + later[0](...))."""
+
+    def __init__(self, dims, act, pad, timeblock, length):
+        super().__init__()
+        self.dims, self.act_name, self.act = dims, act, activation(act)
+        self.pad, self.tb, self.grid = pad, timeblock, [length]
+        n = sum(dims)
+        self.past = nn.ModuleList(
+            nn.Conv1d(sum(dims[:i]), dims[i], pad + 1, bias=False) for i in range(1, len(dims)))
+        self.later = nn.ModuleList(
+            nn.Conv1d(n - sum(dims[:i]), dims[i], pad - timeblock + 1, bias=False)
+            for i in range(len(dims))) if timeblock <= pad else None
+
+    def forward(self, u):  # u: [B, d0, T]
+        B, T, pad, tb = u.shape[0], u.shape[2], self.pad, self.tb
+        # the history of each block, [B, di, pad + steps solved]: pad zeros
+        # first, so step t is at index t + pad
+        zs = [u.new_zeros(B, d, pad) for d in self.dims]
+        for t0 in range(0, T, tb):
+            t1 = min(t0 + tb, T)
+            for i in range(len(self.dims)):
+                y = u[:, :, t0:t1] if i == 0 else \
+                    self.past[i - 1](torch.cat([z[:, :, t0:t1 + pad] for z in zs[:i]], 1))
+                if self.later is not None:  # steps t0 - pad .. t1 - 1 - tb: earlier chunks
+                    y = y + self.later[i](torch.cat([z[:, :, t0:t1 + pad - tb] for z in zs[i:]], 1))
+                zs[i] = torch.cat([zs[i], self.act(y)], 2)
+        return [z[:, :, pad:] for z in zs]
+
+
 def build(kind, a1, a2="", a3=""):
     """The model of a configuration line's KIND A1 A2 A3."""
     if kind == "dense":
@@ -169,7 +207,8 @@ def build(kind, a1, a2="", a3=""):
     if kind == "mlp":
         return MLP(expand_dims(a1), a2)
     if kind == "recurrent":
-        raise NotImplementedError("no PyTorch RecurMachine here")
+        (pad, tb), (length,) = split_at(a3)
+        return RecurMachine(expand_dims(a1), a2, pad, tb, length)
     raise ValueError(f"unknown configuration kind '{kind}'")
 
 
@@ -177,7 +216,7 @@ def input_shape(model):
     """The shape of one sample of the model's input."""
     if isinstance(model, DenseMachine):
         return [model.dims[0]]
-    if isinstance(model, ConvMachine):
+    if isinstance(model, (ConvMachine, RecurMachine)):
         return [model.dims[0]] + model.grid
     if isinstance(model, CNN):
         return [model.chans[0]] + model.grid
@@ -193,6 +232,13 @@ def flops(model):
     if isinstance(model, ConvMachine):
         d, pts, k = model.dims, math.prod(model.grid), math.prod(model.kernel)
         return sum(2 * k * sum(d[:i]) * d[i] * pts for i in range(1, len(d))) + act(model, sum(d) * pts)
+    if isinstance(model, RecurMachine):
+        d, T = model.dims, model.grid[0]
+        f = sum(2 * (model.pad + 1) * sum(d[:i]) * d[i] * T for i in range(1, len(d)))
+        if model.later is not None:
+            k = model.pad - model.tb + 1
+            f += sum(2 * k * sum(d[i:]) * d[i] * T for i in range(len(d)))
+        return f + act(model, sum(d) * T)
     if isinstance(model, CNN):
         f, g = 0, list(model.grid)
         for c_in, c_out in zip(model.chans[:-1], model.chans[1:]):
@@ -237,6 +283,21 @@ def _machine_slices(model):
     return [(blk, sum(d[:i]), sum(d[:i]) + d[i]) for i, blk in enumerate(model.blocks, 1)]
 
 
+def _recur_slices(model):
+    """(conv, taps of W, first row, columns lo, hi) per conv of a
+    RecurMachine's block i (columns lo .. hi of m.W): past[i] reads rows
+    0 .. lo at every tap, later[i] rows lo .. n at taps 0 .. pad - timeblock
+    (the lags >= timeblock)."""
+    d, out = model.dims, []
+    for i in range(len(d)):
+        lo, hi = sum(d[:i]), sum(d[:i + 1])
+        if i > 0:
+            out.append((model.past[i - 1], slice(0, model.pad + 1), 0, lo, hi))
+        if model.later is not None:
+            out.append((model.later[i], slice(0, model.pad - model.tb + 1), lo, lo, hi))
+    return out
+
+
 def _own_weights(model):
     """(machc weight name, bias name, layer, is_conv) for the CNN and MLP,
     named as bench/configs.sh's generators name the blocks."""
@@ -264,6 +325,10 @@ def load_machc(model, weights):
             for blk, lo, hi in _machine_slices(model):
                 w = W[..., :lo, lo:hi]  # [k..., in, out]
                 blk.weight.copy_(w.T if isinstance(model, DenseMachine) else _conv_to_torch(w))
+        elif isinstance(model, RecurMachine):
+            W = t["m.W"]  # [pad + 1, n, n]
+            for conv, taps, row, lo, hi in _recur_slices(model):
+                conv.weight.copy_(_conv_to_torch(W[taps, row:row + conv.in_channels, lo:hi]))
         else:
             for wname, bname, layer, is_conv in _own_weights(model):
                 w = t[wname]
@@ -284,6 +349,12 @@ def param_grads_as_machc(model):
             g = blk.weight.grad
             G[..., :lo, lo:hi] = g.T if isinstance(model, DenseMachine) else _conv_to_machc(g)
         out["m.W"] = G.numpy()
+    elif isinstance(model, RecurMachine):
+        n = sum(model.dims)
+        G = torch.zeros(model.pad + 1, n, n, dtype=model.past[0].weight.dtype)
+        for conv, taps, row, lo, hi in _recur_slices(model):
+            G[taps, row:row + conv.in_channels, lo:hi] = _conv_to_machc(conv.weight.grad)
+        out["m.W"] = G.numpy()
     else:
         for wname, bname, layer, is_conv in _own_weights(model):
             g = layer.weight.grad
@@ -294,6 +365,6 @@ def param_grads_as_machc(model):
 
 def output_names(model):
     """machc's names of the output blocks, in order."""
-    if isinstance(model, (DenseMachine, ConvMachine)):
+    if isinstance(model, (DenseMachine, ConvMachine, RecurMachine)):
         return [f"m.x[{i}]" for i in range(len(model.dims))]
     return ["y"]
