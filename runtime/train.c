@@ -544,18 +544,15 @@ static int add_log(struct trainer *t, const struct mach_logrow *r) {
 /* ---- checkpoints ---------------------------------------------------------------- */
 
 /* --out: the kept weights (the best epoch's with --keep-best, else the
- * current ones, or `weights` when given) and the state to resume from. */
-static int save_checkpoint(struct trainer *t, const mach_real *weights) {
+ * current ones) and the state to resume from. */
+static int save_checkpoint(struct trainer *t) {
+  int best = t->cfg.keep_best && t->k.best_epoch > 0;
   t->k.seconds = mach_now() - t->t0;
   memcpy(t->k.rng, t->rng.s, sizeof t->k.rng);
   t->k.perm = t->perm;
   t->k.ostate = t->ostate;
-  t->k.last = NULL;
-  if (!weights && t->cfg.keep_best && t->k.best_epoch > 0) {
-    weights = t->best;
-    t->k.last = t->params;
-  }
-  return mach_ckpt_save(t->c, t->cfg.out, weights ? weights : t->params, &t->k);
+  t->k.last = best ? t->params : NULL;
+  return mach_ckpt_save(t->c, t->cfg.out, best ? t->best : t->params, &t->k);
 }
 
 /* ---- the loop ----------------------------------------------------------------- */
@@ -621,11 +618,15 @@ static int fail(struct trainer *t, const char *why) {
   int rc;
   if (t->cfg.bar)
     fputs("\n", stderr);
-  rc = save_checkpoint(t, t->params);
+  rc = save_checkpoint(t);
   close_log(t);
   if (rc)
     mach_err(t->c, "training stopped at epoch %ld, step %ld: %s; could not save the weights",
              t->k.epoch + 1, t->k.step + 1, why);
+  else if (t->cfg.keep_best && t->k.best_epoch > 0)
+    mach_err(t->c, "training stopped at epoch %ld, step %ld: %s; kept the best epoch's weights "
+                   "(epoch %ld) in %s",
+             t->k.epoch + 1, t->k.step + 1, why, t->k.best_epoch, t->cfg.out);
   else
     mach_err(t->c, "training stopped at epoch %ld, step %ld: %s; kept the last good weights in %s",
              t->k.epoch + 1, t->k.step + 1, why, t->cfg.out);
@@ -637,7 +638,7 @@ static int interrupted(struct trainer *t) {
   int sig = stop_signal, rc;
   if (t->cfg.bar)
     fputs("\n", stderr);
-  rc = save_checkpoint(t, NULL) | close_log(t);
+  rc = save_checkpoint(t) | close_log(t);
   if (t->k.pos > 0)
     mach_err(t->c, "%s: stopped in epoch %ld/%ld after step %ld (sample %ld of %ld); %s %s "
                    "(continue with --resume %s)",
@@ -655,7 +656,7 @@ static int finish(struct trainer *t, const struct mach_logrow *r, int early) {
   char stats[160];
   if (t->cfg.bar)
     fputs("\n", stderr);
-  if (save_checkpoint(t, NULL) || close_log(t))
+  if (save_checkpoint(t) || close_log(t))
     return 1;
   format_row(stats, sizeof stats, r, " ");
   printf("final: %s (%ld epochs, %ld steps, %.2f s)", stats, t->k.epoch, t->k.step,
@@ -688,7 +689,7 @@ static int epochs(struct trainer *t, struct mach_logrow *r) {
     if (early)
       return finish(t, r, 1);
     if (t->cfg.checkpoint_every && t->k.epoch % t->cfg.checkpoint_every == 0 &&
-        t->k.epoch < t->cfg.epochs && save_checkpoint(t, NULL))
+        t->k.epoch < t->cfg.epochs && save_checkpoint(t))
       return 1;
   }
   return finish(t, r, 0);

@@ -544,3 +544,27 @@ Test(train_ctl, early_stopping_and_keep_best) {
     cr_assert(has_entry(P("best.npz"), "train/last"));
   }
 }
+
+/* With --keep-best the weights entries hold the best epoch and train/last
+ * the current parameters: a resumed run still equals the straight one. */
+Test(train_ctl, keep_best_resumes_exactly) {
+  double a[13], b[13];
+  regression_data(30, 0.4);
+  cr_assert_eq(RUN(&fake_reg, REG_OPTS(P("s.npz"), "16"), "--lr", "0.1", "--keep-best", "--quiet"),
+               0, "%s", err_text);
+  cr_assert_eq(RUN(&fake_reg, REG_OPTS(P("h.npz"), "8"), "--lr", "0.1", "--keep-best", "--quiet"),
+               0, "%s", err_text);
+  cr_assert_eq(RUN(&fake_reg, REG_OPTS(P("r.npz"), "16"), "--lr", "0.1", "--keep-best", "--quiet",
+                   "--resume", P("h.npz")), 0, "%s", err_text);
+  assert_same_weights(P("s.npz"), P("r.npz"));
+  cr_assert_eq(npz_entry(P("s.npz"), "train/last", a, 13), 13);
+  cr_assert_eq(npz_entry(P("r.npz"), "train/last", b, 13), 13);
+  cr_assert_eq(memcmp(a, b, sizeof a), 0);
+  cr_assert_eq(counter(P("s.npz"), MACH_CK_BEST_EPOCH), counter(P("r.npz"), MACH_CK_BEST_EPOCH));
+  /* a checkpoint without train/last cannot give back its best epoch */
+  cr_assert_eq(RUN(&fake_reg, REG_OPTS(P("p.npz"), "8"), "--lr", "0.1", "--quiet"), 0);
+  cr_assert_eq(RUN(&fake_reg, REG_OPTS(P("q.npz"), "16"), "--lr", "0.1", "--keep-best",
+                   "--resume", P("p.npz")), 1);
+  cr_assert(strstr(err_text, "written without --keep-best; its best epoch's weights are not in it"),
+            "%s", err_text);
+}
