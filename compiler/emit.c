@@ -465,6 +465,13 @@ static void declare_state(Emit *e, StrBuf *out, const char *buf, bool cnst, cons
   }
 }
 
+/* The workspace of the windowed convolutions, on the stack (at most
+ * WORK_BYTES in emit_conv.c). */
+static void declare_work(const Emit *e, StrBuf *out) {
+  if (e->work)
+    sb_printf(out, "    real work[%ld]; /* scratch: padded inputs and products of the convolutions */\n", e->work);
+}
+
 static Emit emit_new(Arena *a, const IrMachine *m, const IrMachine *primal, const EmitOptions *o,
                      const Layout *lay, StrBuf *body) {
   int n = m->blocks.len + 1, np = m->params.len + 1;
@@ -491,6 +498,7 @@ static void emit_forward(Arena *a, const IrMachine *m, const EmitOptions *o, con
                "        real *restrict state, long batch)\n{\n", prefix);
   declare_params(&e, c, "params", "", true);
   declare_state(&e, c, "state", false, "y_", "z_", e.used_y, e.used_z);
+  declare_work(&e, c);
   sb_puts(c, body.data);
   sb_puts(c, "}\n");
   sb_free(&body);
@@ -512,6 +520,7 @@ static void emit_dual_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
   declare_params(&e, c, "params", "", true);
   declare_state(&e, c, "state", true, "y_", "z_", e.used_py, e.used_pz);
   declare_state(&e, c, "dstate", false, "zbar_", "ybar_", e.used_y, e.used_z);
+  declare_work(&e, c);
   sb_puts(c, body.data);
   sb_puts(c, "}\n");
   sb_free(&body);
@@ -530,6 +539,7 @@ static void emit_grads_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
   declare_params(&e, c, "dparams", "d", false);
   declare_state(&e, c, "state", true, "y_", "z_", e.used_py, e.used_pz);
   declare_state(&e, c, "dstate", true, "zbar_", "ybar_", e.used_y, e.used_z);
+  declare_work(&e, c);
   sb_printf(c, "    memset(dparams, 0, sizeof(real) * %ld);\n", dual->param_size);
   sb_puts(c, body.data ? body.data : "");
   sb_puts(c, "}\n");
@@ -626,8 +636,9 @@ void emit_c(const IrMachine *m, const IrMachine *dual, const EmitOptions *o, Str
     sb_puts(c, "\n");
   }
   sb_puts(c, " */\n");
-  sb_printf(c, "#include \"%s\"\n\n#include <math.h>\n#include <string.h>\n\n",
-            o->header_name ? o->header_name : arena_printf(a, "%s.h", prefix));
+  sb_printf(c, "#include \"%s\"\n\n#include <math.h>\n%s#include <string.h>\n\n",
+            o->header_name ? o->header_name : arena_printf(a, "%s.h", prefix),
+            o->f32 ? "#include <stdint.h> /* exp_vec */\n" : "");
   if (!o->standalone)
     sb_printf(c, "%s#include \"machrt.h\"\n\n", o->f32 ? "#define MACH_F32\n" : "");
   if (o->fp_contract_off) /* gcc ignores the standard pragma; clang honours it */

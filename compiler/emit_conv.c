@@ -280,21 +280,23 @@ static void weight_strides(Emit *e, const IrArrow *ar, long *src, long *dst) {
   *dst = swap ? cout : 1;
 }
 
-/* ---- stride-1 convolutions on 2-D and 3-D grids as one product per band ------
+/* ---- stride-1 convolutions as one product over a zero-padded input -----------
  *
  * Per tap, the product above has an inner dimension of only the input
  * channels, and every tap re-reads and re-writes the output. For a stride-1
- * conv on more than one axis the taps are folded into the inner dimension
- * instead: per sample and band of rows o0 (axis 0), the band's input is
- * copied to a zero-padded buffer on the stack, band[ci, x] with x = the
- * input position + p0, so that the patch matrix row (k, ci) is the window
- * band[ci, k*d + u] over the padded output positions u: read in place by
- * mm_win, one product (co x (k, ci)) ((k, ci) x u) per band. Positions u
- * past the output grid along the inner axes are computed and dropped. The
- * kernel gradient reads the same windows: per band, the product
- * ((k, ci) x u) (u x co) with the output's cotangent packed by position
- * (mm_rows). The stack buffers stay under PATCH_BYTES. */
-enum { PATCH_BYTES = 40 * 1024 };
+ * conv the taps are folded into the inner dimension instead. Per group of
+ * samples, the source is copied into a zero-padded buffer of the function's
+ * workspace, pad[ci, n, x] with x = the input position + p0 on every axis,
+ * so that row (k, ci) of the patch matrix is the window pad[ci, n, k*d + u]
+ * over the padded output positions u: read in place by mm_taps, one product
+ * (co x (k, ci)) ((k, ci) x (n, u)) per group, of inner dimension taps x ci.
+ * Positions u past the output grid along the inner axes (and between two
+ * samples) are computed and dropped. The kernel gradient reads the same
+ * windows: the product ((k, ci) x (n, u)) ((n, u) x co) with the output's
+ * cotangent packed by position (mm_rows). Groups hold as many samples as keep
+ * the buffers within GROUP_BYTES (in L2); the workspace stays under
+ * WORK_BYTES, or the per-tap products above are used. */
+enum { GROUP_BYTES = 384 * 1024, WORK_BYTES = 1024 * 1024, MAX_GROUP = 64, MR_ = 4 };
 
 static long round_up(long v, long m) { return (v + m - 1) / m * m; }
 
@@ -305,251 +307,248 @@ static const char *minus_pad(Emit *e, const char *v, int p) {
   return arena_printf(e->a, "%s %c %d", v, p > 0 ? '-' : '+', p > 0 ? p : -p);
 }
 
-/* The band geometry of a stride-1 arrow: ext[a] the padded band's extent
- * (axis 0: rows + halo), bstr its strides; positions u = r * bstr[0] +
- * o1 * bstr[1] ...; a band of r rows spans (r - 1) * bstr[0] + tail of them. */
-typedef struct Band {
+/* The padded geometry of a stride-1 arrow: ext[a] the padded extent per
+ * axis (outputs + the kernel's reach), pstr its strides, plane = one
+ * sample's padded grid, span = the padded positions from the first output
+ * to the last + 1, group samples per product, ld the product's row length. */
+typedef struct Win {
   Geom g;
-  long ci, co, taps, kk; /* channels, taps, inner dimension taps * ci */
-  long nb, esz;          /* the prelude's NB, sizeof(real) */
-  long ext[IR_MAX_GRID], bstr[IR_MAX_GRID], halo0, tail, rows;
-  const char *u;         /* the text of u */
-} Band;
+  long ci, co, taps, kk;  /* channels, kernel taps, inner dimension taps * ci */
+  long nb;                /* the prelude's NB */
+  long ext[IR_MAX_GRID], pstr[IR_MAX_GRID], plane, span;
+  long group, ld;
+  long pad_sz, wk_sz, prod_sz, yu_sz, dwk_sz; /* workspace pieces, scalars */
+} Win;
 
-static bool band_of(Emit *e, const IrMachine *m, const IrArrow *ar, Band *b) {
+static bool win_of(Emit *e, const IrMachine *m, const IrArrow *ar, bool grad, Win *w) {
   const IrBlock *s = IR_BLOCK(m, ar->src), *d = IR_BLOCK(m, ar->dst);
-  if (ar->adjoint || ar->ngrid < 2)
+  if (ar->adjoint)
     return false;
   for (int a = 0; a < ar->ngrid; a++)
     if (ar->ax[a].stride != 1)
       return false;
-  *b = (Band){.g = geom_of(m, ar), .ci = s->shape.channels, .co = d->shape.channels, .taps = 1};
-  const Geom *g = &b->g;
-  b->nb = e->o->f32 ? 32 : 16;
-  b->esz = e->o->f32 ? 4 : 8;
-  for (int a = 0; a < g->g; a++)
-    b->taps *= ar->ax[a].kernel;
-  b->kk = b->taps * b->ci;
-  b->halo0 = (long)(ar->ax[0].kernel - 1) * ar->ax[0].dilation;
-  for (int a = 1; a < g->g; a++)
-    b->ext[a] = g->out[a] + (long)(ar->ax[a].kernel - 1) * ar->ax[a].dilation;
-  b->bstr[g->g - 1] = 1;
+  *w = (Win){.g = geom_of(m, ar), .ci = s->shape.channels, .co = d->shape.channels, .taps = 1};
+  const Geom *g = &w->g;
+  w->nb = e->o->f32 ? 32 : 16;
+  long esz = e->o->f32 ? 4 : 8;
+  for (int a = 0; a < g->g; a++) {
+    w->taps *= ar->ax[a].kernel;
+    w->ext[a] = g->out[a] + (long)(ar->ax[a].kernel - 1) * ar->ax[a].dilation;
+  }
+  w->kk = w->taps * w->ci;
+  w->pstr[g->g - 1] = 1;
   for (int a = g->g - 2; a >= 0; a--)
-    b->bstr[a] = b->bstr[a + 1] * b->ext[a + 1];
-  b->tail = 1;
-  for (int a = 1; a < g->g; a++)
-    b->tail += (g->out[a] - 1) * b->bstr[a];
-  StrBuf u = {0};
-  sb_printf(&u, "r * %ld", b->bstr[0]);
-  for (int a = 1; a < g->g; a++)
-    sb_printf(&u, b->bstr[a] == 1 ? " + o%d" : " + o%d * %ld", a, b->bstr[a]);
-  b->u = arena_strdup(e->a, u.data);
-  sb_free(&u);
-  return true;
+    w->pstr[a] = w->pstr[a + 1] * w->ext[a + 1];
+  w->plane = w->pstr[0] * w->ext[0];
+  w->span = 1;
+  for (int a = 0; a < g->g; a++)
+    w->span += (g->out[a] - 1) * w->pstr[a];
+  long mp = round_up(w->co, MR_), kp = round_up(w->kk, MR_), cp = round_up(w->co, w->nb);
+  for (long n = MAX_GROUP; n >= 1; n--) {
+    long cols = (n - 1) * w->plane + w->span;
+    w->group = n;
+    w->ld = round_up(cols, w->nb);
+    w->pad_sz = w->ci * n * w->plane + w->nb;
+    if (grad) {
+      w->yu_sz = cols * cp;
+      w->dwk_sz = kp * cp;
+    } else {
+      w->wk_sz = w->kk * mp;
+      w->prod_sz = mp * w->ld;
+    }
+    long group = esz * (w->pad_sz + w->prod_sz + w->yu_sz);
+    long all = esz * (w->pad_sz + w->prod_sz + w->yu_sz + w->wk_sz + w->dwk_sz);
+    if ((group <= GROUP_BYTES || n == 1) && all <= WORK_BYTES)
+      return true;
+  }
+  return false;
 }
 
-/* The rows per band: the most whose buffers fit, fixed + per_row(r) bytes
- * (0 when not even one row fits), then evened out over the bands. */
-static long band_rows(Band *b, long mp, bool grad) {
-  long rows = 0;
-  for (long r = 1; r <= b->g.out[0]; r++) {
-    long span = (r - 1) * b->bstr[0] + b->tail, elems = b->ci * (r + b->halo0) * b->bstr[0] + b->nb;
-    elems += grad ? b->nb * span + mp * b->nb : mp * b->kk + mp * round_up(span, b->nb);
-    if (b->esz * elems + 8 * (grad ? mp : b->kk) > PATCH_BYTES)
-      break;
-    rows = r;
-  }
-  if (rows) {
-    long bands = (b->g.out[0] + rows - 1) / rows;
-    rows = (b->g.out[0] + bands - 1) / bands;
-  }
-  b->rows = rows;
-  b->ext[0] = rows + b->halo0;
-  return rows;
-}
-
-/* Declares band[] (and its comment) and the loop over samples and bands,
- * then copies the band's input: z[n, ci, b0 + x0 - p0, x1 - p1 ...]. */
-static void band_open(Emit *e, const IrArrow *ar, const Band *b, const char *z, long src_block) {
+/* Where the tap k starts in a sample's padded grid: k*d along each axis. */
+static void emit_tap_at(Emit *e, const IrArrow *ar, const Win *w) {
   StrBuf *c = e->c;
-  const Geom *g = &b->g;
-  long bsize = b->ci * b->ext[0] * b->bstr[0];
-  int p0 = ar->ax[0].pad0;
-  sb_printf(c, "        real band[%ld + NB]; /* band[ci, x0", bsize);
-  for (int a = 1; a < g->g; a++)
-    sb_printf(c, ", x%d", a);
-  sb_printf(c, "] = z[n, ci, %s", minus_pad(e, "b0 + x0", p0));
-  for (int a = 1; a < g->g; a++)
-    sb_printf(c, ", %s", minus_pad(e, arena_printf(e->a, "x%d", a), ar->ax[a].pad0));
-  sb_puts(c, "], 0 off the grid */\n");
-  sb_printf(c, "        memset(band, 0, sizeof band);\n"
-               "        for (long n = 0; n < batch; n++)\n"
-               "            for (long b0 = 0; b0 < %d; b0 += %ld) {\n"
-               "                long rows = %d - b0 < %ld ? %d - b0 : %ld;\n",
-            g->out[0], b->rows, g->out[0], b->rows, g->out[0], b->rows);
-  /* rows x0 of the band whose input row b0 + x0 - p0 lies in [0, in0) */
-  sb_printf(c, "                long lo = %d - b0 > 0 ? %d - b0 : 0, hi = %d - b0 < rows + %ld ? %d - b0 : rows + %ld;\n",
-            p0, p0, g->in[0] + p0, b->halo0, g->in[0] + p0, b->halo0);
-  sb_printf(c, "                /* the band's input, zero-padded */\n"
-               "                memset(band, 0, sizeof(real) * %ld);\n"
-               "                for (long ci = 0; ci < %ld; ci++)\n"
-               "                    for (long x0 = lo; x0 < hi; x0++)\n",
-            bsize, b->ci);
-  int depth = 6;
-  StrBuf bi = {0}, zi = {0};
-  sb_printf(&bi, "ci * %ld + x0 * %ld", b->ext[0] * b->bstr[0], b->bstr[0]);
-  sb_printf(&zi, "n * %ld + ci * %ld + (%s) * %ld", src_block, g->in_size, minus_pad(e, "b0 + x0", p0),
-            g->in_str[0]);
-  for (int a = 1; a < g->g; a++) {
+  sb_printf(c, "        const long tap_at[%ld] = {", w->taps);
+  for (long t = 0; t < w->taps; t++) {
+    long off = 0, rest = t;
+    for (int a = w->g.g - 1; a >= 0; a--) {
+      off += rest % ar->ax[a].kernel * ar->ax[a].dilation * w->pstr[a];
+      rest /= ar->ax[a].kernel;
+    }
+    sb_printf(c, "%s%ld", t ? ", " : "", off);
+  }
+  sb_puts(c, "};\n");
+}
+
+/* Opens the loop over groups of samples and copies the group's input into
+ * pad[ci, n, x] = z[n0 + n, ci, x - p0], zero off the grid. */
+static void emit_pad(Emit *e, const IrArrow *ar, const Win *w, const char *z, long src_block) {
+  StrBuf *c = e->c;
+  const Geom *g = &w->g;
+  sb_printf(c, "        for (long n0 = 0; n0 < batch; n0 += %ld) {\n", w->group);
+  if (w->group > 1)
+    sb_printf(c, "            const long group = batch - n0 < %ld ? batch - n0 : %ld;\n", w->group, w->group);
+  else
+    sb_puts(c, "            const long group = 1;\n");
+  sb_printf(c, "            memset(pad, 0, sizeof(real) * %ld);\n", w->pad_sz);
+  sb_printf(c, "            for (long n = 0; n < group; n++)\n"
+               "                for (long ci = 0; ci < %ld; ci++)\n", w->ci);
+  int depth = 5;
+  StrBuf pi = {0}, zi = {0};
+  sb_printf(&pi, "(ci * %ld + n) * %ld", w->group, w->plane);
+  sb_printf(&zi, "(n0 + n) * %ld + ci * %ld", src_block, g->in_size);
+  for (int a = 0; a < g->g; a++) {
     int pa = ar->ax[a].pad0;
     /* the padded positions x whose input x - pa lies in [0, in) */
-    long lo = pa > 0 ? pa : 0, hi = g->in[a] + pa < b->ext[a] ? g->in[a] + pa : b->ext[a];
-    sb_printf(c, "%*sfor (long x%d = %ld; x%d < %ld; x%d++)\n", 4 * depth++, "", a, lo, a, hi, a);
+    long lo = pa > 0 ? pa : 0, hi = g->in[a] + pa < w->ext[a] ? g->in[a] + pa : w->ext[a];
     const char *x = arena_printf(e->a, "x%d", a);
-    sb_printf(&bi, b->bstr[a] == 1 ? " + x%d" : " + x%d * %ld", a, b->bstr[a]);
+    sb_printf(c, "%*sfor (long %s = %ld; %s < %ld; %s++)\n", 4 * depth++, "", x, lo, x, hi, x);
+    sb_printf(&pi, w->pstr[a] == 1 ? " + %s" : " + %s * %ld", x, w->pstr[a]);
     if (g->in_str[a] == 1)
       sb_printf(&zi, " + %s", minus_pad(e, x, pa));
     else
       sb_printf(&zi, " + (%s) * %ld", minus_pad(e, x, pa), g->in_str[a]);
   }
-  sb_printf(c, "%*sband[%s] = %s[%s];\n", 4 * depth, "", bi.data, z, zi.data);
-  sb_free(&bi);
+  sb_printf(c, "%*spad[%s] = %s[%s];\n", 4 * depth, "", pi.data, z, zi.data);
+  sb_free(&pi);
   sb_free(&zi);
 }
 
-/* Opens the loops over taps and input channels with p = (k, ci), sets
- * row_at[p] (where row (k, ci) of the patch matrix starts in band). */
-static int open_rows(Emit *e, const IrArrow *ar, const Band *b, bool set_row_at) {
+/* Opens the loops over (n, co, o...) of a group's outputs; returns the
+ * index of u = n * plane + o . pstr in a row of the product and sets *yi to
+ * the index of y[n0 + n, co, o] in block d. */
+static const char *open_outputs(Emit *e, const Win *w, const IrBlock *d, const char **yi, int *depth) {
+  StrBuf *c = e->c;
+  const Geom *g = &w->g;
+  sb_printf(c, "            for (long n = 0; n < group; n++)\n"
+               "                for (long co = 0; co < %ld; co++)\n", w->co);
+  *depth = 5;
+  StrBuf ui = {0}, di = {0};
+  sb_printf(&ui, "n * %ld", w->plane);
+  sb_printf(&di, "(n0 + n) * %ld + co * %ld", d->size, g->out_size);
+  for (int a = 0; a < g->g; a++) {
+    sb_printf(c, "%*sfor (long o%d = 0; o%d < %d; o%d++)\n", 4 * (*depth)++, "", a, a, g->out[a], a);
+    sb_printf(&ui, w->pstr[a] == 1 ? " + o%d" : " + o%d * %ld", a, w->pstr[a]);
+    sb_printf(&di, g->out_str[a] == 1 ? " + o%d" : " + o%d * %ld", a, g->out_str[a]);
+  }
+  const char *u = arena_strdup(e->a, ui.data);
+  *yi = arena_strdup(e->a, di.data);
+  sb_free(&ui);
+  sb_free(&di);
+  return u;
+}
+
+/* The loops over taps and input channels, p = (k, ci), for reading or
+ * writing W[k, ci, co] beside the packed wk[p, co]. */
+static int open_kernel_rows(Emit *e, const IrArrow *ar, const Win *w) {
   StrBuf *c = e->c;
   int depth = 2;
-  for (int a = 0; a < b->g.g; a++)
+  for (int a = 0; a < w->g.g; a++)
     sb_printf(c, "%*sfor (long k%d = 0; k%d < %d; k%d++)\n", 4 * depth++, "", a, a, ar->ax[a].kernel, a);
-  sb_printf(c, "%*sfor (long ci = 0; ci < %ld; ci++) {\n", 4 * depth, "", b->ci);
-  StrBuf at = {0}; /* the window's start in band: k * d along each axis */
-  for (int a = 0; a < b->g.g; a++) {
-    long step = b->bstr[a] * ar->ax[a].dilation;
-    sb_printf(&at, step == 1 ? " + k%d" : " + k%d * %ld", a, step);
-  }
+  sb_printf(c, "%*sfor (long ci = 0; ci < %ld; ci++) {\n", 4 * depth, "", w->ci);
   const char *tp = "k0"; /* the tap's index, k0 * K1 + k1 ... */
-  for (int a = 1; a < b->g.g; a++)
+  for (int a = 1; a < w->g.g; a++)
     tp = arena_printf(e->a, a == 1 ? "%s * %d + k%d" : "(%s) * %d + k%d", tp, ar->ax[a].kernel, a);
-  sb_printf(c, "%*slong p = (%s) * %ld + ci;\n", 4 * depth + 4, "", tp, b->ci);
-  if (set_row_at)
-    sb_printf(c, "%*srow_at[p] = ci * %ld%s;\n", 4 * depth + 4, "", b->ext[0] * b->bstr[0], at.data);
-  sb_free(&at);
+  sb_printf(c, "%*sconst long p = %s%s%s * %ld + ci;\n", 4 * depth + 4, "", w->g.g > 1 ? "(" : "", tp,
+            w->g.g > 1 ? ")" : "", w->ci);
   return depth;
 }
 
-/* Opens the loops over the output channels and positions of a band (co, r,
- * o1, ...) and returns the index of y[n, co, b0 + r, o1, ...] in block d. */
-static const char *band_positions(Emit *e, const Band *b, const IrBlock *d, int *depth) {
-  const Geom *g = &b->g;
-  sb_printf(e->c, "                for (long co = 0; co < %ld; co++)\n"
-                  "                    for (long r = 0; r < rows; r++)\n",
-            b->co);
-  *depth = 6;
-  StrBuf yi = {0};
-  sb_printf(&yi, "n * %ld + co * %ld + (b0 + r) * %ld", d->size, g->out_size, g->out_str[0]);
-  for (int a = 1; a < g->g; a++) {
-    sb_printf(e->c, "%*sfor (long o%d = 0; o%d < %d; o%d++)\n", 4 * (*depth)++, "", a, a, g->out[a], a);
-    sb_printf(&yi, g->out_str[a] == 1 ? " + o%d" : " + o%d * %ld", a, g->out_str[a]);
-  }
-  const char *index = arena_strdup(e->a, yi.data);
-  sb_free(&yi);
-  return index;
-}
-
-/* Emits the banded form of conv_apply when the arrow fits it; false if not. */
-static bool conv_patches(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0) {
-  Band b;
-  if (t0 || !band_of(e, e->m, ar, &b))
-    return false;
-  long mp = round_up(b.co, 4 /* MR */);
-  if (!band_rows(&b, mp, false))
-    return false;
-  const Geom *g = &b.g;
-  const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
-  long ld = round_up((b.rows - 1) * b.bstr[0] + b.tail, b.nb);
-
-  StrBuf *c = e->c;
+/* The comment over a windowed product: the equation, then how it runs. */
+static void win_comment(Emit *e, const IrArrow *ar, const Win *w, const char *how) {
   StrBuf rd = {0}, wr = {0};
-  for (int a = 0; a < g->g; a++) {
+  for (int a = 0; a < w->g.g; a++) {
     const char *o = arena_printf(e->a, "o%d", a);
     sb_printf(&rd, "%s%s", a ? ", " : "", pos_text(e, ar, a, true, o));
     sb_printf(&wr, "%s%s", a ? ", " : "", o);
   }
-  sb_printf(c, "    /* y[n, co, %s] += sum over k, ci of W[k, ci, co] z[n, ci, %s]:\n", wr.data, rd.data);
-  sb_printf(c, "     * per sample and band of %ld rows o0, one product (co x (k, ci)) ((k, ci) x positions)\n"
-               "     * of inner dimension %ld, the patch matrix read in place from the band's\n"
-               "     * zero-padded input */\n",
-            b.rows, b.kk);
+  sb_printf(e->c, "    /* y[n, co, %s] += sum over k, ci of W[k, ci, co] z[n, ci, %s]:\n%s", wr.data, rd.data, how);
   sb_free(&rd);
   sb_free(&wr);
+}
+
+/* Emits the windowed form of conv_apply when the arrow fits it. */
+static bool conv_win(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0) {
+  Win w;
+  if (t0 || !win_of(e, e->m, ar, false, &w))
+    return false;
+  const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
+  long mp = round_up(w.co, MR_);
+  StrBuf *c = e->c;
+  win_comment(e, ar, &w, arena_printf(e->a,
+      "     * per group of %ld sample%s, z zero-padded into the workspace, then one product\n"
+      "     * (co x (k, ci)) ((k, ci) x (n, u)) of inner dimension %ld, the patch matrix\n"
+      "     * read in place from the padded input (u: padded positions) */\n",
+      w.group, w.group > 1 ? "s" : "", w.kk));
   sb_puts(c, "    {\n");
-  sb_printf(c, "        real wk[%ld];   /* wk[(k, ci) * %ld + co] = W[k, ci, co]%s */\n", b.kk * mp, mp,
-            mp > b.co ? ", 0 past the channels" : "");
-  sb_printf(c, "        long row_at[%ld]; /* where row (k, ci) of the patch matrix starts in band */\n", b.kk);
-  sb_printf(c, "        real prod[%ld]; /* prod[co, u], u = %s: padded positions of the band */\n", mp * ld,
-            b.u);
-  if (mp > b.co)
-    sb_puts(c, "        memset(wk, 0, sizeof wk);\n");
-  int depth = open_rows(e, ar, &b, true);
-  sb_printf(c, "%*sfor (long co = 0; co < %ld; co++)\n", 4 * depth + 4, "", b.co);
+  sb_printf(c, "        real *const pad = work;  /* pad[ci, n, x]: %ld x %ld x %ld, + NB read past the end */\n",
+            w.ci, w.group, w.plane);
+  sb_printf(c, "        real *const wk = work + %ld; /* wk[(k, ci) * %ld + co] = W[k, ci, co]%s */\n", w.pad_sz,
+            mp, mp > w.co ? ", 0 past the channels" : "");
+  sb_printf(c, "        real *const prod = work + %ld; /* prod[co, (n, u)]: %ld x %ld */\n", w.pad_sz + w.wk_sz,
+            mp, w.ld);
+  if (mp > w.co)
+    sb_printf(c, "        memset(wk, 0, sizeof(real) * %ld);\n", w.wk_sz);
+  int depth = open_kernel_rows(e, ar, &w);
+  sb_printf(c, "%*sfor (long co = 0; co < %ld; co++)\n", 4 * depth + 4, "", w.co);
   sb_printf(c, "%*swk[p * %ld + co] = %s[%s];\n", 4 * depth + 8, "", mp, emit_pname(e, ar->w.param),
             weight_index(e, ar, "ci", "co"));
   sb_printf(c, "%*s}\n", 4 * depth, "");
-  band_open(e, ar, &b, z, s->size);
-  sb_printf(c, "                /* prod[co, u] = sum over (k, ci) of wk[(k, ci) * %ld + co] band[row_at[(k, ci)] + u] */\n",
-            mp);
-  sb_printf(c, "                mm_win(%ld, (rows - 1) * %ld + %ld, %ld, wk, band, row_at, prod, %ld);\n", mp,
-            b.bstr[0], b.tail, b.kk, ld);
-  sb_printf(c, "                /* y[n, co, b0 + r%s] += prod[co, %s] */\n", g->g == 2 ? ", o1" : ", o1, o2", b.u);
-  const char *yi = band_positions(e, &b, d, &depth);
-  sb_printf(c, "%*s%s[%s] += prod[co * %ld + %s];\n", 4 * depth, "", y, yi, ld, b.u);
-  sb_puts(c, "            }\n    }\n");
+  emit_tap_at(e, ar, &w);
+  emit_pad(e, ar, &w, z, s->size);
+  sb_printf(c, "            /* prod[co, u] = sum over k, ci of wk[(k, ci), co] pad[ci, u + tap_at[k]] */\n"
+               "            mm_taps(%ld, (group - 1) * %ld + %ld, %ld, %ld, wk, pad, tap_at, %ld, prod, %ld);\n",
+            mp, w.plane, w.span, w.taps, w.ci, w.group * w.plane, w.ld);
+  const char *yi;
+  const char *u = open_outputs(e, &w, d, &yi, &depth);
+  sb_printf(c, "%*s%s[%s] += prod[co * %ld + %s];\n", 4 * depth, "", y, yi, w.ld, u);
+  sb_puts(c, "        }\n    }\n");
+  long need = w.pad_sz + w.wk_sz + w.prod_sz;
+  if (need > e->work)
+    e->work = need;
   return true;
 }
 
-/* Emits the banded form of emit_conv_grad when the arrow fits it. */
-static bool conv_grad_patches(Emit *e, const IrArrow *ar, const char *dw, const char *z, const char *ybar) {
-  Band b;
-  if (!band_of(e, e->primal, ar, &b) || b.co > b.nb)
+/* Emits the windowed form of emit_conv_grad when the arrow fits it. */
+static bool conv_grad_win(Emit *e, const IrArrow *ar, const char *dw, const char *z, const char *ybar) {
+  Win w;
+  if (!win_of(e, e->primal, ar, true, &w))
     return false;
-  long kp = round_up(b.kk, 4 /* MR */);
-  if (!band_rows(&b, kp, true))
-    return false;
-  const Geom *g = &b.g;
   const IrBlock *s = IR_BLOCK(e->primal, ar->src), *d = IR_BLOCK(e->primal, ar->dst);
-  long span = (b.rows - 1) * b.bstr[0] + b.tail;
+  long cp = round_up(w.co, w.nb), kp = round_up(w.kk, MR_);
   StrBuf *c = e->c;
-  sb_printf(c, "    /* per sample and band of %ld rows o0, one product ((k, ci) x positions) (positions x co)\n"
-               "     * of inner dimension the band's padded positions u = %s, the patch\n"
-               "     * matrix read in place from the band's zero-padded input */\n",
-            b.rows, b.u);
+  sb_printf(c, "    /* per group of %ld sample%s, z zero-padded into the workspace, then one product\n"
+               "     * ((k, ci) x (n, u)) ((n, u) x co) of inner dimension the group's padded positions,\n"
+               "     * the patch matrix read in place from the padded input */\n",
+            w.group, w.group > 1 ? "s" : "");
   sb_puts(c, "    {\n");
-  sb_printf(c, "        long row_at[%ld]; /* where row (k, ci) of the patch matrix starts in band%s */\n", kp,
-            kp > b.kk ? " (0 past the rows)" : "");
-  sb_printf(c, "        real dwk[%ld * NB]; /* dwk[(k, ci) * NB + co] = dW[k, ci, co] of this arrow */\n", kp);
-  sb_printf(c, "        real yu[%ld * NB]; /* yu[u * NB + co] = ybar[n, co, b0 + r%s], 0 at padded positions */\n",
-            span, g->g == 2 ? ", o1" : ", o1, o2");
-  sb_puts(c, "        memset(row_at, 0, sizeof row_at);\n"
-             "        memset(dwk, 0, sizeof dwk);\n"
-             "        memset(yu, 0, sizeof yu);\n");
-  int depth = open_rows(e, ar, &b, true);
-  sb_printf(c, "%*s}\n", 4 * depth, "");
-  band_open(e, ar, &b, z, s->size);
-  const char *yi = band_positions(e, &b, d, &depth);
-  sb_printf(c, "%*syu[(%s) * NB + co] = %s[%s];\n", 4 * depth, "", b.u, ybar, yi);
-  sb_printf(c, "                /* dwk[(k, ci), co] += sum over u of band[row_at[(k, ci)] + u] yu[u, co] */\n"
-               "                mm_rows(%ld, (rows - 1) * %ld + %ld, band, row_at, yu, dwk);\n"
-               "            }\n",
-            kp, b.bstr[0], b.tail);
-  sb_puts(c, "        /* dW[k, ci, co] += dwk[(k, ci) * NB + co] */\n");
-  depth = open_rows(e, ar, &b, false);
-  sb_printf(c, "%*sfor (long co = 0; co < %ld; co++)\n", 4 * depth + 4, "", b.co);
-  sb_printf(c, "%*s%s[%s] += dwk[p * NB + co];\n", 4 * depth + 8, "", dw, weight_index(e, ar, "ci", "co"));
+  sb_printf(c, "        real *const pad = work;  /* pad[ci, n, x]: %ld x %ld x %ld, + NB read past the end */\n",
+            w.ci, w.group, w.plane);
+  sb_printf(c, "        real *const yu = work + %ld; /* yu[(n, u), co] = ybar[n0 + n, co, o], 0 off the grid: %ld x %ld */\n",
+            w.pad_sz, w.ld, cp);
+  sb_printf(c, "        real *const dwk = work + %ld; /* dwk[(k, ci), co] of this arrow: %ld x %ld */\n",
+            w.pad_sz + w.yu_sz, kp, cp);
+  sb_printf(c, "        memset(dwk, 0, sizeof(real) * %ld);\n", w.dwk_sz);
+  emit_tap_at(e, ar, &w);
+  emit_pad(e, ar, &w, z, s->size);
+  sb_printf(c, "            memset(yu, 0, sizeof(real) * %ld);\n", w.yu_sz);
+  int depth;
+  const char *yi;
+  const char *u = open_outputs(e, &w, d, &yi, &depth);
+  sb_printf(c, "%*syu[(%s) * %ld + co] = %s[%s];\n", 4 * depth, "", u, cp, ybar, yi);
+  sb_printf(c, "            /* dwk[(k, ci), co] += sum over (n, u) of pad[ci, u + tap_at[k]] yu[(n, u), co] */\n"
+               "            for (long j = 0; j < %ld; j += NB)\n"
+               "                mm_rows(%ld, (group - 1) * %ld + %ld, %ld, pad, tap_at, %ld, yu + j, %ld, dwk + j, %ld);\n"
+               "        }\n",
+            cp, w.kk, w.plane, w.span, w.ci, w.group * w.plane, cp, cp);
+  sb_puts(c, "        /* dW[k, ci, co] += dwk[(k, ci), co] */\n");
+  depth = open_kernel_rows(e, ar, &w);
+  sb_printf(c, "%*sfor (long co = 0; co < %ld; co++)\n", 4 * depth + 4, "", w.co);
+  sb_printf(c, "%*s%s[%s] += dwk[p * %ld + co];\n", 4 * depth + 8, "", dw, weight_index(e, ar, "ci", "co"), cp);
   sb_printf(c, "%*s}\n", 4 * depth, "");
   sb_puts(c, "    }\n");
+  long need = w.pad_sz + w.yu_sz + w.dwk_sz;
+  if (need > e->work)
+    e->work = need;
   return true;
 }
 
@@ -562,7 +561,7 @@ static void conv_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
     conv_loops(e, ar, y, z, t0, t1);
     return;
   }
-  if (conv_patches(e, ar, y, z, t0))
+  if (conv_win(e, ar, y, z, t0))
     return;
   Geom g = geom_of(e->m, ar);
   long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
@@ -691,7 +690,7 @@ void emit_conv_grad(Emit *e, const IrArrow *ar, const char *dw, const char *z, c
     conv_grad_loops(e, ar, dw, z, ybar);
     return;
   }
-  if (conv_grad_patches(e, ar, dw, z, ybar))
+  if (conv_grad_win(e, ar, dw, z, ybar))
     return;
   Geom g = geom_of(e->primal, ar);
   long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;

@@ -32,6 +32,7 @@ typedef struct Emit {
   bool *used_py, *used_pz; /* primal buffers referenced (dual: sigma') */
   bool *used_p;           /* parameters referenced */
   IrGroups into;          /* the arrows into each block of m */
+  long work;              /* scalars of workspace the body uses (real work[]) */
 } Emit;
 
 /* The prelude: the real type's kernels and activations that `body` uses. */

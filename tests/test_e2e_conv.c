@@ -737,3 +737,60 @@ Test(conv_errors, explain_shows_the_chunks) {
   e2e_run_free(&r);
   free(src);
 }
+
+/* Convolutions read through zero-padded copies of their input, a group of
+ * samples at a time: a 2-D grid large enough for groups of one sample, a
+ * 1-D grid with several samples per group and a shorter last group. Every
+ * sample's state, dual state and share of the parameter gradient must be
+ * what a batch of that one sample gives. */
+static const char grouped_src[] =
+    "machine grouped {\n"
+    "    input  x : 2 @ [40, 40]\n"
+    "    block  h : 16 @ [40, 40] = tanh(conv(x, k = 3, pad = same) + bias)\n"
+    "    block  v : 4 @ [36, 40] = tanh(conv(h, k = [3, 3], pad = [0, 0, 2, 2], dilation = [2, 2]))\n"
+    "    block  g : 4 = global_avgpool(v)\n"
+    "    input  s : 8 @ [600]\n"
+    "    block  t : 8 @ [600] = sigmoid(conv(s, k = 5, pad = same) + bias)\n"
+    "    block  q : 8 = global_avgpool(t)\n"
+    "    output y : 3 = dense(g, q) + bias\n"
+    "}\n";
+
+Test(conv_schedule, sample_groups_do_not_change_the_numbers) {
+  enum { B = 7 };
+  Run all = run_new(grouped_src, "grouped", B, 21);
+  backward(&all);
+  const struct mach_model *m = all.m;
+  double *dsum = calloc((size_t)m->param_size + 1, sizeof(double));
+  for (long n = 0; n < B; n++) {
+    Run one = run_new(grouped_src, "grouped", 1, 22);
+    memcpy(one.params, all.params, sizeof(double) * (size_t)m->param_size);
+    for (int k = 0; k < m->n_inputs; k++) {
+      long sz = m->blocks[m->inputs[k]].size;
+      memcpy(one.in[k], all.in[k] + n * sz, sizeof(double) * (size_t)sz);
+    }
+    for (int k = 0; k < m->n_outputs; k++) {
+      long sz = m->blocks[m->outputs[k]].size;
+      memcpy(one.cot[k], all.cot[k] + n * sz, sizeof(double) * (size_t)sz);
+    }
+    backward(&one);
+    for (int b = 0; b < m->n_blocks; b++) {
+      long sz = m->blocks[b].size;
+      const double *ya = y_of(&all, all.state, b) + n * sz, *y1 = y_of(&one, one.state, b);
+      const double *da = y_of(&all, all.dstate, b) + n * sz, *d1 = y_of(&one, one.dstate, b);
+      for (long i = 0; i < sz; i++) {
+        cr_assert(fabs(ya[i] - y1[i]) <= 1e-12 * (1 + fabs(y1[i])), "sample %ld, block %s, y[%ld]: %.17g vs %.17g",
+                  n, m->blocks[b].name, i, ya[i], y1[i]);
+        cr_assert(fabs(da[i] - d1[i]) <= 1e-12 * (1 + fabs(d1[i])), "sample %ld, block %s, zbar[%ld]: %.17g vs %.17g",
+                  n, m->blocks[b].name, i, da[i], d1[i]);
+      }
+    }
+    for (long i = 0; i < m->param_size; i++)
+      dsum[i] += one.dparams[i];
+    run_free(&one);
+  }
+  for (long i = 0; i < m->param_size; i++)
+    cr_assert(fabs(all.dparams[i] - dsum[i]) <= 1e-10 * (1 + fabs(dsum[i])), "dparams[%ld]: %.17g vs %.17g", i,
+              all.dparams[i], dsum[i]);
+  free(dsum);
+  run_free(&all);
+}
