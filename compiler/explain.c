@@ -84,6 +84,9 @@ void explain_machine(const IrMachine *m, FILE *out) {
               m->nlevels - nc, m->nlevels - nc == 1 ? "" : "s",
               m->chunk_lo ? " before" : "", m->chunk_hi < m->nlevels ? (m->chunk_lo ? " and after" : " after") : "");
     fputc('\n', out);
+    if (m->reverse_time) /* anti-causal: the cycles read only later time steps */
+      fprintf(out, "  runs backwards in time: its cycles read only later steps, so the chunks are "
+                   "solved last to first\n");
   }
   explain_levels(a, m, out);
   explain_arrows(a, m, out);

@@ -142,6 +142,8 @@ static void check_views(const Compiled *c, const IrMachine *m, const char *code)
   print_machine(m, &printed);
   char *explained = m->primal ? NULL : captured(explain_machine, m);
   char *dot = m->primal ? NULL : captured(dot_primal, m);
+  if (explained) /* a causal machine: explain must not say it runs backwards */
+    cr_assert_null(strstr(explained, "backwards"), "%s", explained);
   for (int i = 0; i < m->arrows.len; i++) {
     const IrArrow *ar = IR_ARROW(m, i);
     const char *src = IR_BLOCK(m, ar->src)->name, *dst = IR_BLOCK(m, ar->dst)->name;

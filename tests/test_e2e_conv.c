@@ -446,6 +446,40 @@ Test(conv_equations, machine_equations_of_a_recurrence) {
   run_free(&r);
 }
 
+/* An anti-causal machine: h reads its own future (t + 1, t + 2), so the
+ * cycle runs through negative lags and machc solves it backwards in time,
+ * chunks last to first, and `explain` says so. */
+static const char back_src[] =
+    "machine back {\n"
+    "  input s : 1 @ [11]\n"
+    "  block h : 2 @ [11] = tanh(conv(s, k = 2, pad = [0, 1]) + conv(h, k = 2, pad = [-1, 2]))\n"
+    "  output y : 1 @ [11] = conv(h, k = 1)\n"
+    "}\n";
+
+Test(conv_equations, machine_equations_of_an_anti_causal_recurrence) {
+  Run r = run_new(back_src, "back", BATCH, 17);
+  loss(&r);
+  int s = e2e_model_block(r.m, "s"), h = e2e_model_block(r.m, "h");
+  static const Geo now_next = {1, {11}, {11}, {2}, {0}, {1}, {1}}, leads12 = {1, {11}, {11}, {2}, {-1}, {1}, {1}};
+  long n = BATCH * 2 * 11;
+  double *yh = calloc((size_t)n, sizeof(double));
+  ref_conv(&now_next, param(&r, "W_h_s"), 1, 2, z_of(&r, r.state, s), yh, BATCH, false);
+  ref_conv(&leads12, param(&r, "W_h_h"), 2, 2, z_of(&r, r.state, h), yh, BATCH, false);
+  for (long i = 0; i < n; i++) {
+    cr_assert(fabs(y_of(&r, r.state, h)[i] - yh[i]) < 1e-12, "y_h[%ld]", i);
+    cr_assert(fabs(z_of(&r, r.state, h)[i] - tanh(yh[i])) < 1e-12, "z_h[%ld]", i);
+  }
+  free(yh);
+  run_free(&r);
+  const char *dir = e2e_tmpdir();
+  e2e_write_text(e2e_path(dir, "back.mach"), back_src);
+  E2eRun x = e2e_runl(dir, 30, e2e_machc(), "explain", "back.mach", NULL);
+  e2e_check_ok(&x, "machc explain");
+  cr_assert(strstr(x.out, "\n  runs backwards in time: its cycles read only later steps, so the chunks are "
+                          "solved last to first\n"), "%s", x.out);
+  e2e_run_free(&x);
+}
+
 /* Its dual runs backwards in time: zbar_g = conv^T(ybar_h) + conv^T(ybar_y),
  * zbar_h = conv^T(ybar_g), ybar = sigma'(y) zbar. */
 Test(conv_equations, dual_equations_of_a_recurrence) {
