@@ -386,7 +386,9 @@ static Value *add_terms(Ev *ev, Value *l, Value *r, Loc loc) {
       err(ev, loc, "cannot add %s and %s", kind_name(l->kind), kind_name(r->kind));
     return NULL;
   }
-  if (!charge(ev, (int64_t)tl->items.len + tr->items.len, SLOT_BYTES, loc))
+  /* each term of a linear part becomes an arrow (with its own weight): it
+   * counts as a value, not as a slot */
+  if (!charge(ev, (int64_t)tl->items.len + tr->items.len, sizeof(Value), loc))
     return NULL;
   Value *v = vnew(ev, V_TERMS, loc);
   for (int i = 0; i < tl->items.len; i++)

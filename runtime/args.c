@@ -2,6 +2,7 @@
  * `--name=value`, flags, repeatable options, `--help` anywhere. Every
  * problem is one line ending in a hint, and status 2. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,8 +132,10 @@ int mach_arg_long(const struct mach_ctx *c, const struct mach_args *a, const cha
     return 0;
   errno = 0;
   *out = strtol(v, &end, 10);
-  snprintf(want, sizeof want, "an integer >= %ld", lo);
-  if (!*v || *end || errno || *out < lo)
+  /* counts (epochs, batch, steps): at most INT_MAX, so that products with
+   * sizes stay far from overflowing a long */
+  snprintf(want, sizeof want, "an integer in [%ld, %d]", lo, INT_MAX);
+  if (!*v || *end || errno || *out < lo || *out > INT_MAX)
     return bad_value(c, a, name, v, want);
   return 0;
 }

@@ -31,7 +31,9 @@ static const struct command commands[] = {
    "  --scale S          multiply the inputs by S (e.g. 0.00392156862745098 = 1/255)\n"
    "  --sep C, --skip-header, --data-cols COLS   CSV separator, header, columns\n"
    "  --argmax           write each flat output's class index (its largest channel)\n"
-   "  --proba            write softmax(output) over the channels (outputs are logits)\n"},
+   "  --proba            write softmax(output) over the channels (outputs are logits)\n"
+   "  --allow-nonfinite  run even when weights or inputs hold NaN or infinity (refused otherwise)\n"
+   "Outputs are written only when the whole command succeeds (none otherwise).\n"},
   {"predict", mach_cmd_predict,
    "--weights W.npz [--input X (default -)] [--output Y (default -)] [--argmax|--proba] [--batch B]",
    "Like forward, reading CSV from stdin and writing CSV to stdout by default.\n"
@@ -42,7 +44,8 @@ static const struct command commands[] = {
    "  --dump-state S.npz y.NAME and z.NAME of every block\n"
    "  --batch B          samples per minibatch (default 256)\n"
    "  --argmax           class indices: the largest channel of each flat output\n"
-   "  --proba            probabilities: softmax over the channels of logits outputs\n"},
+   "  --proba            probabilities: softmax over the channels of logits outputs\n"
+   "  --allow-nonfinite  as for forward\n"},
   {"grad", mach_cmd_grad,
    "--weights W.npz --input [NAME=]X.npy --cotangent [NAME=]G.npy --output D.npz [--dump-state S.npz] [--dump-dual B.npz] [--batch B]",
    "Vector-Jacobian product of loss = sum(output * G), summed over all samples.\n"
@@ -52,7 +55,8 @@ static const struct command commands[] = {
    "  --output D.npz     one entry per input block (its ybar, [N, shape]) and per parameter\n"
    "  --dump-state S.npz y.NAME and z.NAME of every block\n"
    "  --dump-dual B.npz  zbar.NAME and ybar.NAME of every block\n"
-   "  --batch B          samples per minibatch (default 256)\n"},
+   "  --batch B          samples per minibatch (default 256)\n"
+   "  --allow-nonfinite  as for forward; outputs are written only when all succeed\n"},
   {"train", mach_cmd_train,
    "--data [NAME=]X.npy --targets T.npy --loss mse|xent --epochs E --out W.npz [options]",
    "Train with minibatches; --val-split F holds out a seeded random fraction.\n"
@@ -97,7 +101,8 @@ static const struct command commands[] = {
    "  --loss mse|xent    as for train\n"
    "  --target-output N  the output the loss applies to (needed with several outputs)\n"
    "  --batch B          samples per minibatch (default 256)\n"
-   "  --scale S, --sep C, --skip-header, --data-cols COLS, --target-cols COLS   as for train\n"},
+   "  --scale S, --sep C, --skip-header, --data-cols COLS, --target-cols COLS   as for train\n"
+   "  --allow-nonfinite  evaluate even when weights or inputs hold NaN or infinity\n"},
 };
 
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])

@@ -147,9 +147,27 @@ static const struct mach_optspec eval_opts[] = {
   {"loss", MACH_OPT_VALUE},
   {"target-output", MACH_OPT_VALUE},
   {"batch", MACH_OPT_VALUE},
+  {"allow-nonfinite", MACH_OPT_FLAG},
   MACH_DATA_OPTS,
   {NULL, MACH_OPT_FLAG},
 };
+
+/* NaN or infinite weights or inputs give a NaN loss that says nothing of
+ * where it came from: refused, unless --allow-nonfinite. */
+static int check_finite(const struct mach_ctx *c, const struct mach_args *a, const char *w,
+                        const mach_real *params, const struct mach_dataset *d) {
+  const struct mach_model *m = c->m;
+  if (mach_arg(a, "allow-nonfinite"))
+    return 0;
+  if (mach_check_finite_params(c, w, params))
+    return 1;
+  for (int k = 0; k < m->n_inputs; k++) {
+    const struct mach_block *b = &m->blocks[m->inputs[k]];
+    if (mach_check_finite_samples(c, "eval", b->name, d->xs[k], d->n, b->size))
+      return 1;
+  }
+  return 0;
+}
 
 static int run_eval(const struct mach_ctx *c, const struct mach_args *a) {
   const struct mach_model *m = c->m;
@@ -169,7 +187,7 @@ static int run_eval(const struct mach_ctx *c, const struct mach_args *a) {
     batch = d.n;
   params = mach_alloc(c, (size_t)m->param_size + 1, sizeof *params);
   state = mach_alloc(c, (size_t)(batch * m->state_size) + 1, sizeof *state);
-  if (!params || !state || mach_load_weights(c, w, params))
+  if (!params || !state || mach_load_weights(c, w, params) || check_finite(c, a, w, params, &d))
     goto done;
   sum = mach_eval_range(m, params, &d, 0, d.n, batch, state, &hits);
   printf("loss %.9g\n", sum / mach_loss_norm(d.loss, d.n, d.size));

@@ -39,6 +39,11 @@ int mach_read_file(const struct mach_ctx *c, const char *path,
 /* Formats a shape as "[2, 3]" into buf (always terminated). */
 void mach_shape_str(char *buf, size_t cap, int rank, const long *shape);
 double mach_now(void); /* monotonic seconds */
+/* forward and eval refuse NaN or infinite weights and inputs (unless
+ * --allow-nonfinite): 0, or 1 after a message naming the first one. */
+int mach_check_finite_params(const struct mach_ctx *c, const char *path, const mach_real *p);
+int mach_check_finite_samples(const struct mach_ctx *c, const char *what, const char *block,
+                              const mach_real *v, long n, long size);
 
 /* An output file written atomically: data goes to `path.tmp.<pid>`, which is
  * fsync'ed and renamed over `path` by mach_out_close, so a crash or a full
@@ -53,6 +58,15 @@ int mach_out_open(const struct mach_ctx *c, const char *path, struct mach_out *o
 /* Flushes, fsyncs and renames; on any failure removes the temporary. */
 int mach_out_close(const struct mach_ctx *c, struct mach_out *o);
 void mach_out_abort(struct mach_out *o);
+/* All or nothing: after mach_out_defer, mach_out_close writes and syncs the
+ * temporary but leaves the rename to mach_out_finish(c, rc), which renames
+ * every deferred file when rc is 0 and removes them all otherwise (so a
+ * command that fails late leaves no output of its own behind, and an
+ * existing file is replaced only when the whole command succeeded).
+ * Returns rc, or 1 when a rename failed. Temporaries are also removed when
+ * SIGINT, SIGTERM, SIGHUP or SIGPIPE (left at their default) kill the run. */
+void mach_out_defer(void);
+int mach_out_finish(const struct mach_ctx *c, int rc);
 
 /* ---- npy.c: NumPy .npy format ------------------------------------------- */
 

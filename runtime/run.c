@@ -183,6 +183,7 @@ static const struct mach_optspec forward_opts[] = {
   {"scale", MACH_OPT_VALUE}, {"sep", MACH_OPT_VALUE}, {"skip-header", MACH_OPT_FLAG},
   {"data-cols", MACH_OPT_VALUE},
   {"argmax", MACH_OPT_FLAG}, {"proba", MACH_OPT_FLAG},
+  {"allow-nonfinite", MACH_OPT_FLAG},
   {NULL, MACH_OPT_FLAG},
 };
 
@@ -227,6 +228,15 @@ static int run_setup(const struct mach_ctx *c, const struct mach_args *a, const 
     return 1;
   if ((rc = mach_load_inputs(c, a, "input", in_def, r->xs, &r->n)))
     return rc;
+  if (!mach_arg(a, "allow-nonfinite")) { /* NaN in, NaN out, silently: refused */
+    if (mach_check_finite_params(c, w, r->params))
+      return 1;
+    for (int k = 0; k < m->n_inputs; k++) {
+      const struct mach_block *b = &m->blocks[m->inputs[k]];
+      if (mach_check_finite_samples(c, a->cmd, b->name, r->xs[k], r->n, b->size))
+        return 1;
+    }
+  }
   if (r->batch > r->n) /* no need for a state bigger than the data */
     r->batch = r->n > 0 ? r->n : 1;
   return 0;
@@ -358,7 +368,8 @@ int mach_cmd_forward(const struct mach_ctx *c, int argc, char **argv) {
     return rc;
   if (!mach_arg(&a, "output"))
     return mach_arg_missing(c, &a, "output");
-  return run_forward(c, &a, NULL, NULL);
+  mach_out_defer(); /* --output and --dump-state: all written, or none */
+  return mach_out_finish(c, run_forward(c, &a, NULL, NULL));
 }
 
 int mach_cmd_predict(const struct mach_ctx *c, int argc, char **argv) {
@@ -368,7 +379,10 @@ int mach_cmd_predict(const struct mach_ctx *c, int argc, char **argv) {
     mach_usage_cmd(c, "predict", stdout);
     return 0;
   }
-  return rc ? rc : run_forward(c, &a, "-", "-");
+  if (rc)
+    return rc;
+  mach_out_defer();
+  return mach_out_finish(c, run_forward(c, &a, "-", "-"));
 }
 
 /* ---- grad ------------------------------------------------------------------ */
@@ -381,6 +395,7 @@ static const struct mach_optspec grad_opts[] = {
   {"dump-state", MACH_OPT_VALUE},
   {"dump-dual", MACH_OPT_VALUE},
   {"batch", MACH_OPT_VALUE},
+  {"allow-nonfinite", MACH_OPT_FLAG},
   {NULL, MACH_OPT_FLAG},
 };
 
@@ -504,5 +519,6 @@ int mach_cmd_grad(const struct mach_ctx *c, int argc, char **argv) {
     mach_err(c, "grad: this model was compiled without a backward pass");
     return 2;
   }
-  return run_grad(c, &a);
+  mach_out_defer(); /* --output, --dump-state, --dump-dual: all written, or none */
+  return mach_out_finish(c, run_grad(c, &a));
 }

@@ -53,6 +53,7 @@ struct trainer {
   const struct mach_dataset *val; /* where validation samples [vlo, vhi) are */
   long vlo, vhi;
   long n_train, n_val, batch;
+  long step0;             /* k.step when this run began (resumed runs start late) */
   struct mach_ckpt k;     /* counters, stream and sums: all a resume needs */
   struct mach_rng rng;
   long *perm, *lbatch;    /* [n_train], [batch] labels */
@@ -618,6 +619,13 @@ static int fail(struct trainer *t, const char *why) {
   int rc;
   if (t->cfg.bar)
     fputs("\n", stderr);
+  if (t->k.step == t->step0) { /* no good step: what --out holds is no worse */
+    close_log(t);
+    mach_err(t->c, "training stopped at epoch %ld, step %ld: %s; no step succeeded, so %s "
+                   "was not written",
+             t->k.epoch + 1, t->k.step + 1, why, t->cfg.out);
+    return 1;
+  }
   rc = save_checkpoint(t);
   close_log(t);
   if (rc)
@@ -706,6 +714,7 @@ static int loop(struct trainer *t) {
   sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C stops at once */
   sigemptyset(&sa.sa_mask);
   stop_signal = 0;
+  t->step0 = t->k.step;
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
   rc = epochs(t, &r);

@@ -2,12 +2,15 @@
  * atomic file writes. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,15 +68,36 @@ static int slurp(FILE *f, unsigned char **buf, size_t *len) {
   return 0;
 }
 
+/* Opens a regular file for reading. The open does not block (O_NONBLOCK: a
+ * FIFO with no writer would wait forever) and fstat then refuses FIFOs,
+ * devices (/dev/zero never ends) and directories at once. */
+static FILE *open_regular(const struct mach_ctx *c, const char *path) {
+  struct stat st;
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  FILE *f;
+  if (fd < 0) {
+    mach_err(c, "%s: cannot open: %s", path, strerror(errno));
+    return NULL;
+  }
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    mach_err(c, "%s: cannot open: not a regular file (a directory, FIFO or device)", path);
+    close(fd);
+    return NULL;
+  }
+  if (!(f = fdopen(fd, "rb"))) {
+    mach_err(c, "%s: cannot open: %s", path, strerror(errno));
+    close(fd);
+  }
+  return f;
+}
+
 int mach_read_file(const struct mach_ctx *c, const char *path,
                    unsigned char **buf, size_t *len) {
   int is_stdin = strcmp(path, "-") == 0;
-  FILE *f = is_stdin ? stdin : fopen(path, "rb");
+  FILE *f = is_stdin ? stdin : open_regular(c, path);
   int rc;
-  if (!f) {
-    mach_err(c, "%s: cannot open: %s", path, strerror(errno));
+  if (!f)
     return 1;
-  }
   errno = 0;
   rc = slurp(f, buf, len);
   if (rc)
@@ -91,6 +115,40 @@ void mach_shape_str(char *buf, size_t cap, int rank, const long *shape) {
     n += (size_t)snprintf(buf + n, cap - n, "%s%ld", i ? ", " : "", shape[i]);
   if (n < cap)
     snprintf(buf + n, cap - n, "]");
+}
+
+/* The first non-finite value of v[0..n), reported as sample i / size. */
+static int first_nonfinite(const mach_real *v, long n, long *at) {
+  for (long i = 0; i < n; i++)
+    if (!isfinite((double)v[i])) {
+      *at = i;
+      return 1;
+    }
+  return 0;
+}
+
+int mach_check_finite_params(const struct mach_ctx *c, const char *path, const mach_real *p) {
+  const struct mach_model *m = c->m;
+  long at;
+  for (int k = 0; k < m->n_params; k++)
+    if (first_nonfinite(p + m->params[k].offset, m->params[k].size, &at)) {
+      mach_err(c, "%s: parameter '%s' has a non-finite value (%g) at index %ld; "
+                  "pass --allow-nonfinite to run with it anyway",
+               path, m->params[k].name, (double)p[m->params[k].offset + at], at);
+      return 1;
+    }
+  return 0;
+}
+
+int mach_check_finite_samples(const struct mach_ctx *c, const char *what, const char *block,
+                              const mach_real *v, long n, long size) {
+  long at;
+  if (!first_nonfinite(v, n * size, &at))
+    return 0;
+  mach_err(c, "%s: input '%s' has a non-finite value (%g) in sample %ld, element %ld; "
+              "pass --allow-nonfinite to run with it anyway",
+           what, block, (double)v[at], at / size, at % size);
+  return 1;
 }
 
 double mach_now(void) {
@@ -128,6 +186,81 @@ static void sweep_stale(const char *path) {
   closedir(d);
 }
 
+/* ---- temporaries: removed on every failure path and on signals -------------
+ *
+ * Every temporary being written, and every finished one whose rename is
+ * deferred, is listed here, so that SIGINT, SIGTERM, SIGHUP or SIGPIPE
+ * remove them before the process dies (unlink is async-signal-safe). This is
+ * the runtime's other piece of global state besides train.c's stop flag: a
+ * signal handler has no other way to find the files. A command that handles
+ * these signals itself (train: it checkpoints) keeps its handler; its
+ * temporaries are still removed by mach_out_abort and by the sweep above. */
+enum { MAX_TEMPS = 160 };
+static char *volatile temps[MAX_TEMPS]; /* the temporary, or NULL */
+static const char *finals[MAX_TEMPS];   /* deferred: where it goes, else NULL */
+static int deferring;
+static const int cleanup_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+
+static void on_fatal_signal(int sig) {
+  for (int i = 0; i < MAX_TEMPS; i++)
+    if (temps[i])
+      unlink(temps[i]);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static void install_cleanup(void) {
+  for (size_t i = 0; i < sizeof cleanup_signals / sizeof *cleanup_signals; i++) {
+    struct sigaction old, sa;
+    if (sigaction(cleanup_signals[i], NULL, &old) != 0 || old.sa_handler != SIG_DFL ||
+        (old.sa_flags & SA_SIGINFO))
+      continue; /* ignored, or a handler of the command's own */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fatal_signal;
+    sigfillset(&sa.sa_mask);
+    sigaction(cleanup_signals[i], &sa, NULL);
+  }
+}
+
+static int temp_add(char *tmp) {
+  for (int i = 0; i < MAX_TEMPS; i++)
+    if (!temps[i]) {
+      finals[i] = NULL;
+      temps[i] = tmp;
+      return 0;
+    }
+  return 1;
+}
+
+static void temp_drop(const char *tmp) {
+  for (int i = 0; i < MAX_TEMPS; i++)
+    if (temps[i] == tmp) {
+      temps[i] = NULL;
+      finals[i] = NULL;
+    }
+}
+
+void mach_out_defer(void) { deferring = 1; }
+
+int mach_out_finish(const struct mach_ctx *c, int rc) {
+  deferring = 0;
+  for (int i = 0; i < MAX_TEMPS; i++) {
+    char *tmp = temps[i];
+    if (!tmp || !finals[i])
+      continue;
+    if (!rc && rename(tmp, finals[i]) != 0) {
+      mach_err(c, "%s: cannot write: %s", finals[i], strerror(errno));
+      rc = 1;
+    }
+    if (rc)
+      remove(tmp);
+    temps[i] = NULL;
+    finals[i] = NULL;
+    free(tmp);
+  }
+  return rc;
+}
+
 int mach_out_open(const struct mach_ctx *c, const char *path, struct mach_out *o) {
   size_t n;
   o->path = path;
@@ -145,9 +278,17 @@ int mach_out_open(const struct mach_ctx *c, const char *path, struct mach_out *o
     return 1;
   }
   snprintf(o->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+  if (temp_add(o->tmp)) {
+    mach_err(c, "%s: cannot write: more than %d files at once", path, MAX_TEMPS);
+    free(o->tmp);
+    o->tmp = NULL;
+    return 1;
+  }
+  install_cleanup();
   o->f = fopen(o->tmp, "wb");
   if (!o->f) {
     mach_err(c, "%s: cannot write: %s", path, strerror(errno));
+    temp_drop(o->tmp);
     free(o->tmp);
     o->tmp = NULL;
     return 1;
@@ -160,6 +301,7 @@ void mach_out_abort(struct mach_out *o) {
     if (o->f)
       fclose(o->f);
     remove(o->tmp);
+    temp_drop(o->tmp);
     free(o->tmp);
     o->tmp = NULL;
   }
@@ -180,6 +322,13 @@ int mach_out_close(const struct mach_ctx *c, struct mach_out *o) {
   if (fclose(o->f) != 0 && !err)
     err = errno;
   o->f = NULL;
+  if (!err && deferring) { /* renamed by mach_out_finish, with the others */
+    for (int i = 0; i < MAX_TEMPS; i++)
+      if (temps[i] == o->tmp)
+        finals[i] = o->path;
+    o->tmp = NULL;
+    return 0;
+  }
   if (!err && rename(o->tmp, o->path) != 0)
     err = errno;
   if (err) {
@@ -187,6 +336,7 @@ int mach_out_close(const struct mach_ctx *c, struct mach_out *o) {
     mach_out_abort(o);
     return 1;
   }
+  temp_drop(o->tmp);
   free(o->tmp);
   o->tmp = NULL;
   return 0;

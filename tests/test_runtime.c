@@ -603,7 +603,7 @@ Test(cli, usage_errors_exit_2) {
   assert_err("fake: info: unexpected argument 'stray' (try 'fake info --help')\n");
   cr_assert_eq(RUN(&fake_reg, "train", "--data", "x.npy", "--targets", "t.npy", "--loss", "mse",
                    "--epochs", "3", "--out", "w.npz", "--batch", "0"), 2);
-  assert_err("fake: train: --batch: '0' is not an integer >= 1 (try 'fake train --help')\n");
+  assert_err("fake: train: --batch: '0' is not an integer in [1, 2147483647] (try 'fake train --help')\n");
   cr_assert_eq(RUN(&fake_reg, "train", "--data", "x.npy", "--targets", "t.npy", "--loss", "l1",
                    "--epochs", "3", "--out", "w.npz"), 2);
   assert_err("fake: train: --loss: 'l1' is not mse or xent (try 'fake train --help')\n");
