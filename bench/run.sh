@@ -25,8 +25,8 @@
 # BENCH_CLOCK (thread, process or wall; default thread, wall when THREADS > 1),
 # BENCH_VERBOSE=1 (repetition counts, per-configuration time on stderr),
 # THREADS (default 1; sets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and
-# torch.set_num_threads), TORCH_PYTHON, BENCH_TORCH,
-# MACH_LIBDIR (where libmachrt_f32.a is; default derived from machc's path).
+# torch.set_num_threads), TORCH_PYTHON, BENCH_TORCH, BENCH_OUT (the build
+# directory, default build/bench), MACH_LIBDIR (where libmachrt_f32.a is; default derived from machc's path).
 set -eu
 
 # ---- the PyTorch columns --------------------------------------------------------
@@ -91,7 +91,7 @@ PATTERN=${2:-}
 case $MACHC in /*) ;; *) MACHC=$(pwd)/$MACHC ;; esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/bench/configs.sh"
-OUT=$ROOT/build/bench
+OUT=${BENCH_OUT:-$ROOT/build/bench}
 CC=${CC:-clang}
 BENCH_CFLAGS=${BENCH_CFLAGS:--O3 -march=native}
 if [ -z "${MACH_LIBDIR:-}" ]; then
