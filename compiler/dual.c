@@ -1,7 +1,7 @@
 /* dual.c — the dual machine (machines.md, section 4).
  *
  * Given cotangents z0bar on the outputs, the gradient solves
- *     zbar_j = z0bar_j + sum over arrows j -> i of W_ij^T ybar_i
+ *     zbar_j = z0bar_j + sum over arrows j -> i of ybar_i W(j -> i)^T
  *     ybar_j = sigma_j'(y_j) * zbar_j
  * which is again a machine on the same blocks: its linear part (stored where
  * the primal keeps y) is zbar, its pointwise part (where the primal keeps z)

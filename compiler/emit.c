@@ -491,9 +491,10 @@ static void emit_forward(Arena *a, const IrMachine *m, const EmitOptions *o, con
   Emit e = emit_new(a, m, m, o, lay, &body);
   e.nm = (Names){"y_", "z_", "inputs"};
   emit_solve(&e);
-  sb_printf(c, "\n/* Solves the machine equation y = y0 + W z + b, z = sigma(y) in one sweep,\n"
-               " * level by level. inputs[k] holds batch samples of input block k; every y\n"
-               " * and z is written to state. */\n"
+  sb_printf(c, "\n/* Solves the machine equation y = y0 + z W + b, z = sigma(y) in one sweep,\n"
+               " * level by level. A state is one row per sample, so an arrow adds z W, a\n"
+               " * [batch, source] by [source, destination] product. inputs[k] holds batch\n"
+               " * samples of input block k; every y and z is written to state. */\n"
                "void %s_forward(const real *restrict params, const real *const *inputs,\n"
                "        real *restrict state, long batch)\n{\n", prefix);
   declare_params(&e, c, "params", "", true);
@@ -511,7 +512,7 @@ static void emit_dual_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
   e.nm = (Names){"zbar_", "ybar_", "cotangents"};
   emit_solve(&e);
   sb_printf(c, "\n/* Solves the dual machine, the backward pass, in one sweep over the levels\n"
-               " * in reverse: zbar = z0bar + W^T ybar, ybar = sigma'(y) * zbar. cotangents[k]\n"
+               " * in reverse: zbar = z0bar + ybar W^T, ybar = sigma'(y) * zbar. cotangents[k]\n"
                " * holds dLoss/dz of output block k; zbar and ybar of every block go to dstate\n"
                " * (laid out like state). */\n"
                "void %s_dual(const real *restrict params, const real *restrict state,\n"

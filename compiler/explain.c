@@ -27,8 +27,9 @@ static void explain_levels(Arena *a, const IrMachine *m, FILE *out) {
   for (int lv = 0; lv < m->nlevels; lv++)
     for (int k = lv_blocks.start[lv]; k < lv_blocks.start[lv + 1]; k++) {
       const IrBlock *b = IR_BLOCK(m, lv_blocks.order[k]);
-      fprintf(out, "  %3d  %-16s %-14s %-22s%s%s\n", lv, b->name, ir_shape_text(a, &b->shape),
-              ir_act_text(a, &b->act), b->has_input ? " input" : "", b->is_output ? " output" : "");
+      const char *marks = arena_printf(a, "%s%s", b->has_input ? " input" : "", b->is_output ? " output" : "");
+      fprintf(out, "  %3d  %-16s %-14s %-*s%s\n", lv, b->name, ir_shape_text(a, &b->shape),
+              *marks ? 22 : 0, ir_act_text(a, &b->act), marks); /* no trailing blanks */
     }
 }
 

@@ -101,8 +101,8 @@ void print_machine(const IrMachine *m, StrBuf *o) {
   if (dual) {
     sb_puts(o, "# The dual machine of '");
     sb_printf(o, "%s': the backward pass, solved in reverse level order.\n", m->primal->name);
-    sb_puts(o, "#   zbar_j = z0bar_j + sum over arrows j -> i of W_ij^T ybar_i   (block j's linear part)\n"
-               "#   ybar_j = sigma_j'(y_j) * zbar_j                              (its pointwise part)\n"
+    sb_puts(o, "#   zbar_j = z0bar_j + sum over arrows j -> i of ybar_i W(j -> i)^T   (block j's linear part)\n"
+               "#   ybar_j = sigma_j'(y_j) * zbar_j                                  (its pointwise part)\n"
                "# Inputs: the cotangents dLoss/dz of the primal outputs, and dsigma.NAME =\n"
                "# sigma'(y) of each block NAME at the primal state. Outputs: dLoss/dy0 of\n"
                "# the primal inputs. Weights are the primal's, read transposed.\n");
