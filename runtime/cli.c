@@ -69,6 +69,9 @@ static const struct command commands[] = {
    "  --skip-header      the first CSV line is a header (default: detected)\n"
    "  --data-cols COLS   columns of a table [N, K] to use as inputs: names, indices, A:B, !COLS\n"
    "  --target-cols COLS columns to use as targets (--targets defaults to the --data file)\n"
+   "  --windows T[:S]    series [steps, columns] cut into windows of T steps every S;\n"
+   "                     without --targets the target is the series one step ahead\n"
+   "  --warmup-steps K   leave the first K time steps of each sample out of the loss\n"
    "  --optimizer O      sgd, momentum or adam (default adam)\n"
    "  --lr R             learning rate (default 0.001)\n"
    "  --momentum M       for momentum (default 0.9)\n"
@@ -102,7 +105,9 @@ static const struct command commands[] = {
    "  --target-output N  the output the loss applies to (needed with several outputs)\n"
    "  --batch B          samples per minibatch (default 256)\n"
    "  --scale S, --sep C, --skip-header, --data-cols COLS, --target-cols COLS   as for train\n"
-   "  --allow-nonfinite  evaluate even when weights or inputs hold NaN or infinity\n"},
+   "  --allow-nonfinite  evaluate even when weights or inputs hold NaN or infinity\n"
+   "  --windows T[:S], --warmup-steps K   as for train; with next-step targets also the\n"
+   "                     one-step-ahead error beside the last-value forecast\n"},
 };
 
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])

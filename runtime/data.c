@@ -205,6 +205,34 @@ bad:
   return 1;
 }
 
+int mach_load_table(const struct mach_ctx *c, const char *path, const struct mach_dataopts *o,
+                    const char *cols, double **v, long *rows, long *ncols) {
+  struct loaded L;
+  char got[80];
+  *v = NULL;
+  if (load_array(c, path, o ? &o->csv : NULL, &L) || (cols && select_columns(c, &L, cols)))
+    goto bad;
+  if (L.a.dtype == MACH_DT_UNKNOWN || (L.a.rank != 1 && L.a.rank != 2)) {
+    mach_shape_str(got, sizeof got, L.a.rank, L.a.shape);
+    if (L.a.dtype == MACH_DT_UNKNOWN)
+      mach_err(c, "%s: expected integer or float data, found '%s'", L.label, L.a.descr);
+    else
+      mach_err(c, "%s: has shape %s, expected series as a table [steps, columns]", L.label, got);
+    goto bad;
+  }
+  *rows = L.a.shape[0];
+  *ncols = L.a.rank == 2 ? L.a.shape[1] : 1;
+  if (!(*v = mach_alloc(c, (size_t)L.a.count + 1, sizeof **v)))
+    goto bad;
+  for (long i = 0; i < L.a.count; i++)
+    (*v)[i] = mach_array_get(&L.a, i);
+  loaded_free(&L);
+  return 0;
+bad:
+  loaded_free(&L);
+  return 1;
+}
+
 int mach_load_samples(const struct mach_ctx *c, const char *path, const struct mach_block *b,
                       const char *role, mach_real **x, long *n) {
   return mach_load_samples_opt(c, path, b, role, NULL, NULL, x, n);

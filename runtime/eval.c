@@ -98,6 +98,8 @@ int mach_dataset_load(const struct mach_ctx *c, const struct mach_args *a,
     return rc;
   if (!mach_arg(a, "data"))
     return mach_arg_missing(c, a, "data");
+  if (mach_arg(a, "windows"))
+    return (rc = mach_windows_load(c, a, &o, b, d)) ? rc : mach_windows_warmup(c, a, b, d);
   if ((rc = target_path(c, a, &o, not_targets, sizeof not_targets, &tpath)) ||
       (rc = mach_load_inputs_opt(c, a, "data", NULL, &o, d->xs, &d->n)))
     return rc;
@@ -113,7 +115,7 @@ int mach_dataset_load(const struct mach_ctx *c, const struct mach_args *a,
     mach_err(c, "%s: no samples", tpath);
     return 1;
   }
-  return 0;
+  return mach_windows_warmup(c, a, b, d);
 }
 
 void mach_dataset_free(struct mach_dataset *d) {
@@ -190,9 +192,13 @@ static int run_eval(const struct mach_ctx *c, const struct mach_args *a) {
   if (!params || !state || mach_load_weights(c, w, params) || check_finite(c, a, w, params, &d))
     goto done;
   sum = mach_eval_range(m, params, &d, 0, d.n, batch, state, &hits);
-  printf("loss %.9g\n", sum / mach_loss_norm(d.loss, d.n, d.size));
+  printf("loss %.9g\n", sum / mach_loss_norm(d.loss, d.n, d.counted));
   if (d.loss == MACH_LOSS_XENT)
     printf("accuracy %.9g\n", (double)hits / (double)d.n);
+  if (d.next_step) /* the loss is then the one-step-ahead error */
+    printf("one-step-ahead mse %.9g over %ld windows x %ld values; last-value forecast %.9g\n",
+           sum / mach_loss_norm(d.loss, d.n, d.counted), d.n, d.counted,
+           mach_windows_naive(c, &d));
   rc = fflush(stdout) == 0 ? 0 : 1;
 done:
   free(params);

@@ -6,6 +6,11 @@
  *       dL/dz_i = (softmax(z_i) - onehot(label_i)) / B
  * Both match the mean reductions of PyTorch/Flux. The log-sum-exp subtracts
  * the row maximum first, so large logits do not overflow.
+ *
+ * A NaN target is a value left out of the mse (the warm-up positions of a
+ * time window, --warmup-steps): it adds nothing, its gradient is zero, and
+ * the mean is over the values that count (the caller's norm says how many
+ * there are per sample: mach_dataset.counted).
  */
 #include <math.h>
 
@@ -18,8 +23,13 @@ double mach_loss_norm(enum mach_loss kind, long n, long size) {
 static double mse(const mach_real *z, const mach_real *t, long count, double norm,
                   mach_real *grad) {
   double sum = 0;
+  long counted = 0;
+  for (long i = 0; i < count; i++)
+    counted += !isnan(t[i]);
+  if (counted < count && counted > 0) /* warm-up positions: a mean over the rest */
+    norm *= (double)counted / (double)count;
   for (long i = 0; i < count; i++) {
-    double d = (double)z[i] - (double)t[i];
+    double d = isnan(t[i]) ? 0 : (double)z[i] - (double)t[i];
     sum += d * d;
     if (grad)
       grad[i] = (mach_real)(2.0 * d / norm);

@@ -283,7 +283,8 @@ int mach_dataopts_get(const struct mach_ctx *c, const struct mach_args *a,
 /* Their entries, for a command's option table. */
 #define MACH_DATA_OPTS                                                                   \
   {"scale", MACH_OPT_VALUE}, {"sep", MACH_OPT_VALUE}, {"skip-header", MACH_OPT_FLAG},     \
-  {"data-cols", MACH_OPT_VALUE}, {"target-cols", MACH_OPT_VALUE}
+  {"data-cols", MACH_OPT_VALUE}, {"target-cols", MACH_OPT_VALUE},                     \
+  {"windows", MACH_OPT_VALUE}, {"warmup-steps", MACH_OPT_VALUE}
 
 /* Loads B's samples from a data file (CSV, .npy, .npz of one array, IDX,
  * any of them gzipped): [N, shape], or a shape differing only by unit axes
@@ -308,6 +309,10 @@ int mach_load_inputs_opt(const struct mach_ctx *c, const struct mach_args *a, co
  * the block's position in idx (and *path), or -1 (bare path). */
 int mach_named_block(const struct mach_model *m, const int *idx, int n,
                      const char *arg, const char **path);
+/* A table [rows, cols] of doubles (a 1-D array is one column) from any data
+ * file, keeping the columns cols (NULL: all). *v is freed by the caller. */
+int mach_load_table(const struct mach_ctx *c, const char *path, const struct mach_dataopts *o,
+                    const char *cols, double **v, long *rows, long *ncols);
 /* Integer class labels in [0, classes), from ints or integral floats. */
 int mach_load_labels_opt(const struct mach_ctx *c, const char *path, long classes,
                          const struct mach_dataopts *o, const char *cols, long **labels,
@@ -343,6 +348,9 @@ struct mach_dataset {
   int out;            /* position in model->outputs of the output trained on */
   long n;             /* samples */
   long size;          /* scalars per sample of that output */
+  long counted;       /* of those, how many the loss counts: size less the
+                         warm-up positions (--warmup-steps), whose targets are NaN */
+  int next_step;      /* --windows without --targets: t is x one step ahead */
   mach_real *xs[64];  /* inputs, [n, size] each */
   mach_real *t;       /* mse targets, [n, size] */
   long *labels;       /* xent class labels, [n] */
@@ -350,6 +358,22 @@ struct mach_dataset {
 
 int mach_dataset_load(const struct mach_ctx *c, const struct mach_args *a,
                       struct mach_dataset *d);
+
+/* ---- window.c: long series cut into windows ----------------------------- */
+
+/* --windows T[:S]: fills d's inputs and targets with windows of T steps,
+ * every S steps, of the series in --data (and --targets, or the data one
+ * step ahead). b is the output block trained on. Returns 0, 1 or 2. */
+int mach_windows_load(const struct mach_ctx *c, const struct mach_args *a,
+                      const struct mach_dataopts *o, const struct mach_block *b,
+                      struct mach_dataset *d);
+/* --warmup-steps K: the targets at the first K time steps of every sample
+ * become NaN (left out of the loss); sets d->counted. Returns 0 or 2. */
+int mach_windows_warmup(const struct mach_ctx *c, const struct mach_args *a,
+                        const struct mach_block *b, struct mach_dataset *d);
+/* The last-value forecast's mse (predict x[t] for x[t + 1]) over the counted
+ * positions of next-step targets; NAN when it does not apply. */
+double mach_windows_naive(const struct mach_ctx *c, const struct mach_dataset *d);
 void mach_dataset_free(struct mach_dataset *d);
 /* Summed loss (see mach_loss_eval) of samples [lo, hi), run in batches of at
  * most `batch` through state ([batch * state_size]); adds correct argmax

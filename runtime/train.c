@@ -587,11 +587,11 @@ static void close_epoch(struct trainer *t, struct mach_logrow *r) {
   t->k.pos = 0;
   r->v[MACH_LOG_EPOCH] = (double)t->k.epoch;
   r->v[MACH_LOG_STEP] = (double)t->k.step;
-  r->v[MACH_LOG_LOSS] = t->k.loss_sum / mach_loss_norm(t->d.loss, t->n_train, t->d.size);
+  r->v[MACH_LOG_LOSS] = t->k.loss_sum / mach_loss_norm(t->d.loss, t->n_train, t->d.counted);
   if (t->n_val > 0)
     r->v[MACH_LOG_VAL_LOSS] = mach_eval_range(t->m, t->params, t->val, t->vlo, t->vhi, t->batch,
                                               t->state, &vhits) /
-                              mach_loss_norm(t->d.loss, t->n_val, t->d.size);
+                              mach_loss_norm(t->d.loss, t->n_val, t->d.counted);
   if (t->d.loss == MACH_LOSS_XENT)
     r->v[MACH_LOG_ACC] = t->n_val > 0 ? (double)vhits / (double)t->n_val
                                       : (double)t->k.hits / (double)t->n_train;
