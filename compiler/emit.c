@@ -297,8 +297,19 @@ static void emit_block(Emit *e, int bi, bool chunked) {
   StrBuf *c = e->c;
   const char *y = ybuf(e, bi);
   emit_init(e, bi, chunked);
-  for (int j = e->into.start[bi]; j < e->into.start[bi + 1]; j++)
-    emit_arrow(e, IR_ARROW(e->m, e->into.order[j]), chunked);
+  const int *list = e->into.order + e->into.start[bi];
+  int n = e->into.start[bi + 1] - e->into.start[bi];
+  bool *done = arena_alloc(e->a, (size_t)n + 1);
+  if (!chunked) { /* the convolutions of one geometry as one product */
+    const char **zs = arena_alloc(e->a, sizeof(char *) * ((size_t)n + 1));
+    for (int j = 0; j < n; j++)
+      zs[j] = zbuf(e, IR_ARROW(e->m, list[j])->src);
+    while (emit_conv_windows(e, list, zs, n, y, done))
+      ;
+  }
+  for (int j = 0; j < n; j++)
+    if (!done[j])
+      emit_arrow(e, IR_ARROW(e->m, list[j]), chunked);
   if (b->act.kind == ACT_IDENTITY)
     return;
   const char *z = zbuf(e, bi);
@@ -392,37 +403,72 @@ static void emit_solve(Emit *e) {
 /* ------------------------------------------------------------ gradients */
 
 /* dW += z_src^T ybar_dst for each weighted arrow, db += sum of ybar. */
+/* The buffers an arrow's weight gradient reads, z of its source and the
+ * cotangent ybar of its destination, marked used. */
+static void grad_operands(Emit *e, const IrArrow *ar, const char **z, const char **yb) {
+  const IrMachine *m = e->primal;
+  const IrBlock *s = IR_BLOCK(m, ar->src), *d = IR_BLOCK(m, ar->dst);
+  e->used_p[ar->w.param] = true;
+  e->used_pz[ar->src] |= s->act.kind != ACT_IDENTITY;
+  e->used_py[ar->src] |= s->act.kind == ACT_IDENTITY;
+  e->used_z[ar->dst] |= d->act.kind != ACT_IDENTITY;
+  e->used_y[ar->dst] |= d->act.kind == ACT_IDENTITY;
+  *z = arena_printf(e->a, "%s_%s", s->act.kind == ACT_IDENTITY ? "y" : "z", s->cname);
+  *yb = arena_printf(e->a, "%s_%s", d->act.kind == ACT_IDENTITY ? "zbar" : "ybar", d->cname);
+}
+
+/* dW += z_src^T ybar_dst for one weighted arrow. */
+static void emit_weight_grad(Emit *e, const IrArrow *ar) {
+  const IrMachine *m = e->primal;
+  StrBuf *c = e->c;
+  const IrBlock *s = IR_BLOCK(m, ar->src), *d = IR_BLOCK(m, ar->dst);
+  const IrParam *p = IR_PARAM(m, ar->w.param);
+  const char *z, *yb;
+  grad_operands(e, ar, &z, &yb);
+  if (ar->kind == ARROW_CONV) {
+    sb_printf(c, "    /* d%s += correlation of %s with %s */\n", ir_arrow_weight(e->a, m, ar, IR_TEXT_MATH),
+              z, yb);
+    emit_conv_grad(e, ar, arena_printf(e->a, "d%s", p->cname), z, yb);
+    return;
+  }
+  long ld = p->shape[1];
+  long off = (long)ar->w.in_off * ld + ar->w.out_off;
+  sb_printf(c, "    /* d%s += %s^T %s */\n", ir_arrow_weight(e->a, m, ar, IR_TEXT_MATH), z, yb);
+  if (!ar->w.transposed)
+    sb_printf(c, "    mm_acc(%ld, %ld, batch, %s, 1, %ld, %s, %ld, d%s + %ld, %ld);\n", s->size,
+              d->size, z, s->size, yb, d->size, p->cname, off, ld);
+  else /* the arrow read W^T: its gradient lands transposed */
+    sb_printf(c, "    mm_acc(%ld, %ld, batch, %s, 1, %ld, %s, %ld, d%s + %ld, %ld);\n", d->size,
+              s->size, yb, d->size, z, s->size, p->cname, off, ld);
+}
+
+/* dW += z_src^T ybar_dst for each weighted arrow, block by block (the
+ * convolutions into a block of one geometry as one product), db += sum of
+ * ybar. */
 static void emit_param_grads(Emit *e) {
   const IrMachine *m = e->primal;
   StrBuf *c = e->c;
-  for (int i = 0; i < m->arrows.len; i++) {
-    const IrArrow *ar = IR_ARROW(m, i);
-    if (ar->kind != ARROW_DENSE && ar->kind != ARROW_CONV)
-      continue;
-    const IrBlock *s = IR_BLOCK(m, ar->src), *d = IR_BLOCK(m, ar->dst);
-    const IrParam *p = IR_PARAM(m, ar->w.param);
-    e->used_p[ar->w.param] = true;
-    e->used_pz[ar->src] |= s->act.kind != ACT_IDENTITY;
-    e->used_py[ar->src] |= s->act.kind == ACT_IDENTITY;
-    e->used_z[ar->dst] |= d->act.kind != ACT_IDENTITY;
-    e->used_y[ar->dst] |= d->act.kind == ACT_IDENTITY;
-    const char *z = arena_printf(e->a, "%s_%s", s->act.kind == ACT_IDENTITY ? "y" : "z", s->cname);
-    const char *yb = arena_printf(e->a, "%s_%s", d->act.kind == ACT_IDENTITY ? "zbar" : "ybar", d->cname);
-    if (ar->kind == ARROW_CONV) {
-      sb_printf(c, "    /* d%s += correlation of %s with %s */\n", ir_arrow_weight(e->a, m, ar, IR_TEXT_MATH),
-                z, yb);
-      emit_conv_grad(e, ar, arena_printf(e->a, "d%s", p->cname), z, yb);
-      continue;
+  IrGroups into = ir_arrows_by_dst(e->a, m);
+  for (int bi = 0; bi < m->blocks.len; bi++) {
+    const int *list = into.order + into.start[bi];
+    int n = into.start[bi + 1] - into.start[bi];
+    bool *done = arena_alloc(e->a, (size_t)n + 1);
+    const char **zs = arena_alloc(e->a, sizeof(char *) * ((size_t)n + 1));
+    const char **dws = arena_alloc(e->a, sizeof(char *) * ((size_t)n + 1));
+    const char *yb = NULL;
+    for (int j = 0; j < n; j++) {
+      const IrArrow *ar = IR_ARROW(m, list[j]);
+      done[j] = ar->kind != ARROW_DENSE && ar->kind != ARROW_CONV;
+      if (!done[j]) {
+        grad_operands(e, ar, &zs[j], &yb);
+        dws[j] = arena_printf(e->a, "d%s", IR_PARAM(m, ar->w.param)->cname);
+      }
     }
-    long ld = p->shape[1];
-    long off = (long)ar->w.in_off * ld + ar->w.out_off;
-    sb_printf(c, "    /* d%s += %s^T %s */\n", ir_arrow_weight(e->a, m, ar, IR_TEXT_MATH), z, yb);
-    if (!ar->w.transposed)
-      sb_printf(c, "    mm_acc(%ld, %ld, batch, %s, 1, %ld, %s, %ld, d%s + %ld, %ld);\n", s->size,
-                d->size, z, s->size, yb, d->size, p->cname, off, ld);
-    else /* the arrow read W^T: its gradient lands transposed */
-      sb_printf(c, "    mm_acc(%ld, %ld, batch, %s, 1, %ld, %s, %ld, d%s + %ld, %ld);\n", d->size,
-                s->size, yb, d->size, z, s->size, p->cname, off, ld);
+    while (yb && emit_conv_grad_windows(e, list, zs, dws, n, yb, done))
+      ;
+    for (int j = 0; j < n; j++)
+      if (!done[j])
+        emit_weight_grad(e, IR_ARROW(m, list[j]));
   }
   for (int i = 0; i < m->blocks.len; i++) {
     const IrBlock *b = IR_BLOCK(m, i);

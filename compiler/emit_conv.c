@@ -320,14 +320,44 @@ typedef struct Win {
   long pad_sz, wk_sz, prod_sz, yu_sz, dwk_sz; /* workspace pieces, scalars */
 } Win;
 
-static bool win_of(Emit *e, const IrMachine *m, const IrArrow *ar, bool grad, Win *w) {
-  const IrBlock *s = IR_BLOCK(m, ar->src), *d = IR_BLOCK(m, ar->dst);
-  if (ar->adjoint)
+/* The stride-1 arrows one windowed product computes together: arrows into
+ * one block with the same kernel, pads and dilation, their sources' channels
+ * stacked in the padded buffer (source j's from off[j]). */
+enum { SET_MAX = 64 }; /* arrows in one windowed product */
+
+typedef struct Set {
+  const IrArrow *ar[SET_MAX];
+  const char *z[SET_MAX]; /* the sources' buffers */
+  const char *dw[SET_MAX]; /* the weights' gradients (kernel gradient only) */
+  long off[SET_MAX + 1];  /* channel offsets; off[n] = all channels */
+  int n;
+} Set;
+
+static bool windowed(const IrArrow *ar) {
+  if (ar->kind != ARROW_CONV || ar->adjoint)
     return false;
   for (int a = 0; a < ar->ngrid; a++)
     if (ar->ax[a].stride != 1)
       return false;
-  *w = (Win){.g = geom_of(m, ar), .ci = s->shape.channels, .co = d->shape.channels, .taps = 1};
+  return true;
+}
+
+static bool same_window(const IrArrow *a, const IrArrow *b) {
+  if (a->ngrid != b->ngrid)
+    return false;
+  for (int x = 0; x < a->ngrid; x++)
+    if (a->ax[x].kernel != b->ax[x].kernel || a->ax[x].pad0 != b->ax[x].pad0 ||
+        a->ax[x].pad1 != b->ax[x].pad1 || a->ax[x].dilation != b->ax[x].dilation)
+      return false;
+  return true;
+}
+
+static bool win_of(Emit *e, const IrMachine *m, const Set *set, bool grad, Win *w) {
+  const IrArrow *ar = set->ar[0];
+  const IrBlock *d = IR_BLOCK(m, ar->dst);
+  *w = (Win){.g = geom_of(m, ar), .ci = set->off[set->n], .co = d->shape.channels, .taps = 1};
+  if (w->ci * w->co < SMALL)
+    return false;
   const Geom *g = &w->g;
   w->nb = e->o->f32 ? 32 : 16;
   long esz = e->o->f32 ? 4 : 8;
@@ -379,38 +409,45 @@ static void emit_tap_at(Emit *e, const IrArrow *ar, const Win *w) {
   sb_puts(c, "};\n");
 }
 
-/* Opens the loop over groups of samples and copies the group's input into
- * pad[ci, n, x] = z[n0 + n, ci, x - p0], zero off the grid. */
-static void emit_pad(Emit *e, const IrArrow *ar, const Win *w, const char *z, long src_block) {
+/* Opens the loop over groups of samples and copies the group's inputs into
+ * pad[c, n, x] = z_j[n0 + n, c - off[j], x - p0], zero off the grid. */
+static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w) {
   StrBuf *c = e->c;
   const Geom *g = &w->g;
+  const IrArrow *ar = set->ar[0];
   sb_printf(c, "        for (long n0 = 0; n0 < batch; n0 += %ld) {\n", w->group);
   if (w->group > 1)
     sb_printf(c, "            const long group = batch - n0 < %ld ? batch - n0 : %ld;\n", w->group, w->group);
   else
     sb_puts(c, "            const long group = 1;\n");
   sb_printf(c, "            memset(pad, 0, sizeof(real) * %ld);\n", w->pad_sz);
-  sb_printf(c, "            for (long n = 0; n < group; n++)\n"
-               "                for (long ci = 0; ci < %ld; ci++)\n", w->ci);
-  int depth = 5;
-  StrBuf pi = {0}, zi = {0};
-  sb_printf(&pi, "(ci * %ld + n) * %ld", w->group, w->plane);
-  sb_printf(&zi, "(n0 + n) * %ld + ci * %ld", src_block, g->in_size);
-  for (int a = 0; a < g->g; a++) {
-    int pa = ar->ax[a].pad0;
-    /* the padded positions x whose input x - pa lies in [0, in) */
-    long lo = pa > 0 ? pa : 0, hi = g->in[a] + pa < w->ext[a] ? g->in[a] + pa : w->ext[a];
-    const char *x = arena_printf(e->a, "x%d", a);
-    sb_printf(c, "%*sfor (long %s = %ld; %s < %ld; %s++)\n", 4 * depth++, "", x, lo, x, hi, x);
-    sb_printf(&pi, w->pstr[a] == 1 ? " + %s" : " + %s * %ld", x, w->pstr[a]);
-    if (g->in_str[a] == 1)
-      sb_printf(&zi, " + %s", minus_pad(e, x, pa));
+  for (int j = 0; j < set->n; j++) {
+    const IrBlock *s = IR_BLOCK(m, set->ar[j]->src);
+    sb_printf(c, "            for (long n = 0; n < group; n++)\n"
+                 "                for (long ci = 0; ci < %d; ci++)\n", s->shape.channels);
+    int depth = 5;
+    StrBuf pi = {0}, zi = {0};
+    if (set->off[j])
+      sb_printf(&pi, "((%ld + ci) * %ld + n) * %ld", set->off[j], w->group, w->plane);
     else
-      sb_printf(&zi, " + (%s) * %ld", minus_pad(e, x, pa), g->in_str[a]);
+      sb_printf(&pi, "(ci * %ld + n) * %ld", w->group, w->plane);
+    sb_printf(&zi, "(n0 + n) * %ld + ci * %ld", s->size, g->in_size);
+    for (int a = 0; a < g->g; a++) {
+      int pa = ar->ax[a].pad0;
+      /* the padded positions x whose input x - pa lies in [0, in) */
+      long lo = pa > 0 ? pa : 0, hi = g->in[a] + pa < w->ext[a] ? g->in[a] + pa : w->ext[a];
+      const char *x = arena_printf(e->a, "x%d", a);
+      sb_printf(c, "%*sfor (long %s = %ld; %s < %ld; %s++)\n", 4 * depth++, "", x, lo, x, hi, x);
+      sb_printf(&pi, w->pstr[a] == 1 ? " + %s" : " + %s * %ld", x, w->pstr[a]);
+      if (g->in_str[a] == 1)
+        sb_printf(&zi, " + %s", minus_pad(e, x, pa));
+      else
+        sb_printf(&zi, " + (%s) * %ld", minus_pad(e, x, pa), g->in_str[a]);
+    }
+    sb_printf(c, "%*spad[%s] = %s[%s];\n", 4 * depth, "", pi.data, set->z[j], zi.data);
+    sb_free(&pi);
+    sb_free(&zi);
   }
-  sb_printf(c, "%*spad[%s] = %s[%s];\n", 4 * depth, "", pi.data, z, zi.data);
-  sb_free(&pi);
-  sb_free(&zi);
 }
 
 /* Opens the loops over (n, co, o...) of a group's outputs; returns the
@@ -437,119 +474,170 @@ static const char *open_outputs(Emit *e, const Win *w, const IrBlock *d, const c
   return u;
 }
 
-/* The loops over taps and input channels, p = (k, ci), for reading or
- * writing W[k, ci, co] beside the packed wk[p, co]. */
-static int open_kernel_rows(Emit *e, const IrArrow *ar, const Win *w) {
+/* The loops over the taps and the channels of source j, p = (k, off[j] + ci)
+ * the row of the stacked patch matrix, for reading or writing its W[k, ci, co]
+ * beside the packed wk[p, co]. */
+static int open_kernel_rows(Emit *e, const Set *set, int j, const Win *w) {
   StrBuf *c = e->c;
+  const IrArrow *ar = set->ar[j];
   int depth = 2;
   for (int a = 0; a < w->g.g; a++)
     sb_printf(c, "%*sfor (long k%d = 0; k%d < %d; k%d++)\n", 4 * depth++, "", a, a, ar->ax[a].kernel, a);
-  sb_printf(c, "%*sfor (long ci = 0; ci < %ld; ci++) {\n", 4 * depth, "", w->ci);
+  sb_printf(c, "%*sfor (long ci = 0; ci < %ld; ci++) {\n", 4 * depth, "", set->off[j + 1] - set->off[j]);
   const char *tp = "k0"; /* the tap's index, k0 * K1 + k1 ... */
   for (int a = 1; a < w->g.g; a++)
     tp = arena_printf(e->a, a == 1 ? "%s * %d + k%d" : "(%s) * %d + k%d", tp, ar->ax[a].kernel, a);
-  sb_printf(c, "%*sconst long p = %s%s%s * %ld + ci;\n", 4 * depth + 4, "", w->g.g > 1 ? "(" : "", tp,
-            w->g.g > 1 ? ")" : "", w->ci);
+  const char *off = set->off[j] ? arena_printf(e->a, " + %ld", set->off[j]) : "";
+  sb_printf(c, "%*sconst long p = %s%s%s * %ld%s + ci;\n", 4 * depth + 4, "", w->g.g > 1 ? "(" : "", tp,
+            w->g.g > 1 ? ")" : "", w->ci, off);
   return depth;
 }
 
 /* The comment over a windowed product: the equation, then how it runs. */
-static void win_comment(Emit *e, const IrArrow *ar, const Win *w, const char *how) {
-  StrBuf rd = {0}, wr = {0};
+static void win_comment(Emit *e, const Set *set, const Win *w, const char *how) {
+  StrBuf rd = {0}, wr = {0}, zs = {0};
   for (int a = 0; a < w->g.g; a++) {
     const char *o = arena_printf(e->a, "o%d", a);
-    sb_printf(&rd, "%s%s", a ? ", " : "", pos_text(e, ar, a, true, o));
+    sb_printf(&rd, "%s%s", a ? ", " : "", pos_text(e, set->ar[0], a, true, o));
     sb_printf(&wr, "%s%s", a ? ", " : "", o);
   }
-  sb_printf(e->c, "    /* y[n, co, %s] += sum over k, ci of W[k, ci, co] z[n, ci, %s]:\n%s", wr.data, rd.data, how);
+  for (int j = 0; j < set->n; j++)
+    sb_printf(&zs, "%s%s", j ? ", " : "", set->z[j]);
+  sb_printf(e->c, "    /* y[n, co, %s] += sum over k, ci of W[k, ci, co] z[n, ci, %s]%s%s%s:\n%s", wr.data,
+            rd.data, set->n > 1 ? "\n     * for z = " : "", set->n > 1 ? zs.data : "",
+            set->n > 1 ? " (their channels stacked)" : "", how);
   sb_free(&rd);
   sb_free(&wr);
+  sb_free(&zs);
 }
 
-/* Emits the windowed form of conv_apply when the arrow fits it. */
-static bool conv_win(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0) {
-  Win w;
-  if (t0 || !win_of(e, e->m, ar, false, &w))
-    return false;
-  const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
-  long mp = round_up(w.co, MR_);
+/* The arrows of list[0 .. n) (into one block) that join the windowed product
+ * of the first windowed one among them, with their sources' channels. */
+static Set set_of(const IrMachine *m, const int *list, const char *const *zs, int n, const bool *done) {
+  Set set = {.n = 0};
+  for (int i = 0; i < n && set.n < SET_MAX; i++) {
+    const IrArrow *ar = IR_ARROW(m, list[i]);
+    if (done[i] || !windowed(ar) || (set.n && !same_window(set.ar[0], ar)))
+      continue;
+    set.ar[set.n] = ar;
+    set.z[set.n] = zs[i];
+    set.off[set.n + 1] = set.off[set.n] + IR_BLOCK(m, ar->src)->shape.channels;
+    set.n++;
+  }
+  return set;
+}
+
+/* y += the arrows of set, as one windowed product per group of samples. */
+static void conv_win(Emit *e, const Set *set, const Win *w, const char *y) {
+  const IrBlock *d = IR_BLOCK(e->m, set->ar[0]->dst);
+  long mp = round_up(w->co, MR_);
   StrBuf *c = e->c;
-  win_comment(e, ar, &w, arena_printf(e->a,
+  win_comment(e, set, w, arena_printf(e->a,
       "     * per group of %ld sample%s, z zero-padded into the workspace, then one product\n"
       "     * (co x (k, ci)) ((k, ci) x (n, u)) of inner dimension %ld, the patch matrix\n"
       "     * read in place from the padded input (u: padded positions) */\n",
-      w.group, w.group > 1 ? "s" : "", w.kk));
+      w->group, w->group > 1 ? "s" : "", w->kk));
   sb_puts(c, "    {\n");
   sb_printf(c, "        real *const pad = work;  /* pad[ci, n, x]: %ld x %ld x %ld, + NB read past the end */\n",
-            w.ci, w.group, w.plane);
-  sb_printf(c, "        real *const wk = work + %ld; /* wk[(k, ci) * %ld + co] = W[k, ci, co]%s */\n", w.pad_sz,
-            mp, mp > w.co ? ", 0 past the channels" : "");
-  sb_printf(c, "        real *const prod = work + %ld; /* prod[co, (n, u)]: %ld x %ld */\n", w.pad_sz + w.wk_sz,
-            mp, w.ld);
-  if (mp > w.co)
-    sb_printf(c, "        memset(wk, 0, sizeof(real) * %ld);\n", w.wk_sz);
-  int depth = open_kernel_rows(e, ar, &w);
-  sb_printf(c, "%*sfor (long co = 0; co < %ld; co++)\n", 4 * depth + 4, "", w.co);
-  sb_printf(c, "%*swk[p * %ld + co] = %s[%s];\n", 4 * depth + 8, "", mp, emit_pname(e, ar->w.param),
-            weight_index(e, ar, "ci", "co"));
-  sb_printf(c, "%*s}\n", 4 * depth, "");
-  emit_tap_at(e, ar, &w);
-  emit_pad(e, ar, &w, z, s->size);
+            w->ci, w->group, w->plane);
+  sb_printf(c, "        real *const wk = work + %ld; /* wk[(k, ci) * %ld + co] = W[k, ci, co]%s */\n", w->pad_sz,
+            mp, mp > w->co ? ", 0 past the channels" : "");
+  sb_printf(c, "        real *const prod = work + %ld; /* prod[co, (n, u)]: %ld x %ld */\n", w->pad_sz + w->wk_sz,
+            mp, w->ld);
+  if (mp > w->co)
+    sb_printf(c, "        memset(wk, 0, sizeof(real) * %ld);\n", w->wk_sz);
+  for (int j = 0; j < set->n; j++) {
+    int depth = open_kernel_rows(e, set, j, w);
+    sb_printf(c, "%*sfor (long co = 0; co < %ld; co++)\n", 4 * depth + 4, "", w->co);
+    sb_printf(c, "%*swk[p * %ld + co] = %s[%s];\n", 4 * depth + 8, "", mp, emit_pname(e, set->ar[j]->w.param),
+              weight_index(e, set->ar[j], "ci", "co"));
+    sb_printf(c, "%*s}\n", 4 * depth, "");
+  }
+  emit_tap_at(e, set->ar[0], w);
+  emit_pad(e, e->m, set, w);
   sb_printf(c, "            /* prod[co, u] = sum over k, ci of wk[(k, ci), co] pad[ci, u + tap_at[k]] */\n"
                "            mm_taps(%ld, (group - 1) * %ld + %ld, %ld, %ld, wk, pad, tap_at, %ld, prod, %ld);\n",
-            mp, w.plane, w.span, w.taps, w.ci, w.group * w.plane, w.ld);
+            mp, w->plane, w->span, w->taps, w->ci, w->group * w->plane, w->ld);
   const char *yi;
-  const char *u = open_outputs(e, &w, d, &yi, &depth);
-  sb_printf(c, "%*s%s[%s] += prod[co * %ld + %s];\n", 4 * depth, "", y, yi, w.ld, u);
+  int depth;
+  const char *u = open_outputs(e, w, d, &yi, &depth);
+  sb_printf(c, "%*s%s[%s] += prod[co * %ld + %s];\n", 4 * depth, "", y, yi, w->ld, u);
   sb_puts(c, "        }\n    }\n");
-  long need = w.pad_sz + w.wk_sz + w.prod_sz;
+  long need = w->pad_sz + w->wk_sz + w->prod_sz;
   if (need > e->work)
     e->work = need;
-  return true;
 }
 
-/* Emits the windowed form of emit_conv_grad when the arrow fits it. */
-static bool conv_grad_win(Emit *e, const IrArrow *ar, const char *dw, const char *z, const char *ybar) {
-  Win w;
-  if (!win_of(e, e->primal, ar, true, &w))
-    return false;
-  const IrBlock *s = IR_BLOCK(e->primal, ar->src), *d = IR_BLOCK(e->primal, ar->dst);
-  long cp = round_up(w.co, w.nb), kp = round_up(w.kk, MR_);
+/* dW += the kernel gradients of the arrows of set, as one windowed product
+ * per group of samples. */
+static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *ybar) {
+  const IrBlock *d = IR_BLOCK(e->primal, set->ar[0]->dst);
+  long cp = round_up(w->co, w->nb), kp = round_up(w->kk, MR_);
   StrBuf *c = e->c;
   sb_printf(c, "    /* per group of %ld sample%s, z zero-padded into the workspace, then one product\n"
                "     * ((k, ci) x (n, u)) ((n, u) x co) of inner dimension the group's padded positions,\n"
                "     * the patch matrix read in place from the padded input */\n",
-            w.group, w.group > 1 ? "s" : "");
+            w->group, w->group > 1 ? "s" : "");
   sb_puts(c, "    {\n");
   sb_printf(c, "        real *const pad = work;  /* pad[ci, n, x]: %ld x %ld x %ld, + NB read past the end */\n",
-            w.ci, w.group, w.plane);
+            w->ci, w->group, w->plane);
   sb_printf(c, "        real *const yu = work + %ld; /* yu[(n, u), co] = ybar[n0 + n, co, o], 0 off the grid: %ld x %ld */\n",
-            w.pad_sz, w.ld, cp);
-  sb_printf(c, "        real *const dwk = work + %ld; /* dwk[(k, ci), co] of this arrow: %ld x %ld */\n",
-            w.pad_sz + w.yu_sz, kp, cp);
-  sb_printf(c, "        memset(dwk, 0, sizeof(real) * %ld);\n", w.dwk_sz);
-  emit_tap_at(e, ar, &w);
-  emit_pad(e, ar, &w, z, s->size);
-  sb_printf(c, "            memset(yu, 0, sizeof(real) * %ld);\n", w.yu_sz);
+            w->pad_sz, w->ld, cp);
+  sb_printf(c, "        real *const dwk = work + %ld; /* dwk[(k, ci), co]: %ld x %ld */\n",
+            w->pad_sz + w->yu_sz, kp, cp);
+  sb_printf(c, "        memset(dwk, 0, sizeof(real) * %ld);\n", w->dwk_sz);
+  emit_tap_at(e, set->ar[0], w);
+  emit_pad(e, e->primal, set, w);
+  sb_printf(c, "            memset(yu, 0, sizeof(real) * %ld);\n", w->yu_sz);
   int depth;
   const char *yi;
-  const char *u = open_outputs(e, &w, d, &yi, &depth);
+  const char *u = open_outputs(e, w, d, &yi, &depth);
   sb_printf(c, "%*syu[(%s) * %ld + co] = %s[%s];\n", 4 * depth, "", u, cp, ybar, yi);
   sb_printf(c, "            /* dwk[(k, ci), co] += sum over (n, u) of pad[ci, u + tap_at[k]] yu[(n, u), co] */\n"
                "            for (long j = 0; j < %ld; j += NB)\n"
                "                mm_rows(%ld, (group - 1) * %ld + %ld, %ld, pad, tap_at, %ld, yu + j, %ld, dwk + j, %ld);\n"
                "        }\n",
-            cp, w.kk, w.plane, w.span, w.ci, w.group * w.plane, cp, cp);
-  sb_puts(c, "        /* dW[k, ci, co] += dwk[(k, ci), co] */\n");
-  depth = open_kernel_rows(e, ar, &w);
-  sb_printf(c, "%*sfor (long co = 0; co < %ld; co++)\n", 4 * depth + 4, "", w.co);
-  sb_printf(c, "%*s%s[%s] += dwk[p * %ld + co];\n", 4 * depth + 8, "", dw, weight_index(e, ar, "ci", "co"), cp);
-  sb_printf(c, "%*s}\n", 4 * depth, "");
+            cp, w->kk, w->plane, w->span, w->ci, w->group * w->plane, cp, cp);
+  for (int j = 0; j < set->n; j++) {
+    sb_printf(c, "        /* d%s[k, ci, co] += dwk[(k, ci), co] */\n", IR_PARAM(e->primal, set->ar[j]->w.param)->name);
+    depth = open_kernel_rows(e, set, j, w);
+    sb_printf(c, "%*sfor (long co = 0; co < %ld; co++)\n", 4 * depth + 4, "", w->co);
+    sb_printf(c, "%*s%s[%s] += dwk[p * %ld + co];\n", 4 * depth + 8, "", set->dw[j],
+              weight_index(e, set->ar[j], "ci", "co"), cp);
+    sb_printf(c, "%*s}\n", 4 * depth, "");
+  }
   sb_puts(c, "    }\n");
-  long need = w.pad_sz + w.yu_sz + w.dwk_sz;
+  long need = w->pad_sz + w->yu_sz + w->dwk_sz;
   if (need > e->work)
     e->work = need;
-  return true;
+}
+
+int emit_conv_windows(Emit *e, const int *list, const char *const *zs, int n, const char *y, bool *done) {
+  Set set = set_of(e->m, list, zs, n, done);
+  Win w;
+  if (!set.n || !win_of(e, e->m, &set, false, &w))
+    return 0;
+  conv_win(e, &set, &w, y);
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < set.n; j++)
+      done[i] |= IR_ARROW(e->m, list[i]) == set.ar[j];
+  return set.n;
+}
+
+int emit_conv_grad_windows(Emit *e, const int *list, const char *const *zs, const char *const *dws, int n,
+                           const char *ybar, bool *done) {
+  Set set = set_of(e->primal, list, zs, n, done);
+  for (int j = 0, i = 0; j < set.n; i++)
+    if (IR_ARROW(e->primal, list[i]) == set.ar[j])
+      set.dw[j++] = dws[i];
+  Win w;
+  if (!set.n || !win_of(e, e->primal, &set, true, &w))
+    return 0;
+  conv_grad_win(e, &set, &w, ybar);
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < set.n; j++)
+      done[i] |= IR_ARROW(e->primal, list[i]) == set.ar[j];
+  return set.n;
 }
 
 /* y_dst += conv(z_src) (or its scatter form for an adjoint arrow). */
@@ -561,8 +649,6 @@ static void conv_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
     conv_loops(e, ar, y, z, t0, t1);
     return;
   }
-  if (conv_win(e, ar, y, z, t0))
-    return;
   Geom g = geom_of(e->m, ar);
   long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
   long wsrc, wdst;
@@ -690,8 +776,6 @@ void emit_conv_grad(Emit *e, const IrArrow *ar, const char *dw, const char *z, c
     conv_grad_loops(e, ar, dw, z, ybar);
     return;
   }
-  if (conv_grad_win(e, ar, dw, z, ybar))
-    return;
   Geom g = geom_of(e->primal, ar);
   long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
   long wsrc, wdst;
