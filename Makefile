@@ -5,6 +5,8 @@
 #   make deps-cross the cross tools of the embedded tests (make test runs it)
 #   make test-examples  the example trainings (poly, sine, waves, examples/embed; about a minute)
 #   make demo       compile examples/poly.mach, train it, print results
+#   make example-fmnist    a CNN on Debian's Fashion-MNIST IDX files (minutes)
+#   make example-sunspots  one-year-ahead sunspot forecasts (about a minute)
 #   make bench      forward/backward timings of the benchmark configurations, beside
 #                   PyTorch's when python3-torch is installed (PATTERN=conv2d selects,
 #                   THREADS=N); make bench-check: machc and PyTorch agree;
@@ -59,6 +61,7 @@ TEST_BIN  := $(BUILD)/tests/machc_tests
 EXAMPLE_TEST_SRCS := $(wildcard tests/examples/*.c) tests/e2e_util.c tests/e2e_machines.c
 EXAMPLE_TEST_BIN  := $(BUILD)/tests/machc_examples
 
+.PHONY: example-fmnist example-sunspots
 .PHONY: all deps deps-cross test test-examples demo bench fuzz diagrams install clean
 all: deps $(MACHC) $(RT_LIBS)
 
@@ -161,6 +164,23 @@ test-examples: all $(EXAMPLE_TEST_BIN)
 # --- demo, bench, fuzz -------------------------------------------------------
 demo: all
 	@sh examples/run-poly.sh $(MACHC)
+
+# Fashion-MNIST comes as a Debian package (IDX files under /usr/share/datasets).
+FMNIST_DIR = /usr/share/datasets/fashion-mnist
+example-fmnist: all
+	@if [ ! -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo"; \
+	  else echo "machc: missing Debian package: dataset-fashion-mnist"; \
+	       echo "run:  sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"; exit 1; fi; \
+	  echo "machc: installing dataset-fashion-mnist"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    dataset-fashion-mnist >/dev/null || exit 1; \
+	fi
+	@FMNIST_DIR=$(FMNIST_DIR) sh examples/run-fmnist.sh $(MACHC)
+
+example-sunspots: all
+	@sh examples/run-sunspots.sh $(MACHC)
 
 bench: all
 	@THREADS=$(THREADS) sh bench/run.sh $(MACHC) $(PATTERN)
