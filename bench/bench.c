@@ -24,7 +24,7 @@
  *   step  NAME_forward + NAME_backward   (= dual + param_grads) + one Adam
  *         update over the flat parameter buffer: a full training step.
  * Each measurement repeats its call n times, n fixed per call before the
- * rounds so that the n calls take >= BENCH_MIN_TIME seconds (default 0.3)
+ * rounds so that the n calls take >= BENCH_MIN_TIME seconds (default 0.2)
  * and n >= BENCH_MIN_REPS (default 20), except that n calls stay within
  * BENCH_MAX_TIME (default 1 s) when one call is short enough (a slow call
  * is repeated fewer than 20 times rather than for minutes); these budgets
@@ -309,7 +309,7 @@ static void legend(const char *clock_name)
            "             over the flat parameter buffer\n"
            "  step/fwd   step time / forward time (ideally ~3 plus the Adam update)\n"
            "  spread     (max - min) / min over the rounds, worst of the three columns\n",
-           MACH_DTYPE, clock_name, env_num("BENCH_MIN_TIME", 0.3), env_num("BENCH_MIN_REPS", 20),
+           MACH_DTYPE, clock_name, env_num("BENCH_MIN_TIME", 0.2), env_num("BENCH_MIN_REPS", 20),
            env_num("BENCH_MAX_TIME", 1.0));
 }
 
@@ -371,7 +371,7 @@ int main(int argc, char **argv)
                 m->dtype, MACH_DTYPE);
         return 2;
     }
-    double min_time = env_num("BENCH_MIN_TIME", 0.3);
+    double min_time = env_num("BENCH_MIN_TIME", 0.2);
     double max_time = env_num("BENCH_MAX_TIME", 1.0);
     long min_reps = (long)env_num("BENCH_MIN_REPS", 20);
     int rounds = (int)env_num("BENCH_ROUNDS", 7);

@@ -33,7 +33,7 @@ mkdir -p "$OUT"
 
 status=0
 echo "max|a - b| / max|b|, machc's initial weights, f32 (bench/check_torch.py explains the columns)"
-printf '%-22s %11s %3s %8s %8s %8s  %8s %8s\n' configuration FLOPs "" fwd dinput dparams machc/f64 torch/f64
+printf '%-22s %11s %1s  %8s %8s %8s  %9s %9s\n' configuration FLOPs "" fwd dinput dparams machc/f64 torch/f64
 bench_configs "$PATTERN" >"$OUT/configs.txt"
 while IFS='|' read -r file name kind batch a1 a2 a3; do
     bench_gen "$kind" "$OUT/$file.mach" "$a1" "$a2" "$a3"

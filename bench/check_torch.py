@@ -16,7 +16,7 @@ KIND A1 A2 A3 are the fields of its line in bench/configs.sh. It
   3. loads W.npz into the PyTorch model, runs it on X and back-propagates G,
      in f32 and, as the reference for both sides, in f64;
   4. prints one line:
-       FLOPs      machc's count, `=` when PyTorch's is the same
+       FLOPs      machc's count, then `=` when PyTorch's is the same, else `!`
        fwd        max|machc - torch| / max|torch| over the outputs, torch in f32
        dinput     the same for the input gradient
        dparams    the same for the parameter gradients (worst parameter)
@@ -113,9 +113,10 @@ def main(argv):
     fwd, dinput, dparams = worst(machc, m32)
     machc_err, torch_err = max(worst(machc, m64)), max(worst(m32, m64))
     good = flops_machc == flops_torch and fwd < TOL and machc_err < TOL
-    print(f"{flops_machc:>11.0f} {'=' if flops_machc == flops_torch else '!= ' + str(flops_torch)}"
-          f"  {fwd:8.1e} {dinput:8.1e} {dparams:8.1e}  {machc_err:8.1e} {torch_err:8.1e}  "
-          f"{'ok' if good else 'DIFFERS'}")
+    same = flops_machc == flops_torch
+    print(f"{flops_machc:>11.0f} {'=' if same else '!'}  {fwd:8.1e} {dinput:8.1e} {dparams:8.1e}  "
+          f"{machc_err:9.1e} {torch_err:9.1e}  {'ok' if good else 'DIFFERS'}"
+          f"{'' if same else f' (PyTorch counts {flops_torch} FLOPs)'}")
     return 0 if good else 1
 
 

@@ -21,7 +21,7 @@
 # BENCH_TORCH=0 leaves PyTorch out. Without torch the table is machc's alone.
 #
 # Environment: CC (default clang), BENCH_CFLAGS (default -O3 -march=native),
-# BENCH_MIN_TIME (0.3 s), BENCH_MIN_REPS (20), BENCH_MAX_TIME (1 s), BENCH_ROUNDS (7),
+# BENCH_MIN_TIME (0.2 s), BENCH_MIN_REPS (20), BENCH_MAX_TIME (1 s), BENCH_ROUNDS (7),
 # BENCH_CLOCK (thread, process or wall; default thread, wall when THREADS > 1),
 # BENCH_VERBOSE=1 (repetition counts, per-configuration time on stderr),
 # THREADS (default 1; sets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and

@@ -28,7 +28,7 @@ divides by; then the BLAS library that ran it. (Debian's reference BLAS is
 some 20 times slower than OpenBLAS: PyTorch's dense layers are only worth
 comparing with libopenblas0 installed, which `make bench-deps` does.)
 
-The same environment as bench.c: BENCH_MIN_TIME (0.3 s), BENCH_MIN_REPS
+The same environment as bench.c: BENCH_MIN_TIME (0.2 s), BENCH_MIN_REPS
 (20), BENCH_MAX_TIME (1 s) for the calibration (wall time), BENCH_ROUNDS
 (7), BENCH_CLOCK (thread: time.thread_time(), the default; process:
 time.process_time(); wall), and THREADS (torch.set_num_threads, default 1).
@@ -103,7 +103,7 @@ def time_ops(ops):
     clock = CLOCKS.get(os.environ.get("BENCH_CLOCK") or "thread")
     if clock is None:
         sys.exit("torch_bench: BENCH_CLOCK must be thread, process or wall")
-    min_time, max_time = env_num("BENCH_MIN_TIME", 0.3), env_num("BENCH_MAX_TIME", 1.0)
+    min_time, max_time = env_num("BENCH_MIN_TIME", 0.2), env_num("BENCH_MAX_TIME", 1.0)
     min_reps = max(1, int(env_num("BENCH_MIN_REPS", 20)))
     rounds = min(99, max(1, int(env_num("BENCH_ROUNDS", 7))))
     reps = [calibrate(op, clock, min_time, max_time, min_reps) for op in ops]
