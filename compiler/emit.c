@@ -551,6 +551,53 @@ static void emit_forward(Arena *a, const IrMachine *m, const EmitOptions *o, con
   sb_free(&body);
 }
 
+/* The forward pass for inference (standalone code): the same solve, its
+ * buffers placed by plan.c in one workspace and the outputs written to the
+ * caller's arrays. */
+static void declare_planned(Emit *e, StrBuf *out, const Plan *plan) {
+  const IrMachine *m = e->m;
+  for (int i = 0; i < m->blocks.len; i++) {
+    const IrBlock *b = IR_BLOCK(m, i);
+    int k = 0;
+    while (k < m->noutputs && m->outputs[k] != i)
+      k++;
+    for (int z = 0; z < 2; z++) {
+      if (!(z ? e->used_z[i] && b->act.kind != ACT_IDENTITY : e->used_y[i]))
+        continue;
+      long off = z ? plan->z_off[i] : plan->y_off[i];
+      const char *at = off == PLAN_OUTPUT ? arena_printf(e->a, "outputs[%d]", k)
+                                          : arena_printf(e->a, "ws + batch * %ld", off);
+      sb_printf(out, "    real *const %s_%s = %s; /* [batch, %s] */\n", z ? "z" : "y", b->cname, at,
+                ir_shape_text(e->a, &b->shape));
+    }
+  }
+}
+
+static void emit_infer(Arena *a, const IrMachine *m, const EmitOptions *o, const Layout *lay,
+                       const char *prefix, const char *up, StrBuf *c) {
+  Plan plan;
+  plan_inference(a, m, &plan);
+  StrBuf body = {0};
+  Emit e = emit_new(a, m, m, o, lay, &body);
+  e.nm = (Names){"y_", "z_", "inputs"};
+  emit_solve(&e);
+  sb_printf(c, "\n/* The forward pass for inference: what %s_forward computes, the outputs\n"
+               " * written to outputs[k] (batch samples of output k), every other buffer in\n"
+               " * workspace (%s_WORKSPACE_BYTES(batch)), where buffers no level needs at\n"
+               " * once share memory. */\n"
+               "void %s_infer(const real *restrict params, const real *const *inputs,\n"
+               "        real *const *outputs, long batch, void *workspace)\n{\n", prefix, up, prefix);
+  if (plan.size)
+    sb_puts(c, "    real *const ws = workspace;\n");
+  else
+    sb_puts(c, "    (void)workspace;\n");
+  declare_params(&e, c, "params", "", true);
+  declare_planned(&e, c, &plan);
+  sb_puts(c, body.data);
+  sb_puts(c, "}\n");
+  sb_free(&body);
+}
+
 static void emit_dual_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
                          const Layout *lay, const char *prefix, StrBuf *c) {
   StrBuf body = {0};
@@ -638,8 +685,20 @@ static void emit_header(const IrMachine *m, const Layout *lay, const EmitOptions
               b->cname);
   }
   bake_offsets(m, up, h);
+  if (o->standalone) {
+    Plan plan;
+    plan_inference(a, m, &plan);
+    sb_printf(h, "\n/* The workspace of %s_infer: %ld scalars per sample (the state holds %ld),\n"
+                 " * buffers that no level needs at once sharing memory. */\n"
+                 "#define %s_WORKSPACE_SIZE %ldL\n"
+                 "#define %s_WORKSPACE_BYTES(batch) ((unsigned long)(batch) * %s_WORKSPACE_SIZE * sizeof(%s))\n",
+              prefix, plan.size, lay->state_size, up, plan.size, up, up, real);
+  }
   sb_printf(h, "\nvoid %s_forward(const %s *params, const %s *const *inputs, %s *state, long batch);\n",
             prefix, real, real, real);
+  if (o->standalone)
+    sb_printf(h, "void %s_infer(const %s *params, const %s *const *inputs, %s *const *outputs, long batch,\n"
+                 "        void *workspace);\n", prefix, real, real, real);
   if (o->weights_name)
     sb_printf(h, "/* The trained parameters, defined in %s: pass them as params. */\n"
                  "extern const %s %s_weights[%s_PARAM_SIZE];\n", o->weights_name, real, prefix, up);
@@ -700,6 +759,8 @@ void emit_c(const IrMachine *m, const IrMachine *dual, const EmitOptions *o, Str
   sb_printf(c, "typedef %s real;\n\n", o->f32 ? "float" : "double");
   StrBuf fns = {0}; /* the functions first: the prelude holds what they use */
   emit_forward(a, m, o, &lay, prefix, &fns);
+  if (o->standalone)
+    emit_infer(a, m, o, &lay, prefix, emit_macro_prefix(a, m), &fns);
   if (o->standalone && !emit_stream_why(a, m))
     emit_stream(m, prefix, emit_macro_prefix(a, m), &fns);
   if (o->backward && dual && !o->standalone) {

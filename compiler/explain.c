@@ -68,6 +68,27 @@ static void explain_params(const IrMachine *m, FILE *out) {
   }
 }
 
+/* RAM of inference (the workspace of standalone NAME_infer, from plan.c)
+ * and of training (state and dual state per sample; parameters, gradients
+ * and Adam's two moments once), per sample and per batch, in f32. */
+static void explain_ram(Arena *a, const IrMachine *m, long st, FILE *out) {
+  Plan plan;
+  plan_inference(a, m, &plan);
+  long outs = 0, P = m->param_size, B = 32;
+  for (int k = 0; k < m->noutputs; k++)
+    outs += IR_BLOCK(m, m->outputs[k])->size;
+  fprintf(out, "\nRAM (f32; f64 doubles every figure)\n");
+  fprintf(out, "  inference:  %ld bytes per sample: the workspace of standalone _infer, %ld scalars\n"
+               "              (z overwrites y, blocks share memory by liveness), and %ld of outputs;\n"
+               "              parameters %ld bytes, in flash when baked in\n",
+          4 * (plan.size + outs), plan.size, outs, 4 * P);
+  fprintf(out, "  training:   %ld bytes per sample: state and dual state, 2 x %ld scalars;\n"
+               "              %ld bytes once: parameters, gradients and Adam's two moments, 4 x %ld\n",
+          8 * st, st, 16 * P, P);
+  fprintf(out, "  batch of %ld: inference %ld bytes + parameters, training %ld bytes + %ld\n", B,
+          4 * B * (plan.size + outs), 8 * B * st, 16 * P);
+}
+
 void explain_machine(const IrMachine *m, FILE *out) {
   Arena *a = arena_new();
   fprintf(out, "machine %s (%s)\n", m->name, m->source);
@@ -101,5 +122,6 @@ void explain_machine(const IrMachine *m, FILE *out) {
   fprintf(out, ") + parameter gradients\n  state memory:   %ld scalars (y and z of every block; "
                "%ld bytes in f32, %ld in f64)\n", st, 4 * st, 8 * st);
   fprintf(out, "  parameters:     %ld bytes in f32, %ld in f64\n", 4 * m->param_size, 8 * m->param_size);
+  explain_ram(a, m, st, out);
   arena_free(a);
 }

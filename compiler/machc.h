@@ -517,6 +517,21 @@ void emit_c(const IrMachine *m, const IrMachine *dual, const EmitOptions *o,
 const char *emit_prefix(Arena *a, const IrMachine *m);
 const char *emit_macro_prefix(Arena *a, const IrMachine *m);
 
+/* ----------------------------------------------------------------- plan.c */
+
+#define PLAN_OUTPUT (-1L) /* the buffer is the caller's output array */
+
+/* Inference's memory plan: per-sample offsets of each block's y and z in one
+ * workspace (PLAN_OUTPUT for an output's); z overwrites y, and blocks share
+ * memory when no level needs both; size is the workspace in scalars per
+ * sample. */
+typedef struct Plan {
+  long *y_off, *z_off;
+  long size;
+} Plan;
+
+void plan_inference(Arena *a, const IrMachine *m, Plan *p);
+
 /* ----------------------------------------------------------------- bake.c */
 
 /* The header's parameter map: `#define UP_OFF_<param> offset` and a shape
