@@ -566,14 +566,16 @@ static void declare_planned(Emit *e, StrBuf *out, const Plan *plan) {
         continue;
       long off = z ? plan->z_off[i] : plan->y_off[i];
       const char *at = off == PLAN_OUTPUT ? arena_printf(e->a, "outputs[%d]", k)
-                                          : arena_printf(e->a, "ws + batch * %ld", off);
+                                          : arena_printf(e->a, "ws + %ld + batch * %ld", e->work, off);
       sb_printf(out, "    real *const %s_%s = %s; /* [batch, %s] */\n", z ? "z" : "y", b->cname, at,
                 ir_shape_text(e->a, &b->shape));
     }
   }
 }
 
-static void emit_infer(Arena *a, const IrMachine *m, const EmitOptions *o, const Layout *lay,
+/* Returns the scalars of scratch the convolutions take at the start of the
+ * workspace (the forward pass keeps them on the stack). */
+static long emit_infer(Arena *a, const IrMachine *m, const EmitOptions *o, const Layout *lay,
                        const char *prefix, const char *up, StrBuf *c) {
   Plan plan;
   plan_inference(a, m, &plan);
@@ -583,19 +585,22 @@ static void emit_infer(Arena *a, const IrMachine *m, const EmitOptions *o, const
   emit_solve(&e);
   sb_printf(c, "\n/* The forward pass for inference: what %s_forward computes, the outputs\n"
                " * written to outputs[k] (batch samples of output k), every other buffer in\n"
-               " * workspace (%s_WORKSPACE_BYTES(batch)), where buffers no level needs at\n"
-               " * once share memory. */\n"
+               " * workspace (%s_WORKSPACE_BYTES(batch)): first the convolutions' scratch,\n"
+               " * then the blocks, sharing memory where no level needs both. */\n"
                "void %s_infer(const real *restrict params, const real *const *inputs,\n"
                "        real *const *outputs, long batch, void *workspace)\n{\n", prefix, up, prefix);
-  if (plan.size)
+  if (plan.size || e.work)
     sb_puts(c, "    real *const ws = workspace;\n");
   else
     sb_puts(c, "    (void)workspace;\n");
+  if (e.work)
+    sb_printf(c, "    real *const work = ws; /* scratch: padded inputs and products of the convolutions */\n");
   declare_params(&e, c, "params", "", true);
   declare_planned(&e, c, &plan);
   sb_puts(c, body.data);
   sb_puts(c, "}\n");
   sb_free(&body);
+  return e.work;
 }
 
 static void emit_dual_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
@@ -661,7 +666,7 @@ const char *emit_macro_prefix(Arena *a, const IrMachine *m) {
 }
 
 static void emit_header(const IrMachine *m, const Layout *lay, const EmitOptions *o,
-                        const char *prefix, StrBuf *h) {
+                        const char *prefix, long scratch, StrBuf *h) {
   Arena *a = arena_new();
   const char *up = emit_macro_prefix(a, m);
   char *guard = arena_printf(a, "%s_H", up);
@@ -688,11 +693,13 @@ static void emit_header(const IrMachine *m, const Layout *lay, const EmitOptions
   if (o->standalone) {
     Plan plan;
     plan_inference(a, m, &plan);
-    sb_printf(h, "\n/* The workspace of %s_infer: %ld scalars per sample (the state holds %ld),\n"
-                 " * buffers that no level needs at once sharing memory. */\n"
-                 "#define %s_WORKSPACE_SIZE %ldL\n"
-                 "#define %s_WORKSPACE_BYTES(batch) ((unsigned long)(batch) * %s_WORKSPACE_SIZE * sizeof(%s))\n",
-              prefix, plan.size, lay->state_size, up, plan.size, up, up, real);
+    sb_printf(h, "\n/* The workspace of %s_infer: %ld scalars per sample (the state holds %ld;\n"
+                 " * z overwrites y, blocks share memory where no level needs both), and %ld of\n"
+                 " * scratch for the convolutions, whatever the batch. */\n"
+                 "#define %s_WORKSPACE_SIZE %ldL\n#define %s_WORKSPACE_SCRATCH %ldL\n"
+                 "#define %s_WORKSPACE_BYTES(batch) \\\n"
+                 "    (((unsigned long)(batch) * %s_WORKSPACE_SIZE + %s_WORKSPACE_SCRATCH) * sizeof(%s))\n",
+              prefix, plan.size, lay->state_size, scratch, up, plan.size, up, scratch, up, up, up, real);
   }
   sb_printf(h, "\nvoid %s_forward(const %s *params, const %s *const *inputs, %s *state, long batch);\n",
             prefix, real, real, real);
@@ -758,9 +765,10 @@ void emit_c(const IrMachine *m, const IrMachine *dual, const EmitOptions *o, Str
                "#endif\n\n");
   sb_printf(c, "typedef %s real;\n\n", o->f32 ? "float" : "double");
   StrBuf fns = {0}; /* the functions first: the prelude holds what they use */
+  long scratch = 0;  /* of the workspace of _infer */
   emit_forward(a, m, o, &lay, prefix, &fns);
   if (o->standalone)
-    emit_infer(a, m, o, &lay, prefix, emit_macro_prefix(a, m), &fns);
+    scratch = emit_infer(a, m, o, &lay, prefix, emit_macro_prefix(a, m), &fns);
   if (o->standalone && !emit_stream_why(a, m))
     emit_stream(m, prefix, emit_macro_prefix(a, m), &fns);
   if (o->backward && dual && !o->standalone) {
@@ -772,6 +780,6 @@ void emit_c(const IrMachine *m, const IrMachine *dual, const EmitOptions *o, Str
   emit_kernels(c, o->f32, fns.data);
   sb_puts(c, fns.data);
   sb_free(&fns);
-  emit_header(m, &lay, o, prefix, h);
+  emit_header(m, &lay, o, prefix, scratch, h);
   arena_free(a);
 }

@@ -80,6 +80,7 @@ static void explain_ram(Arena *a, const IrMachine *m, long st, FILE *out) {
   fprintf(out, "\nRAM (f32; f64 doubles every figure)\n");
   fprintf(out, "  inference:  %ld bytes per sample: the workspace of standalone _infer, %ld scalars\n"
                "              (z overwrites y, blocks share memory by liveness), and %ld of outputs;\n"
+               "              plus the convolutions' scratch (NAME_WORKSPACE_SCRATCH in the header);\n"
                "              parameters %ld bytes, in flash when baked in\n",
           4 * (plan.size + outs), plan.size, outs, 4 * P);
   fprintf(out, "  training:   %ld bytes per sample: state and dual state, 2 x %ld scalars;\n"

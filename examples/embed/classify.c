@@ -36,7 +36,7 @@ static void make_wave(int c, unsigned long *seed, float *x) {
  * workspace (WAVES_WORKSPACE_SIZE scalars per sample, less than half of the
  * state waves_forward would fill). */
 static int classify(const float *wave) {
-    static float workspace[WAVES_WORKSPACE_SIZE]; /* one sample */
+    static float workspace[WAVES_WORKSPACE_SIZE + WAVES_WORKSPACE_SCRATCH]; /* one sample */
     float score[3];                                /* output 0: y, 3 scores */
     const float *inputs[WAVES_N_INPUTS] = {wave};
     float *outputs[WAVES_N_OUTPUTS] = {score};
