@@ -20,7 +20,7 @@
 
 CC      ?= cc
 PREFIX  ?= /usr/local
-DEB_PKGS = re2c bison clang libcriterion-dev zlib1g-dev make
+DEB_PKGS = re2c bison clang libcriterion-dev zlib1g-dev make openmpi-bin libopenmpi-dev libomp-dev
 
 ifeq ($(SANITIZE),1)
 BUILD   := build/san
@@ -54,6 +54,11 @@ RUNTIME_SRCS := $(wildcard runtime/*.c)
 RT32_OBJS := $(patsubst runtime/%.c,$(OBJ)/rt32/%.o,$(RUNTIME_SRCS))
 RT64_OBJS := $(patsubst runtime/%.c,$(OBJ)/rt64/%.o,$(RUNTIME_SRCS))
 RT_LIBS  := $(BUILD)/lib/libmachrt_f32.a $(BUILD)/lib/libmachrt_f64.a
+# machc --mpi links these: the same runtime with dist.c built against Open MPI.
+RT_MPI_LIBS := $(BUILD)/lib/libmachrt_mpi_f32.a $(BUILD)/lib/libmachrt_mpi_f64.a
+# Open MPI's flags, asked when a recipe runs (after deps has installed it).
+MPI_CFLAGS = $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LIBS   = $(shell mpicc --showme:link 2>/dev/null)
 
 TEST_SRCS := $(wildcard tests/*.c)
 TEST_BIN  := $(BUILD)/tests/machc_tests
@@ -63,7 +68,7 @@ EXAMPLE_TEST_BIN  := $(BUILD)/tests/machc_examples
 
 .PHONY: example-fmnist example-sunspots
 .PHONY: all deps deps-cross test test-examples demo bench fuzz diagrams install clean
-all: deps $(MACHC) $(RT_LIBS)
+all: deps $(MACHC) $(RT_LIBS) $(RT_MPI_LIBS)
 
 # --- Debian packages ---------------------------------------------------------
 deps: $(BUILD)/.deps-ok
@@ -74,6 +79,10 @@ $(BUILD)/.deps-ok:
 	command -v clang >/dev/null 2>&1 || missing="$$missing clang"; \
 	test -f /usr/include/criterion/criterion.h || missing="$$missing libcriterion-dev"; \
 	test -f /usr/include/zlib.h || missing="$$missing zlib1g-dev"; \
+	command -v mpirun >/dev/null 2>&1 || missing="$$missing openmpi-bin"; \
+	echo '#include <mpi.h>' | mpicc -E - >/dev/null 2>&1 || missing="$$missing libopenmpi-dev"; \
+	echo 'int main(void){return 0;}' | clang -fopenmp -x c - -o /dev/null 2>/dev/null || \
+	  missing="$$missing libomp-dev"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; \
 	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo"; \
@@ -121,7 +130,9 @@ $(OBJ)/compiler/%.o: compiler/%.c compiler/machc.h $(GEN)/parser.h runtime/rt.h 
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Icompiler -I$(GEN) -Iruntime \
 	  -DMACHC_ROOT='"$(ROOT)"' -DMACHC_LIBDIR='"$(LIBDIR)"' \
-	  -DMACHC_SANFLAGS='"$(SANFLAGS)"' -c -o $@ $<
+	  -DMACHC_SANFLAGS='"$(SANFLAGS)"' $(MAIN_DEFS) -c -o $@ $<
+# machc --mpi compiles and links generated code with these
+$(OBJ)/compiler/main.o: MAIN_DEFS = -DMACHC_MPI_FLAGS='"$(MPI_CFLAGS) $(MPI_LIBS)"'
 
 # machc reads weights files (--weights) with the runtime's own loader.
 $(MACHC): $(COMPILER_OBJS) $(BUILD)/lib/libmachrt_f64.a
@@ -139,6 +150,18 @@ $(BUILD)/lib/libmachrt_f32.a: $(RT32_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 $(BUILD)/lib/libmachrt_f64.a: $(RT64_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(OBJ)/rt32mpi/dist.o: runtime/dist.c runtime/*.h | $(BUILD)/.deps-ok
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -O2 -DMACH_F32 -DMACH_MPI $(MPI_CFLAGS) -Iruntime -c -o $@ $<
+$(OBJ)/rt64mpi/dist.o: runtime/dist.c runtime/*.h | $(BUILD)/.deps-ok
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -O2 -DMACH_MPI $(MPI_CFLAGS) -Iruntime -c -o $@ $<
+$(BUILD)/lib/libmachrt_mpi_f32.a: $(filter-out %/dist.o,$(RT32_OBJS)) $(OBJ)/rt32mpi/dist.o
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(BUILD)/lib/libmachrt_mpi_f64.a: $(filter-out %/dist.o,$(RT64_OBJS)) $(OBJ)/rt64mpi/dist.o
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
@@ -222,7 +245,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/machc $(DESTDIR)$(PREFIX)/share/machc/stdlib \
 	  $(DESTDIR)$(PREFIX)/include/machc
 	install -m 755 $(MACHC) $(DESTDIR)$(PREFIX)/bin/machc
-	install -m 644 $(RT_LIBS) $(DESTDIR)$(PREFIX)/lib/machc/
+	install -m 644 $(RT_LIBS) $(RT_MPI_LIBS) $(DESTDIR)$(PREFIX)/lib/machc/
 	install -m 644 runtime/machrt.h $(DESTDIR)$(PREFIX)/include/machc/
 	install -m 644 stdlib/*.mach $(DESTDIR)$(PREFIX)/share/machc/stdlib/
 

@@ -20,6 +20,9 @@
 #ifndef MACHC_SANFLAGS
 #define MACHC_SANFLAGS ""
 #endif
+#ifndef MACHC_MPI_FLAGS /* Open MPI's compile and link flags, when machc was built */
+#define MACHC_MPI_FLAGS ""
+#endif
 
 typedef enum Emit { EMIT_BIN, EMIT_C, EMIT_DUAL, EMIT_DOT, EMIT_MACH } EmitKind;
 
@@ -27,7 +30,7 @@ typedef struct Options {
   const char *input, *output, *machine;
   const char *weights; /* --weights W.npz: bake into NAME_weights.c */
   EmitKind emit;
-  bool f32, standalone, backward, explain, fp_contract_off, dot_dual;
+  bool f32, standalone, backward, explain, fp_contract_off, dot_dual, mpi;
   const char *stdlib[16];
   int nstdlib;
 } Options;
@@ -51,6 +54,8 @@ static const char usage_text[] =
     "                   bits with any compiler flags (binaries: -ffp-contract=off)\n"
     "  --dtype f32|f64  scalar type of the generated code (default f32)\n"
     "  --no-backward    leave out the backward pass\n"
+    "  --mpi            link against Open MPI: `mpirun -np K BIN train ...` trains on K\n"
+    "                   ranks, each a shard of every minibatch (also eval, forward, grad)\n"
     "  -m NAME          the machine to compile (default: the last machine without\n"
     "                   parameters in FILE)\n"
     "  -I DIR           also search DIR for imports\n"
@@ -170,6 +175,8 @@ static int parse_args(int argc, char **argv, Options *o) {
       o->fp_contract_off = true;
     } else if (strncmp(a, "--fp-contract=", 14) == 0) {
       return usage_error("--fp-contract takes only 'off', not '%s'", a + 14);
+    } else if (strcmp(a, "--mpi") == 0) {
+      o->mpi = true;
     } else if (strcmp(a, "--no-backward") == 0) {
       o->backward = false;
     } else if (strcmp(a, "--dtype") == 0 && has_next) {
@@ -200,6 +207,11 @@ static int parse_args(int argc, char **argv, Options *o) {
     return usage_error("--dual goes with --emit=dot%s", "");
   if (o->standalone && o->emit == EMIT_BIN)
     o->emit = EMIT_C; /* standalone code has no main: it is source only */
+  if (o->mpi && !*MACHC_MPI_FLAGS)
+    return usage_error("--mpi: this machc was built without Open MPI (install %s and rebuild)",
+                       "openmpi-bin and libopenmpi-dev");
+  if (o->mpi && o->standalone)
+    return usage_error("--mpi builds a binary; --standalone code has no runtime%s", "");
   if (o->weights && !o->standalone)
     return usage_error("--weights needs --standalone (a binary reads its weights with --weights%s)",
                        " at run time");
@@ -274,7 +286,14 @@ static int compile_c(Arena *a, const Options *o, const Paths *paths, const char 
   argv[n++] = arena_printf(a, "-I%s", paths->include);
   argv[n++] = (char *)cfile;
   argv[n++] = arena_printf(a, "-L%s", paths->lib);
-  argv[n++] = o->f32 ? "-lmachrt_f32" : "-lmachrt_f64";
+  if (o->mpi) {
+    char *mpi = arena_strdup(a, MACHC_MPI_FLAGS);
+    argv[n++] = o->f32 ? "-lmachrt_mpi_f32" : "-lmachrt_mpi_f64";
+    for (char *t = strtok(mpi, " \t"); t && n < 58; t = strtok(NULL, " \t"))
+      argv[n++] = t;
+  } else {
+    argv[n++] = o->f32 ? "-lmachrt_f32" : "-lmachrt_f64";
+  }
   argv[n++] = "-lz"; /* the runtime reads compressed .npz and .gz data through zlib */
   argv[n++] = "-lm";
   argv[n++] = "-o";

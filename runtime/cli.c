@@ -140,9 +140,28 @@ static const char *basename_of(const char *path) {
   return s ? s + 1 : path && *path ? path : "model";
 }
 
+/* Commands that run sharded over MPI ranks; the others run on rank 0 alone. */
+static int is_sharded(const struct command *k) {
+  return k->run == mach_cmd_train || k->run == mach_cmd_eval || k->run == mach_cmd_forward ||
+         k->run == mach_cmd_predict || k->run == mach_cmd_grad;
+}
+
+static int dispatch(const struct mach_ctx *c, int argc, char **argv);
+
 int mach_main(int argc, char **argv, const struct mach_model *model) {
-  struct mach_ctx c = {basename_of(argc > 0 ? argv[0] : NULL), model};
-  const struct command *k;
+  struct mach_ctx c = {basename_of(argc > 0 ? argv[0] : NULL), model, 0, 1};
+  if (mach_dist_init(&c, &argc, &argv))
+    return 1;
+  return mach_dist_end(&c, dispatch(&c, argc, argv));
+}
+
+static int dispatch(const struct mach_ctx *cp, int argc, char **argv) {
+  const struct mach_ctx c = *cp;
+  const struct mach_model *model = c.m;
+  const struct command *k = argc >= 2 ? find_command(argv[1]) : NULL;
+  /* help, version, info and init: one answer, from rank 0 */
+  if (!mach_dist_root(&c) && !(k && is_sharded(k)))
+    return 0;
   if (!model->dtype || strcmp(model->dtype, MACH_DTYPE) != 0) {
     mach_err(&c, "model is %s but was linked with the %s runtime", model->dtype, MACH_DTYPE);
     return 2;
@@ -164,7 +183,6 @@ int mach_main(int argc, char **argv, const struct mach_model *model) {
            model->dtype, model->source ? model->source : "?", MACH_VERSION);
     return fflush(stdout) == 0 ? 0 : 1;
   }
-  k = find_command(argv[1]);
   if (!k) {
     mach_err(&c, "unknown command '%s' (try '%s --help')", argv[1], c.prog);
     return 2;

@@ -142,6 +142,19 @@ double mach_eval_range(const struct mach_model *m, const mach_real *params,
   return sum;
 }
 
+double mach_eval_shards(const struct mach_ctx *c, const mach_real *params,
+                        const struct mach_dataset *d, long lo, long hi, long batch,
+                        mach_real *state, long *hits) {
+  long mlo, mhi, h = 0;
+  double v[2];
+  mach_dist_shard(c, lo, hi, &mlo, &mhi);
+  v[0] = mach_eval_range(c->m, params, d, mlo, mhi, batch, state, &h);
+  v[1] = (double)h;
+  mach_dist_sum_doubles(c, v, 2);
+  *hits += (long)v[1];
+  return v[0];
+}
+
 static const struct mach_optspec eval_opts[] = {
   {"weights", MACH_OPT_VALUE},
   {"data", MACH_OPT_MULTI},
@@ -182,16 +195,19 @@ static int run_eval(const struct mach_ctx *c, const struct mach_args *a) {
   if ((rc = mach_arg_required(c, a, "weights", &w)) ||
       (rc = mach_arg_long(c, a, "batch", 256, 1, &batch)))
     return rc;
-  if ((rc = mach_dataset_load(c, a, &d)))
+  if ((rc = mach_dataset_load(c, a, &d)) == 0) {
+    if (batch > d.n)
+      batch = d.n;
+    params = mach_alloc(c, (size_t)m->param_size + 1, sizeof *params);
+    state = mach_alloc(c, (size_t)(batch * m->state_size) + 1, sizeof *state);
+    rc = !params || !state || mach_load_weights(c, w, params) ||
+         check_finite(c, a, w, params, &d);
+  }
+  if ((rc = mach_dist_agree(c, "eval", rc)))
     goto done;
-  rc = 1;
-  if (batch > d.n)
-    batch = d.n;
-  params = mach_alloc(c, (size_t)m->param_size + 1, sizeof *params);
-  state = mach_alloc(c, (size_t)(batch * m->state_size) + 1, sizeof *state);
-  if (!params || !state || mach_load_weights(c, w, params) || check_finite(c, a, w, params, &d))
+  sum = mach_eval_shards(c, params, &d, 0, d.n, batch, state, &hits);
+  if (!mach_dist_root(c))
     goto done;
-  sum = mach_eval_range(m, params, &d, 0, d.n, batch, state, &hits);
   printf("loss %.9g\n", sum / mach_loss_norm(d.loss, d.n, d.counted));
   if (d.loss == MACH_LOSS_XENT)
     printf("accuracy %.9g\n", (double)hits / (double)d.n);

@@ -24,6 +24,7 @@
 struct mach_ctx {
   const char *prog;              /* argv[0] basename: prefix of every message */
   const struct mach_model *m;
+  int rank, nranks;              /* this process among the MPI ranks (dist.c); nranks 0 or 1: alone */
 };
 
 /* ---- util.c: messages, memory, files -------------------------------------- */
@@ -381,6 +382,11 @@ void mach_dataset_free(struct mach_dataset *d);
 double mach_eval_range(const struct mach_model *m, const mach_real *params,
                        const struct mach_dataset *d, long lo, long hi, long batch,
                        mach_real *state, long *hits);
+/* The same over MPI ranks: each evaluates its shard of [lo, hi); every rank
+ * gets the sums. */
+double mach_eval_shards(const struct mach_ctx *c, const mach_real *params,
+                        const struct mach_dataset *d, long lo, long hi, long batch,
+                        mach_real *state, long *hits);
 
 /* ---- optim.c ------------------------------------------------------------- */
 
@@ -476,6 +482,39 @@ int mach_ckpt_save(const struct mach_ctx *c, const char *path, const mach_real *
  * last gets the current parameters. Returns 0 or 1 (message printed). */
 int mach_ckpt_load(const struct mach_ctx *c, const char *path, mach_real *weights,
                    mach_real *last, int *has_last, struct mach_ckpt *k);
+
+/* ---- dist.c: data parallelism over MPI ----------------------------------- */
+
+/* Built twice: into libmachrt_f32/f64.a without MACH_MPI, where every
+ * function is the single-process case, and with MACH_MPI into
+ * libmachrt_mpi_f32/f64.a (machc --mpi), where they call MPI. Ranks run the
+ * same command on the same files; each computes its shard of every batch,
+ * and rank 0 alone writes files and prints results. A failure that only some
+ * ranks see goes through mach_dist_agree so that all stop together. */
+
+/* MPI_Init_thread (funneled: OpenMP threads never call MPI); sets c->rank
+ * and c->nranks. Returns 0 or 1 (message printed). */
+int mach_dist_init(struct mach_ctx *c, int *argc, char ***argv);
+/* MPI_Finalize; returns rc. */
+int mach_dist_end(const struct mach_ctx *c, int rc);
+int mach_dist_root(const struct mach_ctx *c); /* 1 on rank 0 or when alone */
+/* This rank's part [*mlo, *mhi) of [lo, hi): contiguous, in rank order,
+ * sizes differing by at most one (possibly empty). */
+void mach_dist_shard(const struct mach_ctx *c, long lo, long hi, long *mlo, long *mhi);
+/* The largest rc of all ranks. When this rank's rc is 0 but another's is
+ * not, rank 0 says which rank failed (that rank printed why). */
+int mach_dist_agree(const struct mach_ctx *c, const char *cmd, int rc);
+/* x[0 .. n) summed over the ranks, in place, on every rank: in buckets, each
+ * its own non-blocking allreduce, so the transfers of one overlap the
+ * reduction of the next. Every rank gets the same bits. */
+void mach_dist_sum(const struct mach_ctx *c, mach_real *x, long n);
+void mach_dist_sum_doubles(const struct mach_ctx *c, double *x, int n);
+int mach_dist_max_int(const struct mach_ctx *c, int v);
+/* Rows [0, n) of x ([n, size]) sharded by mach_dist_shard(0, n): gathers
+ * every rank's rows into x on rank 0. */
+void mach_dist_gather_rows(const struct mach_ctx *c, mach_real *x, long n, long size);
+/* Whether x[0 .. n) holds the same bits on every rank (a hash compared). */
+int mach_dist_same(const struct mach_ctx *c, const mach_real *x, long n);
 
 /* ---- json.c -------------------------------------------------------------- */
 

@@ -3,7 +3,8 @@
  * `grad` (vector-Jacobian product). Data is processed in minibatches of
  * --batch samples; inputs are passed to the model straight from the loaded
  * [N, shape] arrays (a batch of samples is contiguous there), and the state
- * buffer holds one batch. */
+ * buffer holds one batch. Over MPI each rank runs its shard of the samples
+ * (mach_dist_shard) and rank 0 gathers the results and writes them. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,16 @@ static int dump_alloc(const struct mach_ctx *c, struct dump *d, long n) {
   }
   d->buf = mach_alloc(c, (size_t)total + 1, sizeof *d->buf);
   return d->buf ? 0 : 1;
+}
+
+/* Rank 0 gets every rank's rows of the dumps. */
+static void dump_gather(const struct mach_ctx *c, struct dump *d, long n) {
+  if (!d->buf)
+    return;
+  for (int i = 0; i < c->m->n_blocks; i++) {
+    mach_dist_gather_rows(c, d->buf + d->at[i], n, c->m->blocks[i].size);
+    mach_dist_gather_rows(c, d->buf + d->at[i] + n * c->m->blocks[i].size, n, c->m->blocks[i].size);
+  }
 }
 
 static void dump_batch(const struct mach_model *m, struct dump *d, const mach_real *state,
@@ -309,19 +320,20 @@ static int run_forward(const struct mach_ctx *c, const struct mach_args *a, cons
   struct run r = {0};
   const char *dump = mach_arg(a, "dump-state");
   const mach_real *in[64];
+  long lo, hi;
   int rc = check_outputs(c, a);
-  if (rc || (rc = run_setup(c, a, in_def, 1, &r)))
+  if (!rc && !(rc = run_setup(c, a, in_def, 1, &r))) {
+    r.state = mach_alloc(c, (size_t)(r.batch * m->state_size) + 1, sizeof *r.state);
+    rc = !r.state || (dump && dump_alloc(c, &r.ds, r.n));
+    for (int k = 0; k < m->n_outputs && !rc; k++)
+      rc = !(r.ys[k] = mach_alloc(c, (size_t)(r.n * m->blocks[m->outputs[k]].size) + 1,
+                                  sizeof(mach_real)));
+  }
+  if ((rc = mach_dist_agree(c, a->cmd, rc)))
     goto done;
-  rc = 1;
-  r.state = mach_alloc(c, (size_t)(r.batch * m->state_size) + 1, sizeof *r.state);
-  if (!r.state || (dump && dump_alloc(c, &r.ds, r.n)))
-    goto done;
-  for (int k = 0; k < m->n_outputs; k++)
-    if (!(r.ys[k] = mach_alloc(c, (size_t)(r.n * m->blocks[m->outputs[k]].size) + 1,
-                               sizeof(mach_real))))
-      goto done;
-  for (long start = 0; start < r.n; start += r.batch) {
-    long b = r.n - start < r.batch ? r.n - start : r.batch;
+  mach_dist_shard(c, 0, r.n, &lo, &hi);
+  for (long start = lo; start < hi; start += r.batch) {
+    long b = hi - start < r.batch ? hi - start : r.batch;
     for (int k = 0; k < m->n_inputs; k++)
       in[k] = r.xs[k] + start * m->blocks[m->inputs[k]].size;
     m->forward(r.params, in, r.state, b);
@@ -331,6 +343,11 @@ static int run_forward(const struct mach_ctx *c, const struct mach_args *a, cons
     }
     dump_batch(m, &r.ds, r.state, b, start, r.n);
   }
+  for (int k = 0; k < m->n_outputs; k++)
+    mach_dist_gather_rows(c, r.ys[k], r.n, m->blocks[m->outputs[k]].size);
+  dump_gather(c, &r.ds, r.n);
+  if (!mach_dist_root(c))
+    goto done;
   if (mach_arg(a, "argmax") && mach_arg(a, "proba")) {
     mach_err(c, "%s: --argmax and --proba exclude each other (try '%s %s --help')", a->cmd,
              c->prog, a->cmd);
@@ -341,7 +358,8 @@ static int run_forward(const struct mach_ctx *c, const struct mach_args *a, cons
     goto done;
   if (mach_arg(a, "argmax")) {
     struct mach_model om;
-    struct mach_ctx oc = {c->prog, &om};
+    struct mach_ctx oc = *c;
+    oc.m = &om;
     om.blocks = NULL;
     rc = to_argmax(c, a->cmd, &r, &om);
     if (!rc)
@@ -475,27 +493,36 @@ static int run_grad(const struct mach_ctx *c, const struct mach_args *a) {
   const struct mach_model *m = c->m;
   struct run r = {0};
   const char *out, *ds = mach_arg(a, "dump-state"), *dd = mach_arg(a, "dump-dual");
-  long maxout = 1;
+  long maxout = 1, lo, hi;
   int rc;
-  if ((rc = mach_arg_required(c, a, "output", &out)) || (rc = run_setup(c, a, NULL, 3, &r)) ||
-      (rc = load_cotangents(c, a, &r)))
+  if ((rc = mach_arg_required(c, a, "output", &out)))
     goto done;
-  rc = 1;
-  for (int k = 0; k < m->n_outputs; k++)
-    if (m->blocks[m->outputs[k]].size > maxout)
-      maxout = m->blocks[m->outputs[k]].size;
-  r.state = mach_alloc(c, (size_t)(r.batch * (2 * m->state_size + maxout)) + 1, sizeof *r.state);
-  if (!r.state || (ds && dump_alloc(c, &r.ds, r.n)) || (dd && dump_alloc(c, &r.dd, r.n)))
+  if (!(rc = run_setup(c, a, NULL, 3, &r)) && !(rc = load_cotangents(c, a, &r))) {
+    for (int k = 0; k < m->n_outputs; k++)
+      if (m->blocks[m->outputs[k]].size > maxout)
+        maxout = m->blocks[m->outputs[k]].size;
+    r.state = mach_alloc(c, (size_t)(r.batch * (2 * m->state_size + maxout)) + 1,
+                         sizeof *r.state);
+    rc = !r.state || (ds && dump_alloc(c, &r.ds, r.n)) || (dd && dump_alloc(c, &r.dd, r.n));
+    for (int k = 0; k < m->n_inputs && !rc; k++)
+      rc = !(r.ys[k] = mach_alloc(c, (size_t)(r.n * m->blocks[m->inputs[k]].size) + 1,
+                                  sizeof(mach_real)));
+  }
+  if ((rc = mach_dist_agree(c, "grad", rc)))
     goto done;
-  for (int k = 0; k < m->n_inputs; k++)
-    if (!(r.ys[k] = mach_alloc(c, (size_t)(r.n * m->blocks[m->inputs[k]].size) + 1,
-                               sizeof(mach_real))))
-      goto done;
-  for (long start = 0; start < r.n; start += r.batch) {
-    long b = r.n - start < r.batch ? r.n - start : r.batch;
+  mach_dist_shard(c, 0, r.n, &lo, &hi);
+  for (long start = lo; start < hi; start += r.batch) {
+    long b = hi - start < r.batch ? hi - start : r.batch;
     grad_batch(m, &r, start, b, r.state + r.batch * m->state_size,
                r.state + 2 * r.batch * m->state_size);
   }
+  mach_dist_sum(c, r.params + 2 * m->param_size, m->param_size);
+  for (int k = 0; k < m->n_inputs; k++)
+    mach_dist_gather_rows(c, r.ys[k], r.n, m->blocks[m->inputs[k]].size);
+  dump_gather(c, &r.ds, r.n);
+  dump_gather(c, &r.dd, r.n);
+  if (!mach_dist_root(c))
+    goto done;
   rc = save_grad(c, out, &r, r.params + 2 * m->param_size);
   if (!rc && ds)
     rc = dump_save(c, &r.ds, ds, r.n, "y.", "z.");

@@ -23,6 +23,13 @@
  *
  * SIGINT and SIGTERM only set a flag; the loop sees it between steps, writes
  * a checkpoint and exits 128 + the signal number.
+ *
+ * Over MPI (dist.c) every rank runs this loop on the same data, order and
+ * parameters: a step gathers only the rank's shard of the global minibatch,
+ * and the shards' gradients, losses and stop flags are summed (sync_step),
+ * so every rank takes the same update and stops at the same step. Rank 0
+ * alone prints, logs and writes checkpoints; what it alone can fail at is
+ * agreed on (mach_dist_agree) before anyone goes on.
  */
 #include <errno.h>
 #include <math.h>
@@ -62,6 +69,7 @@ struct trainer {
   long cap_log;
   FILE *logf;             /* open for the whole run, flushed every epoch */
   double t0, drawn;       /* start time; when the progress bar was last drawn */
+  int stop;               /* the stop signal every rank has agreed on (MPI) */
 };
 
 /* The signal that asked training to stop, 0 while none did. The one piece of
@@ -166,7 +174,7 @@ static int parse_cfg(const struct mach_ctx *c, const struct mach_args *a, struct
   g->keep_best = mach_arg(a, "keep-best") != NULL;
   g->val_tail = mach_arg(a, "val-split-tail") != NULL;
   g->val_data = mach_arg(a, "val-data") != NULL;
-  g->bar = !g->quiet && isatty(fileno(stderr));
+  g->bar = !g->quiet && isatty(fileno(stderr)) && mach_dist_root(c);
   if (g->init && g->resume) {
     mach_err(c, "train: --init and --resume exclude each other (try '%s train --help')", c->prog);
     return 2;
@@ -410,20 +418,50 @@ static double current_lr(const struct trainer *t) {
   return mach_sched_lr(&t->cfg.sched, t->cfg.opt.lr, t->k.step);
 }
 
-/* One update on the samples perm[start .. start + b). Returns NULL or what
- * went wrong; *loss gets the batch's summed loss, *hits its correct argmaxes. */
+/* With several ranks: sums the shards' gradients, losses and hits, and
+ * agrees on a stop signal that reached any rank. */
+static void sync_step(struct trainer *t, double *loss, long *hits) {
+  double v[2] = {*loss, (double)*hits};
+  if (t->c->nranks <= 1)
+    return;
+  mach_dist_sum(t->c, t->grad, t->m->param_size);
+  mach_dist_sum_doubles(t->c, v, 2);
+  *loss = v[0];
+  *hits = (long)v[1];
+  t->stop = mach_dist_max_int(t->c, stop_signal);
+}
+
+/* The stop signal the loop acts on: the agreed one with several ranks. */
+static int stopping(const struct trainer *t) {
+  return t->c->nranks > 1 ? t->stop : stop_signal;
+}
+
+/* One update on the samples perm[start .. start + b), of which this rank
+ * computes its shard. Returns NULL or what went wrong; *loss gets the batch's
+ * summed loss, *hits has its correct argmaxes added. */
 static const char *step(struct trainer *t, long start, long b, double *loss, long *hits) {
   const struct mach_model *m = t->m;
   const struct mach_block *ob = &m->blocks[m->outputs[t->d.out]];
   struct mach_optim_cfg o = t->cfg.opt;
-  long P = m->param_size;
-  gather_batch(t, start, b);
-  m->forward(t->params, (const mach_real *const *)t->xb, t->state, b);
-  *loss = mach_loss_eval(t->d.loss, t->state + b * ob->z_offset, t->tb, t->lbatch, b, t->d.size,
-                         b, t->cot[t->d.out], hits);
+  long P = m->param_size, lo, hi, h = 0;
+  mach_dist_shard(t->c, start, start + b, &lo, &hi);
+  *loss = 0;
+  if (hi > lo) {
+    long n = hi - lo;
+    gather_batch(t, lo, n);
+    m->forward(t->params, (const mach_real *const *)t->xb, t->state, n);
+    /* the cotangent is of the mean over the global batch b */
+    *loss = mach_loss_eval(t->d.loss, t->state + n * ob->z_offset, t->tb, t->lbatch, n,
+                           t->d.size, b, t->cot[t->d.out], &h);
+    if (isfinite(*loss) || t->c->nranks > 1)
+      m->backward(t->params, t->state, (const mach_real *const *)t->cot, t->dstate, t->grad, n);
+  } else {
+    memset(t->grad, 0, (size_t)P * sizeof *t->grad);
+  }
+  sync_step(t, loss, &h);
+  *hits += h;
   if (!isfinite(*loss))
     return isnan(*loss) ? "loss is nan" : "loss is inf";
-  m->backward(t->params, t->state, (const mach_real *const *)t->cot, t->dstate, t->grad, b);
   if (!all_finite(t->grad, P))
     return "gradient is not finite";
   if (t->cfg.clip_norm > 0)
@@ -553,7 +591,10 @@ static int save_checkpoint(struct trainer *t) {
   t->k.perm = t->perm;
   t->k.ostate = t->ostate;
   t->k.last = best ? t->params : NULL;
-  return mach_ckpt_save(t->c, t->cfg.out, best ? t->best : t->params, &t->k);
+  return mach_dist_agree(t->c, "train",
+                         mach_dist_root(t->c)
+                             ? mach_ckpt_save(t->c, t->cfg.out, best ? t->best : t->params, &t->k)
+                             : 0);
 }
 
 /* ---- the loop ----------------------------------------------------------------- */
@@ -567,7 +608,7 @@ static const char *run_epoch(struct trainer *t) {
     t->k.loss_sum = 0;
     t->k.hits = 0;
   }
-  while (t->k.pos < t->n_train && !stop_signal) {
+  while (t->k.pos < t->n_train && !stopping(t)) {
     long s = t->k.pos, b = t->n_train - s < t->batch ? t->n_train - s : t->batch;
     const char *why = step(t, s, b, &bl, &t->k.hits);
     if (why)
@@ -589,8 +630,8 @@ static void close_epoch(struct trainer *t, struct mach_logrow *r) {
   r->v[MACH_LOG_STEP] = (double)t->k.step;
   r->v[MACH_LOG_LOSS] = t->k.loss_sum / mach_loss_norm(t->d.loss, t->n_train, t->d.counted);
   if (t->n_val > 0)
-    r->v[MACH_LOG_VAL_LOSS] = mach_eval_range(t->m, t->params, t->val, t->vlo, t->vhi, t->batch,
-                                              t->state, &vhits) /
+    r->v[MACH_LOG_VAL_LOSS] = mach_eval_shards(t->c, t->params, t->val, t->vlo, t->vhi,
+                                               t->batch, t->state, &vhits) /
                               mach_loss_norm(t->d.loss, t->n_val, t->d.counted);
   if (t->d.loss == MACH_LOSS_XENT)
     r->v[MACH_LOG_ACC] = t->n_val > 0 ? (double)vhits / (double)t->n_val
@@ -628,6 +669,8 @@ static int fail(struct trainer *t, const char *why) {
   }
   rc = save_checkpoint(t);
   close_log(t);
+  if (!mach_dist_root(t->c))
+    return 1;
   if (rc)
     mach_err(t->c, "training stopped at epoch %ld, step %ld: %s; could not save the weights",
              t->k.epoch + 1, t->k.step + 1, why);
@@ -643,10 +686,12 @@ static int fail(struct trainer *t, const char *why) {
 
 /* A stop signal arrived: checkpoint, flush, say where, exit 128 + signal. */
 static int interrupted(struct trainer *t) {
-  int sig = stop_signal, rc;
+  int sig = stopping(t), rc;
   if (t->cfg.bar)
     fputs("\n", stderr);
   rc = save_checkpoint(t) | close_log(t);
+  if (!mach_dist_root(t->c))
+    return rc ? 1 : 128 + sig;
   if (t->k.pos > 0)
     mach_err(t->c, "%s: stopped in epoch %ld/%ld after step %ld (sample %ld of %ld); %s %s "
                    "(continue with --resume %s)",
@@ -664,8 +709,14 @@ static int finish(struct trainer *t, const struct mach_logrow *r, int early) {
   char stats[160];
   if (t->cfg.bar)
     fputs("\n", stderr);
+  if (!mach_dist_same(t->c, t->params, t->m->param_size)) {
+    mach_err(t->c, "train: the ranks' parameters differ (the allreduce was not deterministic)");
+    return mach_dist_agree(t->c, "train", 1);
+  }
   if (save_checkpoint(t) || close_log(t))
     return 1;
+  if (!mach_dist_root(t->c))
+    return 0;
   format_row(stats, sizeof stats, r, " ");
   printf("final: %s (%ld epochs, %ld steps, %.2f s)", stats, t->k.epoch, t->k.step,
          mach_now() - t->t0);
@@ -683,7 +734,7 @@ static int epochs(struct trainer *t, struct mach_logrow *r) {
   while (t->k.epoch < t->cfg.epochs) {
     const char *why;
     int early;
-    if (stop_signal)
+    if (stopping(t))
       return interrupted(t);
     if ((why = run_epoch(t)))
       return fail(t, why);
@@ -691,9 +742,10 @@ static int epochs(struct trainer *t, struct mach_logrow *r) {
       return interrupted(t);
     close_epoch(t, r);
     early = track_best(t, r);
-    if (add_log(t, r))
+    if (mach_dist_agree(t->c, "train", add_log(t, r)))
       return 1;
-    report(t, r);
+    if (mach_dist_root(t->c))
+      report(t, r);
     if (early)
       return finish(t, r, 1);
     if (t->cfg.checkpoint_every && t->k.epoch % t->cfg.checkpoint_every == 0 &&
@@ -707,7 +759,7 @@ static int loop(struct trainer *t) {
   struct sigaction sa, old_int, old_term;
   struct mach_logrow r;
   int rc;
-  if (open_log(t))
+  if (mach_dist_agree(t->c, "train", mach_dist_root(t->c) ? open_log(t) : 0))
     return 1;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
@@ -741,7 +793,7 @@ int mach_cmd_train(const struct mach_ctx *c, int argc, char **argv) {
   memset(&t, 0, sizeof t);
   t.c = c;
   t.m = c->m;
-  rc = setup(&t, &a);
+  rc = mach_dist_agree(c, "train", setup(&t, &a));
   if (!rc)
     rc = loop(&t);
   mach_dataset_free(&t.d);

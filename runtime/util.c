@@ -19,7 +19,10 @@
 void mach_err(const struct mach_ctx *c, const char *fmt, ...) {
   va_list ap;
   fflush(stdout); /* keep stdout and stderr in order when both are a terminal */
-  fprintf(stderr, "%s: ", c->prog);
+  if (c->nranks > 1)
+    fprintf(stderr, "%s (rank %d): ", c->prog, c->rank);
+  else
+    fprintf(stderr, "%s: ", c->prog);
   va_start(ap, fmt);
   vfprintf(stderr, fmt, ap);
   va_end(ap);

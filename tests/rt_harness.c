@@ -17,7 +17,7 @@
 
 char tmpdir[512];
 char out_text[1 << 16], err_text[1 << 16];
-const struct mach_ctx tctx = {"test", &fake_reg};
+const struct mach_ctx tctx = {.prog = "test", .m = &fake_reg};
 
 void remove_tmpdir(void) {
   DIR *d = opendir(tmpdir);
@@ -174,7 +174,7 @@ const double known_w[13] = {0.1, -0.2, 0.3, 0.4, 0.5, -0.6, /* W_h_u [2, 3] */
                                    0.05};                          /* b_y */
 
 void save_weights(const struct mach_model *m, const char *path, const double *w) {
-  struct mach_ctx c = {"test", m};
+  struct mach_ctx c = {.prog = "test", .m = m};
   cr_assert_eq(mach_save_weights(&c, path, w), 0);
 }
 

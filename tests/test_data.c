@@ -328,7 +328,7 @@ Test(data, idx_plain_and_gzipped_with_labels) {
   n = idx_bytes(buf, 0x08, 1, ldim, lab, sizeof lab);
   gzip_file(P("labels.gz"), buf, n);
   {
-    struct mach_ctx c = {"test", &fake_cls};
+    struct mach_ctx c = {.prog = "test", .m = &fake_cls};
     double w[17] = {0};
     cr_assert_eq(mach_save_weights(&c, P("wc.npz"), w), 0);
   }

@@ -145,7 +145,7 @@ static void save_npy(const char *path, int rank, const long *shape, const double
   fclose(f);
 }
 
-static const struct mach_ctx tctx = {"test", &fake_reg};
+static const struct mach_ctx tctx = {.prog = "test", .m = &fake_reg};
 
 /* Entry `name` of an .npz as doubles; returns the element count. */
 static long npz_entry(const char *path, const char *name, double *dst, long cap) {
