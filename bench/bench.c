@@ -22,7 +22,7 @@
  *   dual  NAME_dual                      the dual machine (backward pass
  *                                        without parameter gradients)
  *   step  NAME_forward + NAME_backward   (= dual + param_grads) + one Adam
- *         update over the flat parameter buffer: a full training step.
+ *         update over the parameter entries the machine reads: a full training step.
  * Each measurement repeats its call n times, n fixed per call before the
  * rounds so that the n calls take >= BENCH_MIN_TIME seconds (default 0.2)
  * and n >= BENCH_MIN_REPS (default 20), except that n calls stay within
@@ -196,12 +196,28 @@ static int bufs_alloc(struct bufs *b, const struct mach_model *m, long batch)
 
 /* ---- the timed calls ---------------------------------------------------------- */
 
-/* Adam over the flat parameter buffer, in the model's dtype. The bias
- * corrections 1 - beta^t are folded into two scalars per step. */
-static void adam_update(struct bufs *b)
+/* Adam over entries [lo, lo + n) of the flat parameter buffer. */
+static void adam_run(struct bufs *b, long lo, long n, mach_real step, mach_real c2)
 {
-    const mach_real lr = (mach_real)1e-3, b1 = (mach_real)0.9, b2 = (mach_real)0.999,
-                    eps = (mach_real)1e-8;
+    const mach_real b1 = (mach_real)0.9, b2 = (mach_real)0.999, eps = (mach_real)1e-8;
+    mach_real *restrict p = b->params + lo, *restrict m = b->adam_m + lo, *restrict v = b->adam_v + lo;
+    const mach_real *restrict g = b->dparams + lo;
+    for (long i = 0; i < n; i++) {
+        mach_real gi = g[i];
+        mach_real mi = b1 * m[i] + (1 - b1) * gi;
+        mach_real vi = b2 * v[i] + (1 - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= step * mi / (SQRT(vi) * c2 + eps);
+    }
+}
+
+/* Adam in the model's dtype over the parameter entries the machine reads
+ * (the runs of its descriptor, as `train` does). The bias corrections
+ * 1 - beta^t are folded into two scalars per step. */
+static void adam_update(struct bufs *b, const struct mach_model *m)
+{
+    const mach_real lr = (mach_real)1e-3;
     b->adam_t++;
     b->b1t *= 0.9, b->b2t *= 0.999; /* beta1^t, beta2^t; flushed before they turn subnormal */
     if (b->b1t < 1e-300)
@@ -210,15 +226,12 @@ static void adam_update(struct bufs *b)
         b->b2t = 0;
     const mach_real step = lr / (mach_real)(1 - b->b1t); /* lr / (1 - beta1^t) */
     const mach_real c2 = (mach_real)(1 / sqrt(1 - b->b2t)); /* 1 / sqrt(1 - beta2^t) */
-    mach_real *restrict p = b->params, *restrict m = b->adam_m, *restrict v = b->adam_v;
-    const mach_real *restrict g = b->dparams;
-    for (long i = 0, n = b->P; i < n; i++) {
-        mach_real gi = g[i];
-        mach_real mi = b1 * m[i] + (1 - b1) * gi;
-        mach_real vi = b2 * v[i] + (1 - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] -= step * mi / (SQRT(vi) * c2 + eps);
+    for (int k = 0; k < m->n_params; k++) {
+        const struct mach_param *pp = &m->params[k];
+        if (!pp->live)
+            adam_run(b, pp->offset, pp->size, step, c2);
+        for (int r = 0; pp->live && r < pp->n_live; r++)
+            adam_run(b, pp->offset + pp->live[2 * r], pp->live[2 * r + 1], step, c2);
     }
 }
 
@@ -242,7 +255,7 @@ static void run_op(int op, struct bufs *b, long n)
             FORWARD(b->params, b->inputs, b->state, b->batch);
             BACKWARD(b->params, b->state, b->cot[b->adam_t & 1], b->dstate, b->dparams,
                      b->batch);
-            adam_update(b);
+            adam_update(b, &MODEL);
         }
         break;
     }
@@ -306,7 +319,7 @@ static void legend(const char *clock_name)
            "  dual us    the dual machine: backward pass WITHOUT parameter gradients\n"
            "  dual/fwd   dual time / forward time (same arrows transposed: ideally ~1)\n"
            "  step us    training step: forward + backward (dual + parameter gradients) + Adam\n"
-           "             over the flat parameter buffer\n"
+           "             over the parameter entries the machine reads\n"
            "  step/fwd   step time / forward time (ideally ~3 plus the Adam update)\n"
            "  spread     (max - min) / min over the rounds, worst of the three columns\n",
            MACH_DTYPE, clock_name, env_num("BENCH_MIN_TIME", 0.2), env_num("BENCH_MIN_REPS", 20),

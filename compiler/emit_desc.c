@@ -41,6 +41,74 @@ static void int_array(StrBuf *c, const char *name, const int *v, int n) {
   sb_printf(c, "%s};\n", n ? "" : "0");
 }
 
+/* Marks in read[] the entries of parameter p that arrow ar reads: a dense
+ * weight's slice, or a kernel's taps by channel slice (a transposed weight,
+ * or an adjoint arrow, reads W's input axis with its destination channels). */
+static void mark_reads(const IrMachine *m, const IrArrow *ar, const IrParam *p, bool *read) {
+  const IrBlock *s = IR_BLOCK(m, ar->src), *d = IR_BLOCK(m, ar->dst);
+  bool swap = ar->w.transposed != ar->adjoint;
+  bool dense = ar->kind == ARROW_DENSE;
+  long rows = dense ? (swap ? d->size : s->size) : (swap ? d->shape.channels : s->shape.channels);
+  long cols = dense ? (swap ? s->size : d->size) : (swap ? s->shape.channels : d->shape.channels);
+  int taps_axes = p->rank - 2;
+  int k[IR_MAX_GRID] = {0};
+  for (;;) { /* every tap (one pass for a dense weight): an odometer over the kernel axes */
+    long tap = 0;
+    for (int a = 0; a < taps_axes; a++)
+      tap = tap * p->shape[a] + ar->w.k_off[a] + k[a];
+    for (long r = 0; r < rows; r++) {
+      long base = (tap * p->shape[p->rank - 2] + ar->w.in_off + r) * p->shape[p->rank - 1] + ar->w.out_off;
+      memset(read + base, 1, (size_t)cols);
+    }
+    int a = taps_axes - 1;
+    while (a >= 0 && ++k[a] == ar->ax[a].kernel)
+      k[a--] = 0;
+    if (a < 0)
+      break;
+  }
+}
+
+/* static const long live_P[] = {start, length, ...}: the runs of parameter
+ * pi's entries that the machine reads; returns the runs' count, or -1 when it
+ * reads every entry. */
+static int emit_live(Arena *a, const IrMachine *m, int pi, StrBuf *c) {
+  const IrParam *p = IR_PARAM(m, pi);
+  bool *read = arena_alloc(a, (size_t)p->size + 1);
+  for (int i = 0; i < m->arrows.len; i++) {
+    const IrArrow *ar = IR_ARROW(m, i);
+    if (ar->w.param != pi)
+      continue;
+    if (ar->kind != ARROW_DENSE && ar->kind != ARROW_CONV)
+      return -1;
+    mark_reads(m, ar, p, read);
+  }
+  bool all = true;
+  for (int i = 0; i < m->blocks.len; i++)
+    all &= IR_BLOCK(m, i)->bias != pi; /* a bias is read whole */
+  if (!all)
+    return -1;
+  for (long i = 0; i < p->size && all; i++)
+    all = read[i];
+  if (all)
+    return -1;
+  int runs = 0;
+  sb_printf(c, "static const long live_%s[] = {", p->cname);
+  for (long i = 0; i < p->size;) {
+    if (!read[i]) {
+      i++;
+      continue;
+    }
+    long j = i;
+    while (j < p->size && read[j])
+      j++;
+    sb_printf(c, "%s%ld, %ld", !runs ? "" : runs % 8 ? ", " : ",\n    ", i, j - i);
+    runs++;
+    i = j;
+  }
+  sb_printf(c, "%s};\n", runs ? "" : "0, 0");
+  return runs;
+}
+
 void emit_descriptor(const IrMachine *m, const Layout *lay, const EmitOptions *o, const char *prefix,
                      StrBuf *c) {
   Arena *a = arena_new();
@@ -59,6 +127,10 @@ void emit_descriptor(const IrMachine *m, const Layout *lay, const EmitOptions *o
   sb_puts(c, "};\n");
   int_array(c, "inputs", m->inputs, m->ninputs);
   int_array(c, "outputs", m->outputs, m->noutputs);
+  /* the parts of the parameters the machine reads (the optimizer's runs) */
+  int *runs = arena_alloc(a, sizeof(int) * ((size_t)m->params.len + 1));
+  for (int i = 0; i < m->params.len; i++)
+    runs[i] = emit_live(a, m, i, c);
   sb_puts(c, "static const struct mach_param params[] = {\n");
   for (int i = 0; i < m->params.len; i++) {
     const IrParam *p = IR_PARAM(m, i);
@@ -67,11 +139,15 @@ void emit_descriptor(const IrMachine *m, const Layout *lay, const EmitOptions *o
     sb_printf(c, ", %d, {", p->rank);
     for (int k = 0; k < p->rank; k++)
       sb_printf(c, "%s%d", k ? ", " : "", p->shape[k]);
-    sb_printf(c, "}, %ld, %ld, %s, %.17g, %d},\n", p->size, p->offset, init_name(p->init),
-              p->init_scale, p->decay);
+    sb_printf(c, "}, %ld, %ld, %s, %.17g, %d", p->size, p->offset, init_name(p->init), p->init_scale,
+              p->decay);
+    if (runs[i] >= 0)
+      sb_printf(c, ", %d, live_%s},\n", runs[i], p->cname);
+    else
+      sb_puts(c, ", 0, 0},\n");
   }
   if (!m->params.len)
-    sb_puts(c, "    {\"\", 0, {0}, 0, 0, MACH_INIT_ZEROS, 0, 0},\n");
+    sb_puts(c, "    {\"\", 0, {0}, 0, 0, MACH_INIT_ZEROS, 0, 0, 0, 0},\n");
   sb_puts(c, "};\n\n");
   sb_printf(c, "const struct mach_model %s_model = {\n", prefix);
   sb_puts(c, "    .name = ");

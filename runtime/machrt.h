@@ -65,6 +65,11 @@ struct mach_param {
   enum mach_init init;
   double init_scale;      /* see enum mach_init */
   int decay;              /* 1: weight decay applies (weights), 0: not (biases) */
+  /* The entries the machine reads, as n_live runs (start, length) from
+   * offset: live[2 * r], live[2 * r + 1]; NULL when it reads them all. The
+   * optimizer updates only these (the DenseMachine's W is 56% unread). */
+  int n_live;
+  const long *live;
 };
 
 struct mach_model {

@@ -47,18 +47,22 @@ void mach_optim_step(const struct mach_optim_cfg *o, const struct mach_model *m,
   long P = m->param_size;
   for (int k = 0; k < m->n_params; k++) {
     const struct mach_param *pp = &m->params[k];
-    long off = pp->offset, n = pp->size;
     double wd = pp->decay ? o->weight_decay : 0.0;
-    switch (o->kind) {
-    case MACH_OPTIM_SGD:
-      sgd(o, wd, params + off, grad + off, n);
-      break;
-    case MACH_OPTIM_MOMENTUM:
-      momentum(o, wd, params + off, grad + off, state + off, n);
-      break;
-    case MACH_OPTIM_ADAM:
-      adam(o, wd, params + off, grad + off, state + off, state + P + off, n, t);
-      break;
+    int runs = pp->live ? pp->n_live : 1;
+    for (int r = 0; r < runs; r++) { /* only the entries the machine reads */
+      long off = pp->offset + (pp->live ? pp->live[2 * r] : 0);
+      long n = pp->live ? pp->live[2 * r + 1] : pp->size;
+      switch (o->kind) {
+      case MACH_OPTIM_SGD:
+        sgd(o, wd, params + off, grad + off, n);
+        break;
+      case MACH_OPTIM_MOMENTUM:
+        momentum(o, wd, params + off, grad + off, state + off, n);
+        break;
+      case MACH_OPTIM_ADAM:
+        adam(o, wd, params + off, grad + off, state + off, state + P + off, n, t);
+        break;
+      }
     }
   }
 }

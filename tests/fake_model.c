@@ -102,10 +102,10 @@ static const int outputs[] = {2};
 
 #define PARAMS(O)                                                                        \
   {                                                                                      \
-    {"W_h_u", 2, {I, H}, I * H, 0, MACH_INIT_UNIFORM, 0.9, 1},                           \
-    {"b_h", 1, {H}, H, I * H, MACH_INIT_ZEROS, 0, 0},                                    \
-    {"W_y_h", 2, {H, O}, H * O, I * H + H, MACH_INIT_NORMAL, 0.5, 1},                    \
-    {"b_y", 1, {O}, O, I * H + H + H * O, MACH_INIT_ZEROS, 0, 0},                        \
+    {"W_h_u", 2, {I, H}, I * H, 0, MACH_INIT_UNIFORM, 0.9, 1, 0, NULL},                  \
+    {"b_h", 1, {H}, H, I * H, MACH_INIT_ZEROS, 0, 0, 0, NULL},                           \
+    {"W_y_h", 2, {H, O}, H * O, I * H + H, MACH_INIT_NORMAL, 0.5, 1, 0, NULL},           \
+    {"b_y", 1, {O}, O, I * H + H + H * O, MACH_INIT_ZEROS, 0, 0, 0, NULL},               \
   }
 
 static const struct mach_block reg_blocks[] = BLOCKS(1);
@@ -161,8 +161,8 @@ static const struct mach_block two_blocks[] = {
   {"q", "identity", 1, {2}, 2, 8, 10, 1},
 };
 static const struct mach_param two_params[] = {
-  {"k", 1, {1}, 1, 0, MACH_INIT_ONES, 0, 1},
-  {"c", 1, {2}, 2, 1, MACH_INIT_ZEROS, 0, 0},
+  {"k", 1, {1}, 1, 0, MACH_INIT_ONES, 0, 1, 0, NULL},
+  {"c", 1, {2}, 2, 1, MACH_INIT_ZEROS, 0, 0, 0, NULL},
 };
 static const int two_inputs[] = {0, 1};
 static const int two_outputs[] = {2, 3};

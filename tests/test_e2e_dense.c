@@ -290,3 +290,58 @@ Test(e2e_dense, printed_machine_round_trips) {
   check_round_trip(&e2e_seq, 35);
   check_round_trip(e2e_spec_poly(), 36);
 }
+
+/* The optimizer updates only the parameter entries the machine reads: after
+ * training, the entries of the shared DenseMachine W that the filtration
+ * never reads (a block reading itself or a later block) keep their initial
+ * values bit for bit, while every entry it reads has moved. */
+Test(e2e_dense, optimizer_skips_the_entries_never_read) {
+  const char *src = "import \"dense.mach\"\n"
+                    "machine dm {\n"
+                    "    use m = dense_machine([2, 3, 2], tanh)\n"
+                    "    output m.x[2]\n"
+                    "}\n";
+  const char *bin = e2e_compile(src, "f64"), *dir = e2e_tmpdir();
+  E2eArr x = e2e_arr2(8, 2), t = e2e_arr2(8, 2);
+  for (long i = 0; i < x.n; i++) {
+    x.d[i] = sin(0.7 * (double)i);
+    t.d[i] = cos(0.3 * (double)i);
+  }
+  e2e_npy_write(e2e_path(dir, "x.npy"), &x, false);
+  e2e_npy_write(e2e_path(dir, "t.npy"), &t, false);
+  E2eRun r = e2e_runl(dir, 30, bin, "init", "--seed", "3", "--out", "w0.npz", NULL);
+  e2e_check_ok(&r, "init");
+  e2e_run_free(&r);
+  r = e2e_runl(dir, 30, bin, "train", "--data", "x.npy", "--targets", "t.npy", "--loss", "mse",
+               "--optimizer", "adam", "--lr", "0.01", "--epochs", "5", "--batch", "4", "--init", "w0.npz",
+               "--weight-decay", "0.1", "--out", "w1.npz", "--quiet", NULL);
+  e2e_check_ok(&r, "train");
+  e2e_run_free(&r);
+  E2eNpz z0 = e2e_npz_read(e2e_path(dir, "w0.npz")), z1 = e2e_npz_read(e2e_path(dir, "w1.npz"));
+  const E2eArr *w0 = e2e_npz_get(&z0, "m.W"), *w1 = e2e_npz_get(&z1, "m.W");
+  cr_assert_eq(w0->n, 49);
+  static const int off[] = {0, 2, 5, 7}; /* the blocks' rows and columns in W */
+  int moved = 0, kept = 0;
+  for (int row = 0; row < 7; row++)
+    for (int col = 0; col < 7; col++) {
+      int rb = 0, cb = 0;
+      while (row >= off[rb + 1])
+        rb++;
+      while (col >= off[cb + 1])
+        cb++;
+      double a = w0->d[row * 7 + col], b = w1->d[row * 7 + col];
+      if (rb < cb) { /* block rb feeds the later block cb: read */
+        cr_assert(a != b, "W[%d, %d] (read) did not move", row, col);
+        moved++;
+      } else {
+        cr_assert(a == b, "W[%d, %d] (never read) moved: %.17g -> %.17g", row, col, a, b);
+        kept++;
+      }
+    }
+  cr_assert_eq(moved, 16); /* x0 -> x1, x2: 2 x 5; x1 -> x2: 3 x 2 */
+  cr_assert_eq(kept, 33);
+  e2e_npz_free(&z0);
+  e2e_npz_free(&z1);
+  e2e_arr_free(&x);
+  e2e_arr_free(&t);
+}
