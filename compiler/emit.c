@@ -709,6 +709,8 @@ static void emit_header(const IrMachine *m, const Layout *lay, const EmitOptions
   if (o->weights_name)
     sb_printf(h, "/* The trained parameters, defined in %s: pass them as params. */\n"
                  "extern const %s %s_weights[%s_PARAM_SIZE];\n", o->weights_name, real, prefix, up);
+  if (o->standalone && o->train)
+    emit_train_header(m, o, real, prefix, up, lay->state_size, h);
   if (o->standalone) {
     const char *why = emit_stream_why(a, m);
     bool grid = false;
@@ -719,7 +721,7 @@ static void emit_header(const IrMachine *m, const Layout *lay, const EmitOptions
     else if (grid)
       sb_printf(h, "\n/* No streaming (%s_stream_step): %s. */\n", prefix, why);
   }
-  if (o->backward && !o->standalone) {
+  if (o->backward && (!o->standalone || o->train)) {
     sb_printf(h, "void %s_dual(const %s *params, const %s *state, const %s *const *cotangents,\n"
                  "        %s *dstate, long batch);\n", prefix, real, real, real, real);
     sb_printf(h, "void %s_param_grads(const %s *state, const %s *dstate, %s *dparams, long batch);\n",
@@ -771,10 +773,12 @@ void emit_c(const IrMachine *m, const IrMachine *dual, const EmitOptions *o, Str
     scratch = emit_infer(a, m, o, &lay, prefix, emit_macro_prefix(a, m), &fns);
   if (o->standalone && !emit_stream_why(a, m))
     emit_stream(m, prefix, emit_macro_prefix(a, m), &fns);
-  if (o->backward && dual && !o->standalone) {
+  if (o->backward && dual && (!o->standalone || o->train)) {
     emit_dual_fn(a, dual, o, &lay, prefix, &fns);
     emit_grads_fn(a, dual, o, &lay, prefix, &fns);
   }
+  if (o->standalone && o->train)
+    emit_train(m, o, prefix, lay.state_size, lay.z_off[m->outputs[0]], &fns);
   if (!o->standalone)
     emit_descriptor(m, &lay, o, prefix, &fns);
   emit_kernels(c, o->f32, fns.data);

@@ -65,4 +65,11 @@ void emit_stream_header(const IrMachine *m, const char *real, const char *prefix
                         StrBuf *h);
 void emit_stream(const IrMachine *m, const char *prefix, const char *up, StrBuf *c);
 
+/* emit_train.c: NAME_train_step and its header part (--standalone --train). */
+long emit_opt_slots(int optimizer);
+void emit_train_header(const IrMachine *m, const EmitOptions *o, const char *real,
+                       const char *prefix, const char *up, long state_size, StrBuf *h);
+void emit_train(const IrMachine *m, const EmitOptions *o, const char *prefix, long state_size,
+                long out_off, StrBuf *c);
+
 #endif

@@ -503,6 +503,9 @@ typedef struct EmitOptions {
   bool backward;   /* emit the dual solve and parameter gradients */
   bool standalone; /* inference only: no runtime, no main */
   bool fp_contract_off; /* the C forbids contracting a * b + c into an FMA */
+  bool train;      /* standalone: also NAME_train_step (emit_train.c) */
+  bool loss_xent;  /* its loss: softmax cross-entropy, else mse */
+  int optimizer;   /* its update: 0 sgd, 1 momentum, 2 adam */
   const char *header_name; /* "model.h": what the .c includes */
   const char *c_name;      /* "model.c": named in the files' first comment */
   const char *weights_name; /* "model_weights.c" from --weights, else NULL: the

@@ -30,7 +30,8 @@ typedef struct Options {
   const char *input, *output, *machine;
   const char *weights; /* --weights W.npz: bake into NAME_weights.c */
   EmitKind emit;
-  bool f32, standalone, backward, explain, fp_contract_off, dot_dual, mpi;
+  bool f32, standalone, backward, explain, fp_contract_off, dot_dual, mpi, train, loss_xent;
+  int optimizer; /* --optimizer for --train: 0 sgd, 1 momentum, 2 adam */
   const char *stdlib[16];
   int nstdlib;
 } Options;
@@ -50,6 +51,9 @@ static const char usage_text[] =
     "  --standalone     inference-only C (with -S): one .c and one .h, no runtime\n"
     "  --weights W.npz  with --standalone: also write NAME_weights.c, the weights\n"
     "                   of W.npz as a constant array (NAME.c the -o file)\n"
+    "  --train          with --standalone: also NAME_train_step, one training step\n"
+    "                   on the device; --loss mse|xent (default mse), --optimizer\n"
+    "                   sgd|momentum|adam (default adam)\n"
     "  --fp-contract=off  never fuse a * b + c into an FMA: the code gives the same\n"
     "                   bits with any compiler flags (binaries: -ffp-contract=off)\n"
     "  --dtype f32|f64  scalar type of the generated code (default f32)\n"
@@ -128,7 +132,7 @@ static void find_paths(Paths *p) {
 }
 
 static int parse_args(int argc, char **argv, Options *o) {
-  *o = (Options){.backward = true, .f32 = true};
+  *o = (Options){.backward = true, .f32 = true, .optimizer = 2};
   int i = 1;
   if (argc > 1 && strcmp(argv[1], "explain") == 0) {
     o->explain = true;
@@ -171,6 +175,18 @@ static int parse_args(int argc, char **argv, Options *o) {
       o->standalone = true;
     } else if (strcmp(a, "--weights") == 0 && has_next) {
       o->weights = argv[++i];
+    } else if (strcmp(a, "--train") == 0) {
+      o->train = true;
+    } else if (strcmp(a, "--loss") == 0 && has_next) {
+      const char *v = argv[++i];
+      if (strcmp(v, "mse") != 0 && strcmp(v, "xent") != 0)
+        return usage_error("--loss must be mse or xent, not '%s'", v);
+      o->loss_xent = strcmp(v, "xent") == 0;
+    } else if (strcmp(a, "--optimizer") == 0 && has_next) {
+      const char *v = argv[++i];
+      o->optimizer = strcmp(v, "sgd") == 0 ? 0 : strcmp(v, "momentum") == 0 ? 1 : strcmp(v, "adam") == 0 ? 2 : -1;
+      if (o->optimizer < 0)
+        return usage_error("--optimizer must be sgd, momentum or adam, not '%s'", v);
     } else if (strcmp(a, "--fp-contract=off") == 0) {
       o->fp_contract_off = true;
     } else if (strncmp(a, "--fp-contract=", 14) == 0) {
@@ -190,7 +206,8 @@ static int parse_args(int argc, char **argv, Options *o) {
       o->f32 = strcmp(a + 8, "f32") == 0;
     } else if (a[0] == '-' && a[1] != '\0') {
       if (strcmp(a, "-o") == 0 || strcmp(a, "-m") == 0 || strcmp(a, "-I") == 0 ||
-          strcmp(a, "--dtype") == 0 || strcmp(a, "--weights") == 0)
+          strcmp(a, "--dtype") == 0 || strcmp(a, "--weights") == 0 || strcmp(a, "--loss") == 0 ||
+          strcmp(a, "--optimizer") == 0)
         return usage_error("option '%s' needs an argument", a);
       return usage_error("unknown option '%s'", a);
     } else if (o->input && strcmp(a, "explain") == 0) {
@@ -212,6 +229,8 @@ static int parse_args(int argc, char **argv, Options *o) {
                        "openmpi-bin and libopenmpi-dev");
   if (o->mpi && o->standalone)
     return usage_error("--mpi builds a binary; --standalone code has no runtime%s", "");
+  if (o->train && (!o->standalone || !o->backward))
+    return usage_error("--train needs --standalone (and the backward pass)%s", "");
   if (o->weights && !o->standalone)
     return usage_error("--weights needs --standalone (a binary reads its weights with --weights%s)",
                        " at run time");
@@ -336,7 +355,13 @@ static int emit_output(Arena *a, const Options *o, const Paths *paths, IrMachine
     return ok ? 0 : 1;
   }
   EmitOptions eo = {.f32 = o->f32, .backward = o->backward, .standalone = o->standalone,
-                    .fp_contract_off = o->fp_contract_off};
+                    .fp_contract_off = o->fp_contract_off, .train = o->train,
+                    .loss_xent = o->loss_xent, .optimizer = o->optimizer};
+  if (o->train && m->noutputs != 1) {
+    fprintf(stderr, "machc: %s: --train needs a machine with one output; %s has %d\n", o->input,
+            m->name, m->noutputs);
+    return 1;
+  }
   const char *cpath, *hpath;
   char tmpdir[] = "/tmp/machc.XXXXXX";
   if (o->emit == EMIT_C) {

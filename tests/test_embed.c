@@ -835,3 +835,160 @@ Test(embed, infer_recurrent_cycles_through_time) {
   e2e_write_text(src, cyclic_src);
   infer_matches_forward(src, "cyc", "CYC", "34", "34", "CYC_OUT_y", 1, 1, 136);
 }
+
+/* ---- point 3: training on the device ------------------------------------------------ */
+
+/* `steps` full-batch steps of NAME_train_step from the baked weights, then
+ * the parameters to w.bin and the first loss to stdout. */
+static const char train_driver_src[] =
+    "#include <stdio.h>\n"
+    "#include <stdlib.h>\n"
+    "#include <string.h>\n"
+    "#include \"model.h\"\n"
+    "static double params[PARAM_SIZE], opt[OPT_SIZE + 1];\n"
+    "int main(int argc, char **argv) {\n"
+    "    long n = atol(argv[1]), steps = atol(argv[2]);\n"
+    "    double lr = atof(argv[3]), *x = malloc(sizeof(double) * (size_t)(n * IN)), *t = malloc(sizeof(double) * (size_t)(n * TSZ));\n"
+    "    void *ws = malloc(TRAIN_BYTES(n));\n"
+    "    FILE *f = fopen(\"x.bin\", \"rb\"), *g = fopen(\"t.bin\", \"rb\");\n"
+    "    if (argc != 4 || !x || !t || !ws || !f || !g || fread(x, sizeof(double), (size_t)(n * IN), f) != (size_t)(n * IN)\n"
+    "        || fread(t, sizeof(double), (size_t)(n * TSZ), g) != (size_t)(n * TSZ))\n"
+    "        return 1;\n"
+    "    fclose(f);\n"
+    "    fclose(g);\n"
+    "    memcpy(params, WEIGHTS, sizeof params);\n"
+    "    const double *inputs[1] = {x};\n"
+    "    for (long s = 0; s < steps; s++) {\n"
+    "        double loss = STEP(params, opt, inputs, t, n, lr, ws);\n"
+    "        if (s == 0)\n"
+    "            printf(\"first loss %.17g\\n\", loss);\n"
+    "    }\n"
+    "    f = fopen(\"w.bin\", \"wb\");\n"
+    "    fwrite(params, sizeof(double), PARAM_SIZE, f);\n"
+    "    fclose(f);\n"
+    "    free(x);\n"
+    "    free(t);\n"
+    "    free(ws);\n"
+    "    return 0;\n"
+    "}\n";
+
+/* Trains `machine` for 100 full-batch steps with `BIN train` and with the
+ * standalone step from the same initial weights; the weights agree to 1e-12. */
+static void train_agrees(const char *mach_path, const char *machine, const char *up,
+                         const char *loss, const char *optimizer, const char *lr, const E2eArr *x,
+                         const E2eArr *t) {
+  const char *dir = e2e_tmpdir();
+  setenv("MACHC_CFLAGS", "-O2 -ffp-contract=off", 1);
+  const char *bargs[] = {"--dtype", "f64", mach_path, "-o", "model", "-m", machine, NULL};
+  machc_ok(dir, "machc (binary)", bargs);
+  E2eRun r = e2e_runl(dir, 30, "./model", "init", "--seed", "5", "--out", "w0.npz", NULL);
+  e2e_check_ok(&r, "model init");
+  e2e_run_free(&r);
+  long n = x->shape[0], in = x->n / n, tsz = t->n / n;
+  FILE *fx = fopen(e2e_path(dir, "x.csv"), "w"), *ft = fopen(e2e_path(dir, "t.csv"), "w");
+  for (long i = 0; i < n; i++) {
+    for (long j = 0; j < in; j++)
+      fprintf(fx, "%s%.17g", j ? "," : "", x->d[i * in + j]);
+    for (long j = 0; j < tsz; j++)
+      fprintf(ft, "%s%.17g", j ? "," : "", t->d[i * tsz + j]);
+    fputc('\n', fx);
+    fputc('\n', ft);
+  }
+  fclose(fx);
+  fclose(ft);
+  r = e2e_runl(dir, 60, "./model", "train", "--data", "x.csv", "--targets", "t.csv", "--loss", loss,
+               "--optimizer", optimizer, "--lr", lr, "--epochs", "100", "--batch", e2e_fmt("%ld", n),
+               "--seed", "1", "--init", "w0.npz", "--quiet", "--out", "w1.npz", NULL);
+  e2e_check_ok(&r, "model train");
+  e2e_run_free(&r);
+  const char *args[] = {"--standalone", "--train", "--loss", loss, "--optimizer", optimizer, "--dtype",
+                        "f64", "-m", machine, mach_path, "-o", "model.c", "--weights", "w0.npz", NULL};
+  machc_ok(dir, "machc --standalone --train", args);
+  e2e_write_text(e2e_path(dir, "driver.c"), train_driver_src);
+  e2e_write_file(e2e_path(dir, "x.bin"), x->d, sizeof(double) * (size_t)x->n);
+  e2e_write_file(e2e_path(dir, "t.bin"), t->d, sizeof(double) * (size_t)t->n);
+  r = e2e_runl(dir, 60, "cc", "-O2", "-ffp-contract=off", "-std=c99", "-Wall", "-Wextra", "-pedantic",
+               "-Werror", e2e_fmt("-DIN=%ld", in), e2e_fmt("-DTSZ=%ld", tsz),
+               e2e_fmt("-DPARAM_SIZE=%s_PARAM_SIZE", up), e2e_fmt("-DOPT_SIZE=%s_OPT_STATE_SIZE", up),
+               e2e_fmt("-DTRAIN_BYTES=%s_TRAIN_WORKSPACE_BYTES", up),
+               e2e_fmt("-DSTEP=%s_train_step", machine), e2e_fmt("-DWEIGHTS=%s_weights", machine),
+               "driver.c", "model.c", "model_weights.c", "-lm", "-o", "driver", NULL);
+  e2e_check_ok(&r, "cc on the train driver");
+  e2e_run_free(&r);
+  r = e2e_runl(dir, 60, "./driver", e2e_fmt("%ld", n), "100", lr, NULL);
+  e2e_check_ok(&r, "the train driver");
+  e2e_run_free(&r);
+  /* every parameter, at the offset `info --json` gives */
+  r = e2e_runl(dir, 30, "./model", "info", "--json", NULL);
+  e2e_check_ok(&r, "info --json");
+  long nw;
+  double *w = read_reals(e2e_path(dir, "w.bin"), false, &nw);
+  E2eNpz z = e2e_npz_read(e2e_path(dir, "w1.npz")), z0 = e2e_npz_read(e2e_path(dir, "w0.npz"));
+  double worst = 0, moved = 0;
+  for (int p = 0; p < z0.n; p++) { /* w1.npz also holds the training counters */
+    const char *at = strstr(r.out, e2e_fmt("{\"name\": \"%s\", ", z0.names[p]));
+    cr_assert(at, "%s not in %s", z0.names[p], r.out);
+    long off = -1;
+    cr_assert_eq(sscanf(strstr(at, "\"offset\": ") + 10, "%ld", &off), 1);
+    const E2eArr *a = e2e_npz_get(&z, z0.names[p]), *a0 = &z0.arrs[p];
+    for (long i = 0; i < a->n; i++) {
+      double d = fabs(w[off + i] - a->d[i]);
+      worst = d > worst ? d : worst;
+      moved = fmax(moved, fabs(a->d[i] - a0->d[i]));
+      cr_assert(d <= 1e-12, "%s %s/%s: %s[%ld]: step %.17g, BIN train %.17g", machine, loss,
+                optimizer, z0.names[p], i, w[off + i], a->d[i]);
+    }
+  }
+  cr_assert_gt(moved, 1e-3, "training moved no weight");
+  cr_log_info("%s, %s, %s: 100 steps, largest difference from BIN train %.3g (weights moved up to %.3g)",
+              machine, loss, optimizer, worst, moved);
+  e2e_run_free(&r);
+  e2e_npz_free(&z);
+  e2e_npz_free(&z0);
+  free(w);
+}
+
+static void poly_data(E2eArr *x, E2eArr *t) {
+  *x = e2e_arr2(36, 2);
+  *t = e2e_arr2(36, 1);
+  for (int i = 0; i < 36; i++) {
+    double a = (i / 6) / 5.0, b = (i % 6) / 5.0;
+    x->d[2 * i] = a;
+    x->d[2 * i + 1] = b;
+    t->d[i] = (2 * a - 1) * (2 * a - 1) + 2 * b + a * b - 3;
+  }
+}
+
+Test(embed, train_step_adam_matches_binary) {
+  E2eArr x, t;
+  poly_data(&x, &t);
+  train_agrees(example("poly.mach"), "poly", "POLY", "mse", "adam", "0.1", &x, &t);
+  e2e_arr_free(&x);
+  e2e_arr_free(&t);
+}
+
+Test(embed, train_step_sgd_matches_binary) {
+  E2eArr x, t;
+  poly_data(&x, &t);
+  train_agrees(example("poly.mach"), "poly", "POLY", "mse", "sgd", "0.5", &x, &t);
+  e2e_arr_free(&x);
+  e2e_arr_free(&t);
+}
+
+/* softmax cross-entropy and momentum on a small classifier */
+Test(embed, train_step_xent_momentum_matches_binary) {
+  const char *dir = e2e_tmpdir();
+  char *src = e2e_path(dir, "cls.mach");
+  e2e_write_text(src, "machine cls {\n    input x : 2\n    block h : 5 = tanh(dense(x) + bias)\n"
+                      "    output y : 3 = dense(h) + bias\n}\n");
+  E2eArr x = e2e_arr2(30, 2), t = e2e_arr2(30, 1);
+  E2eRng rng = {8};
+  for (int i = 0; i < 30; i++) {
+    x.d[2 * i] = e2e_uniform(&rng, -1, 1);
+    x.d[2 * i + 1] = e2e_uniform(&rng, -1, 1);
+    t.d[i] = x.d[2 * i] > 0.3 ? 0 : x.d[2 * i + 1] > 0 ? 1 : 2;
+  }
+  train_agrees(src, "cls", "CLS", "xent", "momentum", "0.2", &x, &t);
+  e2e_arr_free(&x);
+  e2e_arr_free(&t);
+}
