@@ -11,7 +11,8 @@
 #                   PyTorch's when python3-torch is installed (PATTERN=conv2d selects,
 #                   THREADS=N); make bench-check: machc and PyTorch agree;
 #                   make bench-deps: python3-torch, numpy and OpenBLAS for both
-#   make fuzz       long front-end fuzzing (not part of `make test`)
+#   make fuzz       libFuzzer over the compiler and the runtime readers,
+#                   FUZZ_SECONDS (300) per target (not part of `make test`)
 #   make diagrams   docs/img/*.svg, the depth diagrams in README.md (Graphviz)
 #   make install    PREFIX=/usr/local
 #

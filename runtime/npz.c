@@ -243,6 +243,13 @@ static int member_bytes(const struct mach_ctx *c, const struct mach_npz *z,
                 "np.savez_compressed)", z->path, m->name, m->method);
     return 1;
   }
+  /* deflate expands at most 1032:1, so a larger claim is a lie (or a bomb):
+   * refused before anything that size is allocated */
+  if (m->usize / 1032 > m->size + 64) {
+    mach_err(c, "%s: corrupt zip (entry '%s' claims %zu bytes from %zu compressed)", z->path,
+             m->name, m->usize, m->size);
+    return 1;
+  }
   *owned = malloc(m->usize + 1);
   if (!*owned) {
     mach_err(c, "%s: entry '%s': out of memory (%zu bytes inflated)", z->path, m->name, m->usize);

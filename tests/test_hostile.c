@@ -109,6 +109,37 @@ Test(hostile, sources) {
 
 static const char model_src[] = "machine m {\n    input x : 3\n    output y : 2 = tanh(dense(x) + bias)\n}\n";
 
+static size_t put(unsigned char *p, size_t at, uint32_t v, int bytes) {
+  for (int i = 0; i < bytes; i++)
+    p[at + (size_t)i] = (unsigned char)(v >> (8 * i));
+  return at + (size_t)bytes;
+}
+
+/* A zip of one deflated member "x.npy" of 2 bytes (an empty final block)
+ * that claims 1 GiB once inflated: found by fuzz_npz (the reader allocated
+ * what the header claimed before inflating). */
+static void write_bomb(const char *path) {
+  unsigned char b[160] = {0};
+  size_t at = 0;
+  const uint32_t csize = 2, usize = 1u << 30;
+  at = put(b, at, 0x04034b50, 4), at = put(b, at, 20, 2), at = put(b, at, 0, 2), at = put(b, at, 8, 2);
+  at = put(b, at, 0, 4), at = put(b, at, 0, 4), at = put(b, at, csize, 4), at = put(b, at, usize, 4);
+  at = put(b, at, 5, 2), at = put(b, at, 0, 2);
+  memcpy(b + at, "x.npy", 5), at += 5;
+  b[at++] = 0x03, b[at++] = 0x00;
+  size_t cd = at;
+  at = put(b, at, 0x02014b50, 4), at = put(b, at, 20, 2), at = put(b, at, 20, 2), at = put(b, at, 0, 2);
+  at = put(b, at, 8, 2), at = put(b, at, 0, 4), at = put(b, at, 0, 4), at = put(b, at, csize, 4);
+  at = put(b, at, usize, 4), at = put(b, at, 5, 2), at = put(b, at, 0, 2), at = put(b, at, 0, 2);
+  at = put(b, at, 0, 2), at = put(b, at, 0, 2), at = put(b, at, 0, 4), at = put(b, at, 0, 4);
+  memcpy(b + at, "x.npy", 5), at += 5;
+  size_t cdlen = at - cd;
+  at = put(b, at, 0x06054b50, 4), at = put(b, at, 0, 2), at = put(b, at, 0, 2), at = put(b, at, 1, 2);
+  at = put(b, at, 1, 2), at = put(b, at, (uint32_t)cdlen, 4), at = put(b, at, (uint32_t)cd, 4);
+  at = put(b, at, 0, 2);
+  e2e_write_file(path, b, at);
+}
+
 /* The one weights file a good run uses, and what the cases break. */
 static void setup_files(const char *dir, const char *bin) {
   E2eRun r = e2e_runl(dir, 30, bin, "init", "--seed", "1", "--out", "w.npz", NULL);
@@ -159,6 +190,7 @@ static void setup_files(const char *dir, const char *bin) {
   e2e_write_text(e2e_path(dir, "nan.csv"), "1,2,3\nnan,5,6\n");
   e2e_write_text(e2e_path(dir, "notzip.npz"), "this is not a zip file at all, not even close\n");
   e2e_write_file(e2e_path(dir, "garbage.npy.gz"), "\x1f\x8b\x08\x00garbage", 11);
+  write_bomb(e2e_path(dir, "bomb.npz"));
   char *w_bytes;
   size_t wl;
   w_bytes = e2e_read_file(e2e_path(dir, "w.npz"), &wl);
@@ -219,6 +251,9 @@ static const RtCase rt_cases[] = {
     {"data", 1, "garbage.csv", {"forward", "--weights", "w.npz", "--input", "garbage.csv", "--output", "y.npy"}},
     {"data", 1, "ragged.csv", {"forward", "--weights", "w.npz", "--input", "ragged.csv", "--output", "y.npy"}},
     {"data", 1, "notzip.npz", {"forward", "--weights", "w.npz", "--input", "notzip.npz", "--output", "y.npy"}},
+    {"data", 1, "bomb.npz: corrupt zip (entry 'x' claims 1073741824 bytes from 2 compressed)",
+     {"forward", "--weights", "w.npz", "--input", "bomb.npz", "--output", "y.npy"}},
+    {"weights", 1, "bomb.npz: no entry 'W_y_x'", {"forward", "--weights", "bomb.npz", "--input", "x.npy", "--output", "y.npy"}},
     {"data", 1, "garbage.npy.gz", {"forward", "--weights", "w.npz", "--input", "garbage.npy.gz", "--output", "y.npy"}},
     {"data", 1, "forward: input 'x' has a non-finite value (nan) in sample 2, element 1; pass --allow-nonfinite",
      {"forward", "--weights", "w.npz", "--input", "xnan.npy", "--output", "y.npy"}},
