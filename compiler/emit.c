@@ -781,7 +781,7 @@ void emit_c(const IrMachine *m, const IrMachine *dual, const EmitOptions *o, Str
     emit_train(m, o, prefix, lay.state_size, lay.z_off[m->outputs[0]], &fns);
   if (!o->standalone)
     emit_descriptor(m, &lay, o, prefix, &fns);
-  emit_kernels(c, o->f32, fns.data);
+  emit_kernels(c, o->f32, o->vec_bytes ? o->vec_bytes : 64, fns.data);
   sb_puts(c, fns.data);
   sb_free(&fns);
   emit_header(m, &lay, o, prefix, scratch, h);

@@ -359,7 +359,7 @@ static bool win_of(Emit *e, const IrMachine *m, const Set *set, bool grad, Win *
   if (w->ci * w->co < SMALL)
     return false;
   const Geom *g = &w->g;
-  w->nb = e->o->f32 ? 32 : 16;
+  w->nb = emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64);
   long esz = e->o->f32 ? 4 : 8;
   for (int a = 0; a < g->g; a++) {
     w->taps *= ar->ax[a].kernel;

@@ -36,7 +36,9 @@ typedef struct Emit {
 } Emit;
 
 /* The prelude: the real type's kernels and activations that `body` uses. */
-void emit_kernels(StrBuf *c, bool f32, const char *body);
+void emit_kernels(StrBuf *c, bool f32, int vec_bytes, const char *body);
+/* NB, the columns of the kernels' register tile: two vectors of the target. */
+long emit_nb(bool f32, int vec_bytes);
 const char *emit_pname(Emit *e, int param); /* a parameter's C name, marked used */
 /* y_dst += the arrow applied to z_src (conv, pooling), writing only times
  * [t0, t1) on axis 0 when t0 is not NULL. */

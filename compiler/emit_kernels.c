@@ -484,12 +484,14 @@ static int split(const char *text, Piece *out, int max) {
   return n;
 }
 
+long emit_nb(bool f32, int vec_bytes) { return 2 * vec_bytes / (f32 ? 4 : 8); }
+
 /* Writes the pieces of the prelude that `body` uses, with what they use. */
-void emit_kernels(StrBuf *c, bool f32, const char *body) {
+void emit_kernels(StrBuf *c, bool f32, int vec_bytes, const char *body) {
   const char *s = f32 ? "f" : "";
   StrBuf all = {0};
-  /* AVX-512 holds 8 doubles or 16 floats: two vectors of columns per row */
-  sb_printf(&all, kernels, f32 ? 32 : 16, f32 ? acts_f32 : acts_f64, s, s, s, s, s, s, s, s);
+  /* two vectors of columns per row: 32 floats with AVX-512, 16 with AVX2 */
+  sb_printf(&all, kernels, (int)emit_nb(f32, vec_bytes), f32 ? acts_f32 : acts_f64, s, s, s, s, s, s, s, s);
   sb_printf(&all, softmax_kernels, s);
   Piece pieces[64];
   int n = split(all.data, pieces, 64);

@@ -32,6 +32,7 @@ typedef struct Options {
   EmitKind emit;
   bool f32, standalone, backward, explain, fp_contract_off, dot_dual, mpi, train, loss_xent;
   int optimizer; /* --optimizer for --train: 0 sgd, 1 momentum, 2 adam */
+  const char *march; /* the target of the generated code: clang's -march */
   const char *stdlib[16];
   int nstdlib;
 } Options;
@@ -54,6 +55,8 @@ static const char usage_text[] =
     "  --train          with --standalone: also NAME_train_step, one training step\n"
     "                   on the device; --loss mse|xent (default mse), --optimizer\n"
     "                   sgd|momentum|adam (default adam)\n"
+    "  --march=TARGET   the processor to generate for (default native; e.g. x86-64-v3\n"
+    "                   for AVX2): the kernels' tiles, and clang's -march for binaries\n"
     "  --fp-contract=off  never fuse a * b + c into an FMA: the code gives the same\n"
     "                   bits with any compiler flags (binaries: -ffp-contract=off)\n"
     "  --dtype f32|f64  scalar type of the generated code (default f32)\n"
@@ -133,6 +136,7 @@ static void find_paths(Paths *p) {
 
 static int parse_args(int argc, char **argv, Options *o) {
   *o = (Options){.backward = true, .f32 = true, .optimizer = 2};
+  *o = (Options){.backward = true, .f32 = true, .march = "native"};
   int i = 1;
   if (argc > 1 && strcmp(argv[1], "explain") == 0) {
     o->explain = true;
@@ -187,6 +191,8 @@ static int parse_args(int argc, char **argv, Options *o) {
       o->optimizer = strcmp(v, "sgd") == 0 ? 0 : strcmp(v, "momentum") == 0 ? 1 : strcmp(v, "adam") == 0 ? 2 : -1;
       if (o->optimizer < 0)
         return usage_error("--optimizer must be sgd, momentum or adam, not '%s'", v);
+    } else if (strncmp(a, "--march=", 8) == 0 && a[8]) {
+      o->march = a + 8;
     } else if (strcmp(a, "--fp-contract=off") == 0) {
       o->fp_contract_off = true;
     } else if (strncmp(a, "--fp-contract=", 14) == 0) {
@@ -282,6 +288,32 @@ static int run(char **argv) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
+/* The vector width of a -march target, in bytes, for the kernels' tiles:
+ * AVX-512 64, AVX2 32, anything else 16 (SSE, NEON: what any C99 compiler
+ * vectorizes for). "native" asks the processor machc runs on. */
+static int vector_bytes(const char *march) {
+  static const char *const avx512[] = {"x86-64-v4", "skylake-avx512", "cascadelake", "cooperlake",
+                                       "icelake-client", "icelake-server", "tigerlake", "sapphirerapids",
+                                       "znver4", "znver5"};
+  static const char *const avx2[] = {"x86-64-v3", "haswell", "broadwell", "skylake", "alderlake",
+                                     "znver1", "znver2", "znver3"};
+  if (strcmp(march, "native") == 0) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? 64 : __builtin_cpu_supports("avx2") ? 32 : 16;
+#else
+    return 16;
+#endif
+  }
+  for (size_t i = 0; i < sizeof avx512 / sizeof *avx512; i++)
+    if (strcmp(march, avx512[i]) == 0)
+      return 64;
+  for (size_t i = 0; i < sizeof avx2 / sizeof *avx2; i++)
+    if (strcmp(march, avx2[i]) == 0)
+      return 32;
+  return 16;
+}
+
 static int compile_c(Arena *a, const Options *o, const Paths *paths, const char *cfile,
                      const char *out) {
   const char *cc = getenv("CC");
@@ -289,7 +321,7 @@ static int compile_c(Arena *a, const Options *o, const Paths *paths, const char 
     cc = "clang";
   const char *flags = getenv("MACHC_CFLAGS");
   if (!flags)
-    flags = "-O3 -march=native";
+    flags = arena_printf(a, "-O3 -march=%s", o->march);
   char *argv[64];
   int n = 0;
   argv[n++] = (char *)cc;
@@ -362,6 +394,7 @@ static int emit_output(Arena *a, const Options *o, const Paths *paths, IrMachine
             m->name, m->noutputs);
     return 1;
   }
+                    .fp_contract_off = o->fp_contract_off, .vec_bytes = vector_bytes(o->march)};
   const char *cpath, *hpath;
   char tmpdir[] = "/tmp/machc.XXXXXX";
   if (o->emit == EMIT_C) {
