@@ -388,13 +388,13 @@ static int emit_output(Arena *a, const Options *o, const Paths *paths, IrMachine
   }
   EmitOptions eo = {.f32 = o->f32, .backward = o->backward, .standalone = o->standalone,
                     .fp_contract_off = o->fp_contract_off, .train = o->train,
-                    .loss_xent = o->loss_xent, .optimizer = o->optimizer};
+                    .loss_xent = o->loss_xent, .optimizer = o->optimizer,
+                    .vec_bytes = vector_bytes(o->march)};
   if (o->train && m->noutputs != 1) {
     fprintf(stderr, "machc: %s: --train needs a machine with one output; %s has %d\n", o->input,
             m->name, m->noutputs);
     return 1;
   }
-                    .fp_contract_off = o->fp_contract_off, .vec_bytes = vector_bytes(o->march)};
   const char *cpath, *hpath;
   char tmpdir[] = "/tmp/machc.XXXXXX";
   if (o->emit == EMIT_C) {
