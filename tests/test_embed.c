@@ -16,7 +16,7 @@
 
 #include "e2e_util.h"
 
-TestSuite(embed, .fini = e2e_cleanup, .timeout = 120);
+TestSuite(embed, .fini = e2e_cleanup, .timeout = 240);
 
 static void machc_ok(const char *dir, const char *what, const char *const *args) {
   const char *argv[24] = {e2e_machc()};
@@ -24,7 +24,7 @@ static void machc_ok(const char *dir, const char *what, const char *const *args)
   while (*args && n < 23)
     argv[n++] = *args++;
   argv[n] = NULL;
-  E2eRun r = e2e_run(dir, 60, argv);
+  E2eRun r = e2e_run(dir, 170, argv); /* a binary of a conv machine under SANITIZE=1 takes a while */
   e2e_check_ok(&r, what);
   e2e_run_free(&r);
 }
@@ -367,7 +367,7 @@ Test(embed, fp_contract_off_sine_bit_for_bit) {
 
 /* The cross tools come from Debian packages that `make test` installs when
  * it can (make deps-cross); without them these tests skip, saying so. */
-TestSuite(embed_cross, .fini = e2e_cleanup, .timeout = 120);
+TestSuite(embed_cross, .fini = e2e_cleanup, .timeout = 240);
 
 static bool have_tool(const char *tool) {
   E2eRun r = e2e_runl(NULL, 10, "sh", "-c", e2e_fmt("command -v %s", tool), NULL);
