@@ -54,6 +54,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "machrt.h"
 
@@ -197,7 +200,7 @@ static int bufs_alloc(struct bufs *b, const struct mach_model *m, long batch)
 /* ---- the timed calls ---------------------------------------------------------- */
 
 /* Adam over entries [lo, lo + n) of the flat parameter buffer. */
-static void adam_run(struct bufs *b, long lo, long n, mach_real step, mach_real c2)
+static void adam_elems(struct bufs *b, long lo, long n, mach_real step, mach_real c2)
 {
     const mach_real b1 = (mach_real)0.9, b2 = (mach_real)0.999, eps = (mach_real)1e-8;
     mach_real *restrict p = b->params + lo, *restrict m = b->adam_m + lo, *restrict v = b->adam_v + lo;
@@ -210,6 +213,22 @@ static void adam_run(struct bufs *b, long lo, long n, mach_real step, mach_real 
         v[i] = vi;
         p[i] -= step * mi / (SQRT(vi) * c2 + eps);
     }
+}
+
+/* The same, large runs split among the threads: element-wise, so any split
+ * gives the same bits; small runs stay out of OpenMP. */
+static void adam_run(struct bufs *b, long lo, long n, mach_real step, mach_real c2)
+{
+#ifdef _OPENMP
+    const long chunk = 1 << 14;
+    if (n >= 4 * chunk) {
+#pragma omp parallel for schedule(static)
+        for (long i0 = 0; i0 < n; i0 += chunk)
+            adam_elems(b, lo + i0, n - i0 < chunk ? n - i0 : chunk, step, c2);
+        return;
+    }
+#endif
+    adam_elems(b, lo, n, step, c2);
 }
 
 /* Adam in the model's dtype over the parameter entries the machine reads
@@ -310,6 +329,10 @@ static double env_num(const char *name, double dflt)
  * own table when it adds the PyTorch columns). */
 static void legend(const char *clock_name)
 {
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads(); /* THREADS (OMP_NUM_THREADS) */
+#endif
     printf("machc benchmark (%s, per call, %s, minimum over interleaved rounds; each\n"
            "measurement repeats a call until >= %.2g s and >= %.0f calls, but < %.2g s when one\n"
            "call allows; all columns of a line measured interleaved in one process)\n"
@@ -321,9 +344,10 @@ static void legend(const char *clock_name)
            "  step us    training step: forward + backward (dual + parameter gradients) + Adam\n"
            "             over the parameter entries the machine reads\n"
            "  step/fwd   step time / forward time (ideally ~3 plus the Adam update)\n"
-           "  spread     (max - min) / min over the rounds, worst of the three columns\n",
+           "  spread     (max - min) / min over the rounds, worst of the three columns\n"
+           "  threads    %d: the kernels' OpenMP threads in every column (THREADS, OMP_NUM_THREADS)\n",
            MACH_DTYPE, clock_name, env_num("BENCH_MIN_TIME", 0.2), env_num("BENCH_MIN_REPS", 20),
-           env_num("BENCH_MAX_TIME", 1.0));
+           env_num("BENCH_MAX_TIME", 1.0), threads);
 }
 
 static void header(const char *clock_name)

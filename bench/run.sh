@@ -128,7 +128,7 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 t0=$(clock)
 # The harness, once (f32).
 # shellcheck disable=SC2086
-$CC $BENCH_CFLAGS -std=c99 -DMACH_F32 -I"$ROOT/runtime" -c -o "$OUT/bench.o" "$ROOT/bench/bench.c"
+$CC $BENCH_CFLAGS -std=c99 -fopenmp -DMACH_F32 -I"$ROOT/runtime" -c -o "$OUT/bench.o" "$ROOT/bench/bench.c"
 
 # Build every selected configuration first, then time them all: a clang run
 # does not overlap any measurement.
@@ -142,7 +142,8 @@ while IFS='|' read -r file name kind batch a1 a2 a3; do
     bench_gen "$kind" "$OUT/$file.mach" "$a1" "$a2" "$a3"
     "$MACHC" -S --dtype f32 "$OUT/$file.mach" -o "$OUT/$file.c"
     # shellcheck disable=SC2086
-    $CC $BENCH_CFLAGS -std=c99 -DMACH_NO_MAIN -I"$ROOT/runtime" -I"$OUT" -o "$OUT/$file" \
+    # -fopenmp as machc builds binaries: THREADS (OMP_NUM_THREADS) sets the team
+    $CC $BENCH_CFLAGS -std=c99 -fopenmp -DMACH_NO_MAIN -I"$ROOT/runtime" -I"$OUT" -o "$OUT/$file" \
         "$OUT/$file.c" "$OUT/bench.o" -L"$MACH_LIBDIR" -lmachrt_f32 -lm
 done <"$list"
 t1=$(clock)

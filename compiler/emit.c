@@ -171,6 +171,12 @@ static void emit_dense(Emit *e, const IrArrow *ar, bool chunked) {
  * of a recurrent machine the times [t0, t1) of each (sample, channel) row r. */
 static void open_range(Emit *e, const IrBlock *b, bool chunked) {
   if (!chunked) {
+    /* elements among the threads when a sample alone is worth it (an
+     * activation costs some 16 multiply-adds); smaller blocks stay out of
+     * OpenMP, whose call costs more than they do */
+    if (b->size >= 256)
+      sb_printf(e->c, "#ifdef _OPENMP\n#pragma omp parallel for schedule(static) if (batch * %ld >= PAR_WORK / 16)\n#endif\n",
+                b->size);
     sb_printf(e->c, "    for (long k = 0; k < batch * %ld; k++)\n        ", b->size);
     return;
   }

@@ -12,9 +12,18 @@
 static const char kernels[] =
     "/* ---- kernels ------------------------------------------------------------ */\n"
     "\n"
+    "/* Threads (OpenMP, when compiled with -fopenmp): a kernel splits its OUTPUT\n"
+    " * among the threads, never a sum, and every output element is computed by\n"
+    " * the same operations in the same order as on one thread, so results are\n"
+    " * bitwise the same for any number of threads. Below PAR_WORK multiply-adds a\n"
+    " * call stays on the calling thread without entering OpenMP at all. */\n"
+    "#ifdef _OPENMP\n"
+    "#include <omp.h>\n"
+    "#endif\n"
     "enum { MR = 4,    /* rows of C per micro-kernel call */\n"
     "       NB = %d,   /* columns of C kept in registers: two vectors */\n"
-    "       KC = 256 }; /* rows of B packed at a time (NB x KC fits in L1) */\n"
+    "       KC = 256,  /* rows of B packed at a time (NB x KC fits in L1) */\n"
+    "       PAR_WORK = 1 << 17 };\n"
     "\n"
     "/* C[MR x NB] += A[MR x kc] P[kc x NB], P a packed panel of B: the accumulators\n"
     " * stay in registers while p runs. A(i, p) = a[i * ars + p * acs]. */\n"
@@ -41,8 +50,8 @@ static const char kernels[] =
     " * of B (KC x NB) are copied to a contiguous buffer on the stack first, so\n"
     " * the micro-kernel reads them with unit stride whatever B's layout (a slice\n"
     " * of a shared weight, or W^T for the dual machine). */\n"
-    "static void mm_gen(long m, long n, long k, const real *restrict a, long ars, long acs,\n"
-    "                   const real *restrict b, long bps, long bjs, real *restrict c, long ldc)\n"
+    "static void mm_gen_seq(long m, long n, long k, const real *restrict a, long ars, long acs,\n"
+    "                       const real *restrict b, long bps, long bjs, real *restrict c, long ldc)\n"
     "{\n"
     "    real panel[KC * NB];\n"
     "    long j = 0;\n"
@@ -69,6 +78,31 @@ static const char kernels[] =
     "                for (long s = j; s < n; s++)\n"
     "                    c[i * ldc + s] += ar * b[p * bps + s * bjs];\n"
     "            }\n"
+    "}\n"
+    "\n"
+    "/* The same, its rows split among the threads: each thread takes a contiguous\n"
+    " * range cut at a multiple of MR, so every row goes through the same path\n"
+    " * (micro-kernel or remainder) as on one thread. Rows are the batch in the\n"
+    " * forward and dual products, the input features in dW = z^T ybar (each\n"
+    " * thread summing the whole batch for its rows of dW). */\n"
+    "static void mm_gen(long m, long n, long k, const real *restrict a, long ars, long acs,\n"
+    "                   const real *restrict b, long bps, long bjs, real *restrict c, long ldc)\n"
+    "{\n"
+    "#ifdef _OPENMP\n"
+    "    if (m >= 2 * MR && (double)m * n * k >= PAR_WORK && omp_get_max_threads() > 1) {\n"
+    "#pragma omp parallel\n"
+    "        {\n"
+    "            long blocks = (m + MR - 1) / MR, t = omp_get_thread_num(), T = omp_get_num_threads();\n"
+    "            long lo = blocks * t / T * MR, hi = blocks * (t + 1) / T * MR;\n"
+    "            if (hi > m)\n"
+    "                hi = m;\n"
+    "            if (lo < hi)\n"
+    "                mm_gen_seq(hi - lo, n, k, a + lo * ars, ars, acs, b, bps, bjs, c + lo * ldc, ldc);\n"
+    "        }\n"
+    "        return;\n"
+    "    }\n"
+    "#endif\n"
+    "    mm_gen_seq(m, n, k, a, ars, acs, b, bps, bjs, c, ldc);\n"
     "}\n"
     "\n"
     "/* C[m x n] += A[m x k] B[k x n] for the loop nests of grid arrows, where the\n"
@@ -175,6 +209,16 @@ static const char kernels[] =
     "                    const real *restrict b, const long *restrict tap_at, long bcs,\n"
     "                    real *restrict c, long ldc)\n"
     "{\n"
+    "#ifdef _OPENMP\n"
+    "    if ((double)m * n * taps * ch >= PAR_WORK && n > NB && omp_get_max_threads() > 1) {\n"
+    "        /* blocks of NB columns (samples and positions) among the threads */\n"
+    "#pragma omp parallel for schedule(static)\n"
+    "        for (long j = 0; j < n; j += NB)\n"
+    "            for (long i = 0; i < m; i += MR)\n"
+    "                taps_micro(taps, ch, a + i, m, b + j, tap_at, bcs, c + i * ldc + j, ldc);\n"
+    "        return;\n"
+    "    }\n"
+    "#endif\n"
     "    for (long j = 0; j < n; j += NB)\n"
     "        for (long i = 0; i < m; i += MR)\n"
     "            taps_micro(taps, ch, a + i, m, b + j, tap_at, bcs, c + i * ldc + j, ldc);\n"
@@ -204,18 +248,35 @@ static const char kernels[] =
     "            c[r * ldc + s] += acc[r][s];\n"
     "}\n"
     "\n"
+    "/* Rows i .. i + MR of C. */\n"
+    "static void rows_block(long i, long m, long k, long ch, const real *restrict a,\n"
+    "                       const long *restrict tap_at, long acs, const real *restrict panel,\n"
+    "                       long ldp, real *restrict c, long ldc)\n"
+    "{\n"
+    "    const real *row[MR];\n"
+    "    for (int r = 0; r < MR; r++) {\n"
+    "        long q = i + r < m ? i + r : 0;\n"
+    "        row[r] = a + q %% ch * acs + tap_at[q / ch];\n"
+    "    }\n"
+    "    rows_micro(k, row[0], row[1], row[2], row[3], panel, ldp, c + i * ldc, ldc,\n"
+    "               m - i < MR ? m - i : MR);\n"
+    "}\n"
+    "\n"
+    "/* Blocks of MR rows (k, ci) of the kernel gradient among the threads, each\n"
+    " * summing over all of the group's positions for its rows. */\n"
     "static void mm_rows(long m, long k, long ch, const real *restrict a, const long *restrict tap_at,\n"
     "                    long acs, const real *restrict panel, long ldp, real *restrict c, long ldc)\n"
     "{\n"
-    "    for (long i = 0; i < m; i += MR) {\n"
-    "        const real *row[MR];\n"
-    "        for (int r = 0; r < MR; r++) {\n"
-    "            long q = i + r < m ? i + r : 0;\n"
-    "            row[r] = a + q %% ch * acs + tap_at[q / ch];\n"
-    "        }\n"
-    "        rows_micro(k, row[0], row[1], row[2], row[3], panel, ldp, c + i * ldc, ldc,\n"
-    "                   m - i < MR ? m - i : MR);\n"
+    "#ifdef _OPENMP\n"
+    "    if ((double)m * k * NB >= PAR_WORK && m > MR && omp_get_max_threads() > 1) {\n"
+    "#pragma omp parallel for schedule(static)\n"
+    "        for (long i = 0; i < m; i += MR)\n"
+    "            rows_block(i, m, k, ch, a, tap_at, acs, panel, ldp, c, ldc);\n"
+    "        return;\n"
     "    }\n"
+    "#endif\n"
+    "    for (long i = 0; i < m; i += MR)\n"
+    "        rows_block(i, m, k, ch, a, tap_at, acs, panel, ldp, c, ldc);\n"
     "}\n"
     "\n"
     "/* C[m x n] += A B, A(i, p) = a[i * ars + p * acs]: (ars, acs) = (lda, 1)\n"
@@ -246,16 +307,31 @@ static const char kernels[] =
     "}\n"
     "\n"
     "/* dbias[c] += sum over batch and grid of ybar[b, c, g] */\n"
+    "static void bias_grad_ch(real *restrict db, const real *restrict ybar, long batch, long c, long g,\n"
+    "                         long ch)\n"
+    "{\n"
+    "    for (long n = 0; n < batch; n++) {\n"
+    "        const real *row = ybar + (n * c + ch) * g;\n"
+    "        real t = 0;\n"
+    "        for (long q = 0; q < g; q++)\n"
+    "            t += row[q];\n"
+    "        db[ch] += t;\n"
+    "    }\n"
+    "}\n"
+    "\n"
+    "/* (channels among the threads, each summing the whole batch for its own) */\n"
     "static void bias_grad(real *restrict db, const real *restrict ybar, long batch, long c, long g)\n"
     "{\n"
-    "    for (long n = 0; n < batch; n++)\n"
-    "        for (long ch = 0; ch < c; ch++) {\n"
-    "            const real *row = ybar + (n * c + ch) * g;\n"
-    "            real t = 0;\n"
-    "            for (long q = 0; q < g; q++)\n"
-    "                t += row[q];\n"
-    "            db[ch] += t;\n"
-    "        }\n"
+    "#ifdef _OPENMP\n"
+    "    if ((double)batch * c * g >= PAR_WORK && c > 1 && omp_get_max_threads() > 1) {\n"
+    "#pragma omp parallel for schedule(static)\n"
+    "        for (long ch = 0; ch < c; ch++)\n"
+    "            bias_grad_ch(db, ybar, batch, c, g, ch);\n"
+    "        return;\n"
+    "    }\n"
+    "#endif\n"
+    "    for (long ch = 0; ch < c; ch++)\n"
+    "        bias_grad_ch(db, ybar, batch, c, g, ch);\n"
     "}\n"
     "\n"
     "/* The output positions o of a grid arrow whose input position o * s + off\n"
@@ -410,7 +486,7 @@ static const char acts_f32[] =
 typedef struct Piece {
   const char *text;
   size_t len;
-  char name[2][24]; /* what it defines */
+  char name[3][24]; /* what it defines */
   bool needed;
 } Piece;
 
@@ -438,6 +514,7 @@ static void name_piece(Piece *p) {
   if (memcmp(sig, "enum", 4) == 0) {
     strcpy(p->name[0], "NB");
     strcpy(p->name[1], "MR");
+    strcpy(p->name[2], "PAR_WORK");
     return;
   }
   const char *q = strchr(sig, '('), *w = q;
@@ -497,11 +574,11 @@ void emit_kernels(StrBuf *c, bool f32, int vec_bytes, const char *body) {
   int n = split(all.data, pieces, 64);
   size_t blen = strlen(body);
   /* the body grows with the machine: it is read once, word by word */
-  bool in_body[64][2] = {{false}};
+  bool in_body[64][3] = {{false}};
   Arena *a = arena_new();
   StrMap names = {0};
   for (int i = 0; i < n; i++)
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < 3; k++)
       if (pieces[i].name[k][0])
         strmap_put(a, &names, pieces[i].name[k], &in_body[i][k]);
   for (const char *w = body, *end = body + blen; w < end;) {
@@ -524,7 +601,7 @@ void emit_kernels(StrBuf *c, bool f32, int vec_bytes, const char *body) {
     for (int i = 0; i < n; i++) {
       Piece *p = &pieces[i];
       bool need = !p->name[0][0]; /* a comment or banner: always */
-      for (int k = 0; k < 2 && !need; k++)
+      for (int k = 0; k < 3 && !need; k++)
         if (p->name[k][0]) {
           need = in_body[i][k];
           for (int j = 0; j < n && !need; j++)

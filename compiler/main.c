@@ -332,6 +332,7 @@ static int compile_c(Arena *a, const Options *o, const Paths *paths, const char 
   for (char *t = strtok(san, " \t"); t && n < 50; t = strtok(NULL, " \t"))
     argv[n++] = t;
   argv[n++] = "-std=c99";
+  argv[n++] = "-fopenmp"; /* the kernels' threads; OMP_NUM_THREADS or BIN --threads pick how many */
   if (o->fp_contract_off)
     argv[n++] = "-ffp-contract=off";
   argv[n++] = arena_printf(a, "-I%s", paths->include);

@@ -33,6 +33,7 @@ static const struct command commands[] = {
    "  --argmax           write each flat output's class index (its largest channel)\n"
    "  --proba            write softmax(output) over the channels (outputs are logits)\n"
    "  --allow-nonfinite  run even when weights or inputs hold NaN or infinity (refused otherwise)\n"
+   "  --threads N        threads (default: OMP_NUM_THREADS, else every core); same results for any N\n"
    "Outputs are written only when the whole command succeeds (none otherwise).\n"},
   {"predict", mach_cmd_predict,
    "--weights W.npz [--input X (default -)] [--output Y (default -)] [--argmax|--proba] [--batch B]",
@@ -45,7 +46,8 @@ static const struct command commands[] = {
    "  --batch B          samples per minibatch (default 256)\n"
    "  --argmax           class indices: the largest channel of each flat output\n"
    "  --proba            probabilities: softmax over the channels of logits outputs\n"
-   "  --allow-nonfinite  as for forward\n"},
+   "  --allow-nonfinite  as for forward\n"
+   "  --threads N        threads (default: OMP_NUM_THREADS, else every core); same results for any N\n"},
   {"grad", mach_cmd_grad,
    "--weights W.npz --input [NAME=]X.npy --cotangent [NAME=]G.npy --output D.npz [--dump-state S.npz] [--dump-dual B.npz] [--batch B]",
    "Vector-Jacobian product of loss = sum(output * G), summed over all samples.\n"
@@ -56,7 +58,8 @@ static const struct command commands[] = {
    "  --dump-state S.npz y.NAME and z.NAME of every block\n"
    "  --dump-dual B.npz  zbar.NAME and ybar.NAME of every block\n"
    "  --batch B          samples per minibatch (default 256)\n"
-   "  --allow-nonfinite  as for forward; outputs are written only when all succeed\n"},
+   "  --allow-nonfinite  as for forward; outputs are written only when all succeed\n"
+   "  --threads N        threads (default: OMP_NUM_THREADS, else every core); same results for any N\n"},
   {"train", mach_cmd_train,
    "--data [NAME=]X.npy --targets T.npy --loss mse|xent --epochs E --out W.npz [options]",
    "Train with minibatches; --val-split F holds out a seeded random fraction.\n"
@@ -94,7 +97,8 @@ static const struct command commands[] = {
    "  --log FILE.csv     epoch,step,loss,val_loss,accuracy,seconds,lr per epoch, flushed each epoch\n"
    "  --print-every K    report every K epochs (default: about 50 reports)\n"
    "  --checkpoint-every K  also write --out every K epochs\n"
-   "  --quiet            print only the final line\n"},
+   "  --quiet            print only the final line\n"
+   "  --threads N        threads (default: OMP_NUM_THREADS, else every core); same results for any N\n"},
   {"eval", mach_cmd_eval,
    "--weights W.npz --data [NAME=]X.npy --targets T.npy --loss mse|xent [--batch B]",
    "Print the loss (and for xent the argmax accuracy) on a data set.\n"
@@ -107,7 +111,8 @@ static const struct command commands[] = {
    "  --scale S, --sep C, --skip-header, --data-cols COLS, --target-cols COLS   as for train\n"
    "  --allow-nonfinite  evaluate even when weights or inputs hold NaN or infinity\n"
    "  --windows T[:S], --warmup-steps K   as for train; with next-step targets also the\n"
-   "                     one-step-ahead error beside the last-value forecast\n"},
+   "                     one-step-ahead error beside the last-value forecast\n"
+   "  --threads N        threads (default: OMP_NUM_THREADS, else every core); same results for any N\n"},
 };
 
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])

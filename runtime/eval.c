@@ -163,6 +163,7 @@ static const struct mach_optspec eval_opts[] = {
   {"target-output", MACH_OPT_VALUE},
   {"batch", MACH_OPT_VALUE},
   {"allow-nonfinite", MACH_OPT_FLAG},
+  MACH_THREADS_OPT,
   MACH_DATA_OPTS,
   {NULL, MACH_OPT_FLAG},
 };
@@ -192,7 +193,7 @@ static int run_eval(const struct mach_ctx *c, const struct mach_args *a) {
   long batch, hits = 0;
   double sum;
   int rc;
-  if ((rc = mach_arg_required(c, a, "weights", &w)) ||
+  if ((rc = mach_threads_set(c, a)) || (rc = mach_arg_required(c, a, "weights", &w)) ||
       (rc = mach_arg_long(c, a, "batch", 256, 1, &batch)))
     return rc;
   if ((rc = mach_dataset_load(c, a, &d)) == 0) {

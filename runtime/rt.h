@@ -516,6 +516,13 @@ void mach_dist_gather_rows(const struct mach_ctx *c, mach_real *x, long n, long 
 /* Whether x[0 .. n) holds the same bits on every rank (a hash compared). */
 int mach_dist_same(const struct mach_ctx *c, const mach_real *x, long n);
 
+/* ---- threads.c ---------------------------------------------------------- */
+
+/* --threads N (absent: OpenMP's default, OMP_NUM_THREADS or every core): sets
+ * the kernels' team size. Returns 0 or 2 (message printed). */
+int mach_threads_set(const struct mach_ctx *c, const struct mach_args *a);
+#define MACH_THREADS_OPT {"threads", MACH_OPT_VALUE}
+
 /* ---- json.c -------------------------------------------------------------- */
 
 void mach_json_str(FILE *f, const char *s);

@@ -195,6 +195,7 @@ static const struct mach_optspec forward_opts[] = {
   {"data-cols", MACH_OPT_VALUE},
   {"argmax", MACH_OPT_FLAG}, {"proba", MACH_OPT_FLAG},
   {"allow-nonfinite", MACH_OPT_FLAG},
+  MACH_THREADS_OPT,
   {NULL, MACH_OPT_FLAG},
 };
 
@@ -231,7 +232,7 @@ static int run_setup(const struct mach_ctx *c, const struct mach_args *a, const 
     mach_err(c, "more than 64 inputs or outputs are not supported");
     return 1;
   }
-  if ((rc = mach_arg_required(c, a, "weights", &w)) ||
+  if ((rc = mach_threads_set(c, a)) || (rc = mach_arg_required(c, a, "weights", &w)) ||
       (rc = mach_arg_long(c, a, "batch", 256, 1, &r->batch)))
     return rc;
   r->params = mach_alloc(c, (size_t)m->param_size * (size_t)nparam + 1, sizeof *r->params);
@@ -414,6 +415,7 @@ static const struct mach_optspec grad_opts[] = {
   {"dump-dual", MACH_OPT_VALUE},
   {"batch", MACH_OPT_VALUE},
   {"allow-nonfinite", MACH_OPT_FLAG},
+  MACH_THREADS_OPT,
   {NULL, MACH_OPT_FLAG},
 };
 

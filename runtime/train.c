@@ -90,7 +90,7 @@ static const struct mach_optspec train_opts[] = {
   {"lr-schedule", MACH_OPT_VALUE}, {"warmup", MACH_OPT_VALUE},  {"clip-norm", MACH_OPT_VALUE},
   {"val-data", MACH_OPT_MULTI}, {"val-targets", MACH_OPT_VALUE}, {"patience", MACH_OPT_VALUE},
   {"keep-best", MACH_OPT_FLAG}, {"val-split-tail", MACH_OPT_FLAG},
-  MACH_DATA_OPTS,
+  MACH_THREADS_OPT, MACH_DATA_OPTS,
   {NULL, MACH_OPT_FLAG},
 };
 
@@ -142,7 +142,7 @@ static int parse_schedule(const struct mach_ctx *c, const struct mach_args *a,
 static int parse_cfg(const struct mach_ctx *c, const struct mach_args *a, struct cfg *g) {
   int rc;
   memset(g, 0, sizeof *g);
-  if ((rc = mach_arg_required(c, a, "out", &g->out)) ||
+  if ((rc = mach_threads_set(c, a)) || (rc = mach_arg_required(c, a, "out", &g->out)) ||
       (rc = mach_arg_long(c, a, "epochs", 0, 1, &g->epochs)) ||
       (!mach_arg(a, "epochs") && (rc = mach_arg_missing(c, a, "epochs"))) ||
       (rc = parse_optimizer(c, a, &g->opt.kind)) ||
