@@ -17,16 +17,24 @@
 #include "rt.h"
 
 void mach_err(const struct mach_ctx *c, const char *fmt, ...) {
+  char line[4096];
+  int n;
   va_list ap;
   fflush(stdout); /* keep stdout and stderr in order when both are a terminal */
+  /* one write per line: under mpirun the ranks' stderr is merged, and a
+   * line written in pieces would interleave with another rank's */
   if (c->nranks > 1)
-    fprintf(stderr, "%s (rank %d): ", c->prog, c->rank);
+    n = snprintf(line, sizeof line, "%s (rank %d): ", c->prog, c->rank);
   else
-    fprintf(stderr, "%s: ", c->prog);
+    n = snprintf(line, sizeof line, "%s: ", c->prog);
+  if (n < 0 || (size_t)n >= sizeof line - 1)
+    n = 0;
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
   va_end(ap);
-  fputc('\n', stderr);
+  n = (int)strlen(line);
+  line[n] = '\n';
+  fwrite(line, 1, (size_t)n + 1, stderr);
 }
 
 void *mach_alloc(const struct mach_ctx *c, size_t count, size_t size) {
