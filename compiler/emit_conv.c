@@ -360,6 +360,8 @@ static bool win_of(Emit *e, const IrMachine *m, const Set *set, bool grad, Win *
     return false;
   const Geom *g = &w->g;
   w->nb = emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64);
+  if (grad && 4 * w->co < w->nb) /* the gradient's panel would be mostly padding */
+    return false;
   long esz = e->o->f32 ? 4 : 8;
   for (int a = 0; a < g->g; a++) {
     w->taps *= ar->ax[a].kernel;
