@@ -296,7 +296,7 @@ static void weight_strides(Emit *e, const IrArrow *ar, long *src, long *dst) {
  * cotangent packed by position (mm_rows). Groups hold as many samples as keep
  * the buffers within GROUP_BYTES (in L2); the workspace stays under
  * WORK_BYTES, or the per-tap products above are used. */
-enum { GROUP_BYTES = 384 * 1024, WORK_BYTES = 1024 * 1024, MAX_GROUP = 64, MR_ = 4 };
+enum { GROUP_BYTES = 384 * 1024, WORK_BYTES = 2048 * 1024, MAX_GROUP = 64, MR_ = 4 };
 
 static long round_up(long v, long m) { return (v + m - 1) / m * m; }
 
