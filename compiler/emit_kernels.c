@@ -455,7 +455,8 @@ static const char acts_f64[] =
 
 /* tanh and sigmoid in float: through exp_vec, plain arithmetic that clang
  * vectorizes (a call to expf would keep the loop scalar); within 2 ulp of
- * the correctly rounded value over the whole range (tests/test_vexp.c). */
+ * the correctly rounded value wherever the result is a normal float
+ * (tests/test_vexp.c). */
 static const char acts_f32[] =
     "/* e^x = 2^n e^r, n = round(x / ln 2) (the 1.5 * 2^23 trick), r = x - n ln 2\n"
     " * (ln 2 split in two for exactness), e^r by its Taylor series to r^8; results\n"
