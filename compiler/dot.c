@@ -22,6 +22,7 @@ typedef struct Dot {
   FILE *out;
   const IrMachine *m;
   const char *id; /* node names are id + block name: "p:x" for the machine, "d:x" for its dual */
+  IrGroups lv_blocks; /* the blocks of each level, so that drawing the ranks stays linear */
 } Dot;
 
 static const char *node(const Dot *g, int b) {
@@ -71,9 +72,8 @@ static void block_node(const Dot *g, int i) {
 
 static void level_rank(const Dot *g, int lv) {
   fprintf(g->out, "  subgraph \"%slevel%d\" { rank=same;\n", g->id, lv);
-  for (int i = 0; i < g->m->blocks.len; i++)
-    if (IR_BLOCK(g->m, i)->level == lv)
-      block_node(g, i);
+  for (int k = g->lv_blocks.start[lv]; k < g->lv_blocks.start[lv + 1]; k++)
+    block_node(g, g->lv_blocks.order[k]);
   fprintf(g->out, "  }\n");
 }
 
@@ -154,11 +154,11 @@ void dot_write(const IrMachine *m, const IrMachine *dual, FILE *out) {
   fprintf(out, "digraph \"%s\" {\n  rankdir=LR; newrank=true; nodesep=0.4; ranksep=0.8; labelloc=t; fontname=\"Helvetica\";\n"
                "  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\", fontsize=11];\n"
                "  edge [fontname=\"Helvetica\", fontsize=9];\n", m->name);
-  Dot g = {a, out, m, dual ? "p:" : ""};
+  Dot g = {a, out, m, dual ? "p:" : "", ir_blocks_by_level(a, m)};
   if (!dual) {
     machine(&g);
   } else {
-    Dot d = {a, out, dual, "d:"}; /* written first, dot draws it below */
+    Dot d = {a, out, dual, "d:", ir_blocks_by_level(a, dual)}; /* written first, dot draws it below */
     fprintf(out, "  subgraph cluster_dual {\n");
     machine(&d);
     fprintf(out, "  }\n  subgraph cluster_machine {\n");
