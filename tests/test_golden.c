@@ -2,7 +2,8 @@
  *
  * tests/golden/NAME.mach: `machc -S --dtype f64 NAME.mach -o NAME.c` must
  * write exactly NAME.c.expected and NAME.h.expected (and `--emit=dual`
- * NAME.dual.expected where that file exists).
+ * NAME.dual.expected where the test asks for it); a few goldens take other
+ * flags (f32, --standalone --train), listed with their tests below.
  * tests/errors/NAME.mach (NAME says the rule checked): `machc NAME.mach`
  * must exit with status 1, print nothing on stdout, write no output file,
  * and print exactly NAME.err.expected on stderr (file:line:col: error:
@@ -67,12 +68,24 @@ static const char *errors_dir(void) { return e2e_path(e2e_root(), "tests/errors"
 
 /* --- generated C ------------------------------------------------------------------------------ */
 
-static void check_c_golden(const char *name) {
+/* machc -S [flags] MACH -o NAME.c must write NAME.c.expected and NAME.h.expected;
+ * with dual, `machc --emit=dual MACH` must print NAME.dual.expected. The
+ * kernels' tiles follow the target's vector width, so the target is fixed
+ * (--march=x86-64-v4) for the goldens to hold on any host. */
+static void check_c_golden_with(const char *name, const char *mach, const char *const *flags,
+                                bool dual) {
   const char *tmp = e2e_tmpdir();
   char *cpath = e2e_fmt("%s/%s.c", tmp, name), *hpath = e2e_fmt("%s/%s.h", tmp, name);
-  E2eRun r = e2e_runl(golden_dir(), 30, e2e_machc(), "-S", "--dtype", "f64",
-                      e2e_fmt("%s.mach", name), "-o", cpath, NULL);
-  e2e_check_ok(&r, e2e_fmt("machc -S %s.mach", name));
+  const char *argv[16] = {e2e_machc(), "-S", "--march=x86-64-v4"};
+  int n = 3;
+  for (; *flags; flags++)
+    argv[n++] = *flags;
+  argv[n++] = mach;
+  argv[n++] = "-o";
+  argv[n++] = cpath;
+  argv[n] = NULL;
+  E2eRun r = e2e_run(golden_dir(), 30, argv);
+  e2e_check_ok(&r, e2e_fmt("machc -S %s (%s)", mach, name));
   cr_assert_str_empty(r.out, "machc -S printed on stdout: %s", r.out);
   cr_assert_str_empty(r.err, "machc -S printed on stderr: %s", r.err);
   e2e_run_free(&r);
@@ -86,19 +99,46 @@ static void check_c_golden(const char *name) {
   expect_file(h, hl, e2e_fmt("%s/%s.h.expected", golden_dir(), name));
   free(c);
   free(h);
-  /* the dual machine as .mach source, where a golden exists */
-  char *dual = e2e_fmt("%s/%s.dual.expected", golden_dir(), name);
-  if (access(dual, F_OK) == 0 || (updating() && strcmp(name, "skips") == 0)) {
-    r = e2e_runl(golden_dir(), 30, e2e_machc(), "--emit=dual", e2e_fmt("%s.mach", name), NULL);
+  /* the dual machine as .mach source */
+  char *dual_path = e2e_fmt("%s/%s.dual.expected", golden_dir(), name);
+  cr_assert(dual == (access(dual_path, F_OK) == 0) || updating(),
+            "%s: %s.dual.expected %s", name, name, dual ? "is missing" : "has no test");
+  if (dual) {
+    r = e2e_runl(golden_dir(), 30, e2e_machc(), "--emit=dual", mach, NULL);
     e2e_check_ok(&r, "machc --emit=dual");
-    expect_file(r.out, strlen(r.out), dual);
+    expect_file(r.out, strlen(r.out), dual_path);
     e2e_run_free(&r);
   }
 }
 
-Test(golden, c_tiny_bias_tanh) { check_c_golden("tiny"); }
-Test(golden, c_paper_dense_machine_shared_W) { check_c_golden("paper_dense"); }
-Test(golden, c_skips_transpose_leaky_two_inputs) { check_c_golden("skips"); }
+static const char *const f64[] = {"--dtype", "f64", NULL};
+
+Test(golden, c_tiny_bias_tanh) { check_c_golden_with("tiny", "tiny.mach", f64, false); }
+Test(golden, c_paper_dense_machine_shared_W) {
+  check_c_golden_with("paper_dense", "paper_dense.mach", f64, false);
+}
+Test(golden, c_skips_transpose_leaky_two_inputs) {
+  check_c_golden_with("skips", "skips.mach", f64, true);
+}
+/* grids: a strided conv, a dilated conv, avgpool with stride, dilation and
+ * pads, global_avgpool; forward, dual and kernel gradients */
+Test(golden, c_conv2d_stride_dilation_pools) {
+  check_c_golden_with("conv2d", "conv2d.mach", f64, true);
+}
+/* time: lags, a block reading itself across chunks of 2 steps, solved
+ * first to last forward and last to first in the dual */
+Test(golden, c_recurrent_lags_chunks) { check_c_golden_with("recur", "recur.mach", f64, true); }
+/* float: exp_vec, the float tanh and sigmoid, the float tiles */
+Test(golden, c_f32_activations) {
+  static const char *const f32[] = {"--dtype", "f32", NULL};
+  check_c_golden_with("f32", "f32.mach", f32, false);
+}
+/* --standalone --train: no runtime, tiny_infer's shared workspace, one
+ * training step with the defaults (mse, adam) */
+Test(golden, c_standalone_train) {
+  static const char *const st[] = {"--standalone", "--train", "--dtype", "f64", NULL};
+  check_c_golden_with("tiny_standalone", "tiny.mach", st, false);
+}
 
 /* -S twice gives the same bytes: no timestamps, no addresses */
 Test(golden, c_output_is_deterministic) {
