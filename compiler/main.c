@@ -135,8 +135,7 @@ static void find_paths(Paths *p) {
 }
 
 static int parse_args(int argc, char **argv, Options *o) {
-  *o = (Options){.backward = true, .f32 = true, .optimizer = 2};
-  *o = (Options){.backward = true, .f32 = true, .march = "native"};
+  *o = (Options){.backward = true, .f32 = true, .optimizer = 2, .march = "native"};
   int i = 1;
   if (argc > 1 && strcmp(argv[1], "explain") == 0) {
     o->explain = true;
