@@ -141,12 +141,15 @@ $(MACHC): $(COMPILER_OBJS) $(BUILD)/lib/libmachrt_f64.a
 	$(CC) $(CFLAGS_ALL) -o $@ $^ -lz -lm
 
 # --- the runtime, once per real type -----------------------------------------
+# -fno-math-errno: the optimizers' sqrt vectorises only when it need not set
+# errno, and nothing in the runtime reads errno after a math function.
+RT_OPT := -O2 -fno-math-errno
 $(OBJ)/rt32/%.o: runtime/%.c runtime/*.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -O2 -DMACH_F32 -Iruntime -c -o $@ $<
+	$(CC) $(CFLAGS_ALL) $(RT_OPT) -DMACH_F32 -Iruntime -c -o $@ $<
 $(OBJ)/rt64/%.o: runtime/%.c runtime/*.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -O2 -Iruntime -c -o $@ $<
+	$(CC) $(CFLAGS_ALL) $(RT_OPT) -Iruntime -c -o $@ $<
 $(BUILD)/lib/libmachrt_f32.a: $(RT32_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
@@ -155,10 +158,10 @@ $(BUILD)/lib/libmachrt_f64.a: $(RT64_OBJS)
 	rm -f $@ && ar rcs $@ $^
 $(OBJ)/rt32mpi/dist.o: runtime/dist.c runtime/*.h | $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -O2 -DMACH_F32 -DMACH_MPI $(MPI_CFLAGS) -Iruntime -c -o $@ $<
+	$(CC) $(CFLAGS_ALL) $(RT_OPT) -DMACH_F32 -DMACH_MPI $(MPI_CFLAGS) -Iruntime -c -o $@ $<
 $(OBJ)/rt64mpi/dist.o: runtime/dist.c runtime/*.h | $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -O2 -DMACH_MPI $(MPI_CFLAGS) -Iruntime -c -o $@ $<
+	$(CC) $(CFLAGS_ALL) $(RT_OPT) -DMACH_MPI $(MPI_CFLAGS) -Iruntime -c -o $@ $<
 $(BUILD)/lib/libmachrt_mpi_f32.a: $(filter-out %/dist.o,$(RT32_OBJS)) $(OBJ)/rt32mpi/dist.o
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^

@@ -79,10 +79,10 @@
 void FORWARD(const mach_real *params, const mach_real *const *inputs, mach_real *state,
              long batch);
 void DUAL(const mach_real *params, const mach_real *state, const mach_real *const *cotangents,
-          mach_real *dstate, long batch);
+          mach_real *dstate, long batch, int input_grads);
 void BACKWARD(const mach_real *params, const mach_real *state,
               const mach_real *const *cotangents, mach_real *dstate, mach_real *dparams,
-              long batch);
+              long batch, int input_grads);
 extern const struct mach_model MODEL;
 
 /* ---- random numbers: splitmix64 -------------------------------------------- */
@@ -267,13 +267,13 @@ static void run_op(int op, struct bufs *b, long n)
         break;
     case OP_DUAL:
         for (long r = 0; r < n; r++)
-            DUAL(b->params, b->state, cot, b->dstate, b->batch);
+            DUAL(b->params, b->state, cot, b->dstate, b->batch, 1);
         break;
     case OP_STEP:
         for (long r = 0; r < n; r++) {
             FORWARD(b->params, b->inputs, b->state, b->batch);
             BACKWARD(b->params, b->state, b->cot[b->adam_t & 1], b->dstate, b->dparams,
-                     b->batch);
+                     b->batch, 0); /* as train: no dLoss/dinput */
             adam_update(b, &MODEL);
         }
         break;

@@ -358,6 +358,32 @@ static void emit_block(Emit *e, int bi, bool chunked) {
   }
 }
 
+/* Appends body to out, each non-empty line one step further in. */
+static void emit_indented(StrBuf *out, const char *body) {
+  for (const char *line = body, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+    nl = strchr(line, '\n');
+    size_t len = nl ? (size_t)(nl - line) : strlen(line);
+    sb_printf(out, "%s%.*s\n", len ? "    " : "", (int)len, line);
+  }
+}
+
+/* The blocks of a level that only carry the cotangents of the inputs: `grad`
+ * asks for them, a training step does not. */
+static void emit_optional_blocks(Emit *e, const int *blocks, int nb, bool chunked) {
+  StrBuf body = {0}, *out = e->c;
+  e->c = &body;
+  for (int k = 0; k < nb; k++)
+    if (e->optional[blocks[k]])
+      emit_block(e, blocks[k], chunked);
+  e->c = out;
+  if (body.len) {
+    sb_puts(out, "    if (input_grads) { /* dLoss/dinput, for grad; training needs none */\n");
+    emit_indented(out, body.data);
+    sb_puts(out, "    }\n");
+  }
+  sb_free(&body);
+}
+
 static void emit_levels(Emit *e, int from, int to, bool chunked) {
   IrGroups lv_blocks = ir_blocks_by_level(e->a, e->m);
   for (int lv = from; lv < to; lv++) {
@@ -365,7 +391,10 @@ static void emit_levels(Emit *e, int from, int to, bool chunked) {
     int nb = lv_blocks.start[lv + 1] - lv_blocks.start[lv];
     level_comment(e, lv, blocks, nb);
     for (int k = 0; k < nb; k++)
-      emit_block(e, blocks[k], chunked);
+      if (!e->optional || !e->optional[blocks[k]])
+        emit_block(e, blocks[k], chunked);
+    if (e->optional)
+      emit_optional_blocks(e, blocks, nb, chunked);
   }
 }
 
@@ -395,12 +424,7 @@ static void emit_solve(Emit *e) {
   else
     sb_printf(out, "    for (long t0 = 0; t0 < %ld; t0 += %ld) {\n", T, tb);
   sb_printf(out, "        const long t1 = t0 + %ld < %ld ? t0 + %ld : %ld;\n", tb, T, tb, T);
-  /* indent the levels one step inside the chunk loop */
-  for (char *line = body.data, *nl; line && *line; line = nl ? nl + 1 : NULL) {
-    nl = strchr(line, '\n');
-    size_t len = nl ? (size_t)(nl - line) : strlen(line);
-    sb_printf(out, "%s%.*s\n", len ? "    " : "", (int)len, line);
-  }
+  emit_indented(out, body.data); /* the levels, inside the chunk loop */
   sb_puts(out, "    }\n");
   sb_free(&body);
   emit_levels(e, m->chunk_hi, m->nlevels, false);
@@ -609,19 +633,58 @@ static long emit_infer(Arena *a, const IrMachine *m, const EmitOptions *o, const
   return e.work;
 }
 
+/* The dual blocks whose cotangents the parameter gradients read (those a
+ * weighted arrow or a bias writes to in the primal), and every dual block
+ * they read, transitively; the others only carry dLoss/dinput. Returns
+ * optional[i]: block i is not needed for the parameter gradients. */
+static bool *dual_optional_blocks(Arena *a, const IrMachine *dual) {
+  const IrMachine *m = dual->primal;
+  int n = dual->blocks.len, top = 0;
+  bool *need = arena_alloc(a, (size_t)n + 1), *optional = arena_alloc(a, (size_t)n + 1);
+  int *stack = arena_alloc(a, sizeof(int) * ((size_t)n + 1));
+  for (int i = 0; i < m->arrows.len; i++) {
+    const IrArrow *ar = IR_ARROW(m, i);
+    if (ar->w.param >= 0 && !need[ar->dst])
+      need[stack[top++] = ar->dst] = true;
+  }
+  for (int i = 0; i < n; i++)
+    if (IR_BLOCK(m, i)->bias >= 0 && !need[i])
+      need[stack[top++] = i] = true;
+  IrGroups into = ir_arrows_by_dst(a, dual);
+  while (top > 0) {
+    int bi = stack[--top];
+    const Act *act = &IR_BLOCK(dual, bi)->act;
+    if ((act->kind == ACT_MUL || act->kind == ACT_SOFTMAX_JVP) && !need[act->gate])
+      need[stack[top++] = act->gate] = true;
+    for (int k = into.start[bi]; k < into.start[bi + 1]; k++) {
+      int src = IR_ARROW(dual, into.order[k])->src;
+      if (!need[src])
+        need[stack[top++] = src] = true;
+    }
+  }
+  for (int i = 0; i < n; i++)
+    optional[i] = !need[i];
+  return optional;
+}
+
 static void emit_dual_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
                          const Layout *lay, const char *prefix, StrBuf *c) {
   StrBuf body = {0};
   Emit e = emit_new(a, dual, dual->primal, o, lay, &body);
   e.nm = (Names){"zbar_", "ybar_", "cotangents"};
+  e.optional = dual_optional_blocks(a, dual);
   emit_solve(&e);
   sb_printf(c, "\n/* Solves the dual machine, the backward pass, in one sweep over the levels\n"
                " * in reverse: zbar = z0bar + ybar W^T, ybar = sigma'(y) * zbar. cotangents[k]\n"
-               " * holds dLoss/dz of output block k; zbar and ybar of every block go to dstate\n"
-               " * (laid out like state). */\n"
+               " * holds dLoss/dz of output block k; zbar and ybar of the blocks go to dstate\n"
+               " * (laid out like state): of every block when input_grads is set, else of\n"
+               " * those the parameter gradients read. */\n"
                "void %s_dual(const real *restrict params, const real *restrict state,\n"
-               "        const real *const *cotangents, real *restrict dstate, long batch)\n{\n",
+               "        const real *const *cotangents, real *restrict dstate, long batch,\n"
+               "        int input_grads)\n{\n",
             prefix);
+  if (!body.data || !strstr(body.data, "input_grads"))
+    sb_puts(c, "    (void)input_grads; /* every block carries parameter gradients */\n");
   declare_params(&e, c, "params", "", true);
   declare_state(&e, c, "state", true, "y_", "z_", e.used_py, e.used_pz);
   declare_state(&e, c, "dstate", false, "zbar_", "ybar_", e.used_y, e.used_z);
@@ -648,11 +711,12 @@ static void emit_grads_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
   sb_printf(c, "    memset(dparams, 0, sizeof(real) * %ld);\n", dual->param_size);
   sb_puts(c, body.data ? body.data : "");
   sb_puts(c, "}\n");
-  sb_printf(c, "\n/* The backward pass: the dual machine, then the parameter gradients. */\n"
+  sb_printf(c, "\n/* The backward pass: the dual machine, then the parameter gradients;\n"
+               " * dLoss/dinput too when input_grads is set. */\n"
                "void %s_backward(const real *restrict params, const real *restrict state,\n"
                "        const real *const *cotangents, real *restrict dstate,\n"
-               "        real *restrict dparams, long batch)\n{\n"
-               "    %s_dual(params, state, cotangents, dstate, batch);\n"
+               "        real *restrict dparams, long batch, int input_grads)\n{\n"
+               "    %s_dual(params, state, cotangents, dstate, batch, input_grads);\n"
                "    %s_param_grads(state, dstate, dparams, batch);\n}\n",
             prefix, prefix, prefix);
   sb_free(&body);
@@ -729,11 +793,12 @@ static void emit_header(const IrMachine *m, const Layout *lay, const EmitOptions
   }
   if (o->backward && (!o->standalone || o->train)) {
     sb_printf(h, "void %s_dual(const %s *params, const %s *state, const %s *const *cotangents,\n"
-                 "        %s *dstate, long batch);\n", prefix, real, real, real, real);
+                 "        %s *dstate, long batch, int input_grads);\n", prefix, real, real, real, real);
     sb_printf(h, "void %s_param_grads(const %s *state, const %s *dstate, %s *dparams, long batch);\n",
               prefix, real, real, real);
     sb_printf(h, "void %s_backward(const %s *params, const %s *state, const %s *const *cotangents,\n"
-                 "        %s *dstate, %s *dparams, long batch);\n", prefix, real, real, real, real, real);
+                 "        %s *dstate, %s *dparams, long batch, int input_grads);\n", prefix, real, real,
+              real, real, real);
   }
   sb_printf(h, "\n#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
   arena_free(a);

@@ -33,6 +33,8 @@ typedef struct Emit {
   bool *used_p;           /* parameters referenced */
   IrGroups into;          /* the arrows into each block of m */
   long work;              /* scalars of workspace the body uses (real work[]) */
+  bool *optional;         /* dual blocks that only carry dLoss/dinput, solved
+                             when input_grads is set (NULL: every block) */
 } Emit;
 
 /* The prelude: the real type's kernels and activations that `body` uses. */

@@ -100,11 +100,13 @@ struct mach_model {
    * cotangents[k] points to B samples of dLoss/dz for output block outputs[k].
    * Writes zbar and ybar of every block to dstate and OVERWRITES dparams with
    * dLoss/dparams (summed over the batch and over arrows sharing a parameter).
-   * The gradient for input block inputs[k] is its ybar in dstate.
+   * With input_grads set, the gradient for input block inputs[k] is its ybar
+   * in dstate; without, the blocks that only carry it are not solved (a
+   * training step needs the parameter gradients alone).
    * May be NULL for a model compiled without a backward pass. */
   void (*backward)(const mach_real *params, const mach_real *state,
                    const mach_real *const *cotangents, mach_real *dstate,
-                   mach_real *dparams, long batch);
+                   mach_real *dparams, long batch, int input_grads);
 };
 
 /* The generated binary's entry point: `BIN info|init|forward|grad|train|eval ...`.

@@ -454,7 +454,7 @@ static const char *step(struct trainer *t, long start, long b, double *loss, lon
     *loss = mach_loss_eval(t->d.loss, t->state + n * ob->z_offset, t->tb, t->lbatch, n,
                            t->d.size, b, t->cot[t->d.out], &h);
     if (isfinite(*loss) || t->c->nranks > 1)
-      m->backward(t->params, t->state, (const mach_real *const *)t->cot, t->dstate, t->grad, n);
+      m->backward(t->params, t->state, (const mach_real *const *)t->cot, t->dstate, t->grad, n, 0);
   } else {
     memset(t->grad, 0, (size_t)P * sizeof *t->grad);
   }

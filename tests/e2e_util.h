@@ -117,7 +117,7 @@ typedef struct E2eModel {
   void *so;
   const struct mach_model *m;
   void (*dual)(const double *params, const double *state, const double *const *cot,
-               double *dstate, long batch);
+               double *dstate, long batch, int input_grads);
   void (*param_grads)(const double *state, const double *dstate, double *dparams, long batch);
   const char *c_path; /* the generated model.c */
 } E2eModel;

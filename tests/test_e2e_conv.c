@@ -97,9 +97,17 @@ static double loss(Run *r) {
   return l;
 }
 
+/* The full backward pass, after that of a training step (no dLoss/dinput),
+ * whose parameter gradients must be bitwise the same. */
 static void backward(Run *r) {
   loss(r);
-  r->m->backward(r->params, r->state, (const double *const *)r->cot, r->dstate, r->dparams, r->batch);
+  const struct mach_model *m = r->m;
+  size_t np = sizeof(double) * (size_t)m->param_size;
+  double *dp = malloc(np);
+  m->backward(r->params, r->state, (const double *const *)r->cot, r->dstate, dp, r->batch, 0);
+  m->backward(r->params, r->state, (const double *const *)r->cot, r->dstate, r->dparams, r->batch, 1);
+  cr_assert(memcmp(dp, r->dparams, np) == 0, "parameter gradients differ without the input gradients");
+  free(dp);
 }
 
 /* Central differences against the backward pass, every parameter and input

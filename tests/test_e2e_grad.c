@@ -118,7 +118,25 @@ static void backward(Inst *t) {
     t->dstate[i] = NAN;
   for (long i = 0; i < m->param_size; i++)
     t->dparams[i] = NAN;
-  m->backward(t->params, t->state, (const double *const *)t->g, t->dstate, t->dparams, t->N);
+  m->backward(t->params, t->state, (const double *const *)t->g, t->dstate, t->dparams, t->N, 1);
+}
+
+/* The backward pass of a training step, which asks for no dLoss/dinput:
+ * its parameter gradients must be bitwise those of the full pass (dp).
+ * Returns how many input blocks it left unsolved (ybar still the poison). */
+static int backward_without_input_grads(Inst *t, const double *dp) {
+  const struct mach_model *m = t->m;
+  for (long i = 0; i < m->state_size * t->N; i++)
+    t->dstate[i] = NAN;
+  for (long i = 0; i < m->param_size; i++)
+    t->dparams[i] = NAN;
+  m->backward(t->params, t->state, (const double *const *)t->g, t->dstate, t->dparams, t->N, 0);
+  cr_assert(memcmp(t->dparams, dp, sizeof(double) * (size_t)m->param_size) == 0,
+            "parameter gradients differ without the input gradients");
+  int skipped = 0;
+  for (int q = 0; q < m->n_inputs; q++)
+    skipped += isnan(t->dstate[t->N * m->blocks[m->inputs[q]].z_offset]);
+  return skipped;
 }
 
 static double loss_at(Inst *t, double *v, double x) {
@@ -162,6 +180,7 @@ static void check_fd(const E2eSpec *s, long N, uint64_t seed, double wscale) {
   memcpy(dp, t.dparams, sizeof(double) * (size_t)m->param_size);
   double *dstate = malloc(sizeof(double) * (size_t)(m->state_size * N));
   memcpy(dstate, t.dstate, sizeof(double) * (size_t)(m->state_size * N));
+  backward_without_input_grads(&t, dp);
   long checked = 0;
   for (int p = 0; p < m->n_params; p++) {
     const struct mach_param *mp = &m->params[p];
@@ -201,6 +220,25 @@ static void check_fd(const E2eSpec *s, long N, uint64_t seed, double wscale) {
   e2e_npz_free(&g);
   free(dp);
   free(dstate);
+}
+
+/* `train` solves only the dual blocks the parameter gradients read: the
+ * cotangents of inputs that carry no bias are left out. */
+static int inputs_skipped(const E2eSpec *s, long N, uint64_t seed) {
+  Inst t = inst_new(s, N, seed, 1.0);
+  backward(&t);
+  double *dp = malloc(sizeof(double) * (size_t)t.m->param_size);
+  memcpy(dp, t.dparams, sizeof(double) * (size_t)t.m->param_size);
+  int skipped = backward_without_input_grads(&t, dp);
+  free(dp);
+  return skipped;
+}
+
+Test(e2e_grad, training_backward_skips_the_input_cotangents) {
+  const int dims[] = {2, 4, 7, 1};
+  cr_assert_eq(inputs_skipped(e2e_spec_dense("dense_machine", dims, 4, "tanh", "tanh", 0), 3, 121), 1);
+  cr_assert_eq(inputs_skipped(e2e_spec_poly(), 3, 122), 1);
+  cr_assert_eq(inputs_skipped(&e2e_mixed, 3, 123), 1); /* u; x = softplus(input + dense(u)) is needed */
 }
 
 Test(e2e_grad, fd_paper_dense_machine_tanh) {
