@@ -541,10 +541,18 @@ static void declare_state(Emit *e, StrBuf *out, const char *buf, bool cnst, cons
   }
 }
 
-/* The workspace of the windowed convolutions, on the stack (at most
- * WORK_BYTES in emit_conv.c). */
-static void declare_work(const Emit *e, StrBuf *out) {
-  if (e->work)
+/* The scratch of the convolutions (padded inputs and products, at most
+ * WORK_BYTES in emit_conv.c; mm_grid's panels): a binary keeps it on the
+ * stack, standalone code, which must run in a small stack, after the batch
+ * x state-size scalars of `buf`, the state or dual state it writes
+ * (PREFIX_STATE_SCRATCH in the header). */
+static void declare_work(const Emit *e, StrBuf *out, const char *buf) {
+  if (!e->work)
+    return;
+  if (e->o->standalone)
+    sb_printf(out, "    real *const work = %s + batch * %ld; /* scratch of the convolutions */\n", buf,
+              e->lay->state_size);
+  else
     sb_printf(out, "    real work[%ld]; /* scratch: padded inputs and products of the convolutions */\n", e->work);
 }
 
@@ -561,7 +569,8 @@ static Emit emit_new(Arena *a, const IrMachine *m, const IrMachine *primal, cons
   return e;
 }
 
-static void emit_forward(Arena *a, const IrMachine *m, const EmitOptions *o, const Layout *lay,
+/* The functions below return the scalars of scratch their convolutions take. */
+static long emit_forward(Arena *a, const IrMachine *m, const EmitOptions *o, const Layout *lay,
                          const char *prefix, StrBuf *c) {
   StrBuf body = {0};
   Emit e = emit_new(a, m, m, o, lay, &body);
@@ -575,10 +584,11 @@ static void emit_forward(Arena *a, const IrMachine *m, const EmitOptions *o, con
                "        real *restrict state, long batch)\n{\n", prefix);
   declare_params(&e, c, "params", "", true);
   declare_state(&e, c, "state", false, "y_", "z_", e.used_y, e.used_z);
-  declare_work(&e, c);
+  declare_work(&e, c, "state");
   sb_puts(c, body.data);
   sb_puts(c, "}\n");
   sb_free(&body);
+  return e.work;
 }
 
 /* The forward pass for inference (standalone code): the same solve, its
@@ -667,7 +677,7 @@ static bool *dual_optional_blocks(Arena *a, const IrMachine *dual) {
   return optional;
 }
 
-static void emit_dual_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
+static long emit_dual_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
                          const Layout *lay, const char *prefix, StrBuf *c) {
   StrBuf body = {0};
   Emit e = emit_new(a, dual, dual->primal, o, lay, &body);
@@ -688,26 +698,29 @@ static void emit_dual_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
   declare_params(&e, c, "params", "", true);
   declare_state(&e, c, "state", true, "y_", "z_", e.used_py, e.used_pz);
   declare_state(&e, c, "dstate", false, "zbar_", "ybar_", e.used_y, e.used_z);
-  declare_work(&e, c);
+  declare_work(&e, c, "dstate");
   sb_puts(c, body.data);
   sb_puts(c, "}\n");
   sb_free(&body);
+  return e.work;
 }
 
-static void emit_grads_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
+static long emit_grads_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
                           const Layout *lay, const char *prefix, StrBuf *c) {
   StrBuf body = {0};
   Emit e = emit_new(a, dual, dual->primal, o, lay, &body);
   emit_param_grads(&e);
+  /* standalone code keeps the scratch of the kernel gradients in dstate's */
   sb_printf(c, "\n/* The parameter gradients, the only kernels the dual machine does not\n"
                " * already hold: dW = z^T ybar for every arrow using W, db = sum of ybar.\n"
-               " * Overwrites dparams. */\n"
-               "void %s_param_grads(const real *restrict state, const real *restrict dstate,\n"
-               "        real *restrict dparams, long batch)\n{\n", prefix);
+               " * Overwrites dparams%s. */\n"
+               "void %s_param_grads(const real *restrict state, %sreal *restrict dstate,\n"
+               "        real *restrict dparams, long batch)\n{\n",
+            o->standalone ? " and the scratch at the end of dstate" : "", prefix, o->standalone ? "" : "const ");
   declare_params(&e, c, "dparams", "d", false);
   declare_state(&e, c, "state", true, "y_", "z_", e.used_py, e.used_pz);
   declare_state(&e, c, "dstate", true, "zbar_", "ybar_", e.used_y, e.used_z);
-  declare_work(&e, c);
+  declare_work(&e, c, "dstate");
   sb_printf(c, "    memset(dparams, 0, sizeof(real) * %ld);\n", dual->param_size);
   sb_puts(c, body.data ? body.data : "");
   sb_puts(c, "}\n");
@@ -720,6 +733,7 @@ static void emit_grads_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
                "    %s_param_grads(state, dstate, dparams, batch);\n}\n",
             prefix, prefix, prefix);
   sb_free(&body);
+  return e.work;
 }
 
 const char *emit_prefix(Arena *a, const IrMachine *m) {
@@ -735,8 +749,10 @@ const char *emit_macro_prefix(Arena *a, const IrMachine *m) {
   return up;
 }
 
+/* scratch: of _infer's workspace; state_scratch: of the state (and dual
+ * state) of standalone code, after the batch's y and z. */
 static void emit_header(const IrMachine *m, const Layout *lay, const EmitOptions *o,
-                        const char *prefix, long scratch, StrBuf *h) {
+                        const char *prefix, long scratch, long state_scratch, StrBuf *h) {
   Arena *a = arena_new();
   const char *up = emit_macro_prefix(a, m);
   char *guard = arena_printf(a, "%s_H", up);
@@ -770,6 +786,13 @@ static void emit_header(const IrMachine *m, const Layout *lay, const EmitOptions
                  "#define %s_WORKSPACE_BYTES(batch) \\\n"
                  "    (((unsigned long)(batch) * %s_WORKSPACE_SIZE + %s_WORKSPACE_SCRATCH) * sizeof(%s))\n",
               prefix, plan.size, lay->state_size, scratch, up, plan.size, up, scratch, up, up, up, real);
+    sb_printf(h, "\n/* The state of %s_forward%s: batch x %s_STATE_SIZE scalars of y and z, then\n"
+                 " * %ld of scratch for the convolutions, whatever the batch. */\n"
+                 "#define %s_STATE_SCRATCH %ldL\n"
+                 "#define %s_STATE_BYTES(batch) \\\n"
+                 "    (((unsigned long)(batch) * %s_STATE_SIZE + %s_STATE_SCRATCH) * sizeof(%s))\n",
+              prefix, o->train ? " (and the dual state of the backward pass)" : "", up, state_scratch, up,
+              state_scratch, up, up, up, real);
   }
   sb_printf(h, "\nvoid %s_forward(const %s *params, const %s *const *inputs, %s *state, long batch);\n",
             prefix, real, real, real);
@@ -780,7 +803,7 @@ static void emit_header(const IrMachine *m, const Layout *lay, const EmitOptions
     sb_printf(h, "/* The trained parameters, defined in %s: pass them as params. */\n"
                  "extern const %s %s_weights[%s_PARAM_SIZE];\n", o->weights_name, real, prefix, up);
   if (o->standalone && o->train)
-    emit_train_header(m, o, real, prefix, up, lay->state_size, h);
+    emit_train_header(m, o, real, prefix, up, lay->state_size, state_scratch, h);
   if (o->standalone) {
     const char *why = emit_stream_why(a, m);
     bool grid = false;
@@ -794,8 +817,8 @@ static void emit_header(const IrMachine *m, const Layout *lay, const EmitOptions
   if (o->backward && (!o->standalone || o->train)) {
     sb_printf(h, "void %s_dual(const %s *params, const %s *state, const %s *const *cotangents,\n"
                  "        %s *dstate, long batch, int input_grads);\n", prefix, real, real, real, real);
-    sb_printf(h, "void %s_param_grads(const %s *state, const %s *dstate, %s *dparams, long batch);\n",
-              prefix, real, real, real);
+    sb_printf(h, "void %s_param_grads(const %s *state, %s%s *dstate, %s *dparams, long batch);\n",
+              prefix, real, o->standalone ? "" : "const ", real, real);
     sb_printf(h, "void %s_backward(const %s *params, const %s *state, const %s *const *cotangents,\n"
                  "        %s *dstate, %s *dparams, long batch, int input_grads);\n", prefix, real, real,
               real, real, real);
@@ -839,22 +862,23 @@ void emit_c(const IrMachine *m, const IrMachine *dual, const EmitOptions *o, Str
   sb_printf(c, "typedef %s real;\n\n", o->f32 ? "float" : "double");
   StrBuf fns = {0}; /* the functions first: the prelude holds what they use */
   long scratch = 0;  /* of the workspace of _infer */
-  emit_forward(a, m, o, &lay, prefix, &fns);
+  long state_scratch = emit_forward(a, m, o, &lay, prefix, &fns);
   if (o->standalone)
     scratch = emit_infer(a, m, o, &lay, prefix, emit_macro_prefix(a, m), &fns);
   if (o->standalone && !emit_stream_why(a, m))
     emit_stream(m, prefix, emit_macro_prefix(a, m), &fns);
   if (o->backward && dual && (!o->standalone || o->train)) {
-    emit_dual_fn(a, dual, o, &lay, prefix, &fns);
-    emit_grads_fn(a, dual, o, &lay, prefix, &fns);
+    long d = emit_dual_fn(a, dual, o, &lay, prefix, &fns), g = emit_grads_fn(a, dual, o, &lay, prefix, &fns);
+    state_scratch = d > state_scratch ? d : state_scratch;
+    state_scratch = g > state_scratch ? g : state_scratch;
   }
   if (o->standalone && o->train)
-    emit_train(m, o, prefix, lay.state_size, lay.z_off[m->outputs[0]], &fns);
+    emit_train(m, o, prefix, lay.state_size, state_scratch, lay.z_off[m->outputs[0]], &fns);
   if (!o->standalone)
     emit_descriptor(m, &lay, o, prefix, &fns);
   emit_kernels(c, o->f32, o->vec_bytes ? o->vec_bytes : 64, fns.data);
   sb_puts(c, fns.data);
   sb_free(&fns);
-  emit_header(m, &lay, o, prefix, scratch, h);
+  emit_header(m, &lay, o, prefix, scratch, state_scratch, h);
   arena_free(a);
 }

@@ -17,6 +17,7 @@
  * restricts what is written, for the chunks of a recurrent filtration. */
 #include "emit_internal.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -245,6 +246,14 @@ static Cols cols_of(Emit *e, const IrArrow *ar, const Geom *g, bool in, long sam
   return c;
 }
 
+/* An mm_grid call of inner dimension k packs its panels in the function's
+ * scratch, work (emit_grid_work). */
+static void grid_work(Emit *e, long k) {
+  long need = emit_grid_work(k, emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64));
+  if (need > e->work)
+    e->work = need;
+}
+
 /* Opens the loops over taps, skips a tap whose box is empty, and on a grid
  * of more than one axis opens the loops over samples and the leading axes.
  * Sets the text of the two-level extent: total (j1 x j0) and inner (j0). */
@@ -376,7 +385,10 @@ static bool win_of(Emit *e, const IrMachine *m, const Set *set, bool grad, Win *
   for (int a = 0; a < g->g; a++)
     w->span += (g->out[a] - 1) * w->pstr[a];
   long mp = round_up(w->co, MR_), kp = round_up(w->kk, MR_), cp = round_up(w->co, w->nb);
-  for (long n = MAX_GROUP; n >= 1; n--) {
+  /* standalone code, built for small memories, puts one sample in each
+   * group of a product's columns: they are independent, so the outputs are
+   * the same bits; a kernel gradient, which sums over its group, keeps them */
+  for (long n = e->o->standalone && !grad ? 1 : MAX_GROUP; n >= 1; n--) {
     long cols = (n - 1) * w->plane + w->span;
     w->group = n;
     w->ld = round_up(cols, w->nb);
@@ -677,9 +689,10 @@ static void conv_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
   sb_printf(c, "%*s        %s + %s, %ld, 0, %ld,\n", in, "", emit_pname(e, ar->w.param),
             weight_index(e, ar, "0", "0"), wdst, wsrc);
   sb_printf(c, "%*s        %s + %s, 0, %ld, %ld, %ld,\n", in, "", z, zc.off, src_sz, zc.step1, zc.step0);
-  sb_printf(c, "%*s        %s + %s, %ld, %ld, %ld);\n", in, "", y, yc.off, dst_sz, yc.step1, yc.step0);
+  sb_printf(c, "%*s        %s + %s, %ld, %ld, %ld, work);\n", in, "", y, yc.off, dst_sz, yc.step1, yc.step0);
   depth -= g.g > 1 ? g.g - 1 : 0;
   close_to(c, &depth, 1);
+  grid_work(e, s->shape.channels);
 }
 
 /* Average pooling: one channel to the same channel, weight 1 / taps. */
@@ -792,8 +805,9 @@ void emit_conv_grad(Emit *e, const IrArrow *ar, const char *dw, const char *z, c
   sb_printf(c, "%*s        %s + %s, %ld, %ld, %ld,\n", in, "", z, zc.off, src_sz, zc.step1, zc.step0);
   sb_printf(c, "%*s        %s + %s, %ld, %ld, 0, %ld,\n", in, "", ybar, yc.off, yc.step1, yc.step0,
             dst_sz);
-  sb_printf(c, "%*s        %s + %s, %ld, 0, %ld);\n", in, "", dw, weight_index(e, ar, "0", "0"), wsrc,
+  sb_printf(c, "%*s        %s + %s, %ld, 0, %ld, work);\n", in, "", dw, weight_index(e, ar, "0", "0"), wsrc,
             wdst);
   depth -= g.g > 1 ? g.g - 1 : 0;
   close_to(c, &depth, 1);
+  grid_work(e, LONG_MAX); /* k: the positions of a tap's box, times the batch */
 }

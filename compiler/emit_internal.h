@@ -41,6 +41,9 @@ typedef struct Emit {
 void emit_kernels(StrBuf *c, bool f32, int vec_bytes, const char *body);
 /* NB, the columns of the kernels' register tile: two vectors of the target. */
 long emit_nb(bool f32, int vec_bytes);
+/* The scratch of one mm_grid call of inner dimension k (LONG_MAX: known only
+ * when it runs), in scalars: its packed panels. */
+long emit_grid_work(long k, long nb);
 const char *emit_pname(Emit *e, int param); /* a parameter's C name, marked used */
 /* y_dst += the arrow applied to z_src (conv, pooling), writing only times
  * [t0, t1) on axis 0 when t0 is not NULL. */
@@ -71,9 +74,12 @@ void emit_stream(const IrMachine *m, const char *prefix, const char *up, StrBuf 
 
 /* emit_train.c: NAME_train_step and its header part (--standalone --train). */
 long emit_opt_slots(int optimizer);
+/* state_scratch: the scalars of scratch after the batch's state and dual
+ * state (PREFIX_STATE_SCRATCH). */
 void emit_train_header(const IrMachine *m, const EmitOptions *o, const char *real,
-                       const char *prefix, const char *up, long state_size, StrBuf *h);
+                       const char *prefix, const char *up, long state_size, long state_scratch,
+                       StrBuf *h);
 void emit_train(const IrMachine *m, const EmitOptions *o, const char *prefix, long state_size,
-                long out_off, StrBuf *c);
+                long state_scratch, long out_off, StrBuf *c);
 
 #endif

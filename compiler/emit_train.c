@@ -11,12 +11,15 @@
  * small update to rounding either. */
 #include "emit_internal.h"
 
+#include <stdio.h>
+
 static const char *optim_names[] = {"sgd", "momentum", "adam"};
 
 long emit_opt_slots(int optimizer) { return optimizer; /* 0 sgd, 1 momentum, 2 adam */ }
 
 void emit_train_header(const IrMachine *m, const EmitOptions *o, const char *real,
-                       const char *prefix, const char *up, long state_size, StrBuf *h) {
+                       const char *prefix, const char *up, long state_size, long state_scratch,
+                       StrBuf *h) {
   long P = m->param_size, out = IR_BLOCK(m, m->outputs[0])->size;
   sb_printf(h, "\n/* Training on the device (%s loss, %s): %s_train_step runs the forward pass,\n"
                " * the loss against targets, the backward pass and one update of params, and\n"
@@ -28,7 +31,7 @@ void emit_train_header(const IrMachine *m, const EmitOptions *o, const char *rea
             emit_opt_slots(o->optimizer) * P + (o->optimizer == 2));
   sb_printf(h, "#define %s_TRAIN_WORKSPACE_BYTES(batch) \\\n"
                "    (((unsigned long)(batch) * %ld + %ld) * sizeof(%s))\n",
-            up, 2 * state_size + out, P, real);
+            up, 2 * state_size + out, 2 * state_scratch + P, real);
   sb_printf(h, "%s %s_train_step(%s *params, %s *opt_state, const %s *const *inputs,\n"
                "        const %s *targets, long batch, %s lr, void *workspace);\n",
             real, prefix, real, real, real, real, real);
@@ -97,20 +100,24 @@ static void emit_update(const EmitOptions *o, long P, StrBuf *c) {
 }
 
 void emit_train(const IrMachine *m, const EmitOptions *o, const char *prefix, long state_size,
-                long out_off, StrBuf *c) {
-  long P = m->param_size, out = IR_BLOCK(m, m->outputs[0])->size, S = state_size;
+                long state_scratch, long out_off, StrBuf *c) {
+  long P = m->param_size, out = IR_BLOCK(m, m->outputs[0])->size, S = state_size, X = state_scratch;
   sb_printf(c, "\n/* One training step on the batch: forward, loss, backward, update. Returns\n"
                " * the loss before the update. The workspace holds the state and the dual\n"
-               " * state (batch x %ld each), the cotangent of the output (batch x %ld) and the\n"
-               " * gradient of every parameter (%ld). */\n"
+               " * state (batch x %ld each, then %ld of scratch each), the cotangent of the\n"
+               " * output (batch x %ld) and the gradient of every parameter (%ld). */\n"
                "real %s_train_step(real *params, real *opt_state, const real *const *inputs,\n"
                "        const real *targets, long batch, real lr, void *workspace)\n{\n",
-            S, out, P, prefix);
-  sb_printf(c, "    real *const state = workspace, *const dstate = state + batch * %ld;\n"
-               "    real *const cot = dstate + batch * %ld, *const dparams = cot + batch * %ld;\n"
+            S, X, out, P, prefix);
+  char past[32] = ""; /* the scratch after each state */
+  if (X)
+    snprintf(past, sizeof past, " + %ld", X);
+  sb_printf(c, "    real *const state = workspace, *const dstate = state + batch * %ld%s;\n"
+               "    real *const cot = dstate + batch * %ld%s, *const dparams = cot + batch * %ld;\n"
                "    const real *const cots[1] = {cot};\n"
                "    const real *const z = state + batch * %ld; /* output 0 */\n"
-               "    double loss = 0;\n", S, S, out, out_off);
+               "    double loss = 0;\n",
+            S, past, S, past, out, out_off);
   if (o->optimizer == 0)
     sb_puts(c, "    (void)opt_state;\n");
   sb_printf(c, "    %s_forward(params, inputs, state, batch);\n", prefix);

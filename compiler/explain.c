@@ -84,7 +84,8 @@ static void explain_ram(Arena *a, const IrMachine *m, long st, FILE *out) {
                "              parameters %ld bytes, in flash when baked in\n",
           4 * (plan.size + outs), plan.size, outs, 4 * P);
   fprintf(out, "  training:   %ld bytes per sample: state and dual state, 2 x %ld scalars;\n"
-               "              %ld bytes once: parameters, gradients and Adam's two moments, 4 x %ld\n",
+               "              %ld bytes once: parameters, gradients and Adam's two moments, 4 x %ld;\n"
+               "              plus the convolutions' scratch, twice (NAME_STATE_SCRATCH in the header)\n",
           8 * st, st, 16 * P, P);
   fprintf(out, "  batch of %ld: inference %ld bytes + parameters, training %ld bytes + %ld\n", B,
           4 * B * (plan.size + outs), 8 * B * st, 16 * P);

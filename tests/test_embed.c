@@ -51,7 +51,7 @@ static const char driver_src[] =
     "int main(int argc, char **argv) {\n"
     "    long n = atol(argv[1]), in_size = atol(argv[2]), out_off = atol(argv[3]), out_size = atol(argv[4]);\n"
     "    REAL *x = malloc(sizeof(REAL) * (size_t)(n * in_size));\n"
-    "    REAL *state = malloc(sizeof(REAL) * (size_t)(n * STATE_SIZE));\n"
+    "    REAL *state = malloc(STATE_BYTES(n));\n"
     "    FILE *f = fopen(\"x.bin\", \"rb\");\n"
     "    if (!x || !state || !f || fread(x, sizeof(REAL), (size_t)(n * in_size), f) != (size_t)(n * in_size))\n"
     "        return 1;\n"
@@ -81,7 +81,7 @@ static void build_driver(const char *dir, const char *cc, const char *prefix, co
   argv[n++] = f32 ? "-DREAL=float" : "-DREAL=double";
   argv[n++] = e2e_fmt("-DFORWARD=%s_forward", prefix);
   argv[n++] = e2e_fmt("-DWEIGHTS=%s_weights", prefix);
-  argv[n++] = e2e_fmt("-DSTATE_SIZE=%s_STATE_SIZE", up);
+  argv[n++] = e2e_fmt("-DSTATE_BYTES=%s_STATE_BYTES", up);
   argv[n++] = e2e_fmt("-DPARAM_SIZE=%s_PARAM_SIZE", up);
   argv[n++] = "driver.c";
   argv[n++] = "model.c";
@@ -387,13 +387,14 @@ static const char *const m4_flags[] = {"-mcpu=cortex-m4", "-mthumb", "-mfloat-ab
                                        "-mfpu=fpv4-sp-d16", "-Os", "-std=c99", NULL};
 
 /* A bare-metal Cortex-M4F program: the forward pass on baked weights, one
- * sample, state on the stack of main; newlib's libm for the activations. */
+ * sample, the state in static memory; newlib's libm for the activations. */
 static const char m4_main_src[] =
     "#include \"model.h\"\n"
     "volatile float sample[IN_SIZE];\n"
     "volatile float result;\n"
+    "static float state[STATE_SIZE + STATE_SCRATCH];\n"
     "int main(void) {\n"
-    "    float x[IN_SIZE], state[STATE_SIZE];\n"
+    "    float x[IN_SIZE];\n"
     "    for (int i = 0; i < IN_SIZE; i++)\n"
     "        x[i] = sample[i];\n"
     "    const float *inputs[1] = {x};\n"
@@ -436,9 +437,49 @@ static void random_weights(const char *dir) {
   free(h);
 }
 
+/* Cross-compiles dir/file.c for the Cortex-M4F with -fstack-usage and checks
+ * the frame of every function: of static size (no VLA, no alloca) and within
+ * the 1 KB of stack a small microcontroller can spare, the convolutions'
+ * scratch being the caller's (the state, the workspace). */
+static void m4_stack(const char *dir, const char *file, const char *machine, const char *const *want) {
+  const char *argv[40] = {"arm-none-eabi-gcc"};
+  int n = 1;
+  for (const char *const *f = m4_flags; *f; f++)
+    argv[n++] = *f;
+  argv[n++] = "-Wall";
+  argv[n++] = "-Wextra";
+  argv[n++] = "-pedantic";
+  argv[n++] = "-Werror";
+  argv[n++] = "-fstack-usage";
+  argv[n++] = "-c";
+  argv[n++] = e2e_fmt("%s.c", file);
+  argv[n] = NULL;
+  E2eRun r = e2e_run(dir, 60, argv);
+  e2e_check_ok(&r, e2e_fmt("arm-none-eabi-gcc on %s.c", file));
+  e2e_run_free(&r);
+  char *su = e2e_read_file(e2e_path(dir, e2e_fmt("%s.su", file)), NULL);
+  cr_assert(su, "no %s.su from -fstack-usage", file);
+  int found = 0, nwant = 0;
+  while (want[nwant])
+    nwant++;
+  for (char *l = strtok(su, "\n"); l; l = strtok(NULL, "\n")) {
+    char fn[256], kind[64];
+    long bytes;
+    const char *colon = strrchr(l, ':'); /* FILE.c:LINE:COL:NAME<TAB>BYTES<TAB>KIND */
+    cr_assert(colon && sscanf(colon + 1, "%255s %ld %63s", fn, &bytes, kind) == 3, "%s", l);
+    cr_log_info("%s, Cortex-M4F stack (%s.c): %-28s %6ld bytes (%s)", machine, file, fn, bytes, kind);
+    cr_assert_str_eq(kind, "static", "%s: frame of %s is not of static size", machine, fn);
+    cr_assert_leq(bytes, 1024, "%s: %s takes %ld bytes of stack", machine, fn, bytes);
+    for (int k = 0; k < nwant; k++)
+      found += strcmp(fn, want[k]) == 0;
+  }
+  cr_assert_eq(found, nwant, "%s: a function of %s.c is missing from %s.su", machine, file, file);
+  free(su);
+}
+
 /* Cross-compiles the f32 standalone code of one example for the Cortex-M4F
- * and reports its code size and the stack of each function (-fstack-usage);
- * every frame must be of static size (no VLA, no alloca). Links it with
+ * and reports its code size and the stack of each function (-fstack-usage),
+ * every frame within 1 KB, with and without the training step. Links it with
  * newlib into a program, to show nothing beyond libm is needed. */
 static void cortex_m4(const char *mach, const char *machine, const char *prefix, const char *up,
                       long in_size) {
@@ -449,26 +490,23 @@ static void cortex_m4(const char *mach, const char *machine, const char *prefix,
                          "model.c", NULL};
   machc_ok(dir, "machc --standalone", plain);
   random_weights(dir);
+  const char *targs[] = {"--standalone", "--train", "--dtype", "f32", "-m", machine, example(mach), "-o",
+                         "train.c", NULL};
+  machc_ok(dir, "machc --standalone --train", targs);
   const char *args[] = {"--standalone", "--dtype", "f32", "-m", machine, example(mach), "-o",
                         "model.c", "--weights", "w.npz", NULL};
   machc_ok(dir, "machc --standalone --weights", args);
+  const char *infer_fns[] = {e2e_fmt("%s_forward", prefix), e2e_fmt("%s_infer", prefix), NULL};
+  m4_stack(dir, "model", machine, infer_fns);
+  const char *train_fns[] = {e2e_fmt("%s_forward", prefix), e2e_fmt("%s_dual", prefix),
+                             e2e_fmt("%s_param_grads", prefix), e2e_fmt("%s_train_step", prefix), NULL};
+  m4_stack(dir, "train", machine, train_fns);
   const char *argv[40] = {"arm-none-eabi-gcc"};
   int n = 1;
   for (const char *const *f = m4_flags; *f; f++)
     argv[n++] = *f;
   int base = n;
-  argv[n++] = "-Wall";
-  argv[n++] = "-Wextra";
-  argv[n++] = "-pedantic";
-  argv[n++] = "-Werror";
-  argv[n++] = "-fstack-usage";
-  argv[n++] = "-c";
-  argv[n++] = "model.c";
-  argv[n] = NULL;
-  E2eRun r = e2e_run(dir, 60, argv);
-  e2e_check_ok(&r, "arm-none-eabi-gcc on the standalone code");
-  e2e_run_free(&r);
-  r = e2e_runl(dir, 30, "arm-none-eabi-size", "model.o", NULL);
+  E2eRun r = e2e_runl(dir, 30, "arm-none-eabi-size", "model.o", NULL);
   e2e_check_ok(&r, "arm-none-eabi-size");
   long text = 0, data = 0, bss = 0;
   const char *line = strchr(r.out, '\n');
@@ -476,34 +514,12 @@ static void cortex_m4(const char *mach, const char *machine, const char *prefix,
   cr_assert_gt(text, 0);
   cr_log_info("%s, Cortex-M4F -Os: code %ld bytes, data %ld, bss %ld", machine, text, data, bss);
   e2e_run_free(&r);
-  char *su = e2e_read_file(e2e_path(dir, "model.su"), NULL);
-  cr_assert(su, "no model.su from -fstack-usage");
-  bool forward = false, infer = false;
-  for (char *l = strtok(su, "\n"); l; l = strtok(NULL, "\n")) {
-    char fn[256], kind[64];
-    long bytes;
-    const char *colon = strrchr(l, ':'); /* model.c:LINE:COL:NAME<TAB>BYTES<TAB>KIND */
-    cr_assert(colon && sscanf(colon + 1, "%255s %ld %63s", fn, &bytes, kind) == 3, "%s", l);
-    cr_log_info("%s, Cortex-M4F stack: %-24s %6ld bytes (%s)", machine, fn, bytes, kind);
-    cr_assert_str_eq(kind, "static", "%s: frame of %s is not of static size", machine, fn);
-    /* the 1 KB bar of a small microcontroller, for _infer (its scratch in
-     * the workspace), the stream and the kernels; _forward keeps the
-     * convolutions' scratch on the stack, and the older whole-sequence
-     * kernel mm_grid its packing panel, both reported above */
-    size_t len = strlen(fn);
-    bool forward_fn = len > 8 && strcmp(fn + len - 8, "_forward") == 0;
-    if (strncmp(fn, "mm_grid", 7) != 0 && !forward_fn)
-      cr_assert_leq(bytes, 1024, "%s: %s takes %ld bytes of stack", machine, fn, bytes);
-    forward |= strcmp(fn, e2e_fmt("%s_forward", prefix)) == 0;
-    infer |= strcmp(fn, e2e_fmt("%s_infer", prefix)) == 0;
-  }
-  cr_assert(forward && infer, "%s_forward or %s_infer missing from model.su", prefix, prefix);
-  free(su);
   /* and a whole program, linked with newlib */
   e2e_write_text(e2e_path(dir, "main.c"), m4_main_src);
   n = base;
   argv[n++] = e2e_fmt("-DIN_SIZE=%ld", in_size);
   argv[n++] = e2e_fmt("-DSTATE_SIZE=%s_STATE_SIZE", up);
+  argv[n++] = e2e_fmt("-DSTATE_SCRATCH=%s_STATE_SCRATCH", up);
   argv[n++] = e2e_fmt("-DOUT_OFF=%ld", output_offset(dir));
   argv[n++] = e2e_fmt("-DFORWARD=%s_forward", prefix);
   argv[n++] = e2e_fmt("-DWEIGHTS=%s_weights", prefix);
@@ -534,6 +550,8 @@ Test(embed_cross, cortex_m4_sine_conv) {
 Test(embed_cross, cortex_m4_sine_recur) {
   cortex_m4("sine.mach", "sine_recur", "sine_recur", "SINE_RECUR", 63);
 }
+/* pooling after chunked levels, and windowed kernel gradients */
+Test(embed_cross, cortex_m4_waves) { cortex_m4("waves.mach", "waves", "waves", "WAVES", 32); }
 
 /* A static arm-linux-gnueabihf program running the f32 model under qemu-arm
  * matches the host binary within 1e-5. */
@@ -737,7 +755,8 @@ Test(embed, no_stream_for_a_noncausal_machine) {
 
 /* NAME_infer with a workspace of exactly NAME_WORKSPACE_BYTES(batch), filled
  * with NaNs, built with ASan and UBSan, gives NAME_forward's outputs bit for
- * bit, for batches of 1 and 5. */
+ * bit, for batches of 1 and 5; NAME_forward runs in a state of exactly
+ * NAME_STATE_BYTES(batch), filled with NaNs too (its scratch at the end). */
 static const char infer_driver_src[] =
     "#include <stdio.h>\n"
     "#include <stdlib.h>\n"
@@ -758,7 +777,8 @@ static const char infer_driver_src[] =
     "        double *outputs[8];\n"
     "        for (int k = 0; k < N_IN; k++)\n"
     "            inputs[k] = fresh(batch * in_sizes[k]);\n"
-    "        double *state = fresh(batch * STATE_SIZE);\n"
+    "        double *state = malloc(STATE_BYTES(batch));\n"
+    "        memset(state, 0xff, STATE_BYTES(batch));\n"
     "        FORWARD(params, inputs, state, batch);\n"
     "        size_t bytes = WORKSPACE_BYTES(batch);\n"
     "        void *ws = malloc(bytes ? bytes : 1);\n"
@@ -796,7 +816,8 @@ static void infer_matches_forward(const char *mach_path, const char *machine, co
       "-fsanitize=address,undefined", "-fno-sanitize-recover=all", e2e_fmt("-DIN_SIZES={%s}", in_sizes),
       e2e_fmt("-DOUT_SIZES={%s}", out_sizes), e2e_fmt("-DOUT_OFFS={%s}", out_offs),
       e2e_fmt("-DN_IN=%d", nin), e2e_fmt("-DN_OUT=%d", nout), e2e_fmt("-DPARAM_SIZE=%s_PARAM_SIZE", up),
-      e2e_fmt("-DSTATE_SIZE=%s_STATE_SIZE", up), e2e_fmt("-DWORKSPACE_SIZE=%s_WORKSPACE_SIZE", up),
+      e2e_fmt("-DSTATE_SIZE=%s_STATE_SIZE", up), e2e_fmt("-DSTATE_BYTES=%s_STATE_BYTES", up),
+      e2e_fmt("-DWORKSPACE_SIZE=%s_WORKSPACE_SIZE", up),
       e2e_fmt("-DWORKSPACE_BYTES=%s_WORKSPACE_BYTES", up), e2e_fmt("-DFORWARD=%s_forward", machine),
       e2e_fmt("-DINFER=%s_infer", machine), "driver.c", "model.c", "-lm", "-o", "driver", NULL);
   e2e_check_ok(&r, "cc -fsanitize on the infer driver");
@@ -850,6 +871,8 @@ static const char train_driver_src[] =
     "    long n = atol(argv[1]), steps = atol(argv[2]);\n"
     "    double lr = atof(argv[3]), *x = malloc(sizeof(double) * (size_t)(n * IN)), *t = malloc(sizeof(double) * (size_t)(n * TSZ));\n"
     "    void *ws = malloc(TRAIN_BYTES(n));\n"
+    "    if (ws)\n"
+    "        memset(ws, 0xff, TRAIN_BYTES(n)); /* NaNs: nothing may be read unwritten */\n"
     "    FILE *f = fopen(\"x.bin\", \"rb\"), *g = fopen(\"t.bin\", \"rb\");\n"
     "    if (argc != 4 || !x || !t || !ws || !f || !g || fread(x, sizeof(double), (size_t)(n * IN), f) != (size_t)(n * IN)\n"
     "        || fread(t, sizeof(double), (size_t)(n * TSZ), g) != (size_t)(n * TSZ))\n"
@@ -873,7 +896,9 @@ static const char train_driver_src[] =
     "}\n";
 
 /* Trains `machine` for 100 full-batch steps with `BIN train` and with the
- * standalone step from the same initial weights; the weights agree to 1e-12. */
+ * standalone step from the same initial weights; the weights agree to 1e-12.
+ * The step runs under ASan and UBSan in a workspace of exactly
+ * NAME_TRAIN_WORKSPACE_BYTES(batch), filled with NaNs. */
 static void train_agrees(const char *mach_path, const char *machine, const char *up,
                          const char *loss, const char *optimizer, const char *lr, const E2eArr *x,
                          const E2eArr *t) {
@@ -908,7 +933,7 @@ static void train_agrees(const char *mach_path, const char *machine, const char 
   e2e_write_file(e2e_path(dir, "x.bin"), x->d, sizeof(double) * (size_t)x->n);
   e2e_write_file(e2e_path(dir, "t.bin"), t->d, sizeof(double) * (size_t)t->n);
   r = e2e_runl(dir, 60, "cc", "-O2", "-ffp-contract=off", "-std=c99", "-Wall", "-Wextra", "-pedantic",
-               "-Werror", e2e_fmt("-DIN=%ld", in), e2e_fmt("-DTSZ=%ld", tsz),
+               "-Werror", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", e2e_fmt("-DIN=%ld", in), e2e_fmt("-DTSZ=%ld", tsz),
                e2e_fmt("-DPARAM_SIZE=%s_PARAM_SIZE", up), e2e_fmt("-DOPT_SIZE=%s_OPT_STATE_SIZE", up),
                e2e_fmt("-DTRAIN_BYTES=%s_TRAIN_WORKSPACE_BYTES", up),
                e2e_fmt("-DSTEP=%s_train_step", machine), e2e_fmt("-DWEIGHTS=%s_weights", machine),
@@ -989,6 +1014,35 @@ Test(embed, train_step_xent_momentum_matches_binary) {
     t.d[i] = x.d[2 * i] > 0.3 ? 0 : x.d[2 * i + 1] > 0 ? 1 : 2;
   }
   train_agrees(src, "cls", "CLS", "xent", "momentum", "0.2", &x, &t);
+  e2e_arr_free(&x);
+  e2e_arr_free(&t);
+}
+
+/* The convolutions' scratch of the forward pass, the dual machine and the
+ * kernel gradients, in the step's workspace: the windowed products of the
+ * ConvMachine (a sine one step ahead, mse and Adam) */
+Test(embed, train_step_conv_matches_binary) {
+  E2eArr x = sine_series(6, 63), t = e2e_arr2(6, 63);
+  for (long b = 0; b < 6; b++)
+    for (long i = 0; i < 63; i++)
+      t.d[b * 63 + i] = x.d[b * 63 + (i + 1) % 63];
+  train_agrees(example("sine.mach"), "sine_conv", "SINE_CONV", "mse", "adam", "0.01", &x, &t);
+  e2e_arr_free(&x);
+  e2e_arr_free(&t);
+}
+
+/* and mm_grid's panels, of the recurrent machine's chunked levels and of
+ * waves' pooling after them, with cross-entropy and momentum */
+Test(embed, train_step_waves_matches_binary) {
+  E2eArr x = e2e_arr2(9, 32), t = e2e_arr2(9, 1);
+  for (long b = 0; b < 9; b++) {
+    for (long i = 0; i < 32; i++) {
+      double ph = 0.37 * (double)b + (double)i / 8.0, u = ph - floor(ph);
+      x.d[b * 32 + i] = b % 3 == 0 ? sin(2 * M_PI * u) : b % 3 == 1 ? (u < 0.5 ? 1 : -1) : 2 * u - 1;
+    }
+    t.d[b] = (double)(b % 3);
+  }
+  train_agrees(example("waves.mach"), "waves", "WAVES", "xent", "momentum", "0.05", &x, &t);
   e2e_arr_free(&x);
   e2e_arr_free(&t);
 }
