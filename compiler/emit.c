@@ -786,13 +786,14 @@ static void emit_header(const IrMachine *m, const Layout *lay, const EmitOptions
                  "#define %s_WORKSPACE_BYTES(batch) \\\n"
                  "    (((unsigned long)(batch) * %s_WORKSPACE_SIZE + %s_WORKSPACE_SCRATCH) * sizeof(%s))\n",
               prefix, plan.size, lay->state_size, scratch, up, plan.size, up, scratch, up, up, up, real);
-    sb_printf(h, "\n/* The state of %s_forward%s: batch x %s_STATE_SIZE scalars of y and z, then\n"
-                 " * %ld of scratch for the convolutions, whatever the batch. */\n"
+    sb_printf(h, "\n/* The state of %s_forward%s%s: batch x\n"
+                 " * %s_STATE_SIZE scalars of y and z, then %ld of scratch for the\n"
+                 " * convolutions, whatever the batch. */\n"
                  "#define %s_STATE_SCRATCH %ldL\n"
                  "#define %s_STATE_BYTES(batch) \\\n"
                  "    (((unsigned long)(batch) * %s_STATE_SIZE + %s_STATE_SCRATCH) * sizeof(%s))\n",
-              prefix, o->train ? " (and the dual state of the backward pass)" : "", up, state_scratch, up,
-              state_scratch, up, up, up, real);
+              prefix, o->train ? " and the dual state of " : "", o->train ? arena_printf(a, "%s_backward", prefix) : "",
+              up, state_scratch, up, state_scratch, up, up, up, real);
   }
   sb_printf(h, "\nvoid %s_forward(const %s *params, const %s *const *inputs, %s *state, long batch);\n",
             prefix, real, real, real);

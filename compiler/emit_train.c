@@ -102,16 +102,18 @@ static void emit_update(const EmitOptions *o, long P, StrBuf *c) {
 void emit_train(const IrMachine *m, const EmitOptions *o, const char *prefix, long state_size,
                 long state_scratch, long out_off, StrBuf *c) {
   long P = m->param_size, out = IR_BLOCK(m, m->outputs[0])->size, S = state_size, X = state_scratch;
+  char past[32] = "", each[64] = ""; /* the convolutions' scratch after each state */
+  if (X) {
+    snprintf(past, sizeof past, " + %ld", X);
+    snprintf(each, sizeof each, ", then %ld of scratch", X);
+  }
   sb_printf(c, "\n/* One training step on the batch: forward, loss, backward, update. Returns\n"
                " * the loss before the update. The workspace holds the state and the dual\n"
-               " * state (batch x %ld each, then %ld of scratch each), the cotangent of the\n"
-               " * output (batch x %ld) and the gradient of every parameter (%ld). */\n"
+               " * state (batch x %ld each%s), the cotangent of the output (batch x %ld)\n"
+               " * and the gradient of every parameter (%ld). */\n"
                "real %s_train_step(real *params, real *opt_state, const real *const *inputs,\n"
                "        const real *targets, long batch, real lr, void *workspace)\n{\n",
-            S, X, out, P, prefix);
-  char past[32] = ""; /* the scratch after each state */
-  if (X)
-    snprintf(past, sizeof past, " + %ld", X);
+            S, each, out, P, prefix);
   sb_printf(c, "    real *const state = workspace, *const dstate = state + batch * %ld%s;\n"
                "    real *const cot = dstate + batch * %ld%s, *const dparams = cot + batch * %ld;\n"
                "    const real *const cots[1] = {cot};\n"
