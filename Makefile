@@ -1,9 +1,13 @@
 # machc — build, test, demo, bench, install. No other build system.
 #
 #   make            build bin/machc and the runtime libraries
-#   make test       the test suite (Criterion); SANITIZE=1 for ASan + UBSan
-#   make deps-cross the cross tools of the embedded tests (make test runs it)
+#   make test       the fast tier of the test suite (Criterion, tests/*.c; about 20 s);
+#                   SANITIZE=1 (here and below) for ASan + UBSan
+#   make test-long  the long tier (tests/long/*.c: standalone C and cross builds,
+#                   MPI, threads, --march tiles, the f32 exp sweep, bench; about a minute)
 #   make test-examples  the example trainings (poly, sine, waves, examples/embed; about a minute)
+#   make test-all   all three; CI (.ci/run) runs them, and the first two under SANITIZE=1
+#   make deps-cross the cross tools of the embedded tests (make test-long runs it)
 #   make demo       compile examples/poly.mach, train it, print results
 #   make example-fmnist    a CNN on Debian's Fashion-MNIST IDX files (minutes)
 #   make example-sunspots  one-year-ahead sunspot forecasts (about a minute)
@@ -61,14 +65,18 @@ RT_MPI_LIBS := $(BUILD)/lib/libmachrt_mpi_f32.a $(BUILD)/lib/libmachrt_mpi_f64.a
 MPI_CFLAGS = $(shell mpicc --showme:compile 2>/dev/null)
 MPI_LIBS   = $(shell mpicc --showme:link 2>/dev/null)
 
+# Two tiers: `make test` runs tests/*.c (a new test goes there unless it
+# takes seconds); `make test-long` the slow suites in tests/long/.
 TEST_SRCS := $(wildcard tests/*.c)
 TEST_BIN  := $(BUILD)/tests/machc_tests
+LONG_TEST_SRCS := $(wildcard tests/long/*.c) tests/e2e_util.c
+LONG_TEST_BIN  := $(BUILD)/tests/machc_long_tests
 # The example trainings: slow, so a binary and a target of their own.
 EXAMPLE_TEST_SRCS := $(wildcard tests/examples/*.c) tests/e2e_util.c tests/e2e_machines.c
 EXAMPLE_TEST_BIN  := $(BUILD)/tests/machc_examples
 
 .PHONY: example-fmnist example-sunspots
-.PHONY: all deps deps-cross test test-examples demo bench fuzz diagrams install clean
+.PHONY: all deps deps-cross test test-long test-examples test-all demo bench fuzz diagrams install clean
 all: deps $(MACHC) $(RT_LIBS) $(RT_MPI_LIBS)
 
 # --- Debian packages ---------------------------------------------------------
@@ -94,7 +102,7 @@ $(BUILD)/.deps-ok:
 	fi
 	@mkdir -p $(BUILD) && touch $@
 
-# The cross tools of the embedded tests (test_embed.c, suite embed_cross):
+# The cross tools of the embedded tests (tests/long/test_embed.c, suite embed_cross):
 # installed when we can; otherwise those tests skip and say why.
 CROSS_PKGS = gcc-arm-none-eabi libnewlib-arm-none-eabi gcc-arm-linux-gnueabihf qemu-user
 deps-cross:
@@ -175,6 +183,11 @@ $(TEST_BIN): $(TEST_SRCS) tests/*.h $(LIB_OBJS) $(RT_LIBS)
 	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -Icompiler -I$(GEN) -Iruntime \
 	  -o $@ $(TEST_SRCS) $(LIB_OBJS) $(BUILD)/lib/libmachrt_f64.a -lcriterion -lz -lm
 
+$(LONG_TEST_BIN): $(LONG_TEST_SRCS) tests/*.h $(LIB_OBJS) $(RT_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -Icompiler -I$(GEN) -Iruntime -Itests \
+	  -o $@ $(LONG_TEST_SRCS) $(LIB_OBJS) $(BUILD)/lib/libmachrt_f64.a -lcriterion -lz -lm
+
 $(EXAMPLE_TEST_BIN): $(EXAMPLE_TEST_SRCS) tests/*.h $(LIB_OBJS) $(RT_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -Icompiler -I$(GEN) -Iruntime -Itests \
@@ -182,11 +195,20 @@ $(EXAMPLE_TEST_BIN): $(EXAMPLE_TEST_SRCS) tests/*.h $(LIB_OBJS) $(RT_LIBS)
 
 TEST_ENV = MACHC=$(abspath $(MACHC)) MACHC_TEST_TMP=$(abspath $(BUILD)/tmp) ASAN_OPTIONS=detect_leaks=0
 
-test: all deps-cross $(TEST_BIN)
+test: all $(TEST_BIN)
 	@$(TEST_ENV) $(TEST_BIN) -j2
+
+test-long: all deps-cross $(LONG_TEST_BIN)
+	@$(TEST_ENV) $(LONG_TEST_BIN) -j2
 
 test-examples: all $(EXAMPLE_TEST_BIN)
 	@$(TEST_ENV) $(EXAMPLE_TEST_BIN) -j2
+
+# One after the other (the tiers share build/tmp and its cache of compiled models).
+test-all:
+	@$(MAKE) --no-print-directory test
+	@$(MAKE) --no-print-directory test-long
+	@$(MAKE) --no-print-directory test-examples
 
 # --- demo, bench, fuzz -------------------------------------------------------
 demo: all

@@ -13,7 +13,9 @@
  * - the printed dual machine, compiled, gives the backward pass's numbers;
  * - the printed machine (--emit=mach) of a machine with every arrow kind and
  *   option, compiled, gives the same numbers;
- * - a recurrent machine gives the same numbers whatever its chunk length. */
+ * - a recurrent machine gives the same numbers whatever its chunk length,
+ *   and a batch whatever its groups of samples (the tiles --march picks:
+ *   tests/long/test_conv_tiles.c). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -781,24 +783,13 @@ Test(conv_errors, explain_shows_the_chunks) {
 }
 
 /* Convolutions read through zero-padded copies of their input, a group of
- * samples at a time: a 2-D grid large enough for groups of one sample, a
- * 1-D grid with several samples per group and a shorter last group. Every
- * sample's state, dual state and share of the parameter gradient must be
- * what a batch of that one sample gives. */
-static const char grouped_src[] =
-    "machine grouped {\n"
-    "    input  x : 2 @ [40, 40]\n"
-    "    block  h : 16 @ [40, 40] = tanh(conv(x, k = 3, pad = same) + bias)\n"
-    "    block  v : 4 @ [36, 40] = tanh(conv(h, k = [3, 3], pad = [0, 0, 2, 2], dilation = [2, 2]))\n"
-    "    block  g : 4 = global_avgpool(v)\n"
-    "    input  s : 8 @ [600]\n"
-    "    block  t : 8 @ [600] = sigmoid(conv(s, k = 5, pad = same) + bias)\n"
-    "    block  q : 8 = global_avgpool(t)\n"
-    "    output y : 3 = dense(g, q) + bias\n"
-    "}\n";
-
+ * samples at a time (tests/machines/grouped.mach). Every sample's state,
+ * dual state and share of the parameter gradient must be what a batch of
+ * that one sample gives. */
 Test(conv_schedule, sample_groups_do_not_change_the_numbers) {
   enum { B = 7 };
+  char *grouped_src = e2e_read_file(e2e_path(e2e_root(), "tests/machines/grouped.mach"), NULL);
+  cr_assert(grouped_src, "cannot read tests/machines/grouped.mach");
   Run all = run_new(grouped_src, "grouped", B, 21);
   backward(&all);
   const struct mach_model *m = all.m;
@@ -835,59 +826,5 @@ Test(conv_schedule, sample_groups_do_not_change_the_numbers) {
               all.dparams[i], dsum[i]);
   free(dsum);
   run_free(&all);
-}
-
-/* --march picks the kernels' tiles (two vectors: 32, 16 or 8 floats) and
- * clang's target; the numbers do not depend on the tiles: binaries for
- * AVX2 and for baseline x86-64 compute what the native one does (to
- * rounding: only the native build may contract a * b + c into FMAs). */
-Test(conv_schedule, march_picks_the_tiles_not_the_numbers) {
-  const char *dir = e2e_tmpdir();
-  e2e_write_text(e2e_path(dir, "g.mach"), grouped_src);
-  static const char *const marchs[] = {"--march=x86-64-v4", "--march=x86-64-v3", "--march=x86-64"};
-  static const char *const nbs[] = {"NB = 32,", "NB = 16,", "NB = 8,"};
-  for (int k = 0; k < 3; k++) {
-    E2eRun r = e2e_runl(dir, 60, e2e_machc(), "-S", "--dtype", "f32", marchs[k], "g.mach", "-o", "g.c", NULL);
-    e2e_check_ok(&r, marchs[k]);
-    e2e_run_free(&r);
-    char *c = e2e_read_file(e2e_path(dir, "g.c"), NULL);
-    cr_assert(c && strstr(c, nbs[k]), "%s: no '%s'", marchs[k], nbs[k]);
-    free(c);
-  }
-  const char *bins[] = {"native", "v3", "base"}, *flags[] = {"--march=native", "--march=x86-64-v3",
-                                                              "--march=x86-64"};
-  E2eArr out[3];
-  for (int k = 0; k < 3; k++) {
-    E2eRun r = e2e_runl(dir, 120, e2e_machc(), "--dtype", "f64", flags[k], "g.mach", "-o", bins[k], NULL);
-    e2e_check_ok(&r, flags[k]);
-    e2e_run_free(&r);
-    const char *bin = e2e_path(dir, bins[k]);
-    if (k == 0) {
-      r = e2e_runl(dir, 30, bin, "init", "--seed", "5", "--out", "w.npz", NULL);
-      e2e_check_ok(&r, "init");
-      e2e_run_free(&r);
-      E2eRng rng = {9};
-      long xs[] = {3, 2, 40, 40}, ss[] = {3, 8, 600};
-      E2eArr x = e2e_arr(4, xs), s = e2e_arr(3, ss);
-      for (long i = 0; i < x.n; i++)
-        x.d[i] = e2e_uniform(&rng, -1, 1);
-      for (long i = 0; i < s.n; i++)
-        s.d[i] = e2e_uniform(&rng, -1, 1);
-      e2e_npy_write(e2e_path(dir, "x.npy"), &x, false);
-      e2e_npy_write(e2e_path(dir, "s.npy"), &s, false);
-      e2e_arr_free(&x);
-      e2e_arr_free(&s);
-    }
-    r = e2e_runl(dir, 60, bin, "forward", "--weights", "w.npz", "--input", "x=x.npy", "--input", "s=s.npy",
-                 "--output", "y.npy", NULL);
-    e2e_check_ok(&r, "forward");
-    e2e_run_free(&r);
-    out[k] = e2e_npy_read(e2e_path(dir, "y.npy"));
-  }
-  for (int k = 1; k < 3; k++)
-    for (long i = 0; i < out[0].n; i++)
-      cr_assert(fabs(out[k].d[i] - out[0].d[i]) <= 1e-12 * (1 + fabs(out[0].d[i])), "%s: y[%ld] %.17g vs %.17g",
-                flags[k], i, out[k].d[i], out[0].d[i]);
-  for (int k = 0; k < 3; k++)
-    e2e_arr_free(&out[k]);
+  free(grouped_src);
 }

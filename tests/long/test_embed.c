@@ -365,7 +365,7 @@ Test(embed, fp_contract_off_sine_bit_for_bit) {
 
 /* ---- point 6: a real embedded target ---------------------------------------------- */
 
-/* The cross tools come from Debian packages that `make test` installs when
+/* The cross tools come from Debian packages that `make test-long` installs when
  * it can (make deps-cross); without them these tests skip, saying so. */
 TestSuite(embed_cross, .fini = e2e_cleanup, .timeout = 240);
 
