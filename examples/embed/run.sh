@@ -3,7 +3,9 @@
 # examples/waves.mach, bake its weights into standalone C, build classify.c
 # for this machine and run it; then, where the cross tools are installed
 # (make deps-cross), build it for a Cortex-M4F (sizes and stack per
-# function) and as a static ARM Linux program run under qemu-arm.
+# function) and as a static ARM Linux program run under qemu-arm. Last,
+# training on the device: train.c trains examples/poly.mach from its initial
+# weights with the standalone training step, here and under qemu-arm.
 # Usage: sh examples/embed/run.sh [path/to/machc]
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -46,4 +48,27 @@ if command -v arm-linux-gnueabihf-gcc >/dev/null 2>&1 && command -v qemu-arm >/d
     qemu-arm "$out/classify-arm" | tail -1
 else
     echo "arm-linux-gnueabihf-gcc or qemu-arm not installed: no ARM Linux run (make deps-cross)"
+fi
+
+# 6. training on the device: poly's initial weights (BIN init) baked with the
+# training step, train.c builds and runs it, here and on ARM Linux
+"$machc" --dtype f32 "$root/examples/poly.mach" -o "$out/poly-bin"
+"$out/poly-bin" init --seed 0 --out "$out/poly-init.npz" >/dev/null
+"$machc" --standalone --train --loss mse --optimizer adam --dtype f32 "$root/examples/poly.mach" \
+    -o "$out/poly.c" --weights "$out/poly-init.npz"
+cc -std=c99 -O2 -Wall -Wextra -pedantic -Werror -I"$out" "$here/train.c" "$out/poly.c" \
+    "$out/poly_weights.c" -lm -o "$out/train"
+"$out/train"
+if command -v arm-none-eabi-gcc >/dev/null 2>&1; then
+    m4="-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os -std=c99"
+    arm-none-eabi-gcc $m4 --specs=nosys.specs -I"$out" "$here/train.c" "$out/poly.c" \
+        "$out/poly_weights.c" -lm -o "$out/train.elf"
+    echo "Cortex-M4F, the trainer (model, training step, newlib):"
+    arm-none-eabi-size "$out/train.elf" | sed 's/^/  /'
+fi
+if command -v arm-linux-gnueabihf-gcc >/dev/null 2>&1 && command -v qemu-arm >/dev/null 2>&1; then
+    arm-linux-gnueabihf-gcc -std=c99 -O2 -static -I"$out" "$here/train.c" "$out/poly.c" \
+        "$out/poly_weights.c" -lm -o "$out/train-arm"
+    printf "qemu-arm: "
+    qemu-arm "$out/train-arm" | tail -1
 fi

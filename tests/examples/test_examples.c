@@ -8,7 +8,8 @@
  * - examples/waves.mach classifies wave shapes (as examples/run-waves.sh);
  * - examples/embed/run.sh bakes the trained waves model into standalone C
  *   and classifies with it, on this machine and (with the cross tools)
- *   under qemu-arm. */
+ *   under qemu-arm; then trains poly on the device with the standalone
+ *   training step (examples/embed/train.c). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -195,7 +196,7 @@ Test(examples, waves_are_classified, .timeout = 180) {
   cr_assert(good >= 2, "only %d of 3 seeds reached 90%% held-out accuracy", good);
 }
 
-/* The embedded walk-through: train, bake, build classify.c, run it. */
+/* The embedded walk-through: train, bake, build classify.c, run it; train.c. */
 Test(examples, embedded_classifier, .timeout = 180) {
   E2eRun r = e2e_runl(e2e_root(), 170, "sh", e2e_fmt("%s/examples/embed/run.sh", e2e_root()),
                       e2e_machc(), NULL);
@@ -211,6 +212,17 @@ Test(examples, embedded_classifier, .timeout = 180) {
     int arm = 0;
     cr_assert_eq(sscanf(line, "qemu-arm: classified %d of", &arm), 1);
     cr_assert_eq(arm, right, "%s", r.out);
+  }
+  /* and poly trained on the device by train.c, its loss 100 times lower */
+  double first = 0, last = 0;
+  line = strstr(r.out, "\nloss fell from ");
+  cr_assert(line && sscanf(line + 1, "loss fell from %lf to %lf", &first, &last) == 2, "%s", r.out);
+  cr_assert_geq(first / last, 100, "%s", r.out);
+  line = strstr(r.out, "qemu-arm: loss fell from ");
+  if (line) {
+    double arm_first = 0, arm_last = 0;
+    cr_assert_eq(sscanf(line, "qemu-arm: loss fell from %lf to %lf", &arm_first, &arm_last), 2);
+    cr_assert_geq(arm_first / arm_last, 100, "%s", r.out);
   }
   e2e_run_free(&r);
 }

@@ -1046,3 +1046,57 @@ Test(embed, train_step_waves_matches_binary) {
   e2e_arr_free(&x);
   e2e_arr_free(&t);
 }
+
+/* ---- point 7: the example that trains on the device ------------------------------------ */
+
+/* examples/embed/train.c, built as run.sh builds it (poly's initial weights
+ * baked with the training step, f32), trains poly and says how far its loss
+ * fell: at least 100 times, as the program itself demands; and under
+ * qemu-arm, where installed, the same. */
+static void trainer_falls(const char *dir, const char *runner, const char *exe) {
+  E2eRun r = runner ? e2e_runl(dir, 120, runner, exe, NULL) : e2e_runl(dir, 60, exe, NULL);
+  e2e_check_ok(&r, e2e_fmt("%s%s%s", runner ? runner : "", runner ? " " : "", exe));
+  double first = 0, last = 0, prev = INFINITY;
+  int steps = 0;
+  for (const char *l = strstr(r.out, "step "); l; l = strstr(l + 1, "\nstep ")) {
+    int step;
+    double loss;
+    cr_assert_eq(sscanf(*l == '\n' ? l + 1 : l, "step %d: loss %lf", &step, &loss), 2, "%s", r.out);
+    cr_assert(steps > 0 || loss > 1, "%s: the first loss, %g, is already small", exe, loss);
+    prev = loss;
+    steps++;
+  }
+  cr_assert_eq(steps, 9, "%s", r.out);
+  const char *fell = strstr(r.out, "loss fell from ");
+  cr_assert(fell && sscanf(fell, "loss fell from %lf to %lf", &first, &last) == 2, "%s", r.out);
+  cr_assert_eq(last, prev, "%s", r.out);
+  cr_assert_geq(first / last, 100, "%s: the loss fell from %g to %g only", exe, first, last);
+  cr_assert(strstr(r.out, "predicted"), "%s", r.out);
+  cr_log_info("%s%s: loss %g -> %g", runner ? "qemu-arm " : "", exe, first, last);
+  e2e_run_free(&r);
+}
+
+Test(embed, example_trains_on_device) {
+  const char *dir = e2e_tmpdir();
+  const char *bargs[] = {"--dtype", "f32", example("poly.mach"), "-o", "poly-bin", NULL};
+  machc_ok(dir, "machc (binary)", bargs);
+  E2eRun r = e2e_runl(dir, 30, "./poly-bin", "init", "--seed", "0", "--out", "init.npz", NULL);
+  e2e_check_ok(&r, "poly-bin init");
+  e2e_run_free(&r);
+  const char *args[] = {"--standalone", "--train", "--loss", "mse", "--optimizer", "adam", "--dtype",
+                        "f32", example("poly.mach"), "-o", "poly.c", "--weights", "init.npz", NULL};
+  machc_ok(dir, "machc --standalone --train", args);
+  const char *src = example("embed/train.c");
+  r = e2e_runl(dir, 60, "cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror", "-I.", src,
+               "poly.c", "poly_weights.c", "-lm", "-o", "train", NULL);
+  e2e_check_ok(&r, "cc on examples/embed/train.c");
+  e2e_run_free(&r);
+  trainer_falls(dir, NULL, "./train");
+  if (!have_tool("arm-linux-gnueabihf-gcc") || !have_tool("qemu-arm"))
+    return; /* embed_cross says why */
+  r = e2e_runl(dir, 60, "arm-linux-gnueabihf-gcc", "-std=c99", "-O2", "-static", "-I.", src, "poly.c",
+               "poly_weights.c", "-lm", "-o", "train-arm", NULL);
+  e2e_check_ok(&r, "arm-linux-gnueabihf-gcc on examples/embed/train.c");
+  e2e_run_free(&r);
+  trainer_falls(dir, "qemu-arm", "./train-arm");
+}
