@@ -559,7 +559,7 @@ static void declare_work(const Emit *e, StrBuf *out, const char *buf) {
 static Emit emit_new(Arena *a, const IrMachine *m, const IrMachine *primal, const EmitOptions *o,
                      const Layout *lay, StrBuf *body) {
   int n = m->blocks.len + 1, np = m->params.len + 1;
-  Emit e = {.a = a, .c = body, .m = m, .primal = primal, .o = o, .lay = lay};
+  Emit e = {.a = a, .c = body, .m = m, .primal = primal, .o = o, .lay = lay, .depth = 1};
   e.into = ir_arrows_by_dst(a, m);
   e.used_y = arena_alloc(a, (size_t)n);
   e.used_z = arena_alloc(a, (size_t)n);

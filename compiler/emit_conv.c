@@ -50,83 +50,99 @@ static Geom geom_of(const IrMachine *m, const IrArrow *ar) {
   return g;
 }
 
-static const char *tap_off(Emit *e, const ConvAxis *ax, int a) {
-  return arena_printf(e->a, "k%d * %d %c %d", a, ax->dilation, ax->pad0 < 0 ? '+' : '-',
-                      ax->pad0 < 0 ? -ax->pad0 : ax->pad0);
+static const char *num(Emit *e, long v) { return arena_printf(e->a, "%ld", v); }
+
+static const char *var(Emit *e, char c, int a) { return arena_printf(e->a, "%c%d", c, a); }
+
+/* The kernel taps of an arrow: the index k<a> on each axis, 0 where the
+ * kernel has one tap (its loop is left out). */
+typedef struct Taps {
+  Ix k[IR_MAX_GRID];
+  int loops; /* axes with a loop over taps */
+} Taps;
+
+static Taps taps_of(Emit *e, const IrArrow *ar) {
+  Taps t = {.loops = 0};
+  for (int a = 0; a < ar->ngrid; a++) {
+    bool loop = ar->ax[a].kernel > 1;
+    t.k[a] = loop ? ix_var(var(e, 'k', a)) : ix_const(0);
+    t.loops += loop;
+  }
+  return t;
 }
 
-/* Opens the loops over kernel taps and output positions. The window
- * [lo, hi) bounds the input positions (the grid, or on axis 0 the time
- * range being written when the arrow scatters); [olo, ohi) the outputs. */
-static void open_taps(Emit *e, const IrArrow *ar, const Geom *g, const char *t0, const char *t1,
-                      int *depth) {
-  StrBuf *c = e->c;
+/* The input position o*s + k*d - p0 on axis a of output position o at tap k. */
+static Ix in_pos(Emit *e, const ConvAxis *x, Ix o, Ix k) {
+  return ix_addc(ix_add(ix_scale(e->a, o, x->stride), ix_scale(e->a, k, x->dilation)), -x->pad0);
+}
+
+/* Opens the loops over the arrow's kernel taps (braced, or a bare block
+ * when `scope` and every axis has one tap) and sets each axis's box [f, e)
+ * of output positions whose input lies in the window [lo, hi): the grid, or
+ * on axis 0 the time range being written when the arrow scatters; outputs
+ * reading inside the grid are further cut to [t0, t1). */
+static void open_taps(Emit *e, const IrArrow *ar, const Geom *g, const Taps *tp, const char *t0,
+                      const char *t1, bool scope) {
+  EmitLoop l[IR_MAX_GRID];
+  Ix idx[IR_MAX_GRID];
   for (int a = 0; a < g->g; a++)
-    sb_printf(c, "%*sfor (long k%d = 0; k%d < %d; k%d++) {\n", 4 * (*depth)++, "", a, a,
-              ar->ax[a].kernel, a);
+    l[a] = (EmitLoop){.var = var(e, 'k', a), .n = ar->ax[a].kernel};
+  emit_loops(e, l, g->g, tp->loops || scope, idx);
   for (int a = 0; a < g->g; a++) {
     bool time = a == 0 && t0;
     const char *lo = time && ar->adjoint ? t0 : "0";
-    const char *hi = time && ar->adjoint ? t1 : arena_printf(e->a, "%d", g->in[a]);
-    sb_printf(c, "%*slong f%d = o_first(%s, %d, %s), e%d = o_end(%s, %d, %s, %d);\n", 4 * *depth, "",
-              a, tap_off(e, &ar->ax[a], a), ar->ax[a].stride, lo, a, tap_off(e, &ar->ax[a], a),
-              ar->ax[a].stride, hi, g->out[a]);
-    if (time && !ar->adjoint)
-      sb_printf(c, "%*sif (f0 < %s) f0 = %s;\n%*sif (e0 > %s) e0 = %s;\n", 4 * *depth, "", t0, t0,
-                4 * *depth, "", t1, t1);
+    const char *hi = time && ar->adjoint ? t1 : num(e, g->in[a]);
+    const char *off = ix_text(e->a, in_pos(e, &ar->ax[a], ix_const(0), tp->k[a]));
+    emit_line(e, "long f%d = o_first(%s, %d, %s), e%d = o_end(%s, %d, %s, %d);", a, off,
+              ar->ax[a].stride, lo, a, off, ar->ax[a].stride, hi, g->out[a]);
+    if (time && !ar->adjoint) {
+      emit_line(e, "if (f0 < %s) f0 = %s;", t0, t0);
+      emit_line(e, "if (e0 > %s) e0 = %s;", t1, t1);
+    }
   }
 }
 
-static const char *in_index(Emit *e, const IrArrow *ar, const Geom *g) {
-  StrBuf sb = {0};
+/* The index of the input position read by output position o (o<a> the loop
+ * variables) in a channel's grid, and of the output position. */
+static Ix in_ix(Emit *e, const IrArrow *ar, const Geom *g, const Taps *tp) {
+  Ix x = ix_const(0);
   for (int a = 0; a < g->g; a++)
-    sb_printf(&sb, "%s(o%d * %d + k%d * %d %c %d) * %ld", a ? " + " : "", a, ar->ax[a].stride, a,
-              ar->ax[a].dilation, ar->ax[a].pad0 < 0 ? '+' : '-', abs(ar->ax[a].pad0), g->in_str[a]);
-  const char *s = arena_strdup(e->a, sb.data);
-  sb_free(&sb);
-  return s;
+    x = ix_add(x, ix_scale(e->a, in_pos(e, &ar->ax[a], ix_var(var(e, 'o', a)), tp->k[a]), g->in_str[a]));
+  return x;
 }
 
-static const char *out_index(Emit *e, const Geom *g) {
-  StrBuf sb = {0};
+static Ix out_ix(Emit *e, const Geom *g) {
+  Ix x = ix_const(0);
   for (int a = 0; a < g->g; a++)
-    sb_printf(&sb, "%so%d * %ld", a ? " + " : "", a, g->out_str[a]);
-  const char *s = arena_strdup(e->a, sb.data);
-  sb_free(&sb);
-  return s;
+    x = ix_addv(x, var(e, 'o', a), g->out_str[a]);
+  return x;
 }
 
-/* Index of W[k.., cin, cout] for the tap k and channels (ci, co) of the
+/* Index of W[k.., cin, cout] for the taps k and channels (ci, co) of the
  * arrow: a transposed weight is read flipped, with its channels swapped. */
-static const char *weight_index(Emit *e, const IrArrow *ar, const char *ci, const char *co) {
+static Ix weight_ix(Emit *e, const IrArrow *ar, const Ix *k, Ix ci, Ix co) {
   const IrParam *p = IR_PARAM(e->m, ar->w.param);
-  const char *k = "0";
+  Ix at = ix_const(0);
   for (int a = 0; a < ar->ngrid; a++) {
-    const char *tap = ar->w.transposed
-                          ? arena_printf(e->a, "%d - k%d", ar->w.k_off[a] + ar->ax[a].kernel - 1, a)
-                          : arena_printf(e->a, "%d + k%d", ar->w.k_off[a], a);
-    k = a == 0 ? arena_printf(e->a, "(%s)", tap)
-               : arena_printf(e->a, "(%s * %d + %s)", k, p->shape[a], tap);
+    Ix tap = ar->w.transposed
+                 ? ix_add(ix_const(ar->w.k_off[a] + ar->ax[a].kernel - 1), ix_scale(e->a, k[a], -1))
+                 : ix_add(ix_const(ar->w.k_off[a]), k[a]);
+    at = ix_nest(e->a, at, p->shape[a], tap);
   }
   int rank = p->rank;
   /* a transposed weight, or an adjoint arrow, maps destination channels to
    * source channels: W's input axis is then indexed by co */
   bool swap = ar->w.transposed != ar->adjoint;
-  const char *wi = swap ? co : ci, *wo = swap ? ci : co;
-  return arena_printf(e->a, "(%s * %d + %d + %s) * %d + %d + %s", k, p->shape[rank - 2],
-                      ar->w.in_off, wi, p->shape[rank - 1], ar->w.out_off, wo);
+  Ix wi = swap ? co : ci, wo = swap ? ci : co;
+  at = ix_nest(e->a, at, p->shape[rank - 2], ix_add(ix_const(ar->w.in_off), wi));
+  return ix_nest(e->a, at, p->shape[rank - 1], ix_add(ix_const(ar->w.out_off), wo));
 }
 
-static void open_positions(StrBuf *c, int g, int *depth) {
+/* The loops over the tap's box of outputs, the last axis innermost; each
+ * has a single statement. */
+static void open_positions(Emit *e, int g) {
   for (int a = 0; a < g; a++)
-    sb_printf(c, "%*sfor (long o%d = f%d; o%d < e%d; o%d++)\n", 4 * (*depth)++, "", a, a, a, a, a);
-}
-
-static void close_to(StrBuf *c, int *depth, int target) {
-  while (*depth > target) {
-    (*depth)--;
-    sb_printf(c, "%*s}\n", 4 * *depth, "");
-  }
+    emit_head(e, "for (long o%d = f%d; o%d < e%d; o%d++)", a, a, a, a, a);
 }
 
 /* Below this many (source, destination) channel pairs, a tap's product is
@@ -134,18 +150,22 @@ static void close_to(StrBuf *c, int *depth, int target) {
 enum { SMALL = 8 };
 
 /* Opens the loops over samples and (destination, source) channel pairs of
- * an arrow of machine m, with zs and yd pointing at the pair's grids. */
+ * an arrow of machine m, with zs and yd pointing at the pair's grids; sets
+ * the indices of the pair's channels. */
 static void open_pairs(Emit *e, const IrMachine *m, const IrArrow *ar, const char *z, const char *y,
-                       bool const_y) {
+                       bool const_y, Ix *ci, Ix *co) {
   const IrBlock *s = IR_BLOCK(m, ar->src), *d = IR_BLOCK(m, ar->dst);
   long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
-  sb_printf(e->c, "    for (long n = 0; n < batch; n++)\n"
-                  "        for (long co = 0; co < %d; co++)\n"
-                  "            for (long ci = 0; ci < %d; ci++) {\n"
-                  "                const real *zs = %s + (n * %d + ci) * %ld;\n"
-                  "                %sreal *yd = %s + (n * %d + co) * %ld;\n",
-            d->shape.channels, s->shape.channels, z, s->shape.channels, src_sz,
-            const_y ? "const " : "", y, d->shape.channels, dst_sz);
+  EmitLoop l[] = {{.var = "n", .hi = "batch"}, {.var = "co", .n = d->shape.channels},
+                  {.var = "ci", .n = s->shape.channels}};
+  Ix idx[3];
+  emit_loops(e, l, 3, true, idx);
+  *co = idx[1];
+  *ci = idx[2];
+  Ix zi = ix_scale(e->a, ix_nest(e->a, idx[0], s->shape.channels, *ci), src_sz);
+  Ix yi = ix_scale(e->a, ix_nest(e->a, idx[0], d->shape.channels, *co), dst_sz);
+  emit_line(e, "const real *zs = %s;", ix_at(e->a, z, zi));
+  emit_line(e, "%sreal *yd = %s;", const_y ? "const " : "", ix_at(e->a, y, yi));
 }
 
 /* Few channels (fewer than SMALL products of a source and a destination
@@ -153,39 +173,36 @@ static void open_pairs(Emit *e, const IrMachine *m, const IrArrow *ar, const cha
  * tap's box of outputs. */
 static void conv_loops(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
                        const char *t1) {
-  StrBuf *c = e->c;
   Geom g = geom_of(e->m, ar);
-  open_pairs(e, e->m, ar, z, y, false);
-  int depth = 4;
-  open_taps(e, ar, &g, t0, t1, &depth);
-  sb_printf(c, "%*sconst real w = %s[%s];\n", 4 * depth, "", emit_pname(e, ar->w.param),
-            weight_index(e, ar, "ci", "co"));
-  open_positions(c, g.g, &depth);
-  if (!ar->adjoint)
-    sb_printf(c, "%*syd[%s] += w * zs[%s];\n", 4 * depth, "", out_index(e, &g), in_index(e, ar, &g));
-  else
-    sb_printf(c, "%*syd[%s] += w * zs[%s];\n", 4 * depth, "", in_index(e, ar, &g), out_index(e, &g));
-  depth -= g.g;
-  close_to(c, &depth, 3);
+  Taps tp = taps_of(e, ar);
+  Ix ci, co;
+  int base = e->depth;
+  open_pairs(e, e->m, ar, z, y, false, &ci, &co);
+  open_taps(e, ar, &g, &tp, t0, t1, false);
+  emit_line(e, "const real w = %s[%s];", emit_pname(e, ar->w.param),
+            ix_text(e->a, weight_ix(e, ar, tp.k, ci, co)));
+  open_positions(e, g.g);
+  const char *in = ix_text(e->a, in_ix(e, ar, &g, &tp)), *out = ix_text(e->a, out_ix(e, &g));
+  emit_line(e, "yd[%s] += w * zs[%s];", ar->adjoint ? in : out, ar->adjoint ? out : in);
+  emit_close_to(e, base);
 }
 
 /* The kernel gradient with the plain loops (few channels). */
 static void conv_grad_loops(Emit *e, const IrArrow *ar, const char *dw, const char *z, const char *ybar) {
-  StrBuf *c = e->c;
   Geom g = geom_of(e->primal, ar);
-  open_pairs(e, e->primal, ar, z, ybar, true);
-  int depth = 4;
-  open_taps(e, ar, &g, NULL, NULL, &depth);
-  sb_printf(c, "%*sreal t = 0;\n", 4 * depth, "");
-  int inner = depth;
-  open_positions(c, g.g, &depth);
-  if (!ar->adjoint)
-    sb_printf(c, "%*st += zs[%s] * yd[%s];\n", 4 * depth, "", in_index(e, ar, &g), out_index(e, &g));
-  else
-    sb_printf(c, "%*st += zs[%s] * yd[%s];\n", 4 * depth, "", out_index(e, &g), in_index(e, ar, &g));
-  depth = inner;
-  sb_printf(c, "%*s%s[%s] += t;\n", 4 * depth, "", dw, weight_index(e, ar, "ci", "co"));
-  close_to(c, &depth, 3);
+  Taps tp = taps_of(e, ar);
+  Ix ci, co;
+  int base = e->depth;
+  open_pairs(e, e->primal, ar, z, ybar, true, &ci, &co);
+  open_taps(e, ar, &g, &tp, NULL, NULL, false);
+  emit_line(e, "real t = 0;");
+  int inner = e->depth;
+  open_positions(e, g.g);
+  const char *in = ix_text(e->a, in_ix(e, ar, &g, &tp)), *out = ix_text(e->a, out_ix(e, &g));
+  emit_line(e, "t += zs[%s] * yd[%s];", ar->adjoint ? out : in, ar->adjoint ? in : out);
+  emit_close_to(e, inner);
+  emit_line(e, "%s[%s] += t;", dw, ix_text(e->a, weight_ix(e, ar, tp.k, ci, co)));
+  emit_close_to(e, base);
 }
 
 /* ---- convolutions as products over channels --------------------------------
@@ -200,18 +217,19 @@ static void conv_grad_loops(Emit *e, const IrArrow *ar, const char *dw, const ch
  * with the roles of the position maps swapped (reads z at o, writes y at
  * o*s + k*d - p0). */
 
-/* A position on axis a of the arrow's input grid for output position o
- * (the text of o*s + k*d - p0), or the output position o itself. */
-static const char *pos_text(Emit *e, const IrArrow *ar, int a, bool in, const char *o) {
-  if (!in)
-    return o;
-  const ConvAxis *x = &ar->ax[a];
-  const char *t = x->stride == 1 ? o : arena_printf(e->a, "%s * %d", o, x->stride);
-  t = x->dilation == 1 ? arena_printf(e->a, "%s + k%d", t, a)
-                       : arena_printf(e->a, "%s + k%d * %d", t, a, x->dilation);
-  if (x->pad0)
-    t = arena_printf(e->a, "%s %c %d", t, x->pad0 > 0 ? '-' : '+', x->pad0 > 0 ? x->pad0 : -x->pad0);
-  return t;
+/* The positions of the equation a grid arrow's comment quotes: the output
+ * position "o0, o1" and the input position it reads, "o0 * 2 + k0 - 1, ..". */
+static void pos_texts(Emit *e, const IrArrow *ar, const Taps *tp, const char **out, const char **in) {
+  StrBuf rd = {0}, wr = {0};
+  for (int a = 0; a < ar->ngrid; a++) {
+    Ix o = ix_var(var(e, 'o', a));
+    sb_printf(&rd, "%s%s", a ? ", " : "", ix_text(e->a, in_pos(e, &ar->ax[a], o, tp->k[a])));
+    sb_printf(&wr, "%s%s", a ? ", " : "", ix_text(e->a, o));
+  }
+  *in = arena_strdup(e->a, rd.data);
+  *out = arena_strdup(e->a, wr.data);
+  sb_free(&rd);
+  sb_free(&wr);
 }
 
 /* How a buffer is addressed along the two-level index (j1, j0) of a tap's
@@ -221,28 +239,20 @@ static const char *pos_text(Emit *e, const IrArrow *ar, int a, bool in, const ch
  * loop variables (n, o0, ...) inside the offset. `in` selects the arrow's
  * input grid (positions o*s + k*d - p0) or its output grid (positions o). */
 typedef struct Cols {
-  const char *off;
+  Ix off;
   long step1, step0;
 } Cols;
 
-static Cols cols_of(Emit *e, const IrArrow *ar, const Geom *g, bool in, long sample) {
+static Cols cols_of(Emit *e, const IrArrow *ar, const Geom *g, const Taps *tp, bool in, long sample) {
   const long *str = in ? g->in_str : g->out_str;
-  StrBuf sb = {0};
-  if (g->g > 1)
-    sb_printf(&sb, "n * %ld + ", sample);
+  Cols c = {.off = g->g > 1 ? ix_term("n", sample) : ix_const(0)};
   for (int a = 0; a < g->g; a++) {
-    const char *v = arena_printf(e->a, "%c%d", a < g->g - 2 ? 'o' : 'f', a);
-    const char *p = pos_text(e, ar, a, in, v);
-    if (str[a] == 1 || p == v)
-      sb_printf(&sb, "%s%s%s%s", a ? " + " : "", p, str[a] == 1 ? "" : " * ",
-                str[a] == 1 ? "" : arena_printf(e->a, "%ld", str[a]));
-    else
-      sb_printf(&sb, "%s(%s) * %ld", a ? " + " : "", p, str[a]);
+    Ix o = ix_var(var(e, a < g->g - 2 ? 'o' : 'f', a));
+    c.off = ix_add(c.off, ix_scale(e->a, in ? in_pos(e, &ar->ax[a], o, tp->k[a]) : o, str[a]));
   }
   int last = g->g - 1;
-  Cols c = {.off = arena_strdup(e->a, sb.data), .step0 = in ? ar->ax[last].stride : 1};
+  c.step0 = in ? ar->ax[last].stride : 1;
   c.step1 = g->g == 1 ? sample : (in ? ar->ax[last - 1].stride : 1) * str[last - 1];
-  sb_free(&sb);
   return c;
 }
 
@@ -257,15 +267,24 @@ static void grid_work(Emit *e, long k) {
 /* Opens the loops over taps, skips a tap whose box is empty, and on a grid
  * of more than one axis opens the loops over samples and the leading axes.
  * Sets the text of the two-level extent: total (j1 x j0) and inner (j0). */
-static void open_products(Emit *e, const IrArrow *ar, const Geom *g, const char *t0,
-                          const char *t1, int *depth, const char **total, const char **inner) {
-  StrBuf *c = e->c;
-  open_taps(e, ar, g, t0, t1, depth);
-  sb_printf(c, "%*sif (", 4 * *depth, "");
-  for (int a = 0; a < g->g; a++)
-    sb_printf(c, "%sf%d >= e%d", a ? " || " : "", a, a);
-  sb_puts(c, ")\n");
-  sb_printf(c, "%*scontinue; /* no output reads this tap inside the grid */\n", 4 * *depth + 4, "");
+static void open_products(Emit *e, const IrArrow *ar, const Geom *g, const Taps *tp, const char *t0,
+                          const char *t1, const char **total, const char **inner) {
+  open_taps(e, ar, g, tp, t0, t1, true);
+  StrBuf empty = {0}, some = {0};
+  for (int a = 0; a < g->g; a++) {
+    sb_printf(&empty, "%sf%d >= e%d", a ? " || " : "", a, a);
+    sb_printf(&some, "%sf%d < e%d", a ? " && " : "", a, a);
+  }
+  if (tp->loops) {
+    int d = e->depth;
+    emit_head(e, "if (%s)", empty.data);
+    emit_line(e, "continue; /* no output reads this tap inside the grid */");
+    emit_close_to(e, d);
+  } else { /* no loop over taps to continue */
+    emit_open(e, "if (%s)", some.data);
+  }
+  sb_free(&empty);
+  sb_free(&some);
   int last = g->g - 1;
   *inner = arena_printf(e->a, "e%d - f%d", last, last);
   if (g->g == 1) {
@@ -273,9 +292,9 @@ static void open_products(Emit *e, const IrArrow *ar, const Geom *g, const char 
     return;
   }
   *total = arena_printf(e->a, "(e%d - f%d) * (e%d - f%d)", last - 1, last - 1, last, last);
-  sb_printf(c, "%*sfor (long n = 0; n < batch; n++)\n", 4 * (*depth)++, "");
+  emit_head(e, "for (long n = 0; n < batch; n++)");
   for (int a = 0; a + 2 < g->g; a++)
-    sb_printf(c, "%*sfor (long o%d = f%d; o%d < e%d; o%d++)\n", 4 * (*depth)++, "", a, a, a, a, a);
+    emit_head(e, "for (long o%d = f%d; o%d < e%d; o%d++)", a, a, a, a, a);
 }
 
 /* The strides of W[k.., cin, cout] along the arrow's source and destination
@@ -309,12 +328,6 @@ enum { GROUP_BYTES = 384 * 1024, WORK_BYTES = 2048 * 1024, MAX_GROUP = 64, MR_ =
 
 static long round_up(long v, long m) { return (v + m - 1) / m * m; }
 
-/* "v - p" for a position v read p before its padded coordinate. */
-static const char *minus_pad(Emit *e, const char *v, int p) {
-  if (!p)
-    return v;
-  return arena_printf(e->a, "%s %c %d", v, p > 0 ? '-' : '+', p > 0 ? p : -p);
-}
 
 /* The padded geometry of a stride-1 arrow: ext[a] the padded extent per
  * axis (outputs + the kernel's reach), pstr its strides, plane = one
@@ -410,119 +423,120 @@ static bool win_of(Emit *e, const IrMachine *m, const Set *set, bool grad, Win *
 
 /* Where the tap k starts in a sample's padded grid: k*d along each axis. */
 static void emit_tap_at(Emit *e, const IrArrow *ar, const Win *w) {
-  StrBuf *c = e->c;
-  sb_printf(c, "        const long tap_at[%ld] = {", w->taps);
+  StrBuf sb = {0};
   for (long t = 0; t < w->taps; t++) {
     long off = 0, rest = t;
     for (int a = w->g.g - 1; a >= 0; a--) {
       off += rest % ar->ax[a].kernel * ar->ax[a].dilation * w->pstr[a];
       rest /= ar->ax[a].kernel;
     }
-    sb_printf(c, "%s%ld", t ? ", " : "", off);
+    sb_printf(&sb, "%s%ld", t ? ", " : "", off);
   }
-  sb_puts(c, "};\n");
+  emit_line(e, "const long tap_at[%ld] = {%s};", w->taps, sb.data);
+  sb_free(&sb);
+}
+
+/* The columns of a group's product: (group - 1) * plane + span, the padded
+ * positions from the group's first output to its last + 1. */
+static const char *group_cols(Emit *e, const Win *w) {
+  if (w->group == 1)
+    return num(e, w->span);
+  return arena_printf(e->a, "(group - 1) * %ld + %ld", w->plane, w->span);
+}
+
+/* The loop over a group's samples: "group" of them, or the one sample n0
+ * when groups hold one. */
+static EmitLoop group_loop(const Win *w) {
+  return w->group > 1 ? (EmitLoop){.var = "n", .hi = "group"} : (EmitLoop){.var = "n", .n = 1};
 }
 
 /* Opens the loop over groups of samples and copies the group's inputs into
  * pad[c, n, x] = z_j[n0 + n, c - off[j], x - p0], zero off the grid. */
 static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w) {
-  StrBuf *c = e->c;
   const Geom *g = &w->g;
   const IrArrow *ar = set->ar[0];
-  sb_printf(c, "        for (long n0 = 0; n0 < batch; n0 += %ld) {\n", w->group);
+  emit_open(e, "for (long n0 = 0; n0 < batch; n0 += %ld)", w->group);
   if (w->group > 1)
-    sb_printf(c, "            const long group = batch - n0 < %ld ? batch - n0 : %ld;\n", w->group, w->group);
-  else
-    sb_puts(c, "            const long group = 1;\n");
-  sb_printf(c, "            memset(pad, 0, sizeof(real) * %ld);\n", w->pad_sz);
+    emit_line(e, "const long group = batch - n0 < %ld ? batch - n0 : %ld;", w->group, w->group);
+  emit_line(e, "memset(pad, 0, sizeof(real) * %ld);", w->pad_sz);
   for (int j = 0; j < set->n; j++) {
     const IrBlock *s = IR_BLOCK(m, set->ar[j]->src);
-    sb_printf(c, "            for (long n = 0; n < group; n++)\n"
-                 "                for (long ci = 0; ci < %d; ci++)\n", s->shape.channels);
-    int depth = 5;
-    StrBuf pi = {0}, zi = {0};
-    if (set->off[j])
-      sb_printf(&pi, "((%ld + ci) * %ld + n) * %ld", set->off[j], w->group, w->plane);
-    else
-      sb_printf(&pi, "(ci * %ld + n) * %ld", w->group, w->plane);
-    sb_printf(&zi, "(n0 + n) * %ld + ci * %ld", s->size, g->in_size);
+    EmitLoop l[2 + IR_MAX_GRID] = {group_loop(w), {.var = "ci", .n = s->shape.channels}};
     for (int a = 0; a < g->g; a++) {
       int pa = ar->ax[a].pad0;
       /* the padded positions x whose input x - pa lies in [0, in) */
       long lo = pa > 0 ? pa : 0, hi = g->in[a] + pa < w->ext[a] ? g->in[a] + pa : w->ext[a];
-      const char *x = arena_printf(e->a, "x%d", a);
-      sb_printf(c, "%*sfor (long %s = %ld; %s < %ld; %s++)\n", 4 * depth++, "", x, lo, x, hi, x);
-      sb_printf(&pi, w->pstr[a] == 1 ? " + %s" : " + %s * %ld", x, w->pstr[a]);
-      if (g->in_str[a] == 1)
-        sb_printf(&zi, " + %s", minus_pad(e, x, pa));
-      else
-        sb_printf(&zi, " + (%s) * %ld", minus_pad(e, x, pa), g->in_str[a]);
+      l[2 + a] = (EmitLoop){.var = var(e, 'x', a), .lo = lo, .n = hi - lo};
     }
-    sb_printf(c, "%*spad[%s] = %s[%s];\n", 4 * depth, "", pi.data, set->z[j], zi.data);
-    sb_free(&pi);
-    sb_free(&zi);
+    Ix idx[2 + IR_MAX_GRID];
+    int base = emit_loops(e, l, 2 + g->g, false, idx);
+    Ix ch = ix_add(ix_const(set->off[j]), idx[1]);
+    Ix pi = ix_scale(e->a, ix_nest(e->a, ch, w->group, idx[0]), w->plane);
+    Ix zi = ix_add(ix_scale(e->a, ix_add(ix_var("n0"), idx[0]), s->size), ix_scale(e->a, idx[1], g->in_size));
+    for (int a = 0; a < g->g; a++) {
+      pi = ix_add(pi, ix_scale(e->a, idx[2 + a], w->pstr[a]));
+      zi = ix_add(zi, ix_scale(e->a, ix_addc(idx[2 + a], -ar->ax[a].pad0), g->in_str[a]));
+    }
+    emit_line(e, "pad[%s] = %s[%s];", ix_text(e->a, pi), set->z[j], ix_text(e->a, zi));
+    emit_close_to(e, base);
   }
 }
 
 /* Opens the loops over (n, co, o...) of a group's outputs; returns the
  * index of u = n * plane + o . pstr in a row of the product and sets *yi to
- * the index of y[n0 + n, co, o] in block d. */
-static const char *open_outputs(Emit *e, const Win *w, const IrBlock *d, const char **yi, int *depth) {
-  StrBuf *c = e->c;
+ * the index of y[n0 + n, co, o] in block d and *co to the channel's. */
+static Ix open_outputs(Emit *e, const Win *w, const IrBlock *d, Ix *yi, Ix *co) {
   const Geom *g = &w->g;
-  sb_printf(c, "            for (long n = 0; n < group; n++)\n"
-               "                for (long co = 0; co < %ld; co++)\n", w->co);
-  *depth = 5;
-  StrBuf ui = {0}, di = {0};
-  sb_printf(&ui, "n * %ld", w->plane);
-  sb_printf(&di, "(n0 + n) * %ld + co * %ld", d->size, g->out_size);
+  EmitLoop l[2 + IR_MAX_GRID] = {group_loop(w), {.var = "co", .n = w->co}};
+  for (int a = 0; a < g->g; a++)
+    l[2 + a] = (EmitLoop){.var = var(e, 'o', a), .n = g->out[a]};
+  Ix idx[2 + IR_MAX_GRID];
+  emit_loops(e, l, 2 + g->g, false, idx);
+  Ix u = ix_scale(e->a, idx[0], w->plane);
+  *yi = ix_add(ix_scale(e->a, ix_add(ix_var("n0"), idx[0]), d->size), ix_scale(e->a, idx[1], g->out_size));
   for (int a = 0; a < g->g; a++) {
-    sb_printf(c, "%*sfor (long o%d = 0; o%d < %d; o%d++)\n", 4 * (*depth)++, "", a, a, g->out[a], a);
-    sb_printf(&ui, w->pstr[a] == 1 ? " + o%d" : " + o%d * %ld", a, w->pstr[a]);
-    sb_printf(&di, g->out_str[a] == 1 ? " + o%d" : " + o%d * %ld", a, g->out_str[a]);
+    u = ix_add(u, ix_scale(e->a, idx[2 + a], w->pstr[a]));
+    *yi = ix_add(*yi, ix_scale(e->a, idx[2 + a], g->out_str[a]));
   }
-  const char *u = arena_strdup(e->a, ui.data);
-  *yi = arena_strdup(e->a, di.data);
-  sb_free(&ui);
-  sb_free(&di);
+  *co = idx[1];
   return u;
 }
 
 /* The loops over the taps and the channels of source j, p = (k, off[j] + ci)
  * the row of the stacked patch matrix, for reading or writing its W[k, ci, co]
- * beside the packed wk[p, co]. */
-static int open_kernel_rows(Emit *e, const Set *set, int j, const Win *w) {
-  StrBuf *c = e->c;
+ * beside the packed wk[p, co]; then the loop over co. Sets *ix to the index
+ * of W[k, ci, co], and returns the index of p and the depth to close to. */
+static Ix open_kernel_rows(Emit *e, const Set *set, int j, const Win *w, Ix *wix, int *base) {
   const IrArrow *ar = set->ar[j];
-  int depth = 2;
+  EmitLoop l[1 + IR_MAX_GRID];
   for (int a = 0; a < w->g.g; a++)
-    sb_printf(c, "%*sfor (long k%d = 0; k%d < %d; k%d++)\n", 4 * depth++, "", a, a, ar->ax[a].kernel, a);
-  sb_printf(c, "%*sfor (long ci = 0; ci < %ld; ci++) {\n", 4 * depth, "", set->off[j + 1] - set->off[j]);
-  const char *tp = "k0"; /* the tap's index, k0 * K1 + k1 ... */
-  for (int a = 1; a < w->g.g; a++)
-    tp = arena_printf(e->a, a == 1 ? "%s * %d + k%d" : "(%s) * %d + k%d", tp, ar->ax[a].kernel, a);
-  const char *off = set->off[j] ? arena_printf(e->a, " + %ld", set->off[j]) : "";
-  sb_printf(c, "%*sconst long p = %s%s%s * %ld%s + ci;\n", 4 * depth + 4, "", w->g.g > 1 ? "(" : "", tp,
-            w->g.g > 1 ? ")" : "", w->ci, off);
-  return depth;
+    l[a] = (EmitLoop){.var = var(e, 'k', a), .n = ar->ax[a].kernel};
+  l[w->g.g] = (EmitLoop){.var = "ci", .n = set->off[j + 1] - set->off[j]};
+  Ix idx[1 + IR_MAX_GRID];
+  *base = emit_loops(e, l, w->g.g + 1, true, idx);
+  Ix tap = ix_const(0); /* the tap's index, k0 * K1 + k1 ... */
+  for (int a = 0; a < w->g.g; a++)
+    tap = ix_nest(e->a, tap, ar->ax[a].kernel, idx[a]);
+  Ix ci = idx[w->g.g];
+  emit_line(e, "const long p = %s;", ix_text(e->a, ix_add(ix_addc(ix_scale(e->a, tap, w->ci), set->off[j]), ci)));
+  Ix co;
+  emit_loops(e, &(EmitLoop){.var = "co", .n = w->co}, 1, false, &co);
+  *wix = weight_ix(e, ar, idx, ci, co);
+  return co;
 }
 
-/* The comment over a windowed product: the equation, then how it runs. */
-static void win_comment(Emit *e, const Set *set, const Win *w, const char *how) {
-  StrBuf rd = {0}, wr = {0}, zs = {0};
-  for (int a = 0; a < w->g.g; a++) {
-    const char *o = arena_printf(e->a, "o%d", a);
-    sb_printf(&rd, "%s%s", a ? ", " : "", pos_text(e, set->ar[0], a, true, o));
-    sb_printf(&wr, "%s%s", a ? ", " : "", o);
-  }
-  for (int j = 0; j < set->n; j++)
-    sb_printf(&zs, "%s%s", j ? ", " : "", set->z[j]);
-  sb_printf(e->c, "    /* y[n, co, %s] += sum over k, ci of W[k, ci, co] z[n, ci, %s]%s%s%s:\n%s", wr.data,
-            rd.data, set->n > 1 ? "\n     * for z = " : "", set->n > 1 ? zs.data : "",
-            set->n > 1 ? " (their channels stacked)" : "", how);
-  sb_free(&rd);
-  sb_free(&wr);
-  sb_free(&zs);
+/* The comment over a windowed product: the arrows, the equation, then how
+ * it runs. */
+static void win_comment(Emit *e, const Set *set, const Win *w, const char *y, const char *how) {
+  Taps tp = taps_of(e, set->ar[0]);
+  const char *out, *in;
+  pos_texts(e, set->ar[0], &tp, &out, &in);
+  emit_line(e, "/* %s += %s", y, ir_arrow_text(e->a, e->m, set->ar[0], set->z[0], IR_TEXT_MATH));
+  for (int j = 1; j < set->n; j++)
+    emit_line(e, " *    + %s", ir_arrow_text(e->a, e->m, set->ar[j], set->z[j], IR_TEXT_MATH));
+  emit_line(e, " * y[n, co, %s] += sum over k, ci of W[k, ci, co] z[n, ci, %s]%s", out, in,
+            set->n > 1 ? ", their channels stacked" : "");
+  emit_line(e, "%s", how);
 }
 
 /* The arrows of list[0 .. n) (into one block) that join the windowed product
@@ -545,38 +559,42 @@ static Set set_of(const IrMachine *m, const int *list, const char *const *zs, in
 static void conv_win(Emit *e, const Set *set, const Win *w, const char *y) {
   const IrBlock *d = IR_BLOCK(e->m, set->ar[0]->dst);
   long mp = round_up(w->co, MR_);
-  StrBuf *c = e->c;
-  win_comment(e, set, w, arena_printf(e->a,
-      "     * per group of %ld sample%s, z zero-padded into the workspace, then one product\n"
-      "     * (co x (k, ci)) ((k, ci) x (n, u)) of inner dimension %ld, the patch matrix\n"
-      "     * read in place from the padded input (u: padded positions) */\n",
+  win_comment(e, set, w, y, arena_printf(e->a,
+      " * per group of %ld sample%s, z zero-padded into the workspace, then one product\n"
+      " * (co x (k, ci)) ((k, ci) x (n, u)) of inner dimension %ld, the patch matrix\n"
+      " * read in place from the padded input (u: padded positions) */",
       w->group, w->group > 1 ? "s" : "", w->kk));
-  sb_puts(c, "    {\n");
-  sb_printf(c, "        real *const pad = work;  /* pad[ci, n, x]: %ld x %ld x %ld, + NB read past the end */\n",
+  int base = e->depth;
+  emit_scope(e);
+  emit_line(e, "real *const pad = work;  /* pad[ci, n, x]: %ld x %ld x %ld, + NB read past the end */",
             w->ci, w->group, w->plane);
-  sb_printf(c, "        real *const wk = work + %ld; /* wk[(k, ci) * %ld + co] = W[k, ci, co]%s */\n", w->pad_sz,
-            mp, mp > w->co ? ", 0 past the channels" : "");
-  sb_printf(c, "        real *const prod = work + %ld; /* prod[co, (n, u)]: %ld x %ld */\n", w->pad_sz + w->wk_sz,
-            mp, w->ld);
+  emit_line(e, "real *const wk = work + %ld; /* wk[(k, ci) * %ld + co] = W[k, ci, co]%s */", w->pad_sz, mp,
+            mp > w->co ? ", 0 past the channels" : "");
+  emit_line(e, "real *const prod = work + %ld; /* prod[co, (n, u)]: %ld x %ld */", w->pad_sz + w->wk_sz, mp,
+            w->ld);
   if (mp > w->co)
-    sb_printf(c, "        memset(wk, 0, sizeof(real) * %ld);\n", w->wk_sz);
+    emit_line(e, "memset(wk, 0, sizeof(real) * %ld);", w->wk_sz);
   for (int j = 0; j < set->n; j++) {
-    int depth = open_kernel_rows(e, set, j, w);
-    sb_printf(c, "%*sfor (long co = 0; co < %ld; co++)\n", 4 * depth + 4, "", w->co);
-    sb_printf(c, "%*swk[p * %ld + co] = %s[%s];\n", 4 * depth + 8, "", mp, emit_pname(e, set->ar[j]->w.param),
-              weight_index(e, set->ar[j], "ci", "co"));
-    sb_printf(c, "%*s}\n", 4 * depth, "");
+    Ix wix;
+    int rows;
+    Ix co = open_kernel_rows(e, set, j, w, &wix, &rows);
+    emit_line(e, "wk[%s] = %s[%s];", ix_text(e->a, ix_add(ix_term("p", mp), co)),
+              emit_pname(e, set->ar[j]->w.param), ix_text(e->a, wix));
+    emit_close_to(e, rows);
   }
   emit_tap_at(e, set->ar[0], w);
   emit_pad(e, e->m, set, w);
-  sb_printf(c, "            /* prod[co, u] = sum over k, ci of wk[(k, ci), co] pad[ci, u + tap_at[k]] */\n"
-               "            mm_taps(%ld, (group - 1) * %ld + %ld, %ld, %ld, wk, pad, tap_at, %ld, prod, %ld);\n",
-            mp, w->plane, w->span, w->taps, w->ci, w->group * w->plane, w->ld);
-  const char *yi;
-  int depth;
-  const char *u = open_outputs(e, w, d, &yi, &depth);
-  sb_printf(c, "%*s%s[%s] += prod[co * %ld + %s];\n", 4 * depth, "", y, yi, w->ld, u);
-  sb_puts(c, "        }\n    }\n");
+  emit_line(e, "/* prod[co, u] = sum over k, ci of wk[(k, ci), co] pad[ci, u + tap_at[k]] */");
+  emit_call(e, "mm_taps", (EmitArg[]){{"m", num(e, mp)}, {"n", group_cols(e, w)}, {"taps", num(e, w->taps)},
+                                      {"ch", num(e, w->ci)}, {"a", "wk"}, {"b", "pad"},
+                                      {"tap_at", "tap_at"}, {"bcs", num(e, w->group * w->plane)},
+                                      {"c", "prod"}, {"ldc", num(e, w->ld)}}, (int[]){4, 4, 2}, 3);
+  Ix yi, co;
+  int outs = e->depth;
+  Ix u = open_outputs(e, w, d, &yi, &co);
+  emit_line(e, "%s[%s] += prod[%s];", y, ix_text(e->a, yi), ix_text(e->a, ix_add(ix_scale(e->a, co, w->ld), u)));
+  emit_close_to(e, outs);
+  emit_close_to(e, base);
   long need = w->pad_sz + w->wk_sz + w->prod_sz;
   if (need > e->work)
     e->work = need;
@@ -587,40 +605,50 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y) {
 static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *ybar) {
   const IrBlock *d = IR_BLOCK(e->primal, set->ar[0]->dst);
   long cp = round_up(w->co, w->nb), kp = round_up(w->kk, MR_);
-  StrBuf *c = e->c;
-  sb_printf(c, "    /* per group of %ld sample%s, z zero-padded into the workspace, then one product\n"
-               "     * ((k, ci) x (n, u)) ((n, u) x co) of inner dimension the group's padded positions,\n"
-               "     * the patch matrix read in place from the padded input */\n",
+  emit_line(e, "/* per group of %ld sample%s, z zero-padded into the workspace, then one product",
             w->group, w->group > 1 ? "s" : "");
-  sb_puts(c, "    {\n");
-  sb_printf(c, "        real *const pad = work;  /* pad[ci, n, x]: %ld x %ld x %ld, + NB read past the end */\n",
+  emit_line(e, " * ((k, ci) x (n, u)) ((n, u) x co) of inner dimension the group's padded positions,");
+  emit_line(e, " * the patch matrix read in place from the padded input */");
+  int base = e->depth;
+  emit_scope(e);
+  emit_line(e, "real *const pad = work;  /* pad[ci, n, x]: %ld x %ld x %ld, + NB read past the end */",
             w->ci, w->group, w->plane);
-  sb_printf(c, "        real *const yu = work + %ld; /* yu[(n, u), co] = ybar[n0 + n, co, o], 0 off the grid: %ld x %ld */\n",
+  emit_line(e, "real *const yu = work + %ld; /* yu[(n, u), co] = ybar[n0 + n, co, o], 0 off the grid: %ld x %ld */",
             w->pad_sz, w->ld, cp);
-  sb_printf(c, "        real *const dwk = work + %ld; /* dwk[(k, ci), co]: %ld x %ld */\n",
-            w->pad_sz + w->yu_sz, kp, cp);
-  sb_printf(c, "        memset(dwk, 0, sizeof(real) * %ld);\n", w->dwk_sz);
+  emit_line(e, "real *const dwk = work + %ld; /* dwk[(k, ci), co]: %ld x %ld */", w->pad_sz + w->yu_sz, kp, cp);
+  emit_line(e, "memset(dwk, 0, sizeof(real) * %ld);", w->dwk_sz);
   emit_tap_at(e, set->ar[0], w);
+  int groups = e->depth;
   emit_pad(e, e->primal, set, w);
-  sb_printf(c, "            memset(yu, 0, sizeof(real) * %ld);\n", w->yu_sz);
-  int depth;
-  const char *yi;
-  const char *u = open_outputs(e, w, d, &yi, &depth);
-  sb_printf(c, "%*syu[(%s) * %ld + co] = %s[%s];\n", 4 * depth, "", u, cp, ybar, yi);
-  sb_printf(c, "            /* dwk[(k, ci), co] += sum over (n, u) of pad[ci, u + tap_at[k]] yu[(n, u), co] */\n"
-               "            for (long j = 0; j < %ld; j += NB)\n"
-               "                mm_rows(%ld, (group - 1) * %ld + %ld, %ld, pad, tap_at, %ld, yu + j, %ld, dwk + j, %ld);\n"
-               "        }\n",
-            cp, w->kk, w->plane, w->span, w->ci, w->group * w->plane, cp, cp);
-  for (int j = 0; j < set->n; j++) {
-    sb_printf(c, "        /* d%s[k, ci, co] += dwk[(k, ci), co] */\n", IR_PARAM(e->primal, set->ar[j]->w.param)->name);
-    depth = open_kernel_rows(e, set, j, w);
-    sb_printf(c, "%*sfor (long co = 0; co < %ld; co++)\n", 4 * depth + 4, "", w->co);
-    sb_printf(c, "%*s%s[%s] += dwk[p * %ld + co];\n", 4 * depth + 8, "", set->dw[j],
-              weight_index(e, set->ar[j], "ci", "co"), cp);
-    sb_printf(c, "%*s}\n", 4 * depth, "");
+  emit_line(e, "memset(yu, 0, sizeof(real) * %ld);", w->yu_sz);
+  Ix yi, co;
+  int outs = e->depth;
+  Ix u = open_outputs(e, w, d, &yi, &co);
+  emit_line(e, "yu[%s] = %s[%s];", ix_text(e->a, ix_add(ix_scale(e->a, u, cp), co)), ybar, ix_text(e->a, yi));
+  emit_close_to(e, outs);
+  emit_line(e, "/* dwk[(k, ci), co] += sum over (n, u) of pad[ci, u + tap_at[k]] yu[(n, u), co] */");
+  Ix j = ix_const(0); /* blocks of NB columns of co; one block: no loop */
+  int blocks = e->depth;
+  if (cp > w->nb) {
+    emit_head(e, "for (long j = 0; j < %ld; j += NB)", cp);
+    j = ix_var("j");
   }
-  sb_puts(c, "    }\n");
+  emit_call(e, "mm_rows", (EmitArg[]){{"m", num(e, w->kk)}, {"k", group_cols(e, w)}, {"ch", num(e, w->ci)},
+                                      {"a", "pad"}, {"tap_at", "tap_at"},
+                                      {"acs", num(e, w->group * w->plane)},
+                                      {"panel", ix_at(e->a, "yu", j)}, {"ldp", num(e, cp)},
+                                      {"c", ix_at(e->a, "dwk", j)}, {"ldc", num(e, cp)}}, (int[]){3, 3, 2, 2}, 4);
+  emit_close_to(e, blocks);
+  emit_close_to(e, groups);
+  for (int k = 0; k < set->n; k++) {
+    emit_line(e, "/* d%s[k, ci, co] += dwk[(k, ci), co] */", IR_PARAM(e->primal, set->ar[k]->w.param)->name);
+    Ix wix;
+    int rows;
+    Ix c = open_kernel_rows(e, set, k, w, &wix, &rows);
+    emit_line(e, "%s[%s] += dwk[%s];", set->dw[k], ix_text(e->a, wix), ix_text(e->a, ix_add(ix_term("p", cp), c)));
+    emit_close_to(e, rows);
+  }
+  emit_close_to(e, base);
   long need = w->pad_sz + w->yu_sz + w->dwk_sz;
   if (need > e->work)
     e->work = need;
@@ -657,122 +685,116 @@ int emit_conv_grad_windows(Emit *e, const int *list, const char *const *zs, cons
 /* y_dst += conv(z_src) (or its scatter form for an adjoint arrow). */
 static void conv_apply(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
                        const char *t1) {
-  StrBuf *c = e->c;
   const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
-  if ((long)s->shape.channels * d->shape.channels < SMALL) {
-    conv_loops(e, ar, y, z, t0, t1);
-    return;
-  }
   Geom g = geom_of(e->m, ar);
+  Taps tp = taps_of(e, ar);
   long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
   long wsrc, wdst;
   weight_strides(e, ar, &wsrc, &wdst);
-  Cols zc = cols_of(e, ar, &g, !ar->adjoint, s->size), yc = cols_of(e, ar, &g, ar->adjoint, d->size);
-  StrBuf rd = {0}, wr = {0};
-  for (int a = 0; a < g.g; a++) {
-    const char *o = arena_printf(e->a, "o%d", a);
-    sb_printf(&rd, "%s%s", a ? ", " : "", pos_text(e, ar, a, true, o));
-    sb_printf(&wr, "%s%s", a ? ", " : "", o);
-  }
-  sb_printf(c, "    /* for each tap k: y[n, co, %s] += sum over ci of W[k, ci, co] z[n, ci, %s]: */\n",
-            ar->adjoint ? rd.data : wr.data, ar->adjoint ? wr.data : rd.data);
-  sb_printf(c, "    /* the product (co x ci) (ci x %s) over the tap's box [f, e) of outputs */\n",
+  Cols zc = cols_of(e, ar, &g, &tp, !ar->adjoint, s->size), yc = cols_of(e, ar, &g, &tp, ar->adjoint, d->size);
+  const char *out, *in;
+  pos_texts(e, ar, &tp, &out, &in);
+  emit_line(e, " * for each tap k: y[n, co, %s] += sum over ci of W[k, ci, co] z[n, ci, %s],",
+            ar->adjoint ? in : out, ar->adjoint ? out : in);
+  emit_line(e, " * the product (co x ci) (ci x %s) over the tap's box [f, e) of outputs */",
             g.g == 1 ? "(n, o0)" : "positions");
-  sb_free(&rd);
-  sb_free(&wr);
-  int depth = 1;
+  int base = e->depth;
   const char *total, *inner;
-  open_products(e, ar, &g, t0, t1, &depth, &total, &inner);
-  int in = 4 * depth;
-  sb_printf(c, "%*smm_grid(%d, %s, %d, %d, %s,\n", in, "", d->shape.channels, total,
-            s->shape.channels, s->shape.channels, inner);
-  sb_printf(c, "%*s        %s + %s, %ld, 0, %ld,\n", in, "", emit_pname(e, ar->w.param),
-            weight_index(e, ar, "0", "0"), wdst, wsrc);
-  sb_printf(c, "%*s        %s + %s, 0, %ld, %ld, %ld,\n", in, "", z, zc.off, src_sz, zc.step1, zc.step0);
-  sb_printf(c, "%*s        %s + %s, %ld, %ld, %ld, work);\n", in, "", y, yc.off, dst_sz, yc.step1, yc.step0);
-  depth -= g.g > 1 ? g.g - 1 : 0;
-  close_to(c, &depth, 1);
+  open_products(e, ar, &g, &tp, t0, t1, &total, &inner);
+  Ix w0 = weight_ix(e, ar, tp.k, ix_const(0), ix_const(0));
+  emit_call(e, "mm_grid", (EmitArg[]){
+      {"m", num(e, d->shape.channels)}, {"n", total}, {"k", num(e, s->shape.channels)},
+      {"kn", num(e, s->shape.channels)}, {"nn", inner},
+      {"a", ix_at(e->a, emit_pname(e, ar->w.param), w0)}, {"ai", num(e, wdst)}, {"ap1", "0"},
+      {"ap0", num(e, wsrc)},
+      {"b", ix_at(e->a, z, zc.off)}, {"bp1", "0"}, {"bp0", num(e, src_sz)},
+      {"bj1", num(e, zc.step1)}, {"bj0", num(e, zc.step0)},
+      {"c", ix_at(e->a, y, yc.off)}, {"ci", num(e, dst_sz)}, {"cj1", num(e, yc.step1)},
+      {"cj0", num(e, yc.step0)}, {"work", "work"}}, (int[]){5, 4, 5, 5}, 4);
+  emit_close_to(e, base);
   grid_work(e, s->shape.channels);
 }
 
 /* Average pooling: one channel to the same channel, weight 1 / taps. */
 static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
                        const char *t1) {
-  StrBuf *c = e->c;
   const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
   Geom g = geom_of(e->m, ar);
+  Taps tp = taps_of(e, ar);
   long taps = 1;
   for (int a = 0; a < g.g; a++)
     taps *= ar->ax[a].kernel;
   long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
-  sb_printf(c, "    for (long n = 0; n < batch; n++)\n"
-               "        for (long ch = 0; ch < %d; ch++) {\n"
-               "            const real *zs = %s + (n * %d + ch) * %ld;\n"
-               "            real *yd = %s + (n * %d + ch) * %ld;\n"
-               "            const real w = (real)1 / %ld;\n",
-            d->shape.channels, z, s->shape.channels, src_sz, y, d->shape.channels, dst_sz, taps);
-  int depth = 3;
-  open_taps(e, ar, &g, t0, t1, &depth);
-  open_positions(c, g.g, &depth);
-  if (!ar->adjoint)
-    sb_printf(c, "%*syd[%s] += w * zs[%s];\n", 4 * depth, "", out_index(e, &g), in_index(e, ar, &g));
-  else
-    sb_printf(c, "%*syd[%s] += w * zs[%s];\n", 4 * depth, "", in_index(e, ar, &g), out_index(e, &g));
-  depth -= g.g;
-  close_to(c, &depth, 2);
+  EmitLoop l[] = {{.var = "n", .hi = "batch"}, {.var = "ch", .n = d->shape.channels}};
+  Ix idx[2];
+  int base = emit_loops(e, l, 2, true, idx);
+  emit_line(e, "const real *zs = %s;",
+            ix_at(e->a, z, ix_scale(e->a, ix_nest(e->a, idx[0], s->shape.channels, idx[1]), src_sz)));
+  emit_line(e, "real *yd = %s;",
+            ix_at(e->a, y, ix_scale(e->a, ix_nest(e->a, idx[0], d->shape.channels, idx[1]), dst_sz)));
+  emit_line(e, "const real w = (real)1 / %ld;", taps);
+  open_taps(e, ar, &g, &tp, t0, t1, false);
+  open_positions(e, g.g);
+  const char *in = ix_text(e->a, in_ix(e, ar, &g, &tp)), *out = ix_text(e->a, out_ix(e, &g));
+  emit_line(e, "yd[%s] += w * zs[%s];", ar->adjoint ? in : out, ar->adjoint ? out : in);
+  emit_close_to(e, base);
 }
 
+/* Global average pooling: y[n, c] += the mean over the grid of z[n, c, :];
+ * its adjoint spreads y[n, c] / grid size over the grid (in a chunk of a
+ * recurrent machine, over the times [t0, t1) only). */
 static void gpool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
                         const char *t1) {
   const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
   const IrBlock *grid = ar->adjoint ? d : s;
   long n = grid->size / grid->shape.channels;
-  if (!ar->adjoint) /* y[n, c] += mean over the grid of z[n, c, :] */
-    sb_printf(e->c, "    for (long n = 0; n < batch * %d; n++) {\n"
-                    "        real t = 0;\n"
-                    "        for (long q = 0; q < %ld; q++)\n            t += %s[n * %ld + q];\n"
-                    "        %s[n] += t / %ld;\n    }\n",
-              s->shape.channels, n, z, n, y, n);
-  else if (!t0) /* y[n, c, :] += z[n, c] / grid size */
-    sb_printf(e->c, "    for (long n = 0; n < batch * %d; n++)\n"
-                    "        for (long q = 0; q < %ld; q++)\n            %s[n * %ld + q] += %s[n] / %ld;\n",
-              d->shape.channels, n, y, n, z, n);
-  else { /* the same, for the times [t0, t1) of a chunk */
-    long inner = n / d->shape.grid[0];
-    sb_printf(e->c, "    for (long n = 0; n < batch * %d; n++)\n"
-                    "        for (long q = %s * %ld; q < %s * %ld; q++)\n"
-                    "            %s[n * %ld + q] += %s[n] / %ld;\n",
-              d->shape.channels, t0, inner, t1, inner, y, n, z, n);
+  const char *rows = ix_text(e->a, ix_term("batch", d->shape.channels));
+  int base = e->depth;
+  Ix q;
+  if (!ar->adjoint) {
+    emit_open(e, "for (long n = 0; n < %s; n++)", rows);
+    emit_line(e, "real t = 0;");
+    emit_loops(e, &(EmitLoop){.var = "q", .n = n}, 1, false, &q);
+    emit_line(e, "t += %s[%s];", z, ix_text(e->a, ix_add(ix_term("n", n), q)));
+    emit_close_to(e, base + 1);
+    emit_line(e, "%s[n] += t / %ld;", y, n);
+  } else {
+    emit_head(e, "for (long n = 0; n < %s; n++)", rows);
+    if (!t0) {
+      emit_loops(e, &(EmitLoop){.var = "q", .n = n}, 1, false, &q);
+    } else {
+      long inner = n / d->shape.grid[0];
+      emit_head(e, "for (long q = %s; q < %s; q++)", ix_text(e->a, ix_term("t0", inner)),
+                ix_text(e->a, ix_term("t1", inner)));
+      q = ix_var("q");
+    }
+    emit_line(e, "%s[%s] += %s[n] / %ld;", y, ix_text(e->a, ix_add(ix_term("n", n), q)), z, n);
   }
+  emit_close_to(e, base);
 }
 
 void emit_grid_arrow(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
                      const char *t1) {
-  sb_printf(e->c, "    /* %s", ar->adjoint ? "adjoint of " : "");
+  const char *eq = arena_printf(e->a, "/* %s += %s", y, ir_arrow_text(e->a, e->m, ar, z, IR_TEXT_MATH));
+  const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
   switch (ar->kind) {
-  case ARROW_CONV: {
-    sb_printf(e->c, "conv: kernel [");
-    for (int a = 0; a < ar->ngrid; a++)
-      sb_printf(e->c, "%s%d", a ? ", " : "", ar->ax[a].kernel);
-    sb_puts(e->c, "], pads [");
-    for (int a = 0; a < ar->ngrid; a++)
-      sb_printf(e->c, "%s(%d, %d)", a ? ", " : "", ar->ax[a].pad0, ar->ax[a].pad1);
-    sb_puts(e->c, "], stride [");
-    for (int a = 0; a < ar->ngrid; a++)
-      sb_printf(e->c, "%s%d", a ? ", " : "", ar->ax[a].stride);
-    sb_puts(e->c, "], dilation [");
-    for (int a = 0; a < ar->ngrid; a++)
-      sb_printf(e->c, "%s%d", a ? ", " : "", ar->ax[a].dilation);
-    sb_printf(e->c, "]%s */\n", ar->w.transposed ? ", kernel flipped, channels swapped" : "");
-    conv_apply(e, ar, y, z, t0, t1);
+  case ARROW_CONV:
+    if (ar->w.transposed) /* the dual's form of a stride-1 conv */
+      eq = arena_printf(e->a, "%s (W^T: the kernel flipped, its channels swapped)", eq);
+    if ((long)s->shape.channels * d->shape.channels < SMALL) {
+      emit_line(e, "%s */", eq);
+      conv_loops(e, ar, y, z, t0, t1);
+    } else {
+      emit_line(e, "%s:", eq);
+      conv_apply(e, ar, y, z, t0, t1);
+    }
     break;
-  }
   case ARROW_AVGPOOL:
-    sb_puts(e->c, "average pooling */\n");
+    emit_line(e, "%s */", eq);
     pool_apply(e, ar, y, z, t0, t1);
     break;
   case ARROW_GAVGPOOL:
-    sb_puts(e->c, "global average pooling */\n");
+    emit_line(e, "%s */", eq);
     gpool_apply(e, ar, y, z, t0, t1);
     break;
   default:
@@ -785,29 +807,29 @@ void emit_grid_arrow(Emit *e, const IrArrow *ar, const char *y, const char *z, c
  * product (ci x positions) (positions x co), the positions those of the
  * tap's box (with the samples on a 1-D grid). */
 void emit_conv_grad(Emit *e, const IrArrow *ar, const char *dw, const char *z, const char *ybar) {
-  StrBuf *c = e->c;
   const IrBlock *s = IR_BLOCK(e->primal, ar->src), *d = IR_BLOCK(e->primal, ar->dst);
   if ((long)s->shape.channels * d->shape.channels < SMALL) {
     conv_grad_loops(e, ar, dw, z, ybar);
     return;
   }
   Geom g = geom_of(e->primal, ar);
+  Taps tp = taps_of(e, ar);
   long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
   long wsrc, wdst;
   weight_strides(e, ar, &wsrc, &wdst);
-  Cols zc = cols_of(e, ar, &g, !ar->adjoint, s->size), yc = cols_of(e, ar, &g, ar->adjoint, d->size);
-  int depth = 1;
+  Cols zc = cols_of(e, ar, &g, &tp, !ar->adjoint, s->size), yc = cols_of(e, ar, &g, &tp, ar->adjoint, d->size);
+  int base = e->depth;
   const char *total, *inner;
-  open_products(e, ar, &g, NULL, NULL, &depth, &total, &inner);
-  int in = 4 * depth;
-  sb_printf(c, "%*smm_grid(%d, %d, %s, %s, %d,\n", in, "", s->shape.channels, d->shape.channels,
-            total, inner, d->shape.channels);
-  sb_printf(c, "%*s        %s + %s, %ld, %ld, %ld,\n", in, "", z, zc.off, src_sz, zc.step1, zc.step0);
-  sb_printf(c, "%*s        %s + %s, %ld, %ld, 0, %ld,\n", in, "", ybar, yc.off, yc.step1, yc.step0,
-            dst_sz);
-  sb_printf(c, "%*s        %s + %s, %ld, 0, %ld, work);\n", in, "", dw, weight_index(e, ar, "0", "0"), wsrc,
-            wdst);
-  depth -= g.g > 1 ? g.g - 1 : 0;
-  close_to(c, &depth, 1);
+  open_products(e, ar, &g, &tp, NULL, NULL, &total, &inner);
+  Ix w0 = weight_ix(e, ar, tp.k, ix_const(0), ix_const(0));
+  emit_call(e, "mm_grid", (EmitArg[]){
+      {"m", num(e, s->shape.channels)}, {"n", num(e, d->shape.channels)}, {"k", total}, {"kn", inner},
+      {"nn", num(e, d->shape.channels)},
+      {"a", ix_at(e->a, z, zc.off)}, {"ai", num(e, src_sz)}, {"ap1", num(e, zc.step1)},
+      {"ap0", num(e, zc.step0)},
+      {"b", ix_at(e->a, ybar, yc.off)}, {"bp1", num(e, yc.step1)}, {"bp0", num(e, yc.step0)},
+      {"bj1", "0"}, {"bj0", num(e, dst_sz)},
+      {"c", ix_at(e->a, dw, w0)}, {"ci", num(e, wsrc)}, {"cj1", "0"}, {"cj0", num(e, wdst)}, {"work", "work"}}, (int[]){5, 4, 5, 5}, 4);
+  emit_close_to(e, base);
   grid_work(e, LONG_MAX); /* k: the positions of a tap's box, times the batch */
 }

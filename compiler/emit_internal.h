@@ -35,7 +35,63 @@ typedef struct Emit {
   long work;              /* scalars of workspace the body uses (real work[]) */
   bool *optional;         /* dual blocks that only carry dLoss/dinput, solved
                              when input_grads is set (NULL: every block) */
+  int depth;              /* emit_line.c: the indentation of the next line, in steps */
+  unsigned long long braced; /* bit d: the block at depth d was opened with a brace */
 } Emit;
+
+/* emit_index.c: affine index expressions, c + sum of coef * atom, folded as
+ * they are built (no `* 1`, `+ 0`, `0 * x`; constants summed) and printed
+ * with parentheses only around a scaled sum. Values, built in e->a. */
+enum { IX_TERMS = 16 };
+typedef struct IxTerm {
+  long coef;
+  const char *atom; /* a loop variable, or a scaled sum's text; NULL: the constant */
+  bool sum;         /* atom is a sum: parenthesised when scaled or negated */
+} IxTerm;
+typedef struct Ix {
+  IxTerm t[IX_TERMS];
+  int n;
+} Ix;
+
+Ix ix_const(long c);
+Ix ix_var(const char *v);
+Ix ix_term(const char *v, long coef);
+Ix ix_add(Ix a, Ix b);
+Ix ix_addc(Ix a, long c);
+Ix ix_addv(Ix a, const char *v, long coef);
+Ix ix_scale(Arena *ar, Ix a, long k);
+/* outer * extent + inner: one more axis of a row-major index */
+Ix ix_nest(Arena *ar, Ix outer, long extent, Ix inner);
+bool ix_is_const(Ix a, long *c);
+const char *ix_text(Arena *ar, Ix a);
+/* base + off as a pointer expression ("base" alone when off is 0) */
+const char *ix_at(Arena *ar, const char *base, Ix off);
+
+/* emit_line.c: lines at the current depth e->depth (one step: 4 spaces).
+ * emit_open writes `HEADER {` and goes one step deeper, emit_head a header
+ * whose single statement follows one step deeper; emit_close_to returns to a
+ * depth, writing `}` for the braced blocks it leaves; emit_scope opens a
+ * bare `{` block. emit_loops opens nested counted loops, outermost first,
+ * leaving out those of one trip: the innermost opened takes the brace when
+ * `brace` (a bare block when none opens); idx[i] is the index to use for
+ * loop i's variable (lo when left out). Returns the depth to close to.
+ * emit_call writes fn(value, ...), each value after a comment naming its
+ * parameter, lines[i] arguments on line i (the lines aligned). */
+void emit_line(Emit *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void emit_open(Emit *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void emit_head(Emit *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void emit_close_to(Emit *e, int depth);
+void emit_scope(Emit *e);
+typedef struct EmitLoop {
+  const char *var;
+  long lo, n;     /* for (var = lo; var < lo + n; var++), left out when n is 1 */
+  const char *hi; /* or, when not NULL, the bound known only at run time */
+} EmitLoop;
+int emit_loops(Emit *e, const EmitLoop *l, int count, bool brace, Ix *idx);
+typedef struct EmitArg {
+  const char *name, *val;
+} EmitArg;
+void emit_call(Emit *e, const char *fn, const EmitArg *args, const int *lines, int nlines);
 
 /* The prelude: the real type's kernels and activations that `body` uses. */
 void emit_kernels(StrBuf *c, bool f32, int vec_bytes, const char *body);
