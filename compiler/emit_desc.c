@@ -68,25 +68,49 @@ static void mark_reads(const IrMachine *m, const IrArrow *ar, const IrParam *p, 
   }
 }
 
+/* The arrows reading each parameter (a list per parameter: first[pi], then
+ * next[arrow]) and whether a block reads it as its bias: gathered in one
+ * pass, so that a machine of many parameters is not scanned once for each. */
+typedef struct ParamUse {
+  int *first, *next;
+  bool *bias;
+} ParamUse;
+
+static ParamUse param_use(Arena *a, const IrMachine *m) {
+  ParamUse u;
+  u.first = arena_alloc(a, sizeof(int) * ((size_t)m->params.len + 1));
+  u.next = arena_alloc(a, sizeof(int) * ((size_t)m->arrows.len + 1));
+  u.bias = arena_alloc(a, (size_t)m->params.len + 1);
+  for (int pi = 0; pi < m->params.len; pi++)
+    u.first[pi] = -1;
+  for (int i = m->arrows.len - 1; i >= 0; i--) {
+    int pi = IR_ARROW(m, i)->w.param;
+    if (pi >= 0) {
+      u.next[i] = u.first[pi];
+      u.first[pi] = i;
+    }
+  }
+  for (int i = 0; i < m->blocks.len; i++)
+    if (IR_BLOCK(m, i)->bias >= 0)
+      u.bias[IR_BLOCK(m, i)->bias] = true;
+  return u;
+}
+
 /* static const long live_P[] = {start, length, ...}: the runs of parameter
  * pi's entries that the machine reads; returns the runs' count, or -1 when it
  * reads every entry. */
-static int emit_live(Arena *a, const IrMachine *m, int pi, StrBuf *c) {
+static int emit_live(Arena *a, const IrMachine *m, const ParamUse *u, int pi, StrBuf *c) {
   const IrParam *p = IR_PARAM(m, pi);
   bool *read = arena_alloc(a, (size_t)p->size + 1);
-  for (int i = 0; i < m->arrows.len; i++) {
+  for (int i = u->first[pi]; i >= 0; i = u->next[i]) {
     const IrArrow *ar = IR_ARROW(m, i);
-    if (ar->w.param != pi)
-      continue;
     if (ar->kind != ARROW_DENSE && ar->kind != ARROW_CONV)
       return -1;
     mark_reads(m, ar, p, read);
   }
-  bool all = true;
-  for (int i = 0; i < m->blocks.len; i++)
-    all &= IR_BLOCK(m, i)->bias != pi; /* a bias is read whole */
-  if (!all)
+  if (u->bias[pi]) /* a bias is read whole */
     return -1;
+  bool all = true;
   for (long i = 0; i < p->size && all; i++)
     all = read[i];
   if (all)
@@ -129,8 +153,9 @@ void emit_descriptor(const IrMachine *m, const Layout *lay, const EmitOptions *o
   int_array(c, "outputs", m->outputs, m->noutputs);
   /* the parts of the parameters the machine reads (the optimizer's runs) */
   int *runs = arena_alloc(a, sizeof(int) * ((size_t)m->params.len + 1));
+  ParamUse use = param_use(a, m);
   for (int i = 0; i < m->params.len; i++)
-    runs[i] = emit_live(a, m, i, c);
+    runs[i] = emit_live(a, m, &use, i, c);
   sb_puts(c, "static const struct mach_param params[] = {\n");
   for (int i = 0; i < m->params.len; i++) {
     const IrParam *p = IR_PARAM(m, i);

@@ -58,7 +58,10 @@ long ir_shape_size(const Shape *s) {
 }
 
 /* Maps a .mach name to a C identifier: "m.x[2]" -> "m_x_2". A clash with a
- * name already handed out gets a numeric suffix. */
+ * name already handed out gets a numeric suffix. The value kept for each
+ * name handed out is the next suffix to try when it is the base of a clash,
+ * so that n names mapping to one base ("x", "x_", "x__", ...) cost n
+ * lookups each, not n^2 in all. */
 const char *ir_cname(Arena *a, StrMap *used, const char *prefix, const char *name) {
   size_t n = strlen(prefix) + strlen(name);
   char *buf = arena_alloc(a, n + 24);
@@ -73,11 +76,17 @@ const char *ir_cname(Arena *a, StrMap *used, const char *prefix, const char *nam
   while (p > buf && p[-1] == '_')
     p--;
   *p = '\0';
-  char *base = arena_strdup(a, buf);
-  for (int k = 2; strmap_get(used, buf); k++)
-    snprintf(buf, n + 24, "%s_%d", base, k);
+  int *next = strmap_get(used, buf);
+  if (next) {
+    char *base = arena_strdup(a, buf);
+    do
+      snprintf(buf, n + 24, "%s_%d", base, (*next)++);
+    while (strmap_get(used, buf));
+  }
   char *out = arena_strdup(a, buf);
-  strmap_put(a, used, out, out);
+  int *mine = arena_alloc(a, sizeof *mine);
+  *mine = 2;
+  strmap_put(a, used, out, mine);
   return out;
 }
 

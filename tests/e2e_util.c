@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -575,8 +576,9 @@ E2eRun e2e_run(const char *cwd, double timeout, const char *const *argv) {
     _exit(127);
   }
   int st = 0;
+  struct rusage ru = {0};
   for (;;) {
-    pid_t w = waitpid(pid, &st, WNOHANG);
+    pid_t w = wait4(pid, &st, WNOHANG, &ru);
     if (w == pid)
       break;
     if (w < 0 && errno != EINTR)
@@ -584,7 +586,7 @@ E2eRun e2e_run(const char *cwd, double timeout, const char *const *argv) {
     if (now() - t0 > timeout) {
       kill(-pid, SIGKILL);
       kill(pid, SIGKILL);
-      waitpid(pid, &st, 0);
+      wait4(pid, &st, 0, &ru);
       r.timed_out = true;
       break;
     }
@@ -592,6 +594,8 @@ E2eRun e2e_run(const char *cwd, double timeout, const char *const *argv) {
     nanosleep(&ts, NULL);
   }
   r.seconds = now() - t0;
+  r.cpu_seconds = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                  1e-6 * (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
   if (!r.timed_out) {
     if (WIFEXITED(st))
       r.status = WEXITSTATUS(st);

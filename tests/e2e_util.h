@@ -89,7 +89,9 @@ typedef struct E2eRun {
   int sig;     /* the signal that ended it, 0 if none */
   bool timed_out;
   char *out, *err; /* captured stdout and stderr (NUL-terminated) */
-  double seconds;
+  double seconds;     /* wall-clock */
+  double cpu_seconds; /* user + system time of the command and what it waited for:
+                         growth checks compare these, which other load does not inflate */
 } E2eRun;
 
 /* Runs argv (argv[0] looked up in PATH) in directory cwd (NULL: the current
