@@ -135,7 +135,7 @@ $(OBJ)/gen/%.o: $(GEN)/%.c compiler/machc.h $(GEN)/parser.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Wno-unused-function -Icompiler -I$(GEN) -c -o $@ $<
 
-$(OBJ)/compiler/%.o: compiler/%.c compiler/machc.h $(GEN)/parser.h runtime/rt.h runtime/machrt.h
+$(OBJ)/compiler/%.o: compiler/%.c $(wildcard compiler/*.h) $(GEN)/parser.h runtime/rt.h runtime/machrt.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Icompiler -I$(GEN) -Iruntime \
 	  -DMACHC_ROOT='"$(ROOT)"' -DMACHC_LIBDIR='"$(LIBDIR)"' \

@@ -584,7 +584,7 @@ static Value *eval_member(Ev *ev, Scope *sc, const Ast *n) {
   Value *base = eval(ev, sc, n->lhs);
   if (!base)
     return NULL;
-  if (base->kind == V_MACHINE && base->def && !base->args.len && !base->kwargs.len &&
+  if (base->kind == V_MACHINE && base->def && !base->call &&
       n->lhs->kind == AST_NAME) { /* `use dense_net = dense_net(...)`: the label */
     Value *r = vnew(ev, V_REF, base->loc);
     r->s = n->lhs->str;
@@ -896,17 +896,21 @@ static Value *eval_call(Ev *ev, Scope *sc, const Ast *n) {
   case V_ACT:
     return apply_act(ev, f, &a, n->loc);
   case V_MACHINE: {
-    if (!f->def || f->args.len || f->kwargs.len) {
+    if (!f->def || f->call) {
       err(ev, n->loc, "this machine is already instantiated");
       return NULL;
     }
     Value *v = vnew(ev, V_MACHINE, n->loc);
     v->def = f->def;
+    if (a.npos + a.nkw == 0)
+      return v;
+    charge(ev, 1, sizeof(VCall), n->loc);
+    v->call = arena_alloc(ev->a, sizeof *v->call);
     for (int i = 0; i < a.npos; i++)
-      vec_push(ev->a, &v->args, a.pos[i]);
+      vec_push(ev->a, &v->call->args, a.pos[i]);
     for (int i = 0; i < a.nkw; i++) {
-      vec_push(ev->a, &v->kwnames, (void *)a.kwname[i]);
-      vec_push(ev->a, &v->kwargs, a.kw[i]);
+      vec_push(ev->a, &v->call->kwnames, (void *)a.kwname[i]);
+      vec_push(ev->a, &v->call->kwargs, a.kw[i]);
     }
     return v;
   }
@@ -1324,40 +1328,42 @@ static bool exec_body(Ev *ev, Scope *sc, const AstList *body) {
 /* Binds a machine's parameters from a call's arguments (defaults are
  * evaluated in the machine's own scope, after the arguments before them). */
 static bool bind_params(Ev *ev, Scope *sc, Value *m, Loc loc) {
+  static const VCall none;
+  const VCall *c = m->call ? m->call : &none;
   const Ast *def = m->def;
   int np = def->params.len;
-  if (m->args.len > np) {
+  if (c->args.len > np) {
     err(ev, loc, "machine '%s' takes %d argument%s, but %d %s given", def->str, np,
-        np == 1 ? "" : "s", m->args.len, m->args.len == 1 ? "was" : "were");
+        np == 1 ? "" : "s", c->args.len, c->args.len == 1 ? "was" : "were");
     diag_note(ev->d, def->loc, "'%s' is defined here", def->str);
     return false;
   }
-  for (int k = 0; k < m->kwnames.len; k++) {
+  for (int k = 0; k < c->kwnames.len; k++) {
     bool found = false;
     for (int i = 0; i < np && !found; i++) {
       const Ast *p = def->params.items[i];
-      found = strcmp(p->str, m->kwnames.items[k]) == 0;
+      found = strcmp(p->str, c->kwnames.items[k]) == 0;
     }
     if (!found) {
       Suggest sg;
-      diag_suggest_init(&sg, m->kwnames.items[k]);
+      diag_suggest_init(&sg, c->kwnames.items[k]);
       for (int i = 0; i < np; i++)
         diag_suggest_add(&sg, ((const Ast *)def->params.items[i])->str);
-      err(ev, ((Value *)m->kwargs.items[k])->loc, "machine '%s' has no parameter '%s'%s",
-          def->str, (char *)m->kwnames.items[k], diag_suggest_hint(&sg));
+      err(ev, ((Value *)c->kwargs.items[k])->loc, "machine '%s' has no parameter '%s'%s",
+          def->str, (char *)c->kwnames.items[k], diag_suggest_hint(&sg));
       return false;
     }
   }
   for (int i = 0; i < np; i++) {
     const Ast *p = def->params.items[i];
-    Value *v = i < m->args.len ? m->args.items[i] : NULL;
-    for (int k = 0; k < m->kwnames.len; k++)
-      if (strcmp(p->str, m->kwnames.items[k]) == 0) {
+    Value *v = i < c->args.len ? c->args.items[i] : NULL;
+    for (int k = 0; k < c->kwnames.len; k++)
+      if (strcmp(p->str, c->kwnames.items[k]) == 0) {
         if (v) {
-          err(ev, ((Value *)m->kwargs.items[k])->loc, "parameter '%s' is given twice", p->str);
+          err(ev, ((Value *)c->kwargs.items[k])->loc, "parameter '%s' is given twice", p->str);
           return false;
         }
-        v = m->kwargs.items[k];
+        v = c->kwargs.items[k];
       }
     if (!v && p->kind == AST_KWARG)
       v = eval(ev, sc, p->lhs);

@@ -20,12 +20,25 @@ typedef enum VKind {
                 applied (ints or lists); transposed for transpose(W) */
   V_TERMS,   /* items: Term*: a linear part, a sum of terms */
   V_BEXPR,   /* act + items (Term*) + gate (ACT_MUL, ACT_SOFTMAX_JVP): a block's definition */
-  V_MACHINE, /* def + args, or op + lhs/rhs for a composition */
+  V_MACHINE, /* def + call (its arguments, once called), or op + lhs/rhs for a composition */
   V_INIT,    /* init + f (scale): how a parameter starts */
   V_FUNC,    /* s: a builtin function (len, sum, min, max, ...) */
 } VKind;
 
 typedef struct Value Value;
+
+/* The arguments of a machine call: only machine values that were called
+ * carry them, so that every other value stays small. */
+typedef struct VCall {
+  PtrVec args;    /* Value* positional arguments */
+  PtrVec kwnames; /* const char* keyword argument names */
+  PtrVec kwargs;  /* Value* keyword argument values */
+} VCall;
+
+/* The fields of one kind only share memory: a block of 100,000 lines makes
+ * about a million values, counted against the memory limit of evaluation
+ * (docs/language.md §14), so a value is 96 bytes rather than 200. Which
+ * fields a kind uses is said beside its name in VKind. */
 struct Value {
   VKind kind;
   Loc loc;
@@ -33,18 +46,21 @@ struct Value {
   double f;
   const char *s;
   PtrVec items;
-  Shape shape;
-  Act act;
-  Value *gate;          /* V_BEXPR with ACT_MUL or ACT_SOFTMAX_JVP: a V_REF */
-  bool transposed;      /* V_REF */
-  InitKind init;        /* V_INIT */
-  /* V_MACHINE */
-  const Ast *def;       /* AST_MACHINE, or NULL for a composition */
-  PtrVec args;          /* Value* positional arguments */
-  PtrVec kwnames;       /* const char* keyword argument names */
-  PtrVec kwargs;        /* Value* keyword argument values */
-  int op;               /* OP_ADD, OP_PAR, OP_SEQ for compositions */
-  Value *lhs, *rhs;
+  int op; /* V_MACHINE: OP_ADD, OP_PAR, OP_SEQ for compositions */
+  union {
+    bool transposed; /* V_REF */
+    InitKind init;   /* V_INIT */
+    Shape shape;     /* V_SHAPE */
+    struct {         /* V_ACT, V_BEXPR */
+      Act act;
+      Value *gate; /* V_BEXPR with ACT_MUL or ACT_SOFTMAX_JVP: a V_REF */
+    };
+    struct {          /* V_MACHINE */
+      const Ast *def; /* AST_MACHINE, or NULL for a composition */
+      VCall *call;    /* the arguments once called (NULL: none given) */
+      Value *lhs, *rhs;
+    };
+  };
 };
 
 typedef enum TermKind {
