@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -242,10 +243,7 @@ static int parse_args(int argc, char **argv, Options *o) {
   return -1;
 }
 
-/* Writes a file atomically: a temporary beside it, then rename. */
-static bool write_file(const char *path, const char *data, size_t len) {
-  char tmp[PATH_MAX];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+static bool write_tmp(const char *path, const char *tmp, const char *data, size_t len) {
   FILE *f = fopen(tmp, "wb");
   if (!f) {
     fprintf(stderr, "machc: cannot write %s: %s\n", path, strerror(errno));
@@ -261,6 +259,51 @@ static bool write_file(const char *path, const char *data, size_t len) {
   return true;
 }
 
+/* What a signal (Ctrl-C, a timeout's SIGTERM) must not leave behind: the
+ * temporary of the file being written, the generated C of a binary and its
+ * directory under /tmp, and the C compiler working on it. A handler reaches
+ * them only through statics: the one global state of machc, set and cleared
+ * around those steps. */
+static const char *volatile sig_tmp, *volatile sig_cfile, *volatile sig_hfile, *volatile sig_dir;
+static volatile pid_t sig_child;
+
+static void on_signal(int sig) {
+  pid_t child = sig_child;
+  if (child > 0) { /* the compiler removes its own partial output */
+    kill(child, sig);
+    waitpid(child, NULL, 0);
+  }
+  const char *paths[3] = {sig_tmp, sig_cfile, sig_hfile};
+  for (int i = 0; i < 3; i++)
+    if (paths[i])
+      unlink(paths[i]);
+  if (sig_dir)
+    rmdir(sig_dir);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static void catch_signals(void) {
+  static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+  struct sigaction sa = {0};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+    sigaddset(&sa.sa_mask, sigs[i]); /* one cleanup at a time */
+  for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+    sigaction(sigs[i], &sa, NULL);
+}
+
+/* Writes a file atomically: a temporary beside it, then rename. */
+static bool write_file(const char *path, const char *data, size_t len) {
+  char tmp[PATH_MAX];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+  sig_tmp = tmp;
+  bool done = write_tmp(path, tmp, data, len);
+  sig_tmp = NULL;
+  return done;
+}
+
 static char *strip_ext(Arena *a, const char *path, const char *ext) {
   const char *base = strrchr(path, '/');
   base = base ? base + 1 : path;
@@ -272,18 +315,32 @@ static char *strip_ext(Arena *a, const char *path, const char *ext) {
 
 /* Runs argv; returns its exit status, or -1 if it could not start. */
 static int run(char **argv) {
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &old); /* until the child is known to the handler */
   pid_t pid = fork();
-  if (pid < 0)
+  if (pid < 0) {
+    sigprocmask(SIG_SETMASK, &old, NULL);
     return -1;
+  }
   if (pid == 0) {
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+      signal(sigs[i], SIG_DFL);
+    sigprocmask(SIG_SETMASK, &old, NULL);
     execvp(argv[0], argv);
     fprintf(stderr, "machc: cannot run %s: %s\n", argv[0], strerror(errno));
     _exit(127);
   }
+  sig_child = pid;
+  sigprocmask(SIG_SETMASK, &old, NULL);
   int st;
   while (waitpid(pid, &st, 0) < 0)
-    if (errno != EINTR)
+    if (errno != EINTR) {
+      sig_child = 0;
       return -1;
+    }
+  sig_child = 0;
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
@@ -408,6 +465,7 @@ static int emit_output(Arena *a, const Options *o, const Paths *paths, IrMachine
     }
     cpath = arena_printf(a, "%s/model.c", tmpdir);
     hpath = arena_printf(a, "%s/model.h", tmpdir);
+    sig_dir = tmpdir, sig_cfile = cpath, sig_hfile = hpath;
   }
   const char *hbase = strrchr(hpath, '/');
   eo.header_name = hbase ? hbase + 1 : hpath;
@@ -437,6 +495,7 @@ static int emit_output(Arena *a, const Options *o, const Paths *paths, IrMachine
     remove(cpath);
     remove(hpath);
     rmdir(tmpdir);
+    sig_dir = sig_cfile = sig_hfile = NULL;
   }
   return status;
 }
@@ -446,6 +505,7 @@ int main(int argc, char **argv) {
   int st = parse_args(argc, argv, &o);
   if (st >= 0)
     return st;
+  catch_signals();
   Paths paths;
   find_paths(&paths);
   o.stdlib[o.nstdlib++] = paths.stdlib;

@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "e2e_util.h"
@@ -363,3 +366,54 @@ Test(hostile, the_good_run_works) {
   cr_assert(access(e2e_path(dir, "wt.npz"), F_OK) == 0);
   cr_assert_null(temporaries(dir));
 }
+
+/* A signal while the C compiler works on a binary (Ctrl-C, a timeout's
+ * SIGTERM): machc stops the compiler and removes the generated C and its
+ * directory under /tmp, then dies of the signal. The "compiler" here logs
+ * its arguments (so the test learns the temporary directory) and sleeps. */
+static void signal_during_cc(int sig) {
+  const char *dir = e2e_tmpdir();
+  char *cc = e2e_path(dir, "slowcc.sh"), *log = e2e_path(dir, "cc.log");
+  e2e_write_text(cc, "#!/bin/sh\necho \"$$ $*\" > \"$SLOWCC_LOG.tmp\"\nmv \"$SLOWCC_LOG.tmp\" \"$SLOWCC_LOG\"\n"
+                     "exec sleep 60\n");
+  cr_assert_eq(chmod(cc, 0755), 0);
+  e2e_write_text(e2e_path(dir, "m.mach"), model_src);
+  pid_t pid = fork();
+  cr_assert(pid >= 0);
+  if (pid == 0) {
+    setenv("CC", cc, 1);
+    setenv("SLOWCC_LOG", log, 1);
+    if (chdir(dir) != 0)
+      _exit(126);
+    execl(e2e_machc(), e2e_machc(), "m.mach", "-o", "m.bin", (char *)NULL);
+    _exit(127);
+  }
+  char *text = NULL;
+  for (int i = 0; i < 2000 && !text; i++) { /* up to 20 s for the compile to start */
+    struct timespec ts = {0, 10000000};
+    nanosleep(&ts, NULL);
+    text = e2e_read_file(log, NULL);
+  }
+  if (!text)
+    kill(pid, SIGKILL);
+  cr_assert(text, "the C compiler never started");
+  int ccpid = atoi(text);
+  char *cfile = strstr(text, "/model.c");
+  cr_assert(cfile, "%s", text);
+  char *start = cfile;
+  while (start > text && start[-1] != ' ')
+    start--;
+  char *tmpdir = e2e_fmt("%.*s", (int)(cfile - start), start);
+  cr_assert(access(e2e_fmt("%s/model.c", tmpdir), F_OK) == 0, "%s/model.c is not there while compiling", tmpdir);
+  kill(pid, sig);
+  int st;
+  cr_assert_eq(waitpid(pid, &st, 0), pid);
+  cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == sig, "machc: status %#x, want death by signal %d", st, sig);
+  cr_assert(access(tmpdir, F_OK) != 0, "%s left behind", tmpdir);
+  cr_assert(access(e2e_path(dir, "m.bin"), F_OK) != 0, "m.bin written");
+  cr_assert(kill(ccpid, 0) != 0, "the C compiler (pid %d) still runs", ccpid);
+  free(text);
+}
+
+Test(hostile, sigterm_during_the_c_compiler_leaves_nothing) { signal_during_cc(SIGTERM); }
+Test(hostile, sigint_during_the_c_compiler_leaves_nothing) { signal_during_cc(SIGINT); }
