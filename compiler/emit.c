@@ -848,7 +848,7 @@ void emit_c(const IrMachine *m, const IrMachine *dual, const EmitOptions *o, Str
   sb_puts(c, " */\n");
   sb_printf(c, "#include \"%s\"\n\n#include <math.h>\n%s#include <string.h>\n\n",
             o->header_name ? o->header_name : arena_printf(a, "%s.h", prefix),
-            o->f32 ? "#include <stdint.h> /* exp_vec */\n" : "");
+            o->f32 && !o->plain_kernels ? "#include <stdint.h> /* exp_vec */\n" : "");
   if (!o->standalone)
     sb_printf(c, "%s#include \"machrt.h\"\n\n", o->f32 ? "#define MACH_F32\n" : "");
   if (o->fp_contract_off) /* gcc ignores the standard pragma; clang honours it */
@@ -877,7 +877,7 @@ void emit_c(const IrMachine *m, const IrMachine *dual, const EmitOptions *o, Str
     emit_train(m, o, prefix, lay.state_size, state_scratch, lay.z_off[m->outputs[0]], &fns);
   if (!o->standalone)
     emit_descriptor(m, &lay, o, prefix, &fns);
-  emit_kernels(c, o->f32, o->vec_bytes ? o->vec_bytes : 64, fns.data);
+  emit_kernels(c, o, fns.data);
   sb_puts(c, fns.data);
   sb_free(&fns);
   emit_header(m, &lay, o, prefix, scratch, state_scratch, h);

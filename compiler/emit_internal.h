@@ -93,8 +93,9 @@ typedef struct EmitArg {
 } EmitArg;
 void emit_call(Emit *e, const char *fn, const EmitArg *args, const int *lines, int nlines);
 
-/* The prelude: the real type's kernels and activations that `body` uses. */
-void emit_kernels(StrBuf *c, bool f32, int vec_bytes, const char *body);
+/* The prelude: the kernels and activations that `body` uses, with what they
+ * call, each once, callees first; tuned or plain (o->plain_kernels). */
+void emit_kernels(StrBuf *c, const EmitOptions *o, const char *body);
 /* NB, the columns of the kernels' register tile: two vectors of the target. */
 long emit_nb(bool f32, int vec_bytes);
 /* The scratch of one mm_grid call of inner dimension k (LONG_MAX: known only

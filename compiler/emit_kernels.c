@@ -1,17 +1,32 @@
-/* emit_kernels.c — the fixed part of every generated file: the real type,
- * the dense kernels and the activations with their derivatives.
+/* emit_kernels.c — the prelude of every generated file: the kernels the
+ * generated code calls (matrix products, bias, grid bounds), the activations
+ * with their derivatives, the softmax.
  *
- * The kernels are plain C written so that clang vectorizes them: small
- * fixed-size accumulator arrays that stay in registers (register blocking),
- * unit-stride inner loops. Every call site passes compile-time sizes except
- * the batch, and the kernels are static, so clang specializes them. */
+ * The prelude is data: a table of kernels, each with the names it defines,
+ * the kernels it calls and its C text. A generated file gets the kernels its
+ * code names and, transitively, what they call, each once, callees first.
+ * Texts take two parameters, written $NB (the column tile) and $f (the
+ * suffix of libm's functions: "f" for float, "" for double).
+ *
+ * Two sets of kernels, same names and signatures, so the call sites are the
+ * same with either:
+ * - tuned (the default): plain C written so that clang vectorizes it: small
+ *   fixed-size accumulator arrays that stay in registers (register blocking),
+ *   packed panels, unit-stride inner loops, OpenMP above PAR_WORK. Every
+ *   call site passes compile-time sizes except the batch, and the kernels
+ *   are static, so clang specializes them.
+ * - plain (--kernels=plain): the obvious loops, one output element at a
+ *   time, for reading the generated code (and as a reference for the tuned
+ *   ones: the test suite runs models both ways). */
 #include "emit_internal.h"
 
+#include <assert.h>
+#include <stdint.h>
 #include <string.h>
 
-static const char kernels[] =
-    "/* ---- kernels ------------------------------------------------------------ */\n"
-    "\n"
+/* ---- tuned kernels ----------------------------------------------------------- */
+
+static const char k_tuned_sizes[] =
     "/* Threads (OpenMP, when compiled with -fopenmp): a kernel splits its OUTPUT\n"
     " * among the threads, never a sum, and every output element is computed by\n"
     " * the same operations in the same order as on one thread, so results are\n"
@@ -21,10 +36,11 @@ static const char kernels[] =
     "#include <omp.h>\n"
     "#endif\n"
     "enum { MR = 4,    /* rows of C per micro-kernel call */\n"
-    "       NB = %d,   /* columns of C kept in registers: two vectors */\n"
+    "       NB = $NB,   /* columns of C kept in registers: two vectors */\n"
     "       KC = 256,  /* rows of B packed at a time (NB x KC fits in L1) */\n"
-    "       PAR_WORK = 1 << 17 };\n"
-    "\n"
+    "       PAR_WORK = 1 << 17 };\n";
+
+static const char k_mm_micro[] =
     "/* C[MR x NB] += A[MR x kc] P[kc x NB], P a packed panel of B: the accumulators\n"
     " * stay in registers while p runs. A(i, p) = a[i * ars + p * acs]. */\n"
     "static void mm_micro(long kc, const real *restrict a, long ars, long acs,\n"
@@ -43,8 +59,9 @@ static const char kernels[] =
     "    for (int r = 0; r < MR; r++)\n"
     "        for (int s = 0; s < NB; s++)\n"
     "            c[r * ldc + s] = acc[r][s];\n"
-    "}\n"
-    "\n"
+    "}\n";
+
+static const char k_mm_gen_seq[] =
     "/* C[m x n] += A[m x k] B[k x n], with A(i, p) = a[i * ars + p * acs] and\n"
     " * B(p, j) = b[p * bps + j * bjs]: any of A, B may be read transposed. Panels\n"
     " * of B (KC x NB) are copied to a contiguous buffer on the stack first, so\n"
@@ -78,8 +95,9 @@ static const char kernels[] =
     "                for (long s = j; s < n; s++)\n"
     "                    c[i * ldc + s] += ar * b[p * bps + s * bjs];\n"
     "            }\n"
-    "}\n"
-    "\n"
+    "}\n";
+
+static const char k_mm_gen[] =
     "/* The same, its rows split among the threads: each thread takes a contiguous\n"
     " * range cut at a multiple of MR, so every row goes through the same path\n"
     " * (micro-kernel or remainder) as on one thread. Rows are the batch in the\n"
@@ -103,8 +121,9 @@ static const char kernels[] =
     "    }\n"
     "#endif\n"
     "    mm_gen_seq(m, n, k, a, ars, acs, b, bps, bjs, c, ldc);\n"
-    "}\n"
-    "\n"
+    "}\n";
+
+static const char k_tuned_mm_grid[] =
     "/* C[m x n] += A[m x k] B[k x n] for the loop nests of grid arrows, where the\n"
     " * contraction index p and the column index j each stand for two loop\n"
     " * indices, p = (p1, p0) with p0 < kn and j = (j1, j0) with j0 < nn (for\n"
@@ -130,17 +149,17 @@ static const char kernels[] =
     "    const int rows = 2 * nn >= NB;\n"
     "    for (long j = 0; j < n;) {\n"
     "        long nb = n - j < NB ? n - j : NB;\n"
-    "        if (rows && nn - j %% nn < nb)\n"
-    "            nb = nn - j %% nn; /* the block ends with its row */\n"
+    "        if (rows && nn - j % nn < nb)\n"
+    "            nb = nn - j % nn; /* the block ends with its row */\n"
     "        for (long s = 0; s < nb; s++) { /* where column j + s lives in B and C */\n"
-    "            long j1 = (j + s) / nn, j0 = (j + s) %% nn;\n"
+    "            long j1 = (j + s) / nn, j0 = (j + s) % nn;\n"
     "            boff[s] = j1 * bj1 + j0 * bj0;\n"
     "            coff[s] = j1 * cj1 + j0 * cj0;\n"
     "        }\n"
     "        for (long p0 = 0; p0 < k; p0 += KC) {\n"
     "            long kc = k - p0 < KC ? k - p0 : KC;\n"
     "            /* row p0 + p of B lives at b + q1 * bp1 + q0 * bp0, (q1, q0) = p0 + p */\n"
-    "            for (long p = 0, q1 = p0 / kn, q0 = p0 %% kn; p < kc; p++) {\n"
+    "            for (long p = 0, q1 = p0 / kn, q0 = p0 % kn; p < kc; p++) {\n"
     "                real *restrict row = bpanel + p * NB;\n"
     "                const long poff = q1 * bp1 + q0 * bp0;\n"
     "                const real *bp = b + poff + boff[0];\n"
@@ -160,7 +179,7 @@ static const char kernels[] =
     "            }\n"
     "            for (long i = 0; i < m; i += MR) {\n"
     "                long mr = m - i < MR ? m - i : MR;\n"
-    "                for (long p = 0, q1 = p0 / kn, q0 = p0 %% kn; p < kc; p++) {\n"
+    "                for (long p = 0, q1 = p0 / kn, q0 = p0 % kn; p < kc; p++) {\n"
     "                    const long aoff = q1 * ap1 + q0 * ap0;\n"
     "                    for (long r = 0; r < MR; r++)\n"
     "                        apanel[p * MR + r] = r < mr ? a[(i + r) * ai + aoff] : 0;\n"
@@ -183,8 +202,9 @@ static const char kernels[] =
     "        }\n"
     "        j += nb;\n"
     "    }\n"
-    "}\n"
-    "\n"
+    "}\n";
+
+static const char k_taps_micro[] =
     "/* C[m x n] = sum over taps t and channels q of A(i, (t, q)) B((t, q), j), set\n"
     " * (not added): a convolution whose patch matrix is read in place from a\n"
     " * zero-padded input, row (t, q) the window of channel q at tap t:\n"
@@ -212,8 +232,9 @@ static const char kernels[] =
     "    for (int r = 0; r < MR; r++)\n"
     "        for (int s = 0; s < NB; s++)\n"
     "            c[r * ldc + s] = acc[r][s];\n"
-    "}\n"
-    "\n"
+    "}\n";
+
+static const char k_taps_cols[] =
     "/* One block of NB columns of mm_taps, the channels in chunks of taps x chunk\n"
     " * <= KC rows: the rows of B the block reads stay in L1 while every row\n"
     " * block of A passes. */\n"
@@ -227,8 +248,9 @@ static const char kernels[] =
     "            taps_micro(taps, qc, a + q0 * m + i, m, ch * m, b + q0 * bcs, tap_at, bcs,\n"
     "                       c + i * ldc, ldc, q0 > 0);\n"
     "    }\n"
-    "}\n"
-    "\n"
+    "}\n";
+
+static const char k_tuned_mm_taps[] =
     "static void mm_taps(long m, long n, long taps, long ch, const real *restrict a,\n"
     "                    const real *restrict b, const long *restrict tap_at, long bcs,\n"
     "                    real *restrict c, long ldc)\n"
@@ -244,8 +266,9 @@ static const char kernels[] =
     "#endif\n"
     "    for (long j = 0; j < n; j += NB)\n"
     "        taps_cols(m, taps, ch, a, b + j, tap_at, bcs, c + j, ldc);\n"
-    "}\n"
-    "\n"
+    "}\n";
+
+static const char k_rows_micro[] =
     "/* C[m x NB] += A[m x k] P[k x NB] for the kernel gradient of a convolution:\n"
     " * row i = (t, q) of A is the window of channel q at tap t of a zero-padded\n"
     " * input, A(i, p) = a[q * acs + tap_at[t] + p]; P(p, s) = panel[p * ldp + s];\n"
@@ -268,8 +291,9 @@ static const char kernels[] =
     "    for (int r = 0; r < mr; r++)\n"
     "        for (int s = 0; s < NB; s++)\n"
     "            c[r * ldc + s] += acc[r][s];\n"
-    "}\n"
-    "\n"
+    "}\n";
+
+static const char k_rows_block[] =
     "/* Rows i .. i + MR of C. */\n"
     "static void rows_block(long i, long m, long k, long ch, const real *restrict a,\n"
     "                       const long *restrict tap_at, long acs, const real *restrict panel,\n"
@@ -278,12 +302,13 @@ static const char kernels[] =
     "    const real *row[MR];\n"
     "    for (int r = 0; r < MR; r++) {\n"
     "        long q = i + r < m ? i + r : 0;\n"
-    "        row[r] = a + q %% ch * acs + tap_at[q / ch];\n"
+    "        row[r] = a + q % ch * acs + tap_at[q / ch];\n"
     "    }\n"
     "    rows_micro(k, row[0], row[1], row[2], row[3], panel, ldp, c + i * ldc, ldc,\n"
     "               m - i < MR ? m - i : MR);\n"
-    "}\n"
-    "\n"
+    "}\n";
+
+static const char k_tuned_mm_rows[] =
     "/* Blocks of MR rows (k, ci) of the kernel gradient among the threads, each\n"
     " * summing over all of the group's positions for its rows. */\n"
     "static void mm_rows(long m, long k, long ch, const real *restrict a, const long *restrict tap_at,\n"
@@ -299,35 +324,26 @@ static const char kernels[] =
     "#endif\n"
     "    for (long i = 0; i < m; i += MR)\n"
     "        rows_block(i, m, k, ch, a, tap_at, acs, panel, ldp, c, ldc);\n"
-    "}\n"
-    "\n"
+    "}\n";
+
+static const char k_tuned_mm_acc[] =
     "/* C[m x n] += A B, A(i, p) = a[i * ars + p * acs]: (ars, acs) = (lda, 1)\n"
     " * reads A, (1, lda) reads A^T (the parameter gradients z^T ybar). */\n"
     "static void mm_acc(long m, long n, long k, const real *restrict a, long ars, long acs,\n"
     "                   const real *restrict b, long ldb, real *restrict c, long ldc)\n"
     "{\n"
     "    mm_gen(m, n, k, a, ars, acs, b, ldb, 1, c, ldc);\n"
-    "}\n"
-    "\n"
+    "}\n";
+
+static const char k_tuned_mm_nt[] =
     "/* C[m x n] += A[m x k] B[n x k]^T: the dual of a dense arrow reads W^T. */\n"
     "static void mm_nt(long m, long n, long k, const real *restrict a, long lda,\n"
     "                  const real *restrict b, long ldb, real *restrict c, long ldc)\n"
     "{\n"
     "    mm_gen(m, n, k, a, lda, 1, b, 1, ldb, c, ldc);\n"
-    "}\n"
-    "\n"
-    "/* y[b, c, g] = bias[c] (+= when add), over a batch of blocks of c channels\n"
-    " * times g grid points. */\n"
-    "static void bias_set(real *restrict y, const real *restrict bias, long batch, long c, long g, int add)\n"
-    "{\n"
-    "    for (long n = 0; n < batch; n++)\n"
-    "        for (long ch = 0; ch < c; ch++) {\n"
-    "            real *row = y + (n * c + ch) * g;\n"
-    "            for (long t = 0; t < g; t++)\n"
-    "                row[t] = (add ? row[t] : 0) + bias[ch];\n"
-    "        }\n"
-    "}\n"
-    "\n"
+    "}\n";
+
+static const char k_bias_grad_ch[] =
     "/* dbias[c] += sum over batch and grid of ybar[b, c, g] */\n"
     "static void bias_grad_ch(real *restrict db, const real *restrict ybar, long batch, long c, long g,\n"
     "                         long ch)\n"
@@ -339,8 +355,9 @@ static const char kernels[] =
     "            t += row[q];\n"
     "        db[ch] += t;\n"
     "    }\n"
-    "}\n"
-    "\n"
+    "}\n";
+
+static const char k_tuned_bias_grad[] =
     "/* (channels among the threads, each summing the whole batch for its own) */\n"
     "static void bias_grad(real *restrict db, const real *restrict ybar, long batch, long c, long g)\n"
     "{\n"
@@ -354,116 +371,13 @@ static const char kernels[] =
     "#endif\n"
     "    for (long ch = 0; ch < c; ch++)\n"
     "        bias_grad_ch(db, ybar, batch, c, g, ch);\n"
-    "}\n"
-    "\n"
-    "/* The output positions o of a grid arrow whose input position o * s + off\n"
-    " * lies in [lo, hi): from o_first(off, s, lo) to o_end(off, s, hi, out). */\n"
-    "static inline long o_first(long off, long s, long lo)\n"
-    "{\n"
-    "    long d = lo - off;\n"
-    "    return d <= 0 ? 0 : (d + s - 1) / s;\n"
-    "}\n"
-    "\n"
-    "static inline long o_end(long off, long s, long hi, long out)\n"
-    "{\n"
-    "    long d = hi - off, e = d <= 0 ? 0 : (d - 1) / s + 1;\n"
-    "    return e < out ? e : out;\n"
-    "}\n"
-    "\n"
-    "static void add_to(real *restrict y, const real *restrict x, long n)\n"
-    "{\n"
-    "    for (long k = 0; k < n; k++)\n"
-    "        y[k] += x[k];\n"
-    "}\n"
-    "\n"
-    "/* ---- activations sigma and their derivatives sigma'(y), given z = sigma(y) */\n"
-    "\n"
-    "%s"
-    "static inline real act_relu(real y) { return y > 0 ? y : 0; }\n"
-    "static inline real act_leaky_relu(real y, real alpha) { return y > 0 ? y : alpha * y; }\n"
-    "static inline real act_gelu(real y) { return (real)0.5 * y * (1 + erf%s(y * (real)0.70710678118654752)); }\n"
-    "static inline real act_softplus(real y) { return (y > 0 ? y : 0) + log1p%s(exp%s(-fabs%s(y))); }\n"
-    "static inline real act_sin(real y) { return sin%s(y); }\n"
-    "\n"
-    "static inline real d_tanh(real y, real z) { (void)y; return 1 - z * z; }\n"
-    "static inline real d_sigmoid(real y, real z) { (void)y; return z * (1 - z); }\n"
-    "static inline real d_relu(real y, real z) { (void)z; return y > 0 ? 1 : 0; }\n"
-    "static inline real d_leaky_relu(real y, real z, real alpha) { (void)z; return y > 0 ? 1 : alpha; }\n"
-    "static inline real d_gelu(real y, real z)\n"
-    "{\n"
-    "    (void)z;\n"
-    "    return (real)0.5 * (1 + erf%s(y * (real)0.70710678118654752))\n"
-    "           + y * exp%s((real)-0.5 * y * y) * (real)0.39894228040143268;\n"
-    "}\n"
-    "static inline real d_softplus(real y, real z) { (void)z; return act_sigmoid(y); }\n"
-    "static inline real d_sin(real y, real z) { (void)z; return cos%s(y); }\n"
-    "\n";
-
-/* softmax over the channels, which is not pointwise: at each grid point g of
- * [g0, g1) of every sample, the C values y[c * G + g]. exp%s is expf for f32. */
-static const char softmax_kernels[] =
-    "/* z = softmax(y) over the C channels at grid points [g0, g1) of G; the\n"
-    " * maximum is subtracted first so exp cannot overflow */\n"
-    "static void softmax_ch(const real *restrict y, real *restrict z, long batch, long C, long G,\n"
-    "                       long g0, long g1)\n"
-    "{\n"
-    "    for (long n = 0; n < batch; n++)\n"
-    "        for (long g = g0; g < g1; g++) {\n"
-    "            const real *yg = y + n * C * G + g;\n"
-    "            real *zg = z + n * C * G + g, mx = yg[0], sum = 0;\n"
-    "            for (long c = 1; c < C; c++)\n"
-    "                mx = yg[c * G] > mx ? yg[c * G] : mx;\n"
-    "            for (long c = 0; c < C; c++)\n"
-    "                sum += zg[c * G] = exp%s(yg[c * G] - mx);\n"
-    "            for (long c = 0; c < C; c++)\n"
-    "                zg[c * G] /= sum;\n"
-    "        }\n"
-    "}\n"
-    "\n"
-    "/* out = s * (x - <s, x>) over the channels: the softmax's Jacobian at\n"
-    " * s = softmax(y), diag(s) - s s^T (symmetric), times x */\n"
-    "static void softmax_jvp(const real *restrict s, const real *restrict x, real *restrict out,\n"
-    "                        long batch, long C, long G, long g0, long g1)\n"
-    "{\n"
-    "    for (long n = 0; n < batch; n++)\n"
-    "        for (long g = g0; g < g1; g++) {\n"
-    "            long o = n * C * G + g;\n"
-    "            real dot = 0;\n"
-    "            for (long c = 0; c < C; c++)\n"
-    "                dot += s[o + c * G] * x[o + c * G];\n"
-    "            for (long c = 0; c < C; c++)\n"
-    "                out[o + c * G] = s[o + c * G] * (x[o + c * G] - dot);\n"
-    "        }\n"
-    "}\n"
-    "\n"
-    "/* The gradient of <w, softmax_jvp(s, x)> in s, added to acc:\n"
-    " * x * w - w <s, x> - x <s, w> */\n"
-    "static void softmax_gate(const real *restrict s, const real *restrict x, const real *restrict w,\n"
-    "                         real *restrict acc, long batch, long C, long G, long g0, long g1)\n"
-    "{\n"
-    "    for (long n = 0; n < batch; n++)\n"
-    "        for (long g = g0; g < g1; g++) {\n"
-    "            long o = n * C * G + g;\n"
-    "            real sx = 0, sw = 0;\n"
-    "            for (long c = 0; c < C; c++) {\n"
-    "                sx += s[o + c * G] * x[o + c * G];\n"
-    "                sw += s[o + c * G] * w[o + c * G];\n"
-    "            }\n"
-    "            for (long c = 0; c < C; c++)\n"
-    "                acc[o + c * G] += x[o + c * G] * w[o + c * G] - w[o + c * G] * sx - x[o + c * G] * sw;\n"
-    "        }\n"
-    "}\n"
-    "\n";
-/* tanh and sigmoid in double: libm. */
-static const char acts_f64[] =
-    "static inline real act_tanh(real y) { return tanh(y); }\n"
-    "static inline real act_sigmoid(real y) { return 1 / (1 + exp(-y)); }\n";
+    "}\n";
 
 /* tanh and sigmoid in float: through exp_vec, plain arithmetic that clang
  * vectorizes (a call to expf would keep the loop scalar); within 2 ulp of
  * the correctly rounded value wherever the result is a normal float
  * (tests/test_vexp.c). */
-static const char acts_f32[] =
+static const char k_exp_vec[] =
     "/* e^x = 2^n e^r, n = round(x / ln 2) (the 1.5 * 2^23 trick), r = x - n ln 2\n"
     " * (ln 2 split in two for exactness), e^r by its Taylor series to r^8; results\n"
     " * below FLT_MIN flush to 0, above FLT_MAX give inf. */\n"
@@ -487,8 +401,9 @@ static const char acts_f32[] =
     "    memcpy(&scale, &bits, sizeof scale);\n"
     "    real v = x < -87.33654f ? 0.0f : p * scale;\n"
     "    return x > 88.72283f ? HUGE_VALF : v;\n"
-    "}\n"
-    "\n"
+    "}\n";
+
+static const char k_vexp_tanh[] =
     "/* tanh y = (1 - e^-2|y|) / (1 + e^-2|y|) with the sign of y; below |y| = 0.4,\n"
     " * where 1 - e^-2|y| would cancel, its Taylor series to y^13. */\n"
     "static inline real act_tanh(real y)\n"
@@ -502,145 +417,459 @@ static const char acts_f32[] =
     "    p = p * y2 + 2.0f / 15;\n"
     "    p = p * y2 - 1.0f / 3;\n"
     "    return a < 0.4f ? y + y * y2 * p : copysignf(big, y);\n"
-    "}\n"
-    "static inline real act_sigmoid(real y) { return 1 / (1 + exp_vec(-y)); }\n";
+    "}\n";
 
-/* A piece of the prelude: one function (with its comment) or the enum. */
-typedef struct Piece {
-  const char *text;
-  size_t len;
-  char name[3][24]; /* what it defines */
-  bool needed;
-} Piece;
+/* ---- plain kernels (--kernels=plain) -------------------------------------------- */
 
-static bool is_word(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; }
+/* The call sites lay out their workspace by NB and pass PAR_WORK to OpenMP:
+ * both stay; the tiles MR and KC do not exist here. */
+static const char k_plain_sizes[] =
+    "/* NB: the columns of C per call of mm_rows (the generated code lays out its\n"
+    " * workspace by it); PAR_WORK: the multiply-adds below which a loop of the\n"
+    " * generated code stays on one thread. */\n"
+    "enum { NB = $NB, PAR_WORK = 1 << 17 };\n";
 
-/* Whether text (len bytes) names `name` as a whole word. */
-static bool mentions(const char *text, size_t len, const char *name) {
-  size_t n = strlen(name);
-  for (const char *p = text; p + n <= text + len; p++)
-    if (memcmp(p, name, n) == 0 && (p == text || !is_word(p[-1])) &&
-        (p + n == text + len || !is_word(p[n])))
-      return true;
+static const char k_plain_mm_grid[] =
+    "/* C[m x n] += A[m x k] B[k x n] for the loop nests of grid arrows, where the\n"
+    " * contraction index p and the column index j each stand for two loop\n"
+    " * indices, p = (p1, p0) with p0 < kn and j = (j1, j0) with j0 < nn (for\n"
+    " * instance j = (sample, position)):\n"
+    " *   A(i, p) = a[i * ai + p1 * ap1 + p0 * ap0]\n"
+    " *   B(p, j) = b[p1 * bp1 + p0 * bp0 + j1 * bj1 + j0 * bj0]\n"
+    " *   C(i, j) = c[i * ci + j1 * cj1 + j0 * cj0]\n"
+    " * work, the tuned kernel's scratch for its panels, is not needed here. */\n"
+    "static void mm_grid(long m, long n, long k, long kn, long nn,\n"
+    "                    const real *restrict a, long ai, long ap1, long ap0,\n"
+    "                    const real *restrict b, long bp1, long bp0, long bj1, long bj0,\n"
+    "                    real *restrict c, long ci, long cj1, long cj0, real *restrict work)\n"
+    "{\n"
+    "    (void)work;\n"
+    "    for (long i = 0; i < m; i++)\n"
+    "        for (long j = 0; j < n; j++) {\n"
+    "            long j1 = j / nn, j0 = j % nn;\n"
+    "            real sum = 0;\n"
+    "            for (long p = 0; p < k; p++) {\n"
+    "                long p1 = p / kn, p0 = p % kn;\n"
+    "                sum += a[i * ai + p1 * ap1 + p0 * ap0] * b[p1 * bp1 + p0 * bp0 + j1 * bj1 + j0 * bj0];\n"
+    "            }\n"
+    "            c[i * ci + j1 * cj1 + j0 * cj0] += sum;\n"
+    "        }\n"
+    "}\n";
+
+static const char k_plain_mm_taps[] =
+    "/* C[m x n] = sum over taps t and channels q of A(i, (t, q)) B((t, q), j), set\n"
+    " * (not added): a convolution whose patch matrix is read in place from a\n"
+    " * zero-padded input, row (t, q) the window of channel q at tap t:\n"
+    " *   A(i, (t, q)) = a[(t * ch + q) * m + i]\n"
+    " *   B((t, q), j) = b[q * bcs + tap_at[t] + j]\n"
+    " *   C(i, j) = c[i * ldc + j] */\n"
+    "static void mm_taps(long m, long n, long taps, long ch, const real *restrict a,\n"
+    "                    const real *restrict b, const long *restrict tap_at, long bcs,\n"
+    "                    real *restrict c, long ldc)\n"
+    "{\n"
+    "    for (long i = 0; i < m; i++)\n"
+    "        for (long j = 0; j < n; j++) {\n"
+    "            real sum = 0;\n"
+    "            for (long t = 0; t < taps; t++)\n"
+    "                for (long q = 0; q < ch; q++)\n"
+    "                    sum += a[(t * ch + q) * m + i] * b[q * bcs + tap_at[t] + j];\n"
+    "            c[i * ldc + j] = sum;\n"
+    "        }\n"
+    "}\n";
+
+static const char k_plain_mm_rows[] =
+    "/* C[m x NB] += A[m x k] P[k x NB] for the kernel gradient of a convolution:\n"
+    " * row i = (t, q) of A, t = i / ch and q = i % ch, is the window of channel q\n"
+    " * at tap t of a zero-padded input:\n"
+    " *   A(i, p) = a[q * acs + tap_at[t] + p]\n"
+    " *   P(p, s) = panel[p * ldp + s]\n"
+    " *   C(i, s) = c[i * ldc + s] */\n"
+    "static void mm_rows(long m, long k, long ch, const real *restrict a, const long *restrict tap_at,\n"
+    "                    long acs, const real *restrict panel, long ldp, real *restrict c, long ldc)\n"
+    "{\n"
+    "    for (long i = 0; i < m; i++) {\n"
+    "        long t = i / ch, q = i % ch;\n"
+    "        for (long s = 0; s < NB; s++) {\n"
+    "            real sum = 0;\n"
+    "            for (long p = 0; p < k; p++)\n"
+    "                sum += a[q * acs + tap_at[t] + p] * panel[p * ldp + s];\n"
+    "            c[i * ldc + s] += sum;\n"
+    "        }\n"
+    "    }\n"
+    "}\n";
+
+static const char k_plain_mm_acc[] =
+    "/* C[m x n] += A[m x k] B[k x n]:\n"
+    " *   A(i, p) = a[i * ars + p * acs]   (ars, acs) = (lda, 1) reads A, (1, lda) A^T\n"
+    " *   B(p, j) = b[p * ldb + j]\n"
+    " *   C(i, j) = c[i * ldc + j] */\n"
+    "static void mm_acc(long m, long n, long k, const real *restrict a, long ars, long acs,\n"
+    "                   const real *restrict b, long ldb, real *restrict c, long ldc)\n"
+    "{\n"
+    "    for (long i = 0; i < m; i++)\n"
+    "        for (long j = 0; j < n; j++) {\n"
+    "            real sum = 0;\n"
+    "            for (long p = 0; p < k; p++)\n"
+    "                sum += a[i * ars + p * acs] * b[p * ldb + j];\n"
+    "            c[i * ldc + j] += sum;\n"
+    "        }\n"
+    "}\n";
+
+static const char k_plain_mm_nt[] =
+    "/* C[m x n] += A[m x k] B[n x k]^T (the dual of a dense arrow reads W^T):\n"
+    " *   A(i, p) = a[i * lda + p]\n"
+    " *   B^T(p, j) = b[j * ldb + p]\n"
+    " *   C(i, j) = c[i * ldc + j] */\n"
+    "static void mm_nt(long m, long n, long k, const real *restrict a, long lda,\n"
+    "                  const real *restrict b, long ldb, real *restrict c, long ldc)\n"
+    "{\n"
+    "    for (long i = 0; i < m; i++)\n"
+    "        for (long j = 0; j < n; j++) {\n"
+    "            real sum = 0;\n"
+    "            for (long p = 0; p < k; p++)\n"
+    "                sum += a[i * lda + p] * b[j * ldb + p];\n"
+    "            c[i * ldc + j] += sum;\n"
+    "        }\n"
+    "}\n";
+
+static const char k_plain_bias_grad[] =
+    "/* dbias[c] += sum over batch and grid of ybar[b, c, g] */\n"
+    "static void bias_grad(real *restrict db, const real *restrict ybar, long batch, long c, long g)\n"
+    "{\n"
+    "    for (long n = 0; n < batch; n++)\n"
+    "        for (long ch = 0; ch < c; ch++)\n"
+    "            for (long q = 0; q < g; q++)\n"
+    "                db[ch] += ybar[(n * c + ch) * g + q];\n"
+    "}\n";
+
+/* ---- in both ------------------------------------------------------------------ */
+
+static const char k_banner_kernels[] =
+    "/* ---- kernels ------------------------------------------------------------ */\n";
+
+static const char k_bias_set[] =
+    "/* y[b, c, g] = bias[c] (+= when add), over a batch of blocks of c channels\n"
+    " * times g grid points. */\n"
+    "static void bias_set(real *restrict y, const real *restrict bias, long batch, long c, long g, int add)\n"
+    "{\n"
+    "    for (long n = 0; n < batch; n++)\n"
+    "        for (long ch = 0; ch < c; ch++) {\n"
+    "            real *row = y + (n * c + ch) * g;\n"
+    "            for (long t = 0; t < g; t++)\n"
+    "                row[t] = (add ? row[t] : 0) + bias[ch];\n"
+    "        }\n"
+    "}\n";
+
+static const char k_o_first[] =
+    "/* The output positions o of a grid arrow whose input position o * s + off\n"
+    " * lies in [lo, hi): from o_first(off, s, lo) to o_end(off, s, hi, out). */\n"
+    "static inline long o_first(long off, long s, long lo)\n"
+    "{\n"
+    "    long d = lo - off;\n"
+    "    return d <= 0 ? 0 : (d + s - 1) / s;\n"
+    "}\n";
+
+static const char k_o_end[] =
+    "static inline long o_end(long off, long s, long hi, long out)\n"
+    "{\n"
+    "    long d = hi - off, e = d <= 0 ? 0 : (d - 1) / s + 1;\n"
+    "    return e < out ? e : out;\n"
+    "}\n";
+
+static const char k_add_to[] =
+    "static void add_to(real *restrict y, const real *restrict x, long n)\n"
+    "{\n"
+    "    for (long k = 0; k < n; k++)\n"
+    "        y[k] += x[k];\n"
+    "}\n";
+
+static const char k_banner_acts[] =
+    "/* ---- activations sigma and their derivatives sigma'(y), given z = sigma(y) */\n";
+
+static const char k_d_gelu[] =
+    "static inline real d_gelu(real y, real z)\n"
+    "{\n"
+    "    (void)z;\n"
+    "    return (real)0.5 * (1 + erf$f(y * (real)0.70710678118654752))\n"
+    "           + y * exp$f((real)-0.5 * y * y) * (real)0.39894228040143268;\n"
+    "}\n";
+
+/* softmax over the channels, which is not pointwise: at each grid point g of
+ * [g0, g1) of every sample, the C values y[c * G + g]. */
+static const char k_softmax_ch[] =
+    "/* z = softmax(y) over the C channels at grid points [g0, g1) of G; the\n"
+    " * maximum is subtracted first so exp cannot overflow */\n"
+    "static void softmax_ch(const real *restrict y, real *restrict z, long batch, long C, long G,\n"
+    "                       long g0, long g1)\n"
+    "{\n"
+    "    for (long n = 0; n < batch; n++)\n"
+    "        for (long g = g0; g < g1; g++) {\n"
+    "            const real *yg = y + n * C * G + g;\n"
+    "            real *zg = z + n * C * G + g, mx = yg[0], sum = 0;\n"
+    "            for (long c = 1; c < C; c++)\n"
+    "                mx = yg[c * G] > mx ? yg[c * G] : mx;\n"
+    "            for (long c = 0; c < C; c++)\n"
+    "                sum += zg[c * G] = exp$f(yg[c * G] - mx);\n"
+    "            for (long c = 0; c < C; c++)\n"
+    "                zg[c * G] /= sum;\n"
+    "        }\n"
+    "}\n";
+
+static const char k_softmax_jvp[] =
+    "/* out = s * (x - <s, x>) over the channels: the softmax's Jacobian at\n"
+    " * s = softmax(y), diag(s) - s s^T (symmetric), times x */\n"
+    "static void softmax_jvp(const real *restrict s, const real *restrict x, real *restrict out,\n"
+    "                        long batch, long C, long G, long g0, long g1)\n"
+    "{\n"
+    "    for (long n = 0; n < batch; n++)\n"
+    "        for (long g = g0; g < g1; g++) {\n"
+    "            long o = n * C * G + g;\n"
+    "            real dot = 0;\n"
+    "            for (long c = 0; c < C; c++)\n"
+    "                dot += s[o + c * G] * x[o + c * G];\n"
+    "            for (long c = 0; c < C; c++)\n"
+    "                out[o + c * G] = s[o + c * G] * (x[o + c * G] - dot);\n"
+    "        }\n"
+    "}\n";
+
+static const char k_softmax_gate[] =
+    "/* The gradient of <w, softmax_jvp(s, x)> in s, added to acc:\n"
+    " * x * w - w <s, x> - x <s, w> */\n"
+    "static void softmax_gate(const real *restrict s, const real *restrict x, const real *restrict w,\n"
+    "                         real *restrict acc, long batch, long C, long G, long g0, long g1)\n"
+    "{\n"
+    "    for (long n = 0; n < batch; n++)\n"
+    "        for (long g = g0; g < g1; g++) {\n"
+    "            long o = n * C * G + g;\n"
+    "            real sx = 0, sw = 0;\n"
+    "            for (long c = 0; c < C; c++) {\n"
+    "                sx += s[o + c * G] * x[o + c * G];\n"
+    "                sw += s[o + c * G] * w[o + c * G];\n"
+    "            }\n"
+    "            for (long c = 0; c < C; c++)\n"
+    "                acc[o + c * G] += x[o + c * G] * w[o + c * G] - w[o + c * G] * sx - x[o + c * G] * sw;\n"
+    "        }\n"
+    "}\n";
+
+/* ---- the table ------------------------------------------------------------------ */
+
+/* Which preludes a kernel belongs to. */
+typedef enum KernelSet {
+  KS_ALL,   /* every prelude */
+  KS_TUNED, /* --kernels=tuned */
+  KS_PLAIN, /* --kernels=plain */
+  KS_VEXP,  /* tuned float: exp_vec, and tanh and sigmoid through it */
+  KS_LIBM,  /* every other prelude: tanh and exp from libm */
+} KernelSet;
+
+/* One kernel: a function (with the comment above it), the enum of sizes, or
+ * a banner (no name: always written). */
+typedef struct Kernel {
+  const char *names; /* what it defines, space-separated: the function, or the enum's constants */
+  const char *calls; /* the kernels (or constants) its text uses, space-separated */
+  KernelSet set;
+  const char *text;  /* C, with $NB and $f; written followed by a blank line */
+} Kernel;
+
+/* In the order they are written (a kernel's callees come before it; the
+ * writer checks). Where a kernel has a tuned and a plain text they sit side
+ * by side. */
+static const Kernel kernels[] = {
+    {"", "", KS_ALL, k_banner_kernels},
+    {"MR NB KC PAR_WORK", "", KS_TUNED, k_tuned_sizes},
+    {"NB PAR_WORK", "", KS_PLAIN, k_plain_sizes},
+    {"mm_micro", "MR NB", KS_TUNED, k_mm_micro},
+    {"mm_gen_seq", "MR NB KC mm_micro", KS_TUNED, k_mm_gen_seq},
+    {"mm_gen", "MR PAR_WORK mm_gen_seq", KS_TUNED, k_mm_gen},
+    {"mm_grid", "MR NB KC mm_micro", KS_TUNED, k_tuned_mm_grid},
+    {"mm_grid", "", KS_PLAIN, k_plain_mm_grid},
+    {"taps_micro", "MR NB", KS_TUNED, k_taps_micro},
+    {"taps_cols", "MR KC taps_micro", KS_TUNED, k_taps_cols},
+    {"mm_taps", "NB PAR_WORK taps_cols", KS_TUNED, k_tuned_mm_taps},
+    {"mm_taps", "", KS_PLAIN, k_plain_mm_taps},
+    {"rows_micro", "MR NB", KS_TUNED, k_rows_micro},
+    {"rows_block", "MR rows_micro", KS_TUNED, k_rows_block},
+    {"mm_rows", "MR NB PAR_WORK rows_block", KS_TUNED, k_tuned_mm_rows},
+    {"mm_rows", "NB", KS_PLAIN, k_plain_mm_rows},
+    {"mm_acc", "mm_gen", KS_TUNED, k_tuned_mm_acc},
+    {"mm_acc", "", KS_PLAIN, k_plain_mm_acc},
+    {"mm_nt", "mm_gen", KS_TUNED, k_tuned_mm_nt},
+    {"mm_nt", "", KS_PLAIN, k_plain_mm_nt},
+    {"bias_set", "", KS_ALL, k_bias_set},
+    {"bias_grad_ch", "", KS_TUNED, k_bias_grad_ch},
+    {"bias_grad", "PAR_WORK bias_grad_ch", KS_TUNED, k_tuned_bias_grad},
+    {"bias_grad", "", KS_PLAIN, k_plain_bias_grad},
+    {"o_first", "", KS_ALL, k_o_first},
+    {"o_end", "", KS_ALL, k_o_end},
+    {"add_to", "", KS_ALL, k_add_to},
+    {"", "", KS_ALL, k_banner_acts},
+    {"act_tanh", "", KS_LIBM, "static inline real act_tanh(real y) { return tanh$f(y); }\n"},
+    {"act_sigmoid", "", KS_LIBM, "static inline real act_sigmoid(real y) { return 1 / (1 + exp$f(-y)); }\n"},
+    {"exp_vec", "", KS_VEXP, k_exp_vec},
+    {"act_tanh", "exp_vec", KS_VEXP, k_vexp_tanh},
+    {"act_sigmoid", "exp_vec", KS_VEXP, "static inline real act_sigmoid(real y) { return 1 / (1 + exp_vec(-y)); }\n"},
+    {"act_relu", "", KS_ALL, "static inline real act_relu(real y) { return y > 0 ? y : 0; }\n"},
+    {"act_leaky_relu", "", KS_ALL,
+     "static inline real act_leaky_relu(real y, real alpha) { return y > 0 ? y : alpha * y; }\n"},
+    {"act_gelu", "", KS_ALL,
+     "static inline real act_gelu(real y) { return (real)0.5 * y * (1 + erf$f(y * (real)0.70710678118654752)); }\n"},
+    {"act_softplus", "", KS_ALL,
+     "static inline real act_softplus(real y) { return (y > 0 ? y : 0) + log1p$f(exp$f(-fabs$f(y))); }\n"},
+    {"act_sin", "", KS_ALL, "static inline real act_sin(real y) { return sin$f(y); }\n"},
+    {"d_tanh", "", KS_ALL, "static inline real d_tanh(real y, real z) { (void)y; return 1 - z * z; }\n"},
+    {"d_sigmoid", "", KS_ALL, "static inline real d_sigmoid(real y, real z) { (void)y; return z * (1 - z); }\n"},
+    {"d_relu", "", KS_ALL, "static inline real d_relu(real y, real z) { (void)z; return y > 0 ? 1 : 0; }\n"},
+    {"d_leaky_relu", "", KS_ALL,
+     "static inline real d_leaky_relu(real y, real z, real alpha) { (void)z; return y > 0 ? 1 : alpha; }\n"},
+    {"d_gelu", "", KS_ALL, k_d_gelu},
+    {"d_softplus", "act_sigmoid", KS_ALL,
+     "static inline real d_softplus(real y, real z) { (void)z; return act_sigmoid(y); }\n"},
+    {"d_sin", "", KS_ALL, "static inline real d_sin(real y, real z) { (void)z; return cos$f(y); }\n"},
+    {"softmax_ch", "", KS_ALL, k_softmax_ch},
+    {"softmax_jvp", "", KS_ALL, k_softmax_jvp},
+    {"softmax_gate", "", KS_ALL, k_softmax_gate},
+};
+
+enum { NKERNELS = sizeof kernels / sizeof *kernels };
+
+/* ---- writing the prelude --------------------------------------------------------- */
+
+static bool in_set(KernelSet s, bool plain, bool f32) {
+  switch (s) {
+  case KS_ALL:
+    return true;
+  case KS_TUNED:
+    return !plain;
+  case KS_PLAIN:
+    return plain;
+  case KS_VEXP:
+    return !plain && f32;
+  case KS_LIBM:
+    return plain || !f32;
+  }
   return false;
 }
 
-/* What a piece defines: the enum's constants, or the function named on its
- * first line starting with "static". A banner comment defines nothing. */
-static void name_piece(Piece *p) {
-  const char *sig = NULL;
-  for (const char *c = p->text; c + 7 <= p->text + p->len && !sig; c++)
-    if ((c == p->text || c[-1] == '\n') && (memcmp(c, "static ", 7) == 0 || memcmp(c, "enum {", 6) == 0))
-      sig = c;
-  if (!sig)
-    return;
-  if (memcmp(sig, "enum", 4) == 0) {
-    strcpy(p->name[0], "NB");
-    strcpy(p->name[1], "MR");
-    strcpy(p->name[2], "PAR_WORK");
-    return;
+static bool is_word(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; }
+
+/* Calls f(ctx, word, len) for each word of the space-separated list. */
+static void each_name(const char *list, void (*f)(void *ctx, const char *w, size_t n), void *ctx) {
+  for (const char *p = list; *p;) {
+    size_t n = strcspn(p, " ");
+    if (n)
+      f(ctx, p, n);
+    p += n + (p[n] == ' ');
   }
-  const char *q = strchr(sig, '('), *w = q;
-  while (w > sig && is_word(w[-1]))
-    w--;
-  size_t n = (size_t)(q - w);
-  if (n >= sizeof p->name[0])
-    n = sizeof p->name[0] - 1;
-  memcpy(p->name[0], w, n);
 }
 
-/* Splits the prelude into pieces: a piece ends on a line that brings the
- * brace depth back to 0 and closes a statement, or, for a banner comment,
- * at the blank line after it. */
-static int split(const char *text, Piece *out, int max) {
-  int n = 0, depth = 0;
-  const char *start = NULL;
-  bool code = false;
-  for (const char *line = text; *line && n < max;) {
-    const char *end = strchr(line, '\n');
-    end = end ? end + 1 : line + strlen(line);
-    const char *t = line;
-    while (*t == ' ')
-      t++;
-    bool comment = t[0] == '/' || t[0] == '*', blank = *t == '\n' || *t == '\0';
-    if (!start && !blank) {
-      start = line;
-      code = false;
-    }
-    for (const char *c = line; c < end; c++)
-      depth += *c == '{' ? 1 : *c == '}' ? -1 : 0;
-    code |= !comment && !blank;
-    size_t len = (size_t)(end - line);
-    bool closes = code && depth == 0 && !comment &&
-                  (memchr(line, ';', len) != NULL || memchr(line, '}', len) != NULL);
-    if (start && (closes || (blank && !code))) {
-      Piece *p = &out[n++];
-      *p = (Piece){.text = start, .len = (size_t)((blank ? line : end) - start)};
-      name_piece(p);
-      start = NULL;
-    }
-    line = end;
+/* The prelude being chosen: which kernels of the table are in its set, the
+ * kernel that defines each name, which are needed. */
+typedef struct Prelude {
+  Arena *a;
+  StrMap by_name; /* name -> index + 1 into kernels[], among those in the set */
+  bool in[NKERNELS], need[NKERNELS];
+  int at;         /* the kernel being registered */
+} Prelude;
+
+static void put_name(void *ctx, const char *w, size_t n) {
+  Prelude *p = ctx;
+  strmap_put(p->a, &p->by_name, arena_strndup(p->a, w, n), (void *)(intptr_t)(p->at + 1));
+}
+
+/* The kernel of the set defining the word w[0 .. n), or -1. */
+static int lookup(Prelude *p, const char *w, size_t n) {
+  char key[32];
+  if (n >= sizeof key)
+    return -1;
+  memcpy(key, w, n);
+  key[n] = '\0';
+  return (int)(intptr_t)strmap_get(&p->by_name, key) - 1;
+}
+
+static void need(Prelude *p, int k);
+
+static void need_name(void *ctx, const char *w, size_t n) {
+  Prelude *p = ctx;
+  int k = lookup(p, w, n);
+  assert(k >= 0 && "a kernel calls a name no kernel of its set defines");
+  need(p, k);
+}
+
+/* Marks kernel k and what it calls, transitively. */
+static void need(Prelude *p, int k) {
+  if (p->need[k])
+    return;
+  p->need[k] = true;
+  each_name(kernels[k].calls, need_name, p);
+}
+
+/* Whether every kernel that kernel k calls is already written. */
+static bool callees_written(Prelude *p, int k, const bool *written) {
+  bool ok = true;
+  const char *list = kernels[k].calls;
+  for (const char *w = list; *w && ok;) {
+    size_t n = strcspn(w, " ");
+    if (n)
+      ok = written[lookup(p, w, n)];
+    w += n + (w[n] == ' ');
   }
-  return n;
+  return ok;
+}
+
+/* Writes text with $NB and $f replaced by their values. */
+static void expand(StrBuf *c, const char *text, long nb, bool f32) {
+  for (const char *s = text; *s;) {
+    size_t n = strcspn(s, "$");
+    sb_printf(c, "%.*s", (int)n, s);
+    s += n;
+    if (strncmp(s, "$NB", 3) == 0) {
+      sb_printf(c, "%ld", nb);
+      s += 3;
+    } else if (strncmp(s, "$f", 2) == 0) {
+      sb_puts(c, f32 ? "f" : "");
+      s += 2;
+    } else {
+      assert(!*s && "a kernel's text has an unknown $ parameter");
+    }
+  }
 }
 
 long emit_nb(bool f32, int vec_bytes) { return 2 * vec_bytes / (f32 ? 4 : 8); }
 
 long emit_grid_work(long k, long nb) {
-  long kk = k < 256 ? k : 256; /* the prelude's KC and MR: 256, 4 */
+  long kk = k < 256 ? k : 256; /* the tuned prelude's KC and MR: 256, 4 */
   return kk * (nb + 4) + 4 * nb;
 }
 
-/* Writes the pieces of the prelude that `body` uses, with what they use. */
-void emit_kernels(StrBuf *c, bool f32, int vec_bytes, const char *body) {
-  const char *s = f32 ? "f" : "";
-  StrBuf all = {0};
+void emit_kernels(StrBuf *c, const EmitOptions *o, const char *body) {
+  bool plain = o->plain_kernels, f32 = o->f32;
   /* two vectors of columns per row: 32 floats with AVX-512, 16 with AVX2 */
-  sb_printf(&all, kernels, (int)emit_nb(f32, vec_bytes), f32 ? acts_f32 : acts_f64, s, s, s, s, s, s, s, s);
-  sb_printf(&all, softmax_kernels, s);
-  Piece pieces[64];
-  int n = split(all.data, pieces, 64);
-  size_t blen = strlen(body);
+  long nb = emit_nb(f32, o->vec_bytes ? o->vec_bytes : 64);
+  Prelude p = {.a = arena_new()};
+  for (p.at = 0; p.at < NKERNELS; p.at++) {
+    p.in[p.at] = in_set(kernels[p.at].set, plain, f32);
+    if (p.in[p.at])
+      each_name(kernels[p.at].names, put_name, &p);
+  }
   /* the body grows with the machine: it is read once, word by word */
-  bool in_body[64][3] = {{false}};
-  Arena *a = arena_new();
-  StrMap names = {0};
-  for (int i = 0; i < n; i++)
-    for (int k = 0; k < 3; k++)
-      if (pieces[i].name[k][0])
-        strmap_put(a, &names, pieces[i].name[k], &in_body[i][k]);
-  for (const char *w = body, *end = body + blen; w < end;) {
-    const char *q = w;
-    while (q < end && is_word(*q))
-      q++;
-    if (q > w && q - w < 24) {
-      char word[24];
-      memcpy(word, w, (size_t)(q - w));
-      word[q - w] = '\0';
-      bool *hit = strmap_get(&names, word);
-      if (hit)
-        *hit = true;
-    }
-    w = q > w ? q : w + 1;
+  for (const char *w = body; *w;) {
+    size_t n = 0;
+    while (is_word(w[n]))
+      n++;
+    int k = n ? lookup(&p, w, n) : -1;
+    if (k >= 0)
+      need(&p, k);
+    w += n ? n : 1;
   }
-  arena_free(a);
-  for (bool changed = true; changed;) {
-    changed = false;
-    for (int i = 0; i < n; i++) {
-      Piece *p = &pieces[i];
-      bool need = !p->name[0][0]; /* a comment or banner: always */
-      for (int k = 0; k < 3 && !need; k++)
-        if (p->name[k][0]) {
-          need = in_body[i][k];
-          for (int j = 0; j < n && !need; j++)
-            need = j != i && pieces[j].needed && mentions(pieces[j].text, pieces[j].len, p->name[k]);
-        }
-      if (need && !p->needed)
-        p->needed = changed = true;
+  for (int k = 0; k < NKERNELS; k++)
+    p.need[k] |= p.in[k] && !kernels[k].names[0]; /* banners */
+  bool written[NKERNELS] = {false};
+  for (int k = 0; k < NKERNELS; k++)
+    if (p.need[k]) {
+      assert(callees_written(&p, k, written) && "the table lists a kernel before what it calls");
+      expand(c, kernels[k].text, nb, f32);
+      sb_puts(c, "\n");
+      written[k] = true;
     }
-  }
-  for (int i = 0; i < n; i++)
-    if (pieces[i].needed)
-      sb_printf(c, "%.*s\n", (int)pieces[i].len, pieces[i].text);
-  sb_free(&all);
+  arena_free(p.a);
 }

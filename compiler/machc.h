@@ -507,6 +507,7 @@ typedef struct EmitOptions {
   bool loss_xent;  /* its loss: softmax cross-entropy, else mse */
   int optimizer;   /* its update: 0 sgd, 1 momentum, 2 adam */
   int vec_bytes;   /* the target's vector width (--march): the kernels' tiles */
+  bool plain_kernels; /* --kernels=plain: the prelude's kernels as naive loops */
   const char *header_name; /* "model.h": what the .c includes */
   const char *c_name;      /* "model.c": named in the files' first comment */
   const char *weights_name; /* "model_weights.c" from --weights, else NULL: the

@@ -32,6 +32,7 @@ typedef struct Options {
   const char *weights; /* --weights W.npz: bake into NAME_weights.c */
   EmitKind emit;
   bool f32, standalone, backward, explain, fp_contract_off, dot_dual, mpi, train, loss_xent;
+  bool plain_kernels; /* --kernels=plain */
   int optimizer; /* --optimizer for --train: 0 sgd, 1 momentum, 2 adam */
   const char *march; /* the target of the generated code: clang's -march */
   const char *stdlib[16];
@@ -58,6 +59,9 @@ static const char usage_text[] =
     "                   sgd|momentum|adam (default adam)\n"
     "  --march=TARGET   the processor to generate for (default native; e.g. x86-64-v3\n"
     "                   for AVX2): the kernels' tiles, and clang's -march for binaries\n"
+    "  --kernels=tuned|plain  the kernels of the generated code: tuned (default:\n"
+    "                   register tiles, packed panels, OpenMP) or plain (the obvious\n"
+    "                   loops, same names and calls, for reading; much slower)\n"
     "  --fp-contract=off  never fuse a * b + c into an FMA: the code gives the same\n"
     "                   bits with any compiler flags (binaries: -ffp-contract=off)\n"
     "  --dtype f32|f64  scalar type of the generated code (default f32)\n"
@@ -193,6 +197,10 @@ static int parse_args(int argc, char **argv, Options *o) {
         return usage_error("--optimizer must be sgd, momentum or adam, not '%s'", v);
     } else if (strncmp(a, "--march=", 8) == 0 && a[8]) {
       o->march = a + 8;
+    } else if (strcmp(a, "--kernels=tuned") == 0 || strcmp(a, "--kernels=plain") == 0) {
+      o->plain_kernels = strcmp(a + 10, "plain") == 0;
+    } else if (strncmp(a, "--kernels=", 10) == 0 || strcmp(a, "--kernels") == 0) {
+      return usage_error("--kernels must be tuned or plain, not '%s'", a[9] ? a + 10 : "");
     } else if (strcmp(a, "--fp-contract=off") == 0) {
       o->fp_contract_off = true;
     } else if (strncmp(a, "--fp-contract=", 14) == 0) {
@@ -446,7 +454,7 @@ static int emit_output(Arena *a, const Options *o, const Paths *paths, IrMachine
   EmitOptions eo = {.f32 = o->f32, .backward = o->backward, .standalone = o->standalone,
                     .fp_contract_off = o->fp_contract_off, .train = o->train,
                     .loss_xent = o->loss_xent, .optimizer = o->optimizer,
-                    .vec_bytes = vector_bytes(o->march)};
+                    .vec_bytes = vector_bytes(o->march), .plain_kernels = o->plain_kernels};
   if (o->train && m->noutputs != 1) {
     fprintf(stderr, "machc: %s: --train needs a machine with one output; %s has %d\n", o->input,
             m->name, m->noutputs);

@@ -705,26 +705,40 @@ static const char *cached_build(const char *src, const char *kind, const char *p
   return out;
 }
 
-static void build_bin(const char *dir, const char *src, const char *dtype) {
-  char *mach = e2e_path(dir, "model.mach");
-  e2e_write_text(mach, src);
-  /* -O1: the tests check results, not speed, and build many binaries */
-  setenv("MACHC_CFLAGS", "-O1", 1);
-  E2eRun r = e2e_runl(dir, 60, e2e_machc(), "model.mach", "-o", "model", "--dtype", dtype, NULL);
-  e2e_check_ok(&r, e2e_fmt("machc --dtype %s on\n%s\n", dtype, src));
-  e2e_run_free(&r);
+/* A build's kind is "WHAT" or "WHAT FLAG": FLAG, one more machc argument
+ * (NULL without; passed last to e2e_runl, where a NULL ends the list). */
+static const char *kind_flag(const char *kind) {
+  const char *sp = strchr(kind, ' ');
+  return sp ? sp + 1 : NULL;
 }
 
-const char *e2e_compile(const char *src, const char *dtype) {
-  return cached_build(src, dtype, "model", build_bin);
+static void build_bin(const char *dir, const char *src, const char *kind) {
+  char *mach = e2e_path(dir, "model.mach");
+  e2e_write_text(mach, src);
+  char *dtype = e2e_fmt("%.*s", (int)strcspn(kind, " "), kind);
+  /* -O1: the tests check results, not speed, and build many binaries */
+  setenv("MACHC_CFLAGS", "-O1", 1);
+  E2eRun r = e2e_runl(dir, 60, e2e_machc(), "model.mach", "-o", "model", "--dtype", dtype,
+                      kind_flag(kind), NULL);
+  e2e_check_ok(&r, e2e_fmt("machc --dtype %s %s on\n%s\n", dtype, kind_flag(kind) ? kind_flag(kind) : "", src));
+  e2e_run_free(&r);
+  free(dtype);
+}
+
+const char *e2e_compile(const char *src, const char *dtype) { return e2e_compile_with(src, dtype, NULL); }
+
+const char *e2e_compile_with(const char *src, const char *dtype, const char *flag) {
+  char *kind = flag ? e2e_fmt("%s %s", dtype, flag) : e2e_fmt("%s", dtype);
+  const char *bin = cached_build(src, kind, "model", build_bin);
+  free(kind);
+  return bin;
 }
 
 static void build_so(const char *dir, const char *src, const char *kind) {
-  (void)kind;
   char *mach = e2e_path(dir, "model.mach");
   e2e_write_text(mach, src);
   E2eRun r = e2e_runl(dir, 60, e2e_machc(), "-S", "model.mach", "-o", "model.c", "--dtype", "f64",
-                      NULL);
+                      kind_flag(kind), NULL);
   e2e_check_ok(&r, e2e_fmt("machc -S on\n%s\n", src));
   e2e_run_free(&r);
   char *inc = e2e_fmt("-I%s/runtime", e2e_root());
@@ -734,8 +748,12 @@ static void build_so(const char *dir, const char *src, const char *kind) {
   e2e_run_free(&r);
 }
 
-E2eModel e2e_load_model(const char *src, const char *prefix) {
-  const char *so = cached_build(src, "so", "model.so", build_so);
+E2eModel e2e_load_model(const char *src, const char *prefix) { return e2e_load_model_with(src, prefix, NULL); }
+
+E2eModel e2e_load_model_with(const char *src, const char *prefix, const char *flag) {
+  char *kind = flag ? e2e_fmt("so %s", flag) : e2e_fmt("so");
+  const char *so = cached_build(src, kind, "model.so", build_so);
+  free(kind);
   E2eModel m = {0};
   m.so = dlopen(so, RTLD_NOW | RTLD_LOCAL);
   cr_assert(m.so, "dlopen %s: %s", so, dlerror());

@@ -112,6 +112,8 @@ void e2e_check_ok(const E2eRun *r, const char *what);
  * runtime's timestamps) under $MACHC_TEST_TMP/cache, so tests running in
  * different processes share them. */
 const char *e2e_compile(const char *src, const char *dtype);
+/* The same with one more machc argument (e.g. "--kernels=plain"); NULL: none. */
+const char *e2e_compile_with(const char *src, const char *dtype, const char *flag);
 
 /* A model compiled with `machc -S --dtype f64` and `cc -shared -DMACH_NO_MAIN`,
  * loaded with dlopen. */
@@ -126,6 +128,8 @@ typedef struct E2eModel {
 
 /* prefix: the machine name as a C identifier (the <prefix>_model symbol). */
 E2eModel e2e_load_model(const char *src, const char *prefix);
+/* The same with one more machc argument; NULL: none. */
+E2eModel e2e_load_model_with(const char *src, const char *prefix, const char *flag);
 int e2e_model_block(const struct mach_model *m, const char *name);  /* asserts */
 int e2e_model_param(const struct mach_model *m, const char *name);  /* asserts */
 
