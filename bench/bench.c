@@ -82,7 +82,7 @@ void DUAL(const mach_real *params, const mach_real *state, const mach_real *cons
           mach_real *dstate, long batch, int input_grads);
 void BACKWARD(const mach_real *params, const mach_real *state,
               const mach_real *const *cotangents, mach_real *dstate, mach_real *dparams,
-              long batch, int input_grads);
+              long batch, int input_grads, void (*ready)(void *, long, long), void *ctx);
 extern const struct mach_model MODEL;
 
 /* ---- random numbers: splitmix64 -------------------------------------------- */
@@ -273,7 +273,7 @@ static void run_op(int op, struct bufs *b, long n)
         for (long r = 0; r < n; r++) {
             FORWARD(b->params, b->inputs, b->state, b->batch);
             BACKWARD(b->params, b->state, b->cot[b->adam_t & 1], b->dstate, b->dparams,
-                     b->batch, 0); /* as train: no dLoss/dinput */
+                     b->batch, 0, NULL, NULL); /* as train: no dLoss/dinput */
             adam_update(b, &MODEL);
         }
         break;

@@ -358,6 +358,8 @@ static void emit_block(Emit *e, int bi, bool chunked) {
   }
 }
 
+static void emit_level_grads(Emit *e, const int *blocks, int nb);
+
 /* Appends body to out, each non-empty line one step further in. */
 static void emit_indented(StrBuf *out, const char *body) {
   for (const char *line = body, *nl; line && *line; line = nl ? nl + 1 : NULL) {
@@ -395,6 +397,8 @@ static void emit_levels(Emit *e, int from, int to, bool chunked) {
         emit_block(e, blocks[k], chunked);
     if (e->optional)
       emit_optional_blocks(e, blocks, nb, chunked);
+    if (e->grads_left && !chunked)
+      emit_level_grads(e, blocks, nb);
   }
 }
 
@@ -427,6 +431,9 @@ static void emit_solve(Emit *e) {
   emit_indented(out, body.data); /* the levels, inside the chunk loop */
   sb_puts(out, "    }\n");
   sb_free(&body);
+  IrGroups lv_blocks = ir_blocks_by_level(e->a, m);
+  for (int lv = m->chunk_lo; e->grads_left && lv < m->chunk_hi; lv++) /* need every time */
+    emit_level_grads(e, lv_blocks.order + lv_blocks.start[lv], lv_blocks.start[lv + 1] - lv_blocks.start[lv]);
   emit_levels(e, m->chunk_hi, m->nlevels, false);
 }
 
@@ -438,7 +445,7 @@ static void emit_solve(Emit *e) {
 static void grad_operands(Emit *e, const IrArrow *ar, const char **z, const char **yb) {
   const IrMachine *m = e->primal;
   const IrBlock *s = IR_BLOCK(m, ar->src), *d = IR_BLOCK(m, ar->dst);
-  e->used_p[ar->w.param] = true;
+  e->used_dp[ar->w.param] = true;
   e->used_pz[ar->src] |= s->act.kind != ACT_IDENTITY;
   e->used_py[ar->src] |= s->act.kind == ACT_IDENTITY;
   e->used_z[ar->dst] |= d->act.kind != ACT_IDENTITY;
@@ -472,44 +479,97 @@ static void emit_weight_grad(Emit *e, const IrArrow *ar) {
               s->size, yb, d->size, z, s->size, p->cname, off, ld);
 }
 
-/* dW += z_src^T ybar_dst for each weighted arrow, block by block (the
- * convolutions into a block of one geometry as one product), db += sum of
- * ybar. */
-static void emit_param_grads(Emit *e) {
+/* dW += z_src^T ybar_dst for each weighted arrow into block bi (the
+ * convolutions of one geometry as one product), db += sum of ybar. */
+static void emit_block_grads(Emit *e, int bi) {
   const IrMachine *m = e->primal;
-  StrBuf *c = e->c;
-  IrGroups into = ir_arrows_by_dst(e->a, m);
-  for (int bi = 0; bi < m->blocks.len; bi++) {
-    const int *list = into.order + into.start[bi];
-    int n = into.start[bi + 1] - into.start[bi];
-    bool *done = arena_alloc(e->a, (size_t)n + 1);
-    const char **zs = arena_alloc(e->a, sizeof(char *) * ((size_t)n + 1));
-    const char **dws = arena_alloc(e->a, sizeof(char *) * ((size_t)n + 1));
-    const char *yb = NULL;
-    for (int j = 0; j < n; j++) {
-      const IrArrow *ar = IR_ARROW(m, list[j]);
-      done[j] = ar->kind != ARROW_DENSE && ar->kind != ARROW_CONV;
-      if (!done[j]) {
-        grad_operands(e, ar, &zs[j], &yb);
-        dws[j] = arena_printf(e->a, "d%s", IR_PARAM(m, ar->w.param)->cname);
-      }
+  const IrBlock *b = IR_BLOCK(m, bi);
+  const int *list = e->pinto.order + e->pinto.start[bi];
+  int n = e->pinto.start[bi + 1] - e->pinto.start[bi];
+  bool *done = arena_alloc(e->a, (size_t)n + 1);
+  const char **zs = arena_alloc(e->a, sizeof(char *) * ((size_t)n + 1));
+  const char **dws = arena_alloc(e->a, sizeof(char *) * ((size_t)n + 1));
+  const char *yb = NULL;
+  for (int j = 0; j < n; j++) {
+    const IrArrow *ar = IR_ARROW(m, list[j]);
+    done[j] = ar->kind != ARROW_DENSE && ar->kind != ARROW_CONV;
+    if (!done[j]) {
+      grad_operands(e, ar, &zs[j], &yb);
+      dws[j] = arena_printf(e->a, "d%s", IR_PARAM(m, ar->w.param)->cname);
+      e->grads_left[ar->w.param]--;
     }
-    while (yb && emit_conv_grad_windows(e, list, zs, dws, n, yb, done))
-      ;
-    for (int j = 0; j < n; j++)
-      if (!done[j])
-        emit_weight_grad(e, IR_ARROW(m, list[j]));
   }
-  for (int i = 0; i < m->blocks.len; i++) {
-    const IrBlock *b = IR_BLOCK(m, i);
-    if (b->bias < 0)
+  while (yb && emit_conv_grad_windows(e, list, zs, dws, n, yb, done))
+    ;
+  for (int j = 0; j < n; j++)
+    if (!done[j])
+      emit_weight_grad(e, IR_ARROW(m, list[j]));
+  if (b->bias < 0)
+    return;
+  e->used_dp[b->bias] = true;
+  e->grads_left[b->bias]--;
+  e->used_z[bi] |= b->act.kind != ACT_IDENTITY;
+  e->used_y[bi] |= b->act.kind == ACT_IDENTITY;
+  sb_printf(e->c, "    bias_grad(d%s, %s_%s, batch, %d, %ld);\n", IR_PARAM(m, b->bias)->cname,
+            b->act.kind == ACT_IDENTITY ? "zbar" : "ybar", b->cname, b->shape.channels, grid_of(b));
+}
+
+/* Tells the caller which scalars of dparams are final: the parameters with
+ * no gradient left to add, not yet reported, neighbours in one range. */
+static void emit_ready(Emit *e) {
+  const IrMachine *m = e->primal;
+  for (int p = 0; p < m->params.len; p++) {
+    if (e->grads_left[p] || e->reported[p])
       continue;
-    e->used_p[b->bias] = true;
-    e->used_z[i] |= b->act.kind != ACT_IDENTITY;
-    e->used_y[i] |= b->act.kind == ACT_IDENTITY;
-    sb_printf(c, "    bias_grad(d%s, %s_%s, batch, %d, %ld);\n", IR_PARAM(m, b->bias)->cname,
-              b->act.kind == ACT_IDENTITY ? "zbar" : "ybar", b->cname, b->shape.channels, grid_of(b));
+    int q = p;
+    StrBuf names = {0};
+    for (; q < m->params.len && !e->grads_left[q] && !e->reported[q]; q++) {
+      e->reported[q] = true;
+      sb_printf(&names, "%s%s", q > p ? ", " : "", IR_PARAM(m, q)->name);
+    }
+    const IrParam *last = IR_PARAM(m, q - 1);
+    sb_printf(e->c, "    if (ready) ready(ctx, %ld, %ld); /* %s: final */\n", IR_PARAM(m, p)->offset,
+              last->offset + last->size, names.data);
+    sb_free(&names);
+    p = q - 1;
   }
+}
+
+/* Writes the body to out as one `if (dparams)` section, the gradients it
+ * writes declared at its top. */
+static void emit_grads_section(Emit *e, StrBuf *out, const char *why, const char *body) {
+  StrBuf decl = {0};
+  for (int p = 0; p < e->primal->params.len; p++) {
+    if (!e->used_dp[p])
+      continue;
+    const IrParam *q = IR_PARAM(e->primal, p);
+    sb_printf(&decl, "    real *const d%s = dparams + %ld; /* [", q->cname, q->offset);
+    for (int i = 0; i < q->rank; i++)
+      sb_printf(&decl, "%s%d", i ? ", " : "", q->shape[i]);
+    sb_puts(&decl, "] */\n");
+  }
+  sb_printf(out, "    if (dparams) { /* %s */\n", why);
+  if (decl.len)
+    emit_indented(out, decl.data);
+  emit_indented(out, body);
+  sb_puts(out, "    }\n");
+  sb_free(&decl);
+}
+
+/* After a level of the dual machine: the gradients of the parameters on
+ * arrows into its blocks, whose cotangents are now known. */
+static void emit_level_grads(Emit *e, const int *blocks, int nb) {
+  StrBuf body = {0}, *out = e->c;
+  memset(e->used_dp, 0, (size_t)e->primal->params.len + 1);
+  e->c = &body;
+  for (int k = 0; k < nb; k++)
+    emit_block_grads(e, blocks[k]);
+  if (body.len)
+    emit_ready(e);
+  e->c = out;
+  if (body.len)
+    emit_grads_section(e, out, "dW += z^T ybar, db += sum of ybar: this level's gradients", body.data);
+  sb_free(&body);
 }
 
 /* ------------------------------------------------------------ functions */
@@ -677,61 +737,66 @@ static bool *dual_optional_blocks(Arena *a, const IrMachine *dual) {
   return optional;
 }
 
-static long emit_dual_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
-                         const Layout *lay, const char *prefix, StrBuf *c) {
+/* The backward pass: the dual machine solved level by level, each level
+ * followed by the parameter gradients its cotangents give, and the caller
+ * told (ready) as soon as a parameter's gradient is final, so that summing
+ * it over processes can start while the sweep goes on. */
+static long emit_backward_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
+                             const Layout *lay, const char *prefix, StrBuf *c) {
+  const IrMachine *m = dual->primal;
   StrBuf body = {0};
-  Emit e = emit_new(a, dual, dual->primal, o, lay, &body);
+  Emit e = emit_new(a, dual, m, o, lay, &body);
   e.nm = (Names){"zbar_", "ybar_", "cotangents"};
   e.optional = dual_optional_blocks(a, dual);
+  e.pinto = ir_arrows_by_dst(a, m);
+  e.grads_left = arena_alloc(a, sizeof(int) * ((size_t)m->params.len + 1));
+  e.used_dp = arena_alloc(a, (size_t)m->params.len + 1);
+  e.reported = arena_alloc(a, (size_t)m->params.len + 1);
+  for (int i = 0; i < m->arrows.len; i++)
+    if (IR_ARROW(m, i)->w.param >= 0)
+      e.grads_left[IR_ARROW(m, i)->w.param]++;
+  for (int i = 0; i < m->blocks.len; i++)
+    if (IR_BLOCK(m, i)->bias >= 0)
+      e.grads_left[IR_BLOCK(m, i)->bias]++;
+  StrBuf unread = {0}; /* parameters no arrow reads: their gradient is 0 */
+  e.c = &unread;
+  emit_ready(&e);
+  e.c = &body;
   emit_solve(&e);
-  sb_printf(c, "\n/* Solves the dual machine, the backward pass, in one sweep over the levels\n"
-               " * in reverse: zbar = z0bar + ybar W^T, ybar = sigma'(y) * zbar. cotangents[k]\n"
-               " * holds dLoss/dz of output block k; zbar and ybar of the blocks go to dstate\n"
-               " * (laid out like state): of every block when input_grads is set, else of\n"
-               " * those the parameter gradients read. */\n"
-               "void %s_dual(const real *restrict params, const real *restrict state,\n"
-               "        const real *const *cotangents, real *restrict dstate, long batch,\n"
-               "        int input_grads)\n{\n",
+  sb_printf(c, "\n/* The backward pass: solves the dual machine in one sweep over the levels in\n"
+               " * reverse, zbar = z0bar + ybar W^T, ybar = sigma'(y) * zbar, cotangents[k]\n"
+               " * holding dLoss/dz of output block k; zbar and ybar go to dstate (laid out\n"
+               " * like state): of every block when input_grads is set, else of those the\n"
+               " * parameter gradients read. With dparams, each level is followed by the\n"
+               " * parameter gradients it gives (dparams is overwritten: dW = z^T ybar,\n"
+               " * db = sum of ybar), and ready(ctx, lo, hi), when given, is told as soon as\n"
+               " * dparams[lo, hi) is final. */\n"
+               "void %s_backward(const real *restrict params, const real *restrict state,\n"
+               "        const real *const *cotangents, real *restrict dstate,\n"
+               "        real *restrict dparams, long batch, int input_grads,\n"
+               "        void (*ready)(void *ctx, long lo, long hi), void *ctx)\n{\n",
             prefix);
   if (!body.data || !strstr(body.data, "input_grads"))
     sb_puts(c, "    (void)input_grads; /* every block carries parameter gradients */\n");
+  if ((!body.data || !strstr(body.data, "ready(ctx")) && !unread.len)
+    sb_puts(c, "    (void)ready, (void)ctx;\n");
   declare_params(&e, c, "params", "", true);
   declare_state(&e, c, "state", true, "y_", "z_", e.used_py, e.used_pz);
   declare_state(&e, c, "dstate", false, "zbar_", "ybar_", e.used_y, e.used_z);
   declare_work(&e, c, "dstate");
-  sb_puts(c, body.data);
-  sb_puts(c, "}\n");
-  sb_free(&body);
-  return e.work;
-}
-
-static long emit_grads_fn(Arena *a, const IrMachine *dual, const EmitOptions *o,
-                          const Layout *lay, const char *prefix, StrBuf *c) {
-  StrBuf body = {0};
-  Emit e = emit_new(a, dual, dual->primal, o, lay, &body);
-  emit_param_grads(&e);
-  /* standalone code keeps the scratch of the kernel gradients in dstate's */
-  sb_printf(c, "\n/* The parameter gradients, the only kernels the dual machine does not\n"
-               " * already hold: dW = z^T ybar for every arrow using W, db = sum of ybar.\n"
-               " * Overwrites dparams%s. */\n"
-               "void %s_param_grads(const real *restrict state, %sreal *restrict dstate,\n"
-               "        real *restrict dparams, long batch)\n{\n",
-            o->standalone ? " and the scratch at the end of dstate" : "", prefix, o->standalone ? "" : "const ");
-  declare_params(&e, c, "dparams", "d", false);
-  declare_state(&e, c, "state", true, "y_", "z_", e.used_py, e.used_pz);
-  declare_state(&e, c, "dstate", true, "zbar_", "ybar_", e.used_y, e.used_z);
-  declare_work(&e, c, "dstate");
-  sb_printf(c, "    memset(dparams, 0, sizeof(real) * %ld);\n", dual->param_size);
+  sb_printf(c, "    if (dparams) {\n        memset(dparams, 0, sizeof(real) * %ld);\n", m->param_size);
+  if (unread.len)
+    emit_indented(c, unread.data);
+  sb_puts(c, "    }\n");
   sb_puts(c, body.data ? body.data : "");
   sb_puts(c, "}\n");
-  sb_printf(c, "\n/* The backward pass: the dual machine, then the parameter gradients;\n"
-               " * dLoss/dinput too when input_grads is set. */\n"
-               "void %s_backward(const real *restrict params, const real *restrict state,\n"
-               "        const real *const *cotangents, real *restrict dstate,\n"
-               "        real *restrict dparams, long batch, int input_grads)\n{\n"
-               "    %s_dual(params, state, cotangents, dstate, batch, input_grads);\n"
-               "    %s_param_grads(state, dstate, dparams, batch);\n}\n",
-            prefix, prefix, prefix);
+  sb_printf(c, "\n/* The dual machine alone: the backward pass without parameter gradients. */\n"
+               "void %s_dual(const real *restrict params, const real *restrict state,\n"
+               "        const real *const *cotangents, real *restrict dstate, long batch,\n"
+               "        int input_grads)\n{\n"
+               "    %s_backward(params, state, cotangents, dstate, 0, batch, input_grads, 0, 0);\n}\n",
+            prefix, prefix);
+  sb_free(&unread);
   sb_free(&body);
   return e.work;
 }
@@ -816,13 +881,12 @@ static void emit_header(const IrMachine *m, const Layout *lay, const EmitOptions
       sb_printf(h, "\n/* No streaming (%s_stream_step): %s. */\n", prefix, why);
   }
   if (o->backward && (!o->standalone || o->train)) {
+    sb_printf(h, "void %s_backward(const %s *params, const %s *state, const %s *const *cotangents,\n"
+                 "        %s *dstate, %s *dparams, long batch, int input_grads,\n"
+                 "        void (*ready)(void *ctx, long lo, long hi), void *ctx);\n", prefix, real,
+              real, real, real, real);
     sb_printf(h, "void %s_dual(const %s *params, const %s *state, const %s *const *cotangents,\n"
                  "        %s *dstate, long batch, int input_grads);\n", prefix, real, real, real, real);
-    sb_printf(h, "void %s_param_grads(const %s *state, %s%s *dstate, %s *dparams, long batch);\n",
-              prefix, real, o->standalone ? "" : "const ", real, real);
-    sb_printf(h, "void %s_backward(const %s *params, const %s *state, const %s *const *cotangents,\n"
-                 "        %s *dstate, %s *dparams, long batch, int input_grads);\n", prefix, real, real,
-              real, real, real);
   }
   sb_printf(h, "\n#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
   arena_free(a);
@@ -869,9 +933,8 @@ void emit_c(const IrMachine *m, const IrMachine *dual, const EmitOptions *o, Str
   if (o->standalone && !emit_stream_why(a, m))
     emit_stream(m, prefix, emit_macro_prefix(a, m), &fns);
   if (o->backward && dual && (!o->standalone || o->train)) {
-    long d = emit_dual_fn(a, dual, o, &lay, prefix, &fns), g = emit_grads_fn(a, dual, o, &lay, prefix, &fns);
+    long d = emit_backward_fn(a, dual, o, &lay, prefix, &fns);
     state_scratch = d > state_scratch ? d : state_scratch;
-    state_scratch = g > state_scratch ? g : state_scratch;
   }
   if (o->standalone && o->train)
     emit_train(m, o, prefix, lay.state_size, state_scratch, lay.z_off[m->outputs[0]], &fns);

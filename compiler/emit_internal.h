@@ -37,6 +37,12 @@ typedef struct Emit {
                              when input_grads is set (NULL: every block) */
   int depth;              /* emit_line.c: the indentation of the next line, in steps */
   unsigned long long braced; /* bit d: the block at depth d was opened with a brace */
+  int *grads_left;        /* the dual solve also writes the parameter gradients:
+                             arrows and biases of each parameter still to do
+                             (NULL: it does not) */
+  bool *used_dp;          /* parameter gradients the current level writes */
+  bool *reported;         /* parameter gradients already reported final */
+  IrGroups pinto;         /* the arrows into each block of the primal */
 } Emit;
 
 /* emit_index.c: affine index expressions, c + sum of coef * atom, folded as

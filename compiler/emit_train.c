@@ -124,7 +124,7 @@ void emit_train(const IrMachine *m, const EmitOptions *o, const char *prefix, lo
     sb_puts(c, "    (void)opt_state;\n");
   sb_printf(c, "    %s_forward(params, inputs, state, batch);\n", prefix);
   emit_loss(o, out, c);
-  sb_printf(c, "    %s_backward(params, state, cots, dstate, dparams, batch, 0);\n", prefix);
+  sb_printf(c, "    %s_backward(params, state, cots, dstate, dparams, batch, 0, 0, 0);\n", prefix);
   emit_update(o, P, c);
   sb_puts(c, "    return (real)(loss / norm);\n}\n");
 }

@@ -76,6 +76,75 @@ void mach_dist_sum(const struct mach_ctx *c, mach_real *x, long n) {
   MPI_Waitall(k, req, MPI_STATUSES_IGNORE);
 }
 
+struct mach_allreduce {
+  mach_real *x;
+  long n, bucket;
+  int nb;
+  long *left;        /* [nb] scalars of each bucket not yet reported final */
+  MPI_Request *req;  /* [nb] MPI_REQUEST_NULL until the bucket starts */
+};
+
+struct mach_allreduce *mach_allreduce_new(const struct mach_ctx *c, mach_real *x, long n) {
+  struct mach_allreduce *s;
+  long bucket = BUCKET;
+  if (c->nranks <= 1 || n <= 0)
+    return NULL;
+  while ((n + bucket - 1) / bucket > MAX_BUCKETS)
+    bucket *= 2;
+  s = calloc(1, sizeof *s);
+  if (!s)
+    return NULL;
+  s->x = x, s->n = n, s->bucket = bucket, s->nb = (int)((n + bucket - 1) / bucket);
+  s->left = calloc((size_t)s->nb, sizeof *s->left);
+  s->req = calloc((size_t)s->nb, sizeof *s->req);
+  if (!s->left || !s->req) {
+    mach_allreduce_free(s);
+    return NULL;
+  }
+  return s;
+}
+
+void mach_allreduce_begin(struct mach_allreduce *s) {
+  for (int k = 0; s && k < s->nb; k++) {
+    s->left[k] = (k + 1 < s->nb ? (k + 1) * s->bucket : s->n) - k * s->bucket;
+    s->req[k] = MPI_REQUEST_NULL;
+  }
+}
+
+static void start_bucket(struct mach_allreduce *s, int k) {
+  long lo = k * s->bucket, hi = lo + s->bucket < s->n ? lo + s->bucket : s->n;
+  s->left[k] = -1; /* started */
+  MPI_Iallreduce(MPI_IN_PLACE, s->x + lo, (int)(hi - lo), REAL_MPI, MPI_SUM, MPI_COMM_WORLD,
+                 &s->req[k]);
+}
+
+void mach_allreduce_ready(void *ctx, long lo, long hi) {
+  struct mach_allreduce *s = ctx;
+  int done;
+  for (long k = lo / s->bucket; lo < hi && k < s->nb; k++) {
+    long b0 = k * s->bucket, b1 = b0 + s->bucket;
+    s->left[k] -= (hi < b1 ? hi : b1) - (lo > b0 ? lo : b0);
+    if (s->left[k] == 0)
+      start_bucket(s, (int)k);
+  }
+  MPI_Testall(s->nb, s->req, &done, MPI_STATUSES_IGNORE); /* lets the started ones progress */
+}
+
+void mach_allreduce_end(struct mach_allreduce *s) {
+  for (int k = 0; k < s->nb; k++)
+    if (s->left[k] >= 0)
+      start_bucket(s, k);
+  MPI_Waitall(s->nb, s->req, MPI_STATUSES_IGNORE);
+}
+
+void mach_allreduce_free(struct mach_allreduce *s) {
+  if (!s)
+    return;
+  free(s->left);
+  free(s->req);
+  free(s);
+}
+
 void mach_dist_sum_doubles(const struct mach_ctx *c, double *x, int n) {
   if (c->nranks > 1)
     MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
@@ -157,6 +226,14 @@ void mach_dist_sum(const struct mach_ctx *c, mach_real *x, long n) {
 
 void mach_dist_sum_doubles(const struct mach_ctx *c, double *x, int n) {
 }
+
+struct mach_allreduce *mach_allreduce_new(const struct mach_ctx *c, mach_real *x, long n) {
+  return NULL;
+}
+void mach_allreduce_begin(struct mach_allreduce *s) {}
+void mach_allreduce_ready(void *s, long lo, long hi) {}
+void mach_allreduce_end(struct mach_allreduce *s) {}
+void mach_allreduce_free(struct mach_allreduce *s) {}
 
 int mach_dist_max_int(const struct mach_ctx *c, int v) {
   return v;

@@ -102,11 +102,16 @@ struct mach_model {
    * dLoss/dparams (summed over the batch and over arrows sharing a parameter).
    * With input_grads set, the gradient for input block inputs[k] is its ybar
    * in dstate; without, the blocks that only carry it are not solved (a
-   * training step needs the parameter gradients alone).
+   * training step needs the parameter gradients alone). The parameter
+   * gradients are written level by level as the dual is solved; ready, when
+   * not NULL, may be called with ctx as soon as dparams[lo, hi) is final
+   * (each scalar at most once; the rest is final when backward returns), so
+   * that summing it over processes can start while the sweep goes on.
    * May be NULL for a model compiled without a backward pass. */
   void (*backward)(const mach_real *params, const mach_real *state,
                    const mach_real *const *cotangents, mach_real *dstate,
-                   mach_real *dparams, long batch, int input_grads);
+                   mach_real *dparams, long batch, int input_grads,
+                   void (*ready)(void *ctx, long lo, long hi), void *ctx);
 };
 
 /* The generated binary's entry point: `BIN info|init|forward|grad|train|eval ...`.

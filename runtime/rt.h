@@ -508,6 +508,17 @@ int mach_dist_agree(const struct mach_ctx *c, const char *cmd, int rc);
  * its own non-blocking allreduce, so the transfers of one overlap the
  * reduction of the next. Every rank gets the same bits. */
 void mach_dist_sum(const struct mach_ctx *c, mach_real *x, long n);
+/* The same sum for the gradient of a training step, overlapped with the
+ * backward pass: mach_allreduce_ready is its ready hook, and each bucket of x
+ * is summed as soon as all of it is reported final. new returns NULL with
+ * one rank (or out of memory: the caller then uses mach_dist_sum); begin
+ * starts a step, end starts the buckets not yet started and waits for all. */
+struct mach_allreduce;
+struct mach_allreduce *mach_allreduce_new(const struct mach_ctx *c, mach_real *x, long n);
+void mach_allreduce_begin(struct mach_allreduce *s);
+void mach_allreduce_ready(void *s, long lo, long hi);
+void mach_allreduce_end(struct mach_allreduce *s);
+void mach_allreduce_free(struct mach_allreduce *s);
 void mach_dist_sum_doubles(const struct mach_ctx *c, double *x, int n);
 int mach_dist_max_int(const struct mach_ctx *c, int v);
 /* Rows [0, n) of x ([n, size]) sharded by mach_dist_shard(0, n): gathers

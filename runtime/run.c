@@ -480,7 +480,7 @@ static void grad_batch(const struct mach_model *m, struct run *r, long start, lo
   for (int k = 0; k < m->n_outputs; k++)
     cot[k] = r->gs[k] ? r->gs[k] + start * m->blocks[m->outputs[k]].size : zeros;
   m->forward(r->params, in, r->state, b);
-  m->backward(r->params, r->state, cot, dstate, dp, b, 1);
+  m->backward(r->params, r->state, cot, dstate, dp, b, 1, NULL, NULL);
   for (long i = 0; i < m->param_size; i++)
     dsum[i] += dp[i];
   for (int k = 0; k < m->n_inputs; k++) {

@@ -70,6 +70,7 @@ struct trainer {
   FILE *logf;             /* open for the whole run, flushed every epoch */
   double t0, drawn;       /* start time; when the progress bar was last drawn */
   int stop;               /* the stop signal every rank has agreed on (MPI) */
+  struct mach_allreduce *sum; /* the gradient's sum over the ranks (NULL alone) */
 };
 
 /* The signal that asked training to stop, 0 while none did. The one piece of
@@ -219,6 +220,7 @@ static int alloc_buffers(struct trainer *t) {
   if (!t->params || !t->perm)
     return 1;
   t->grad = t->params + P;
+  t->sum = mach_allreduce_new(t->c, t->grad, P);
   t->backup = t->grad + P;
   t->best = t->backup + P;
   t->ostate = t->best + P;
@@ -424,7 +426,10 @@ static void sync_step(struct trainer *t, double *loss, long *hits) {
   double v[2] = {*loss, (double)*hits};
   if (t->c->nranks <= 1)
     return;
-  mach_dist_sum(t->c, t->grad, t->m->param_size);
+  if (t->sum)
+    mach_allreduce_end(t->sum); /* most buckets started during the backward pass */
+  else
+    mach_dist_sum(t->c, t->grad, t->m->param_size);
   mach_dist_sum_doubles(t->c, v, 2);
   *loss = v[0];
   *hits = (long)v[1];
@@ -453,10 +458,13 @@ static const char *step(struct trainer *t, long start, long b, double *loss, lon
     /* the cotangent is of the mean over the global batch b */
     *loss = mach_loss_eval(t->d.loss, t->state + n * ob->z_offset, t->tb, t->lbatch, n,
                            t->d.size, b, t->cot[t->d.out], &h);
+    mach_allreduce_begin(t->sum);
     if (isfinite(*loss) || t->c->nranks > 1)
-      m->backward(t->params, t->state, (const mach_real *const *)t->cot, t->dstate, t->grad, n, 0);
+      m->backward(t->params, t->state, (const mach_real *const *)t->cot, t->dstate, t->grad, n, 0,
+                  t->sum ? mach_allreduce_ready : NULL, t->sum);
   } else {
     memset(t->grad, 0, (size_t)P * sizeof *t->grad);
+    mach_allreduce_begin(t->sum);
   }
   sync_step(t, loss, &h);
   *hits += h;
@@ -798,6 +806,7 @@ int mach_cmd_train(const struct mach_ctx *c, int argc, char **argv) {
     rc = loop(&t);
   mach_dataset_free(&t.d);
   mach_dataset_free(&t.vd);
+  mach_allreduce_free(t.sum);
   free(t.params);
   free(t.perm);
   free(t.state);

@@ -765,10 +765,6 @@ E2eModel e2e_load_model_with(const char *src, const char *prefix, const char *fl
   *(void **)&m.dual = dlsym(m.so, sym);
   cr_assert(m.dual, "%s: no symbol %s", so, sym);
   free(sym);
-  sym = e2e_fmt("%s_param_grads", prefix);
-  *(void **)&m.param_grads = dlsym(m.so, sym);
-  cr_assert(m.param_grads, "%s: no symbol %s", so, sym);
-  free(sym);
   cr_assert_str_eq(m.m->dtype, "f64");
   cr_assert(m.m->forward && m.m->backward);
   char *c = e2e_fmt("%.*s/model.c", (int)(strrchr(so, '/') - so), so);
@@ -844,4 +840,31 @@ int e2e_spec_block(const E2eSpec *s, const char *name) {
       return i;
   cr_assert_fail("spec has no block '%s'", name);
   return -1;
+}
+
+E2eReady e2e_ready_new(const double *dparams, long n) {
+  E2eReady r = {dparams, n, calloc((size_t)n + 1, sizeof(double)), calloc((size_t)n + 1, 1)};
+  cr_assert(r.snap && r.seen);
+  return r;
+}
+
+void e2e_ready(void *ctx, long lo, long hi) {
+  E2eReady *r = ctx;
+  cr_assert(0 <= lo && lo < hi && hi <= r->n, "ready(%ld, %ld) outside [0, %ld)", lo, hi, r->n);
+  for (long i = lo; i < hi; i++) {
+    cr_assert(!r->seen[i], "dparams[%ld] reported twice", i);
+    r->seen[i] = 1;
+    r->snap[i] = r->dparams[i];
+  }
+}
+
+void e2e_ready_check(E2eReady *r) {
+  for (long i = 0; i < r->n; i++) {
+    cr_assert(r->seen[i], "dparams[%ld] never reported final", i);
+    cr_assert(memcmp(&r->snap[i], &r->dparams[i], sizeof(double)) == 0,
+              "dparams[%ld] changed after it was reported final: %.17g then %.17g", i, r->snap[i],
+              r->dparams[i]);
+  }
+  free(r->snap);
+  free(r->seen);
 }

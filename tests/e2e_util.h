@@ -122,7 +122,6 @@ typedef struct E2eModel {
   const struct mach_model *m;
   void (*dual)(const double *params, const double *state, const double *const *cot,
                double *dstate, long batch, int input_grads);
-  void (*param_grads)(const double *state, const double *dstate, double *dparams, long batch);
   const char *c_path; /* the generated model.c */
 } E2eModel;
 
@@ -169,6 +168,20 @@ typedef struct E2eSpec {
 } E2eSpec;
 
 int e2e_spec_block(const E2eSpec *s, const char *name); /* asserts */
+
+/* The ready hook of a generated backward pass, checked: pass e2e_ready as
+ * ready and an E2eReady as ctx; e2e_ready_check then asserts that every
+ * scalar of dparams was reported exactly once and held its final value
+ * when it was. */
+typedef struct E2eReady {
+  const double *dparams;
+  long n;
+  double *snap;          /* dparams[i] when i was reported */
+  unsigned char *seen;
+} E2eReady;
+E2eReady e2e_ready_new(const double *dparams, long n);
+void e2e_ready(void *ctx, long lo, long hi);
+void e2e_ready_check(E2eReady *r); /* and frees */
 
 /* Relative difference |a-b| / max(|a| + |b|, floor). */
 double e2e_reldiff(double a, double b, double floor);

@@ -79,16 +79,18 @@ static void fwd1(const mach_real *p, const mach_real *const *in, mach_real *s, l
   fwd(1, p, in, s, B);
 }
 static void bwd1(const mach_real *p, const mach_real *s, const mach_real *const *cot,
-                 mach_real *d, mach_real *dp, long B, int input_grads) {
-  (void)input_grads; /* computed always */
+                 mach_real *d, mach_real *dp, long B, int input_grads,
+                 void (*ready)(void *, long, long), void *ctx) {
+  (void)input_grads, (void)ready, (void)ctx; /* computed always, reported at the end */
   bwd(1, p, s, cot, d, dp, B);
 }
 static void fwd2(const mach_real *p, const mach_real *const *in, mach_real *s, long B) {
   fwd(2, p, in, s, B);
 }
 static void bwd2(const mach_real *p, const mach_real *s, const mach_real *const *cot,
-                 mach_real *d, mach_real *dp, long B, int input_grads) {
-  (void)input_grads;
+                 mach_real *d, mach_real *dp, long B, int input_grads,
+                 void (*ready)(void *, long, long), void *ctx) {
+  (void)input_grads, (void)ready, (void)ctx;
   bwd(2, p, s, cot, d, dp, B);
 }
 
@@ -141,8 +143,9 @@ static void two_fwd(const mach_real *w, const mach_real *const *in, mach_real *s
 }
 
 static void two_bwd(const mach_real *w, const mach_real *s, const mach_real *const *cot,
-                    mach_real *d, mach_real *dw, long B, int input_grads) {
-  (void)input_grads;
+                    mach_real *d, mach_real *dw, long B, int input_grads,
+                    void (*ready)(void *, long, long), void *ctx) {
+  (void)input_grads, (void)ready, (void)ctx;
   dw[0] = dw[1] = dw[2] = 0;
   for (long n = 0; n < B; n++) {
     d[6 * B + n] = d[7 * B + n] = cot[0][n];

@@ -106,8 +106,11 @@ static void backward(Run *r) {
   const struct mach_model *m = r->m;
   size_t np = sizeof(double) * (size_t)m->param_size;
   double *dp = malloc(np);
-  m->backward(r->params, r->state, (const double *const *)r->cot, r->dstate, dp, r->batch, 0);
-  m->backward(r->params, r->state, (const double *const *)r->cot, r->dstate, r->dparams, r->batch, 1);
+  m->backward(r->params, r->state, (const double *const *)r->cot, r->dstate, dp, r->batch, 0, NULL, NULL);
+  E2eReady ready = e2e_ready_new(r->dparams, m->param_size);
+  m->backward(r->params, r->state, (const double *const *)r->cot, r->dstate, r->dparams, r->batch, 1,
+              e2e_ready, &ready);
+  e2e_ready_check(&ready);
   cr_assert(memcmp(dp, r->dparams, np) == 0, "parameter gradients differ without the input gradients");
   free(dp);
 }

@@ -118,7 +118,10 @@ static void backward(Inst *t) {
     t->dstate[i] = NAN;
   for (long i = 0; i < m->param_size; i++)
     t->dparams[i] = NAN;
-  m->backward(t->params, t->state, (const double *const *)t->g, t->dstate, t->dparams, t->N, 1);
+  E2eReady ready = e2e_ready_new(t->dparams, m->param_size);
+  m->backward(t->params, t->state, (const double *const *)t->g, t->dstate, t->dparams, t->N, 1,
+              e2e_ready, &ready);
+  e2e_ready_check(&ready);
 }
 
 /* The backward pass of a training step, which asks for no dLoss/dinput:
@@ -130,7 +133,7 @@ static int backward_without_input_grads(Inst *t, const double *dp) {
     t->dstate[i] = NAN;
   for (long i = 0; i < m->param_size; i++)
     t->dparams[i] = NAN;
-  m->backward(t->params, t->state, (const double *const *)t->g, t->dstate, t->dparams, t->N, 0);
+  m->backward(t->params, t->state, (const double *const *)t->g, t->dstate, t->dparams, t->N, 0, NULL, NULL);
   cr_assert(memcmp(t->dparams, dp, sizeof(double) * (size_t)m->param_size) == 0,
             "parameter gradients differ without the input gradients");
   int skipped = 0;

@@ -154,7 +154,7 @@ static void check_gradients(const char *src, const char *prefix) {
   Run r = run_new(src, prefix, 3, 17);
   const double h = 1e-4;
   loss(&r);
-  r.m->backward(r.params, r.state, (const double *const *)r.cot, r.dstate, r.dparams, r.batch, 1);
+  r.m->backward(r.params, r.state, (const double *const *)r.cot, r.dstate, r.dparams, r.batch, 1, NULL, NULL);
   double *dp = malloc(sizeof(double) * (size_t)(r.m->param_size + 1));
   memcpy(dp, r.dparams, sizeof(double) * (size_t)r.m->param_size);
   double **din = calloc(8, sizeof(double *));
@@ -277,7 +277,7 @@ static void check_printed_machine(const char *src, const char *prefix) {
 static void check_printed_dual(const char *src, const char *prefix) {
   Run r = run_new(src, prefix, 2, 11);
   loss(&r);
-  r.m->backward(r.params, r.state, (const double *const *)r.cot, r.dstate, r.dparams, r.batch, 1);
+  r.m->backward(r.params, r.state, (const double *const *)r.cot, r.dstate, r.dparams, r.batch, 1, NULL, NULL);
   char *dual_src = machc_emit(e2e_tmpdir(), "--emit=dual", src);
   cr_assert(strstr(dual_src, "softmax_jvp(dsigma."), "%s", dual_src);
   Run d = run_new(dual_src, e2e_fmt("%s_dual", prefix), 2, 1);

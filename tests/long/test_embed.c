@@ -499,7 +499,7 @@ static void cortex_m4(const char *mach, const char *machine, const char *prefix,
   const char *infer_fns[] = {e2e_fmt("%s_forward", prefix), e2e_fmt("%s_infer", prefix), NULL};
   m4_stack(dir, "model", machine, infer_fns);
   const char *train_fns[] = {e2e_fmt("%s_forward", prefix), e2e_fmt("%s_dual", prefix),
-                             e2e_fmt("%s_param_grads", prefix), e2e_fmt("%s_train_step", prefix), NULL};
+                             e2e_fmt("%s_backward", prefix), e2e_fmt("%s_train_step", prefix), NULL};
   m4_stack(dir, "train", machine, train_fns);
   const char *argv[40] = {"arm-none-eabi-gcc"};
   int n = 1;
