@@ -306,7 +306,7 @@ static Pass run_pass(const char *src, const char *prefix, const char *flag, long
   p.state = calloc((size_t)(batch * m->state_size), sizeof(double));
   p.dstate = calloc((size_t)(batch * m->state_size), sizeof(double));
   m->forward(p.params, (const double *const *)p.in, p.state, batch);
-  m->backward(p.params, p.state, (const double *const *)p.cot, p.dstate, p.dparams, batch, 1);
+  m->backward(p.params, p.state, (const double *const *)p.cot, p.dstate, p.dparams, batch, 1, NULL, NULL);
   return p;
 }
 
