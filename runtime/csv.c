@@ -293,7 +293,7 @@ static int column_item(const struct mach_ctx *c, const char *name, const char *i
   return 0;
 }
 
-/* "!SPEC": the columns SPEC leaves out, in order. */
+/* "!SPEC": the columns SPEC leaves out, in order (SPEC has no '!' left). */
 static int complement(const struct mach_ctx *c, const char *name, const char *spec,
                       char *const *names, long n_names, long ncols, long **idx, long *n) {
   long *sel, k, kept = 0;
@@ -320,8 +320,11 @@ static int complement(const struct mach_ctx *c, const char *name, const char *sp
 int mach_csv_columns(const struct mach_ctx *c, const char *name, const char *spec,
                      char *const *names, long n_names, long ncols, long **idx, long *n) {
   long cap = 1;
-  if (spec[0] == '!')
-    return complement(c, name, spec + 1, names, n_names, ncols, idx, n);
+  int negated = 0;
+  for (; spec[0] == '!'; spec++) /* "!!SPEC" is SPEC: counted, not recursed into */
+    negated ^= 1;
+  if (negated)
+    return complement(c, name, spec, names, n_names, ncols, idx, n);
   for (const char *p = spec; *p; p++)
     cap += *p == ',';
   cap *= ncols + 1;
