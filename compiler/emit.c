@@ -136,27 +136,41 @@ static void level_comment(Emit *e, int level, const int *blocks, int nb) {
 
 /* ------------------------------------------------------------ statements */
 
+/* A dense arrow into a block solved in chunks of time: per channel c, only
+ * the columns (or, W^T, the rows) of W that write the times [t0, t1) of c,
+ * at c * row + t0 * inner of the block's row (inner: the points of one time
+ * step). */
+static void emit_dense_chunk(Emit *e, const IrArrow *ar, const char *w, long ld) {
+  const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
+  long row = d->size / d->shape.channels, inner = row / d->shape.grid[0];
+  Ix c;
+  int base = emit_loops(e, &(EmitLoop){.var = "c", .n = d->shape.channels}, 1, false, &c);
+  Ix at = ix_add(ix_scale(e->a, c, row), ix_term("t0", inner)); /* the chunk's first column */
+  const char *n = ix_text(e->a, ix_scale(e->a, ix_addv(ix_var("t1"), "t0", -1), inner));
+  const char *y = ix_at(e->a, ybuf(e, ar->dst), at), *z = zbuf(e, ar->src);
+  if (!ar->w.transposed) /* y[B, cols] += z[B, S] W[S, cols] */
+    emit_call(e, "mm_acc", (EmitArg[]){{"m", "batch"}, {"n", n}, {"k", arena_printf(e->a, "%ld", s->size)},
+                                     {"a", z}, {"ars", arena_printf(e->a, "%ld", s->size)}, {"acs", "1"},
+                                     {"b", ix_at(e->a, w, at)}, {"ldb", arena_printf(e->a, "%ld", ld)},
+                                     {"c", y}, {"ldc", arena_printf(e->a, "%ld", d->size)}},
+              (int[]){3, 3, 2, 2}, 4);
+  else /* y[B, rows] += z[B, S] W[rows, S]^T */
+    emit_call(e, "mm_nt", (EmitArg[]){{"m", "batch"}, {"n", n}, {"k", arena_printf(e->a, "%ld", s->size)},
+                                    {"a", z}, {"lda", arena_printf(e->a, "%ld", s->size)},
+                                    {"b", ix_at(e->a, w, ix_scale(e->a, at, ld))},
+                                    {"ldb", arena_printf(e->a, "%ld", ld)},
+                                    {"c", y}, {"ldc", arena_printf(e->a, "%ld", d->size)}},
+              (int[]){3, 2, 2, 2}, 4);
+  emit_close_to(e, base);
+}
+
 static void emit_dense(Emit *e, const IrArrow *ar, bool chunked) {
   const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
   const IrParam *p = IR_PARAM(e->m, ar->w.param);
   long ld = p->shape[1];
-  const char *w = arena_printf(e->a, "%s + %ld", pname(e, ar->w.param),
-                               (long)ar->w.in_off * ld + ar->w.out_off);
+  const char *w = ix_at(e->a, pname(e, ar->w.param), ix_const((long)ar->w.in_off * ld + ar->w.out_off));
   if (chunked) {
-    /* into a block solved in chunks of time: only the columns (or, W^T, the
-     * rows) of W that write the times [t0, t1) of each channel c */
-    long row = d->size / d->shape.channels, inner = row / d->shape.grid[0];
-    sb_printf(e->c, "    for (long c = 0; c < %d; c++)\n", d->shape.channels);
-    if (!ar->w.transposed)
-      sb_printf(e->c, "        mm_acc(batch, (t1 - t0) * %ld, %ld, %s, %ld, 1, %s + c * %ld + t0 * %ld, %ld,\n"
-                      "               %s + c * %ld + t0 * %ld, %ld);\n",
-                inner, s->size, zbuf(e, ar->src), s->size, w, row, inner, ld, ybuf(e, ar->dst), row,
-                inner, d->size);
-    else
-      sb_printf(e->c, "        mm_nt(batch, (t1 - t0) * %ld, %ld, %s, %ld, %s + (c * %ld + t0 * %ld) * %ld, %ld,\n"
-                      "              %s + c * %ld + t0 * %ld, %ld);\n",
-                inner, s->size, zbuf(e, ar->src), s->size, w, row, inner, ld, ld, ybuf(e, ar->dst), row,
-                inner, d->size);
+    emit_dense_chunk(e, ar, w, ld);
     return;
   }
   if (!ar->w.transposed) /* y[B, D] += z[B, S] W[S, D] */
@@ -181,9 +195,10 @@ static void open_range(Emit *e, const IrBlock *b, bool chunked) {
     return;
   }
   long row = b->size / b->shape.channels, inner = row / b->shape.grid[0];
-  sb_printf(e->c, "    for (long r = 0; r < batch * %d; r++)\n"
-                  "        for (long k = r * %ld + t0 * %ld; k < r * %ld + t1 * %ld; k++)\n            ",
-            b->shape.channels, row, inner, row, inner);
+  Ix r = ix_term("r", row);
+  sb_printf(e->c, "    for (long r = 0; r < %s; r++)\n        for (long k = %s; k < %s; k++)\n            ",
+            ix_text(e->a, ix_term("batch", b->shape.channels)), ix_text(e->a, ix_addv(r, "t0", inner)),
+            ix_text(e->a, ix_addv(r, "t1", inner)));
 }
 
 /* The primal state of block i as the dual reads it: z, or y when z = y. */
@@ -199,7 +214,7 @@ static const char *softmax_range(Emit *e, const IrBlock *b, bool chunked) {
   if (!chunked)
     return arena_printf(e->a, "0, %ld", G);
   long inner = G / b->shape.grid[0];
-  return arena_printf(e->a, "t0 * %ld, t1 * %ld", inner, inner);
+  return arena_printf(e->a, "%s, %s", ix_text(e->a, ix_term("t0", inner)), ix_text(e->a, ix_term("t1", inner)));
 }
 
 /* The gradient through the gate s of z = softmax_jvp(s, y):
@@ -266,7 +281,7 @@ static void emit_init(Emit *e, int bi, bool chunked) {
   if (b->has_input)
     sb_printf(c, "%s[%d][k]%s", e->nm.inputs, input_slot(e->m, bi), b->bias >= 0 ? " + " : "");
   if (b->bias >= 0)
-    sb_printf(c, "%s[r %% %d]", pname(e, b->bias), b->shape.channels);
+    sb_printf(c, b->shape.channels > 1 ? "%s[r %% %d]" : "%s[0]", pname(e, b->bias), b->shape.channels);
   if (!b->has_input && b->bias < 0)
     sb_puts(c, "0");
   sb_puts(c, ";\n");
