@@ -104,32 +104,38 @@ static const char *slot(Arena *a, const IrMachine *m, int b, int lg) {
   return arena_printf(a, "(s->at_%s + %d) %% %d", cn, r - lg, r);
 }
 
-/* y[c] += the arrow at the current step. */
-static void stream_arrow(Arena *a, const IrMachine *m, const IrArrow *ar, StrBuf *c) {
+/* y += the arrow at the current step, for the channel c of the block it
+ * writes: the taps k (lag p0 - k*d) and source channels ci, the loops of
+ * one trip left out. */
+static void stream_arrow(Emit *e, const IrMachine *m, const IrArrow *ar, Ix c) {
+  Arena *a = e->a;
   const IrBlock *s = IR_BLOCK(m, ar->src);
+  const char *z = arena_printf(a, "s->z_%s", s->cname);
   if (ar->kind == ARROW_IDENTITY) {
-    sb_printf(c, "        y += s->z_%s[%s][c]; /* skip from %s */\n", s->cname,
-          slot(a, m, ar->src, 0), s->name);
+    emit_line(e, "y += %s[%s][%s]; /* skip from %s */", z, slot(a, m, ar->src, 0), ix_text(a, c), s->name);
     return;
   }
   const IrParam *p = IR_PARAM(m, ar->w.param);
   int in = p->shape[1], out = p->shape[2], K = ar->ax[0].kernel, d = ar->ax[0].dilation;
   int r = ring_len(m, ar->src), p0 = ar->ax[0].pad0;
   long w0 = ((long)ar->w.k_off[0] * in + ar->w.in_off) * out + ar->w.out_off;
-  sb_printf(c, "        /* conv(%s, %s): tap k reads %d%s%s steps back */\n", s->name, p->name, p0,
+  emit_line(e, "/* %s: tap k reads %d%s%s steps back */", ir_arrow_text(a, m, ar, s->name, IR_TEXT_MATH), p0,
             K > 1 ? " - k" : "", K > 1 && d > 1 ? arena_printf(a, " * %d", d) : "");
-  const char *at = r == 1 ? "0"
-                          : arena_printf(a, "(s->at_%s + %d%s) %% %d", s->cname, r - p0,
-                                         K == 1 ? "" : d == 1 ? " + k" : arena_printf(a, " + k * %d", d), r);
-  if (K > 1) /* the inner loop one step deeper */
-    sb_printf(c, "        for (int k = 0; k < %d; k++)\n    ", K);
-  sb_printf(c, "        for (int ci = 0; ci < %d; ci++)\n", s->shape.channels);
-  sb_printf(c, "%s            y += s->z_%s[%s][ci] * %s[%ld%s + ci * %d + c];\n", K > 1 ? "    " : "",
-            s->cname, at, p->cname, w0, K > 1 ? arena_printf(a, " + k * %ld", (long)in * out) : "", out);
+  EmitLoop l[] = {{.var = "k", .n = K}, {.var = "ci", .n = s->shape.channels}};
+  Ix idx[2];
+  int base = emit_loops(e, l, 2, false, idx);
+  Ix k = idx[0], ci = idx[1];
+  const char *at = "0";
+  if (r > 1) /* the slot p0 - k*d steps back of a ring of r: at + r - p0 + k*d, mod r */
+    at = arena_printf(a, "(%s) %% %d", ix_text(a, ix_add(ix_addc(ix_term(arena_printf(a, "s->at_%s", s->cname), 1), r - p0),
+                                                    ix_scale(a, k, d))), r);
+  Ix wi = ix_add(ix_add(ix_add(ix_const(w0), ix_scale(a, k, (long)in * out)), ix_scale(a, ci, out)), c);
+  emit_line(e, "y += %s[%s][%s] * %s[%s];", z, at, ix_text(a, ci), p->cname, ix_text(a, wi));
+  emit_close_to(e, base);
 }
 
 /* z = sigma(y) at the current step, into the block's ring. */
-static const char *stream_act(Arena *a, const IrMachine *m, const IrBlock *b) {
+static const char *stream_act(Arena *a, const IrMachine *m, const IrBlock *b, const char *c) {
   switch (b->act.kind) {
   case ACT_IDENTITY:
     return "y";
@@ -137,31 +143,37 @@ static const char *stream_act(Arena *a, const IrMachine *m, const IrBlock *b) {
     return arena_printf(a, "act_leaky_relu(y, (real)%.17g)", b->act.alpha);
   case ACT_MUL: {
     const IrBlock *g = IR_BLOCK(m, b->act.gate);
-    return arena_printf(a, "s->z_%s[%s][c] * y", g->cname, slot(a, m, b->act.gate, 0));
+    return arena_printf(a, "s->z_%s[%s][%s] * y", g->cname, slot(a, m, b->act.gate, 0), c);
   }
   default:
     return arena_printf(a, "act_%s(y)", ir_act_name(b->act.kind));
   }
 }
 
-static void stream_block(Arena *a, const IrMachine *m, int bi, StrBuf *c) {
+/* Block bi at the current step, channel by channel (a block of one channel
+ * without the loop). */
+static void stream_block(Emit *e, const IrMachine *m, int bi) {
+  Arena *a = e->a;
   const IrBlock *b = IR_BLOCK(m, bi);
-  sb_printf(c, "    for (int c = 0; c < %d; c++) { /* %s */\n", b->shape.channels, b->name);
+  emit_line(e, "/* %s */", b->name);
+  Ix ch;
+  int base = emit_loops(e, &(EmitLoop){.var = "c", .n = b->shape.channels}, 1, true, &ch);
+  const char *c = ix_text(a, ch);
+  const char *bias = b->bias >= 0 ? arena_printf(a, "%s[%s]", IR_PARAM(m, b->bias)->cname, c) : NULL;
   if (b->has_input)
-    sb_printf(c, "        real y = inputs_t[%d][c]%s;\n", input_slot(m, bi),
-          b->bias >= 0 ? arena_printf(a, " + %s[c]", IR_PARAM(m, b->bias)->cname) : "");
+    emit_line(e, "real y = inputs_t[%d][%s]%s%s;", input_slot(m, bi), c, bias ? " + " : "", bias ? bias : "");
   else
-    sb_printf(c, "        real y = %s;\n",
-          b->bias >= 0 ? arena_printf(a, "%s[c]", IR_PARAM(m, b->bias)->cname) : "0");
+    emit_line(e, "real y = %s;", bias ? bias : "0");
   for (int i = 0; i < m->arrows.len; i++)
     if (IR_ARROW(m, i)->dst == bi)
-      stream_arrow(a, m, IR_ARROW(m, i), c);
-  sb_printf(c, "        s->z_%s[%s][c] = %s;\n", b->cname, slot(a, m, bi, 0), stream_act(a, m, b));
-  sb_puts(c, "    }\n");
+      stream_arrow(e, m, IR_ARROW(m, i), ch);
+  emit_line(e, "s->z_%s[%s][%s] = %s;", b->cname, slot(a, m, bi, 0), c, stream_act(a, m, b, c));
+  emit_close_to(e, base);
 }
 
 void emit_stream(const IrMachine *m, const char *prefix, const char *up, StrBuf *c) {
   Arena *a = arena_new();
+  Emit e = {.a = a, .c = c, .depth = 1}; /* for its lines and indices only */
   sb_printf(c, "\n/* Clears the stream: every earlier step reads as zero, as the zero padding\n"
            " * before time 0 of %s_forward. */\n"
            "void %s_stream_reset(void *stream)\n{\n"
@@ -192,7 +204,7 @@ void emit_stream(const IrMachine *m, const char *prefix, const char *up, StrBuf 
     sb_printf(c, "\n    /* ---- level %d */\n", lv);
     for (int i = 0; i < m->blocks.len; i++)
       if (IR_BLOCK(m, i)->level == lv)
-        stream_block(a, m, i, c);
+        stream_block(&e, m, i);
   }
   sb_puts(c, "\n");
   for (int k = 0; k < m->noutputs; k++) {
