@@ -251,6 +251,7 @@ static int parse_args(int argc, char **argv, Options *o) {
   return -1;
 }
 
+/* Writes data to tmp, the temporary of path (named in the message). */
 static bool write_tmp(const char *path, const char *tmp, const char *data, size_t len) {
   FILE *f = fopen(tmp, "wb");
   if (!f) {
@@ -259,12 +260,9 @@ static bool write_tmp(const char *path, const char *tmp, const char *data, size_
   }
   bool ok = fwrite(data, 1, len, f) == len;
   ok &= fclose(f) == 0;
-  if (!ok || rename(tmp, path) != 0) {
+  if (!ok)
     fprintf(stderr, "machc: cannot write %s: %s\n", path, strerror(errno));
-    remove(tmp);
-    return false;
-  }
-  return true;
+  return ok;
 }
 
 /* What a signal (Ctrl-C, a timeout's SIGTERM) must not leave behind: the
@@ -272,7 +270,8 @@ static bool write_tmp(const char *path, const char *tmp, const char *data, size_
  * directory under /tmp, and the C compiler working on it. A handler reaches
  * them only through statics: the one global state of machc, set and cleared
  * around those steps. */
-static const char *volatile sig_tmp, *volatile sig_cfile, *volatile sig_hfile, *volatile sig_dir;
+enum { MAX_OUTPUTS = 3 }; /* the .c, the .h and the baked weights */
+static const char *volatile sig_tmp[MAX_OUTPUTS], *volatile sig_cfile, *volatile sig_hfile, *volatile sig_dir;
 static volatile pid_t sig_child;
 
 static void on_signal(int sig) {
@@ -281,8 +280,10 @@ static void on_signal(int sig) {
     kill(child, sig);
     waitpid(child, NULL, 0);
   }
-  const char *paths[3] = {sig_tmp, sig_cfile, sig_hfile};
-  for (int i = 0; i < 3; i++)
+  const char *paths[MAX_OUTPUTS + 2] = {sig_cfile, sig_hfile};
+  for (int i = 0; i < MAX_OUTPUTS; i++)
+    paths[2 + i] = sig_tmp[i];
+  for (int i = 0; i < MAX_OUTPUTS + 2; i++)
     if (paths[i])
       unlink(paths[i]);
   if (sig_dir)
@@ -302,14 +303,38 @@ static void catch_signals(void) {
     sigaction(sigs[i], &sa, NULL);
 }
 
-/* Writes a file atomically: a temporary beside it, then rename. */
+/* Writes n files all or none: each to a temporary beside it (PATH.tmp.PID),
+ * renamed only once every one is written, so that a failure replaces no
+ * file and leaves no temporary. */
+static bool write_files(int n, const char *const *path, const char *const *data, const size_t *len) {
+  char tmp[MAX_OUTPUTS][PATH_MAX];
+  bool ok = true;
+  for (int i = 0; i < n; i++) {
+    snprintf(tmp[i], sizeof tmp[i], "%s.tmp.%d", path[i], (int)getpid());
+    sig_tmp[i] = tmp[i];
+    ok = ok && write_tmp(path[i], tmp[i], data[i], len[i]);
+  }
+  for (int i = 0; i < n && ok; i++) { /* what rename would refuse, before any rename */
+    struct stat st;
+    if (stat(path[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+      fprintf(stderr, "machc: cannot write %s: %s\n", path[i], strerror(EISDIR));
+      ok = false;
+    }
+  }
+  for (int i = 0; i < n && ok; i++)
+    if (rename(tmp[i], path[i]) != 0) {
+      fprintf(stderr, "machc: cannot write %s: %s\n", path[i], strerror(errno));
+      ok = false;
+    }
+  for (int i = 0; i < n; i++) { /* what was not renamed */
+    unlink(tmp[i]);
+    sig_tmp[i] = NULL;
+  }
+  return ok;
+}
+
 static bool write_file(const char *path, const char *data, size_t len) {
-  char tmp[PATH_MAX];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-  sig_tmp = tmp;
-  bool done = write_tmp(path, tmp, data, len);
-  sig_tmp = NULL;
-  return done;
+  return write_files(1, &path, &data, &len);
 }
 
 static char *strip_ext(Arena *a, const char *path, const char *ext) {
@@ -490,8 +515,9 @@ static int emit_output(Arena *a, const Options *o, const Paths *paths, IrMachine
   bool ok = !o->weights || bake_weights(m, &eo, o->weights, eo.weights_name, &w);
   if (ok)
     emit_c(m, dual, &eo, &c, &h);
-  ok = ok && write_file(cpath, c.data, c.len) && write_file(hpath, h.data, h.len) &&
-       (!wpath || write_file(wpath, w.data, w.len));
+  const char *outs[MAX_OUTPUTS] = {cpath, hpath, wpath}, *texts[MAX_OUTPUTS] = {c.data, h.data, w.data};
+  size_t lens[MAX_OUTPUTS] = {c.len, h.len, w.len};
+  ok = ok && write_files(wpath ? 3 : 2, outs, texts, lens);
   sb_free(&c);
   sb_free(&h);
   sb_free(&w);

@@ -417,3 +417,38 @@ static void signal_during_cc(int sig) {
 
 Test(hostile, sigterm_during_the_c_compiler_leaves_nothing) { signal_during_cc(SIGTERM); }
 Test(hostile, sigint_during_the_c_compiler_leaves_nothing) { signal_during_cc(SIGINT); }
+
+/* machc's outputs are written all or none: when one cannot be (the header's
+ * name is taken by a directory, a weights file is a FIFO) no other is
+ * replaced and no temporary is left. */
+Test(hostile, machc_writes_all_outputs_or_none) {
+  const char *dir = e2e_tmpdir();
+  e2e_write_text(e2e_path(dir, "m.mach"), model_src);
+  e2e_write_text(e2e_path(dir, "keep.c"), "keep\n");
+  cr_assert_eq(mkdir(e2e_path(dir, "keep.h"), 0700), 0);
+  cr_assert_eq(mkfifo(e2e_path(dir, "w.npz"), 0600), 0);
+  static const struct {
+    const char *argv[8];
+    const char *err;
+  } cases[] = {
+      {{"-S", "-o", "keep.c", "m.mach"}, "machc: cannot write keep.h: Is a directory\n"},
+      {{"-S", "--standalone", "--weights", "w.npz", "-o", "keep.c", "m.mach"},
+       "machc: w.npz: cannot open: not a regular file (a directory, FIFO or device)\n"},
+      {{"-S", "--standalone", "--weights", "keep.h", "-o", "sa.c", "m.mach"},
+       "machc: keep.h: cannot open: not a regular file (a directory, FIFO or device)\n"},
+      {{"-S", "-o", "nodir/x.c", "m.mach"}, "machc: cannot write nodir/x.c: No such file or directory\n"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const char *argv[10] = {e2e_machc()};
+    for (int k = 0; cases[i].argv[k]; k++)
+      argv[k + 1] = cases[i].argv[k];
+    E2eRun r = e2e_run(dir, 20, argv);
+    cr_assert(!r.timed_out, "case %zu waited", i);
+    cr_assert_eq(r.status, 1, "case %zu: status %d\n%s", i, r.status, r.err);
+    cr_assert_str_eq(r.err, cases[i].err, "case %zu", i);
+    cr_assert_str_eq(e2e_read_file(e2e_path(dir, "keep.c"), NULL), "keep\n", "case %zu replaced keep.c", i);
+    cr_assert(access(e2e_path(dir, "sa.c"), F_OK) != 0 && access(e2e_path(dir, "sa.h"), F_OK) != 0);
+    cr_assert_null(temporaries(dir), "case %zu left temporaries", i);
+    e2e_run_free(&r);
+  }
+}
