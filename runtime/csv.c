@@ -279,10 +279,10 @@ static int column_item(const struct mach_ctx *c, const char *name, const char *i
   }
   if (lo < 0)
     lo += ncols;
-  if (!colon)
-    hi = lo + 1;
-  else if (hi < 0)
+  if (colon && hi < 0)
     hi += ncols;
+  if (!colon && lo >= 0 && lo < ncols) /* lo + 1 cannot overflow (an index up to LONG_MAX may be asked) */
+    hi = lo + 1;
   if (lo < 0 || lo >= ncols || hi > ncols || hi <= lo) {
     mach_err(c, "%s: column%s '%.*s' is out of range: the file has %ld columns (0 to %ld)", name,
              colon ? "s" : "", (int)len, item, ncols, ncols - 1);

@@ -191,6 +191,7 @@ static void setup_files(const char *dir, const char *bin) {
   e2e_write_text(e2e_path(dir, "garbage.csv"), "1,2,3\n4,five,6\n");
   e2e_write_text(e2e_path(dir, "ragged.csv"), "1,2,3\n4,5\n");
   e2e_write_text(e2e_path(dir, "nan.csv"), "1,2,3\nnan,5,6\n");
+  e2e_write_text(e2e_path(dir, "cols.csv"), "1,2,3,4\n5,6,7,8\n");
   e2e_write_text(e2e_path(dir, "notzip.npz"), "this is not a zip file at all, not even close\n");
   e2e_write_file(e2e_path(dir, "garbage.npy.gz"), "\x1f\x8b\x08\x00garbage", 11);
   write_bomb(e2e_path(dir, "bomb.npz"));
@@ -257,6 +258,18 @@ static const RtCase rt_cases[] = {
     {"data", 1, "bomb.npz: corrupt zip (entry 'x' claims 1073741824 bytes from 2 compressed)",
      {"forward", "--weights", "w.npz", "--input", "bomb.npz", "--output", "y.npy"}},
     {"weights", 1, "bomb.npz: no entry 'W_y_x'", {"forward", "--weights", "bomb.npz", "--input", "x.npy", "--output", "y.npy"}},
+    {"data", 1, "cols.csv: column '9223372036854775807' is out of range: the file has 4 columns (0 to 3)",
+     {"forward", "--weights", "w.npz", "--input", "cols.csv", "--data-cols", "9223372036854775807", "--output",
+      "y.npy"}},
+    {"data", 1, "cols.csv: column '-9223372036854775808' is out of range: the file has 4 columns (0 to 3)",
+     {"forward", "--weights", "w.npz", "--input", "cols.csv", "--data-cols", "-9223372036854775808", "--output",
+      "y.npy"}},
+    {"data", 1, "cols.csv: columns '1:4294967296' is out of range: the file has 4 columns (0 to 3)",
+     {"forward", "--weights", "w.npz", "--input", "cols.csv", "--data-cols", "1:4294967296", "--output", "y.npy"}},
+    {"data", 1, "cols.csv: column '9223372036854775808' is not an index or a range A:B (the file has no header)",
+     {"forward", "--weights", "w.npz", "--input", "cols.csv", "--data-cols", "9223372036854775808", "--output",
+      "y.npy"}},
+    {"data", 0, "", {"forward", "--weights", "w.npz", "--input", "cols.csv", "--data-cols", "1:4", "--output", "yc.npy"}},
     {"data", 1, "garbage.npy.gz", {"forward", "--weights", "w.npz", "--input", "garbage.npy.gz", "--output", "y.npy"}},
     {"data", 1, "forward: input 'x' has a non-finite value (nan) in sample 2, element 1; pass --allow-nonfinite",
      {"forward", "--weights", "w.npz", "--input", "xnan.npy", "--output", "y.npy"}},
