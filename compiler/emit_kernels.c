@@ -5,8 +5,10 @@
  * The prelude is data: a table of kernels, each with the names it defines,
  * the kernels it calls and its C text. A generated file gets the kernels its
  * code names and, transitively, what they call, each once, callees first.
- * Texts take two parameters, written $NB (the column tile) and $f (the
- * suffix of libm's functions: "f" for float, "" for double).
+ * Texts take parameters, written $NAME: the tuned kernels' tile, $MR rows by
+ * $NB columns (NB: two vectors of the target), $KC rows of B per packed
+ * panel, and $f, the suffix of libm's functions ("f" for float, "" for
+ * double).
  *
  * Two sets of kernels, same names and signatures, so the call sites are the
  * same with either:
@@ -35,9 +37,9 @@ static const char k_tuned_sizes[] =
     "#ifdef _OPENMP\n"
     "#include <omp.h>\n"
     "#endif\n"
-    "enum { MR = 4,    /* rows of C per micro-kernel call */\n"
+    "enum { MR = $MR,    /* rows of C per micro-kernel call */\n"
     "       NB = $NB,   /* columns of C kept in registers: two vectors */\n"
-    "       KC = 256,  /* rows of B packed at a time (NB x KC fits in L1) */\n"
+    "       KC = $KC,  /* rows of B packed at a time (NB x KC fits in L1) */\n"
     "       PAR_WORK = 1 << 17 };\n";
 
 static const char k_mm_micro[] =
@@ -668,7 +670,7 @@ typedef struct Kernel {
   const char *names; /* what it defines, space-separated: the function, or the enum's constants */
   const char *calls; /* the kernels (or constants) its text uses, space-separated */
   KernelSet set;
-  const char *text;  /* C, with $NB and $f; written followed by a blank line */
+  const char *text;  /* C, with $ parameters; written followed by a blank line */
 } Kernel;
 
 /* In the order they are written (a kernel's callees come before it; the
@@ -816,35 +818,50 @@ static bool callees_written(Prelude *p, int k, const bool *written) {
   return ok;
 }
 
-/* Writes text with $NB and $f replaced by their values. */
-static void expand(StrBuf *c, const char *text, long nb, bool f32) {
+/* The tiles that do not follow the target (emit_grid_work sizes mm_grid's
+ * panels by them). */
+enum { TILE_MR = 4, TILE_KC = 256 };
+
+/* A parameter of the texts: $name stands for value. */
+typedef struct Param {
+  const char *name, *value;
+} Param;
+
+/* Writes text with each $NAME replaced by its value. */
+static void expand(StrBuf *c, const char *text, const Param *params, int np) {
   for (const char *s = text; *s;) {
     size_t n = strcspn(s, "$");
     sb_printf(c, "%.*s", (int)n, s);
+    if (!s[n])
+      break;
+    s += n + 1;
+    for (n = 0; is_word(s[n]); n++)
+      ;
+    int k = 0;
+    while (k < np && !(strlen(params[k].name) == n && strncmp(s, params[k].name, n) == 0))
+      k++;
+    assert(k < np && "a kernel's text names an unknown $ parameter");
+    sb_puts(c, params[k].value);
     s += n;
-    if (strncmp(s, "$NB", 3) == 0) {
-      sb_printf(c, "%ld", nb);
-      s += 3;
-    } else if (strncmp(s, "$f", 2) == 0) {
-      sb_puts(c, f32 ? "f" : "");
-      s += 2;
-    } else {
-      assert(!*s && "a kernel's text has an unknown $ parameter");
-    }
   }
 }
 
 long emit_nb(bool f32, int vec_bytes) { return 2 * vec_bytes / (f32 ? 4 : 8); }
 
 long emit_grid_work(long k, long nb) {
-  long kk = k < 256 ? k : 256; /* the tuned prelude's KC and MR: 256, 4 */
-  return kk * (nb + 4) + 4 * nb;
+  long kk = k < TILE_KC ? k : TILE_KC;
+  return kk * (nb + TILE_MR) + TILE_MR * nb;
 }
 
 void emit_kernels(StrBuf *c, const EmitOptions *o, const char *body) {
   bool plain = o->plain_kernels, f32 = o->f32;
   /* two vectors of columns per row: 32 floats with AVX-512, 16 with AVX2 */
   long nb = emit_nb(f32, o->vec_bytes ? o->vec_bytes : 64);
+  char nbs[24], mrs[24], kcs[24];
+  snprintf(nbs, sizeof nbs, "%ld", nb);
+  snprintf(mrs, sizeof mrs, "%d", TILE_MR);
+  snprintf(kcs, sizeof kcs, "%d", TILE_KC);
+  const Param params[] = {{"NB", nbs}, {"MR", mrs}, {"KC", kcs}, {"f", f32 ? "f" : ""}};
   Prelude p = {.a = arena_new()};
   for (p.at = 0; p.at < NKERNELS; p.at++) {
     p.in[p.at] = in_set(kernels[p.at].set, plain, f32);
@@ -867,7 +884,7 @@ void emit_kernels(StrBuf *c, const EmitOptions *o, const char *body) {
   for (int k = 0; k < NKERNELS; k++)
     if (p.need[k]) {
       assert(callees_written(&p, k, written) && "the table lists a kernel before what it calls");
-      expand(c, kernels[k].text, nb, f32);
+      expand(c, kernels[k].text, params, 4);
       sb_puts(c, "\n");
       written[k] = true;
     }
