@@ -484,14 +484,15 @@ static void emit_weight_grad(Emit *e, const IrArrow *ar) {
     return;
   }
   long ld = p->shape[1];
-  long off = (long)ar->w.in_off * ld + ar->w.out_off;
+  const char *dw = ix_at(e->a, arena_printf(e->a, "d%s", p->cname),
+                         ix_const((long)ar->w.in_off * ld + ar->w.out_off));
   sb_printf(c, "    /* d%s += %s^T %s */\n", ir_arrow_weight(e->a, m, ar, IR_TEXT_MATH), z, yb);
   if (!ar->w.transposed)
-    sb_printf(c, "    mm_acc(%ld, %ld, batch, %s, 1, %ld, %s, %ld, d%s + %ld, %ld);\n", s->size,
-              d->size, z, s->size, yb, d->size, p->cname, off, ld);
+    sb_printf(c, "    mm_acc(%ld, %ld, batch, %s, 1, %ld, %s, %ld, %s, %ld);\n", s->size, d->size, z,
+              s->size, yb, d->size, dw, ld);
   else /* the arrow read W^T: its gradient lands transposed */
-    sb_printf(c, "    mm_acc(%ld, %ld, batch, %s, 1, %ld, %s, %ld, d%s + %ld, %ld);\n", d->size,
-              s->size, yb, d->size, z, s->size, p->cname, off, ld);
+    sb_printf(c, "    mm_acc(%ld, %ld, batch, %s, 1, %ld, %s, %ld, %s, %ld);\n", d->size, s->size, yb,
+              d->size, z, s->size, dw, ld);
 }
 
 /* dW += z_src^T ybar_dst for each weighted arrow into block bi (the
@@ -558,7 +559,7 @@ static void emit_grads_section(Emit *e, StrBuf *out, const char *why, const char
     if (!e->used_dp[p])
       continue;
     const IrParam *q = IR_PARAM(e->primal, p);
-    sb_printf(&decl, "    real *const d%s = dparams + %ld; /* [", q->cname, q->offset);
+    sb_printf(&decl, "    real *const d%s = %s; /* [", q->cname, ix_at(e->a, "dparams", ix_const(q->offset)));
     for (int i = 0; i < q->rank; i++)
       sb_printf(&decl, "%s%d", i ? ", " : "", q->shape[i]);
     sb_puts(&decl, "] */\n");
@@ -594,8 +595,8 @@ static void declare_params(Emit *e, StrBuf *out, const char *src, const char *pr
     if (!e->used_p[p])
       continue;
     const IrParam *q = IR_PARAM(e->m, p);
-    sb_printf(out, "    %sreal *const %s%s = %s + %ld; /* [", cnst ? "const " : "", prefix, q->cname,
-              src, q->offset);
+    sb_printf(out, "    %sreal *const %s%s = %s; /* [", cnst ? "const " : "", prefix, q->cname,
+              ix_at(e->a, src, ix_const(q->offset)));
     for (int i = 0; i < q->rank; i++)
       sb_printf(out, "%s%d", i ? ", " : "", q->shape[i]);
     sb_puts(out, "] */\n");
@@ -608,11 +609,11 @@ static void declare_state(Emit *e, StrBuf *out, const char *buf, bool cnst, cons
     const IrBlock *b = IR_BLOCK(e->m, i);
     const char *shape = ir_shape_text(e->a, &b->shape);
     if (uy[i])
-      sb_printf(out, "    %sreal *const %s%s = %s + batch * %ld; /* [batch, %s] */\n",
-                cnst ? "const " : "", yp, b->cname, buf, e->lay->y_off[i], shape);
+      sb_printf(out, "    %sreal *const %s%s = %s; /* [batch, %s] */\n", cnst ? "const " : "", yp, b->cname,
+                ix_at(e->a, buf, ix_term("batch", e->lay->y_off[i])), shape);
     if (uz[i] && b->act.kind != ACT_IDENTITY)
-      sb_printf(out, "    %sreal *const %s%s = %s + batch * %ld;\n", cnst ? "const " : "", zp,
-                b->cname, buf, e->lay->z_off[i]);
+      sb_printf(out, "    %sreal *const %s%s = %s;\n", cnst ? "const " : "", zp, b->cname,
+                ix_at(e->a, buf, ix_term("batch", e->lay->z_off[i])));
   }
 }
 
@@ -681,7 +682,7 @@ static void declare_planned(Emit *e, StrBuf *out, const Plan *plan) {
         continue;
       long off = z ? plan->z_off[i] : plan->y_off[i];
       const char *at = off == PLAN_OUTPUT ? arena_printf(e->a, "outputs[%d]", k)
-                                          : arena_printf(e->a, "ws + %ld + batch * %ld", e->work, off);
+                                          : ix_at(e->a, "ws", ix_addv(ix_const(e->work), "batch", off));
       sb_printf(out, "    real *const %s_%s = %s; /* [batch, %s] */\n", z ? "z" : "y", b->cname, at,
                 ir_shape_text(e->a, &b->shape));
     }

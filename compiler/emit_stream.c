@@ -119,8 +119,9 @@ static void stream_arrow(Emit *e, const IrMachine *m, const IrArrow *ar, Ix c) {
   int in = p->shape[1], out = p->shape[2], K = ar->ax[0].kernel, d = ar->ax[0].dilation;
   int r = ring_len(m, ar->src), p0 = ar->ax[0].pad0;
   long w0 = ((long)ar->w.k_off[0] * in + ar->w.in_off) * out + ar->w.out_off;
-  emit_line(e, "/* %s: tap k reads %d%s%s steps back */", ir_arrow_text(a, m, ar, s->name, IR_TEXT_MATH), p0,
-            K > 1 ? " - k" : "", K > 1 && d > 1 ? arena_printf(a, " * %d", d) : "");
+  emit_line(e, "/* %s: %s%d%s%s steps back */", ir_arrow_text(a, m, ar, s->name, IR_TEXT_MATH),
+            K > 1 ? "tap k reads " : "reads ", p0, K > 1 ? " - k" : "",
+            K > 1 && d > 1 ? arena_printf(a, " * %d", d) : "");
   EmitLoop l[] = {{.var = "k", .n = K}, {.var = "ci", .n = s->shape.channels}};
   Ix idx[2];
   int base = emit_loops(e, l, 2, false, idx);
@@ -209,8 +210,8 @@ void emit_stream(const IrMachine *m, const char *prefix, const char *up, StrBuf 
   sb_puts(c, "\n");
   for (int k = 0; k < m->noutputs; k++) {
     const IrBlock *b = IR_BLOCK(m, m->outputs[k]);
-    sb_printf(c, "    memcpy(outputs_t[%d], s->z_%s[%s], sizeof(real) * %d);\n", k, b->cname,
-          slot(a, m, m->outputs[k], 0), b->shape.channels);
+    sb_printf(c, "    memcpy(outputs_t[%d], s->z_%s[%s], %s);\n", k, b->cname, slot(a, m, m->outputs[k], 0),
+              ix_text(a, ix_term("sizeof(real)", b->shape.channels)));
   }
   sb_puts(c, "}\n");
   arena_free(a);
