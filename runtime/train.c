@@ -611,13 +611,14 @@ static int save_checkpoint(struct trainer *t) {
  * end, or to the first step after a stop signal. Returns NULL or the failure. */
 static const char *run_epoch(struct trainer *t) {
   double bl;
-  if (t->k.pos == 0) {
-    shuffle(t->perm, t->n_train, &t->rng);
-    t->k.loss_sum = 0;
-    t->k.hits = 0;
-  }
   while (t->k.pos < t->n_train && !stopping(t)) {
     long s = t->k.pos, b = t->n_train - s < t->batch ? t->n_train - s : t->batch;
+    if (s == 0) { /* only with a step to follow: a stop signal arriving before it
+                     checkpoints the epoch unshuffled, as a resume expects */
+      shuffle(t->perm, t->n_train, &t->rng);
+      t->k.loss_sum = 0;
+      t->k.hits = 0;
+    }
     const char *why = step(t, s, b, &bl, &t->k.hits);
     if (why)
       return why;
