@@ -89,7 +89,7 @@ $(BUILD)/.deps-ok:
 	test -f /usr/include/criterion/criterion.h || missing="$$missing libcriterion-dev"; \
 	test -f /usr/include/zlib.h || missing="$$missing zlib1g-dev"; \
 	command -v mpirun >/dev/null 2>&1 || missing="$$missing openmpi-bin"; \
-	echo '#include <mpi.h>' | mpicc -E - >/dev/null 2>&1 || missing="$$missing libopenmpi-dev"; \
+	echo '#include <mpi.h>' | mpicc -x c -E - >/dev/null 2>&1 || missing="$$missing libopenmpi-dev"; \
 	echo 'int main(void){return 0;}' | clang -fopenmp -x c - -o /dev/null 2>/dev/null || \
 	  missing="$$missing libomp-dev"; \
 	if [ -n "$$missing" ]; then \
