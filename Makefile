@@ -3,8 +3,9 @@
 #   make            build bin/machc and the runtime libraries
 #   make test       the fast tier of the test suite (Criterion, tests/*.c; about 20 s);
 #                   SANITIZE=1 (here and below) for ASan + UBSan
-#   make test-long  the long tier (tests/long/*.c: standalone C and cross builds,
-#                   MPI, threads, --march tiles, the f32 exp sweep, bench; about a minute)
+#   make test-long  the long tier (tests/long/*.c: standalone C and cross builds, MPI,
+#                   threads, --march tiles, the f32 exp sweep, 100,000-block compiles,
+#                   bench; about a minute and a half)
 #   make test-examples  the example trainings (poly, sine, waves, examples/embed; about a minute)
 #   make test-all   all three; CI (.ci/run) runs them, and the first two under SANITIZE=1
 #   make deps-cross the cross tools of the embedded tests (make test-long runs it)
@@ -178,12 +179,13 @@ $(BUILD)/lib/libmachrt_mpi_f64.a: $(filter-out %/dist.o,$(RT64_OBJS)) $(OBJ)/rt6
 	rm -f $@ && ar rcs $@ $^
 
 # --- tests -------------------------------------------------------------------
-$(TEST_BIN): $(TEST_SRCS) tests/*.h $(LIB_OBJS) $(RT_LIBS)
+# The directories too: a test file moved between the tiers relinks both.
+$(TEST_BIN): $(TEST_SRCS) tests/*.h tests $(LIB_OBJS) $(RT_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -Icompiler -I$(GEN) -Iruntime \
 	  -o $@ $(TEST_SRCS) $(LIB_OBJS) $(BUILD)/lib/libmachrt_f64.a -lcriterion -lz -lm
 
-$(LONG_TEST_BIN): $(LONG_TEST_SRCS) tests/*.h $(LIB_OBJS) $(RT_LIBS)
+$(LONG_TEST_BIN): $(LONG_TEST_SRCS) tests/*.h tests/long $(LIB_OBJS) $(RT_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -Icompiler -I$(GEN) -Iruntime -Itests \
 	  -o $@ $(LONG_TEST_SRCS) $(LIB_OBJS) $(BUILD)/lib/libmachrt_f64.a -lcriterion -lz -lm
