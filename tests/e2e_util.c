@@ -868,3 +868,57 @@ void e2e_ready_check(E2eReady *r) {
   free(r->snap);
   free(r->seen);
 }
+
+static double *uniform_draws(E2eRng *rng, long n, double scale) {
+  double *v = calloc((size_t)n + 1, sizeof *v);
+  cr_assert(v);
+  for (long i = 0; i < n; i++)
+    v[i] = e2e_uniform(rng, -scale, scale);
+  return v;
+}
+
+E2ePass e2e_pass_new(E2eModel mod, long batch, uint64_t seed, double wscale, double xscale) {
+  E2ePass p = {.m = mod.m, .mod = mod, .batch = batch};
+  E2eRng rng = {seed};
+  cr_assert(p.m->n_inputs <= 8 && p.m->n_outputs <= 8);
+  p.params = uniform_draws(&rng, p.m->param_size, wscale);
+  for (int k = 0; k < p.m->n_inputs; k++)
+    p.in[k] = uniform_draws(&rng, batch * p.m->blocks[p.m->inputs[k]].size, xscale);
+  for (int k = 0; k < p.m->n_outputs; k++)
+    p.cot[k] = uniform_draws(&rng, batch * p.m->blocks[p.m->outputs[k]].size, 1);
+  p.dparams = calloc((size_t)p.m->param_size + 1, sizeof(double));
+  p.state = calloc((size_t)(batch * p.m->state_size) + 1, sizeof(double));
+  p.dstate = calloc((size_t)(batch * p.m->state_size) + 1, sizeof(double));
+  return p;
+}
+
+void e2e_pass_free(E2ePass *p) {
+  free(p->params);
+  free(p->dparams);
+  free(p->state);
+  free(p->dstate);
+  for (int k = 0; k < p->m->n_inputs; k++)
+    free(p->in[k]);
+  for (int k = 0; k < p->m->n_outputs; k++)
+    free(p->cot[k]);
+}
+
+const double *e2e_pass_y(const E2ePass *p, const double *state, int b) {
+  return state + p->batch * p->m->blocks[b].y_offset;
+}
+
+const double *e2e_pass_z(const E2ePass *p, const double *state, int b) {
+  return state + p->batch * p->m->blocks[b].z_offset;
+}
+
+double e2e_pass_loss(E2ePass *p) {
+  double l = 0;
+  p->m->forward(p->params, (const double *const *)p->in, p->state, p->batch);
+  for (int k = 0; k < p->m->n_outputs; k++) {
+    int b = p->m->outputs[k];
+    const double *z = e2e_pass_z(p, p->state, b);
+    for (long i = 0; i < p->batch * p->m->blocks[b].size; i++)
+      l += z[i] * p->cot[k][i];
+  }
+  return l;
+}

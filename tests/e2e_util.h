@@ -169,6 +169,25 @@ typedef struct E2eSpec {
 
 int e2e_spec_block(const E2eSpec *s, const char *name); /* asserts */
 
+/* A loaded model and the buffers of one forward and backward pass over
+ * batch samples: parameters uniform in [-wscale, wscale], inputs in
+ * [-xscale, xscale], output cotangents in [-1, 1], drawn in that order from
+ * seed; gradients and states zero. */
+typedef struct E2ePass {
+  const struct mach_model *m;
+  E2eModel mod;
+  double *params, *dparams, *state, *dstate;
+  double *in[8], *cot[8];
+  long batch;
+} E2ePass;
+E2ePass e2e_pass_new(E2eModel mod, long batch, uint64_t seed, double wscale, double xscale);
+void e2e_pass_free(E2ePass *p);
+/* Block b's y or z in a state (or zbar, ybar in a dual state) of the pass. */
+const double *e2e_pass_y(const E2ePass *p, const double *state, int b);
+const double *e2e_pass_z(const E2ePass *p, const double *state, int b);
+/* The forward pass, then L = sum over outputs of z . cotangent. */
+double e2e_pass_loss(E2ePass *p);
+
 /* The ready hook of a generated backward pass, checked: pass e2e_ready as
  * ready and an E2eReady as ctx; e2e_ready_check then asserts that every
  * scalar of dparams was reported exactly once and held its final value

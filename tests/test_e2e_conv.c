@@ -35,74 +35,14 @@ TestSuite(conv_errors, .fini = e2e_cleanup);
 
 /* ---- running a loaded model ------------------------------------------------ */
 
-typedef struct Run {
-  const struct mach_model *m;
-  E2eModel mod;
-  double *params, *dparams, *state, *dstate;
-  double *in[8], *cot[8];
-  long batch;
-} Run;
-
-static Run run_new(const char *src, const char *prefix, long batch, uint64_t seed) {
-  Run r = {.mod = e2e_load_model(src, prefix), .batch = batch};
-  r.m = r.mod.m;
-  E2eRng rng = {seed};
-  r.params = calloc((size_t)r.m->param_size + 1, sizeof(double));
-  r.dparams = calloc((size_t)r.m->param_size + 1, sizeof(double));
-  r.state = calloc((size_t)(batch * r.m->state_size), sizeof(double));
-  r.dstate = calloc((size_t)(batch * r.m->state_size), sizeof(double));
-  for (long i = 0; i < r.m->param_size; i++)
-    r.params[i] = e2e_uniform(&rng, -0.7, 0.7);
-  for (int k = 0; k < r.m->n_inputs; k++) {
-    long n = batch * r.m->blocks[r.m->inputs[k]].size;
-    r.in[k] = malloc(sizeof(double) * (size_t)n);
-    for (long i = 0; i < n; i++)
-      r.in[k][i] = e2e_uniform(&rng, -1, 1);
-  }
-  for (int k = 0; k < r.m->n_outputs; k++) {
-    long n = batch * r.m->blocks[r.m->outputs[k]].size;
-    r.cot[k] = malloc(sizeof(double) * (size_t)n);
-    for (long i = 0; i < n; i++)
-      r.cot[k][i] = e2e_uniform(&rng, -1, 1);
-  }
-  return r;
-}
-
-static void run_free(Run *r) {
-  free(r->params);
-  free(r->dparams);
-  free(r->state);
-  free(r->dstate);
-  for (int k = 0; k < r->m->n_inputs; k++)
-    free(r->in[k]);
-  for (int k = 0; k < r->m->n_outputs; k++)
-    free(r->cot[k]);
-}
-
-static const double *z_of(const Run *r, const double *state, int block) {
-  return state + r->batch * r->m->blocks[block].z_offset;
-}
-
-static const double *y_of(const Run *r, const double *state, int block) {
-  return state + r->batch * r->m->blocks[block].y_offset;
-}
-
-static double loss(Run *r) {
-  r->m->forward(r->params, (const double *const *)r->in, r->state, r->batch);
-  double l = 0;
-  for (int k = 0; k < r->m->n_outputs; k++) {
-    int b = r->m->outputs[k];
-    const double *z = z_of(r, r->state, b);
-    for (long i = 0; i < r->batch * r->m->blocks[b].size; i++)
-      l += z[i] * r->cot[k][i];
-  }
-  return l;
+static E2ePass run_new(const char *src, const char *prefix, long batch, uint64_t seed) {
+  return e2e_pass_new(e2e_load_model(src, prefix), batch, seed, 0.7, 1);
 }
 
 /* The full backward pass, after that of a training step (no dLoss/dinput),
  * whose parameter gradients must be bitwise the same. */
-static void backward(Run *r) {
-  loss(r);
+static void backward(E2ePass *r) {
+  e2e_pass_loss(r);
   const struct mach_model *m = r->m;
   size_t np = sizeof(double) * (size_t)m->param_size;
   double *dp = malloc(np);
@@ -118,16 +58,16 @@ static void backward(Run *r) {
 /* Central differences against the backward pass, every parameter and input
  * entry. The floor keeps tiny gradients from being judged on round-off. */
 static void check_gradients(const char *src, const char *prefix) {
-  Run r = run_new(src, prefix, BATCH, 7);
+  E2ePass r = run_new(src, prefix, BATCH, 7);
   backward(&r);
   const double h = 1e-5, tol = 1e-6, floor = 1e-3;
   double worst = 0;
   for (long i = 0; i < r.m->param_size; i++) {
     double keep = r.params[i];
     r.params[i] = keep + h;
-    double up = loss(&r);
+    double up = e2e_pass_loss(&r);
     r.params[i] = keep - h;
-    double down = loss(&r);
+    double down = e2e_pass_loss(&r);
     r.params[i] = keep;
     double fd = (up - down) / (2 * h), err = e2e_reldiff(fd, r.dparams[i], floor);
     cr_expect(err < tol, "%s: parameter scalar %ld: finite difference %.12g, backward %.12g", prefix, i,
@@ -138,13 +78,13 @@ static void check_gradients(const char *src, const char *prefix) {
     int b = r.m->inputs[k];
     long n = r.batch * r.m->blocks[b].size;
     double *g = malloc(sizeof(double) * (size_t)n);
-    memcpy(g, z_of(&r, r.dstate, b), sizeof(double) * (size_t)n); /* ybar = dL/dy0 */
+    memcpy(g, e2e_pass_z(&r, r.dstate, b), sizeof(double) * (size_t)n); /* ybar = dL/dy0 */
     for (long i = 0; i < n; i++) {
       double keep = r.in[k][i];
       r.in[k][i] = keep + h;
-      double up = loss(&r);
+      double up = e2e_pass_loss(&r);
       r.in[k][i] = keep - h;
-      double down = loss(&r);
+      double down = e2e_pass_loss(&r);
       r.in[k][i] = keep;
       double fd = (up - down) / (2 * h), err = e2e_reldiff(fd, g[i], floor);
       cr_expect(err < tol, "%s: input '%s'[%ld]: finite difference %.12g, backward %.12g", prefix,
@@ -154,7 +94,7 @@ static void check_gradients(const char *src, const char *prefix) {
     free(g);
   }
   cr_log_info("%s: worst relative error %.3g over %ld parameters", prefix, worst, r.m->param_size);
-  run_free(&r);
+  e2e_pass_free(&r);
 }
 
 /* ---- the machines ---------------------------------------------------------- */
@@ -361,51 +301,51 @@ static const Geo h_geo = {2, {7, 6}, {7, 6}, {3, 2}, {1, 0}, {1, 1}, {1, 1}};
 /* s = conv(h, k = [3, 2], stride = [2, 2]) */
 static const Geo s_geo = {2, {7, 6}, {3, 3}, {3, 2}, {0, 0}, {2, 2}, {1, 1}};
 
-static const double *param(const Run *r, const char *name) {
+static const double *param(const E2ePass *r, const char *name) {
   return r->params + r->m->params[e2e_model_param(r->m, name)].offset;
 }
 
 /* y_h = conv(x) + b_h and z_h = gelu(y_h); y_s = conv(h); z_s = softplus(y_s)
  * on the state computed by the generated forward pass. */
 Test(conv_equations, machine_equations_2d) {
-  Run r = run_new(conv2d_src, "conv2d", BATCH, 11);
-  loss(&r);
+  E2ePass r = run_new(conv2d_src, "conv2d", BATCH, 11);
+  e2e_pass_loss(&r);
   const struct mach_model *m = r.m;
   int x = e2e_model_block(m, "x"), h = e2e_model_block(m, "h"), s = e2e_model_block(m, "s");
   long nh = BATCH * m->blocks[h].size, ns = BATCH * m->blocks[s].size;
   double *yh = calloc((size_t)nh, sizeof(double)), *ys = calloc((size_t)ns, sizeof(double));
-  ref_conv(&h_geo, param(&r, "W_h_x"), 2, 3, z_of(&r, r.state, x), yh, BATCH, false);
+  ref_conv(&h_geo, param(&r, "W_h_x"), 2, 3, e2e_pass_z(&r, r.state, x), yh, BATCH, false);
   const double *bh = param(&r, "b_h");
   for (long i = 0; i < nh; i++)
     yh[i] += bh[(i / 42) % 3];
-  ref_conv(&s_geo, param(&r, "W_s_h"), 3, 4, z_of(&r, r.state, h), ys, BATCH, false);
+  ref_conv(&s_geo, param(&r, "W_s_h"), 3, 4, e2e_pass_z(&r, r.state, h), ys, BATCH, false);
   for (long i = 0; i < nh; i++) {
-    cr_assert(fabs(y_of(&r, r.state, h)[i] - yh[i]) < 1e-12, "y_h[%ld]: %.17g vs %.17g", i,
-              y_of(&r, r.state, h)[i], yh[i]);
-    cr_assert(fabs(z_of(&r, r.state, h)[i] - e2e_act("gelu", 0, yh[i])) < 1e-12, "z_h[%ld]", i);
+    cr_assert(fabs(e2e_pass_y(&r, r.state, h)[i] - yh[i]) < 1e-12, "y_h[%ld]: %.17g vs %.17g", i,
+              e2e_pass_y(&r, r.state, h)[i], yh[i]);
+    cr_assert(fabs(e2e_pass_z(&r, r.state, h)[i] - e2e_act("gelu", 0, yh[i])) < 1e-12, "z_h[%ld]", i);
   }
   for (long i = 0; i < ns; i++) {
-    cr_assert(fabs(y_of(&r, r.state, s)[i] - ys[i]) < 1e-12, "y_s[%ld]", i);
-    cr_assert(fabs(z_of(&r, r.state, s)[i] - e2e_act("softplus", 0, ys[i])) < 1e-12, "z_s[%ld]", i);
+    cr_assert(fabs(e2e_pass_y(&r, r.state, s)[i] - ys[i]) < 1e-12, "y_s[%ld]", i);
+    cr_assert(fabs(e2e_pass_z(&r, r.state, s)[i] - e2e_act("softplus", 0, ys[i])) < 1e-12, "z_s[%ld]", i);
   }
   free(yh);
   free(ys);
-  run_free(&r);
+  e2e_pass_free(&r);
 }
 
 /* zbar_h = adjoint conv of ybar_s + adjoint pool of ybar_p (h's readers),
  * ybar_h = gelu'(y_h) zbar_h; zbar_x = adjoint conv of ybar_h. */
 Test(conv_equations, dual_equations_2d) {
-  Run r = run_new(conv2d_src, "conv2d", BATCH, 12);
+  E2ePass r = run_new(conv2d_src, "conv2d", BATCH, 12);
   backward(&r);
   const struct mach_model *m = r.m;
   int x = e2e_model_block(m, "x"), h = e2e_model_block(m, "h"), s = e2e_model_block(m, "s");
   int p = e2e_model_block(m, "p");
   long nh = BATCH * m->blocks[h].size, nx = BATCH * m->blocks[x].size;
   double *zbar_h = calloc((size_t)nh, sizeof(double)), *zbar_x = calloc((size_t)nx, sizeof(double));
-  ref_conv(&s_geo, param(&r, "W_s_h"), 3, 4, z_of(&r, r.dstate, s), zbar_h, BATCH, true);
+  ref_conv(&s_geo, param(&r, "W_s_h"), 3, 4, e2e_pass_z(&r, r.dstate, s), zbar_h, BATCH, true);
   static const Geo pool = {2, {7, 6}, {3, 3}, {2, 2}, {0, 0}, {2, 2}, {1, 1}};
-  const double *ybar_p = z_of(&r, r.dstate, p);
+  const double *ybar_p = e2e_pass_z(&r, r.dstate, p);
   for (long n = 0; n < BATCH; n++)
     for (int c = 0; c < 3; c++) {
       ConvCtx cc = {.in = ybar_p + (n * 3 + c) * 9, .out = zbar_h + (n * 3 + c) * 42,
@@ -413,17 +353,17 @@ Test(conv_equations, dual_equations_2d) {
       each_tap(&pool, conv_tap, &cc);
     }
   for (long i = 0; i < nh; i++) {
-    cr_assert(fabs(y_of(&r, r.dstate, h)[i] - zbar_h[i]) < 1e-12, "zbar_h[%ld]: %.17g vs %.17g", i,
-              y_of(&r, r.dstate, h)[i], zbar_h[i]);
-    double ybar = e2e_dact("gelu", 0, y_of(&r, r.state, h)[i]) * zbar_h[i];
-    cr_assert(fabs(z_of(&r, r.dstate, h)[i] - ybar) < 1e-12, "ybar_h[%ld]", i);
+    cr_assert(fabs(e2e_pass_y(&r, r.dstate, h)[i] - zbar_h[i]) < 1e-12, "zbar_h[%ld]: %.17g vs %.17g", i,
+              e2e_pass_y(&r, r.dstate, h)[i], zbar_h[i]);
+    double ybar = e2e_dact("gelu", 0, e2e_pass_y(&r, r.state, h)[i]) * zbar_h[i];
+    cr_assert(fabs(e2e_pass_z(&r, r.dstate, h)[i] - ybar) < 1e-12, "ybar_h[%ld]", i);
   }
-  ref_conv(&h_geo, param(&r, "W_h_x"), 2, 3, z_of(&r, r.dstate, h), zbar_x, BATCH, true);
+  ref_conv(&h_geo, param(&r, "W_h_x"), 2, 3, e2e_pass_z(&r, r.dstate, h), zbar_x, BATCH, true);
   for (long i = 0; i < nx; i++)
-    cr_assert(fabs(y_of(&r, r.dstate, x)[i] - zbar_x[i]) < 1e-12, "zbar_x[%ld]", i);
+    cr_assert(fabs(e2e_pass_y(&r, r.dstate, x)[i] - zbar_x[i]) < 1e-12, "zbar_x[%ld]", i);
   free(zbar_h);
   free(zbar_x);
-  run_free(&r);
+  e2e_pass_free(&r);
 }
 
 /* The recurrence through two blocks, solved chunk by chunk (timeblock 1):
@@ -436,27 +376,27 @@ static const Geo lag02 = {1, {11}, {11}, {3}, {2}, {1}, {1}};
 static const Geo tap0 = {1, {11}, {11}, {1}, {0}, {1}, {1}};
 
 Test(conv_equations, machine_equations_of_a_recurrence) {
-  Run r = run_new(two_block_src, "twoblock", BATCH, 13);
-  loss(&r);
+  E2ePass r = run_new(two_block_src, "twoblock", BATCH, 13);
+  e2e_pass_loss(&r);
   cr_assert_eq(r.m->timeblock, 1);
   int s = e2e_model_block(r.m, "s"), h = e2e_model_block(r.m, "h"), g = e2e_model_block(r.m, "g");
   long n = BATCH * 2 * 11;
   double *yh = calloc((size_t)n, sizeof(double)), *yg = calloc((size_t)n, sizeof(double));
-  ref_conv(&lag01, param(&r, "W_h_s"), 1, 2, z_of(&r, r.state, s), yh, BATCH, false);
-  ref_conv(&lag12, param(&r, "W_h_g"), 2, 2, z_of(&r, r.state, g), yh, BATCH, false);
+  ref_conv(&lag01, param(&r, "W_h_s"), 1, 2, e2e_pass_z(&r, r.state, s), yh, BATCH, false);
+  ref_conv(&lag12, param(&r, "W_h_g"), 2, 2, e2e_pass_z(&r, r.state, g), yh, BATCH, false);
   const double *bh = param(&r, "b_h");
   for (long i = 0; i < n; i++)
     yh[i] += bh[(i / 11) % 2];
-  ref_conv(&lag02, param(&r, "W_g_h"), 2, 2, z_of(&r, r.state, h), yg, BATCH, false);
+  ref_conv(&lag02, param(&r, "W_g_h"), 2, 2, e2e_pass_z(&r, r.state, h), yg, BATCH, false);
   for (long i = 0; i < n; i++) {
-    cr_assert(fabs(y_of(&r, r.state, h)[i] - yh[i]) < 1e-12, "y_h[%ld]", i);
-    cr_assert(fabs(z_of(&r, r.state, h)[i] - tanh(yh[i])) < 1e-12, "z_h[%ld]", i);
-    cr_assert(fabs(y_of(&r, r.state, g)[i] - yg[i]) < 1e-12, "y_g[%ld]", i);
-    cr_assert(fabs(z_of(&r, r.state, g)[i] - e2e_act("sigmoid", 0, yg[i])) < 1e-12, "z_g[%ld]", i);
+    cr_assert(fabs(e2e_pass_y(&r, r.state, h)[i] - yh[i]) < 1e-12, "y_h[%ld]", i);
+    cr_assert(fabs(e2e_pass_z(&r, r.state, h)[i] - tanh(yh[i])) < 1e-12, "z_h[%ld]", i);
+    cr_assert(fabs(e2e_pass_y(&r, r.state, g)[i] - yg[i]) < 1e-12, "y_g[%ld]", i);
+    cr_assert(fabs(e2e_pass_z(&r, r.state, g)[i] - e2e_act("sigmoid", 0, yg[i])) < 1e-12, "z_g[%ld]", i);
   }
   free(yh);
   free(yg);
-  run_free(&r);
+  e2e_pass_free(&r);
 }
 
 /* An anti-causal machine: h reads its own future (t + 1, t + 2), so the
@@ -470,20 +410,20 @@ static const char back_src[] =
     "}\n";
 
 Test(conv_equations, machine_equations_of_an_anti_causal_recurrence) {
-  Run r = run_new(back_src, "back", BATCH, 17);
-  loss(&r);
+  E2ePass r = run_new(back_src, "back", BATCH, 17);
+  e2e_pass_loss(&r);
   int s = e2e_model_block(r.m, "s"), h = e2e_model_block(r.m, "h");
   static const Geo now_next = {1, {11}, {11}, {2}, {0}, {1}, {1}}, leads12 = {1, {11}, {11}, {2}, {-1}, {1}, {1}};
   long n = BATCH * 2 * 11;
   double *yh = calloc((size_t)n, sizeof(double));
-  ref_conv(&now_next, param(&r, "W_h_s"), 1, 2, z_of(&r, r.state, s), yh, BATCH, false);
-  ref_conv(&leads12, param(&r, "W_h_h"), 2, 2, z_of(&r, r.state, h), yh, BATCH, false);
+  ref_conv(&now_next, param(&r, "W_h_s"), 1, 2, e2e_pass_z(&r, r.state, s), yh, BATCH, false);
+  ref_conv(&leads12, param(&r, "W_h_h"), 2, 2, e2e_pass_z(&r, r.state, h), yh, BATCH, false);
   for (long i = 0; i < n; i++) {
-    cr_assert(fabs(y_of(&r, r.state, h)[i] - yh[i]) < 1e-12, "y_h[%ld]", i);
-    cr_assert(fabs(z_of(&r, r.state, h)[i] - tanh(yh[i])) < 1e-12, "z_h[%ld]", i);
+    cr_assert(fabs(e2e_pass_y(&r, r.state, h)[i] - yh[i]) < 1e-12, "y_h[%ld]", i);
+    cr_assert(fabs(e2e_pass_z(&r, r.state, h)[i] - tanh(yh[i])) < 1e-12, "z_h[%ld]", i);
   }
   free(yh);
-  run_free(&r);
+  e2e_pass_free(&r);
   const char *dir = e2e_tmpdir();
   e2e_write_text(e2e_path(dir, "back.mach"), back_src);
   E2eRun x = e2e_runl(dir, 30, e2e_machc(), "explain", "back.mach", NULL);
@@ -496,39 +436,39 @@ Test(conv_equations, machine_equations_of_an_anti_causal_recurrence) {
 /* Its dual runs backwards in time: zbar_g = conv^T(ybar_h) + conv^T(ybar_y),
  * zbar_h = conv^T(ybar_g), ybar = sigma'(y) zbar. */
 Test(conv_equations, dual_equations_of_a_recurrence) {
-  Run r = run_new(two_block_src, "twoblock", BATCH, 14);
+  E2ePass r = run_new(two_block_src, "twoblock", BATCH, 14);
   backward(&r);
   int h = e2e_model_block(r.m, "h"), g = e2e_model_block(r.m, "g"), y = e2e_model_block(r.m, "y");
   long n = BATCH * 2 * 11;
   double *zh = calloc((size_t)n, sizeof(double)), *zg = calloc((size_t)n, sizeof(double));
-  ref_conv(&lag02, param(&r, "W_g_h"), 2, 2, z_of(&r, r.dstate, g), zh, BATCH, true);
-  ref_conv(&lag12, param(&r, "W_h_g"), 2, 2, z_of(&r, r.dstate, h), zg, BATCH, true);
-  ref_conv(&tap0, param(&r, "W_y_g"), 2, 1, z_of(&r, r.dstate, y), zg, BATCH, true);
+  ref_conv(&lag02, param(&r, "W_g_h"), 2, 2, e2e_pass_z(&r, r.dstate, g), zh, BATCH, true);
+  ref_conv(&lag12, param(&r, "W_h_g"), 2, 2, e2e_pass_z(&r, r.dstate, h), zg, BATCH, true);
+  ref_conv(&tap0, param(&r, "W_y_g"), 2, 1, e2e_pass_z(&r, r.dstate, y), zg, BATCH, true);
   for (long i = 0; i < n; i++) {
-    cr_assert(fabs(y_of(&r, r.dstate, h)[i] - zh[i]) < 1e-12, "zbar_h[%ld]", i);
-    cr_assert(fabs(y_of(&r, r.dstate, g)[i] - zg[i]) < 1e-12, "zbar_g[%ld]", i);
-    double th = tanh(y_of(&r, r.state, h)[i]), sg = z_of(&r, r.state, g)[i];
-    cr_assert(fabs(z_of(&r, r.dstate, h)[i] - (1 - th * th) * zh[i]) < 1e-12, "ybar_h[%ld]", i);
-    cr_assert(fabs(z_of(&r, r.dstate, g)[i] - sg * (1 - sg) * zg[i]) < 1e-12, "ybar_g[%ld]", i);
+    cr_assert(fabs(e2e_pass_y(&r, r.dstate, h)[i] - zh[i]) < 1e-12, "zbar_h[%ld]", i);
+    cr_assert(fabs(e2e_pass_y(&r, r.dstate, g)[i] - zg[i]) < 1e-12, "zbar_g[%ld]", i);
+    double th = tanh(e2e_pass_y(&r, r.state, h)[i]), sg = e2e_pass_z(&r, r.state, g)[i];
+    cr_assert(fabs(e2e_pass_z(&r, r.dstate, h)[i] - (1 - th * th) * zh[i]) < 1e-12, "ybar_h[%ld]", i);
+    cr_assert(fabs(e2e_pass_z(&r, r.dstate, g)[i] - sg * (1 - sg) * zg[i]) < 1e-12, "ybar_g[%ld]", i);
   }
   free(zh);
   free(zg);
-  run_free(&r);
+  e2e_pass_free(&r);
 }
 
 /* The staged machine's recurrent block, every time step of it (the chunked
  * solve must write each step of y_h once, arrows from the whole stages
  * included): y_h = conv(p, lags 0..1) + W_h_c c + conv(h, lags 1..2) + b_h. */
 Test(conv_equations, machine_equations_of_a_staged_recurrence) {
-  Run r = run_new(staged_src, "staged", BATCH, 15);
-  loss(&r);
+  E2ePass r = run_new(staged_src, "staged", BATCH, 15);
+  e2e_pass_loss(&r);
   int p = e2e_model_block(r.m, "p"), h = e2e_model_block(r.m, "h"), c = e2e_model_block(r.m, "c");
   static const Geo l01 = {1, {10}, {10}, {2}, {1}, {1}, {1}}, l12 = {1, {10}, {10}, {2}, {2}, {1}, {1}};
   long n = BATCH * 40;
   double *yh = calloc((size_t)n, sizeof(double));
-  ref_conv(&l01, param(&r, "W_h_p"), 3, 4, z_of(&r, r.state, p), yh, BATCH, false);
-  ref_conv(&l12, param(&r, "W_h_h"), 4, 4, z_of(&r, r.state, h), yh, BATCH, false);
-  const double *wc = param(&r, "W_h_c"), *bh = param(&r, "b_h"), *zc = z_of(&r, r.state, c);
+  ref_conv(&l01, param(&r, "W_h_p"), 3, 4, e2e_pass_z(&r, r.state, p), yh, BATCH, false);
+  ref_conv(&l12, param(&r, "W_h_h"), 4, 4, e2e_pass_z(&r, r.state, h), yh, BATCH, false);
+  const double *wc = param(&r, "W_h_c"), *bh = param(&r, "b_h"), *zc = e2e_pass_z(&r, r.state, c);
   for (long b = 0; b < BATCH; b++)
     for (int o = 0; o < 40; o++) {
       for (int i = 0; i < 3; i++)
@@ -536,36 +476,36 @@ Test(conv_equations, machine_equations_of_a_staged_recurrence) {
       yh[b * 40 + o] += bh[o / 10];
     }
   for (long i = 0; i < n; i++) {
-    cr_assert(fabs(y_of(&r, r.state, h)[i] - yh[i]) < 1e-12, "y_h[%ld]: %.17g vs %.17g", i,
-              y_of(&r, r.state, h)[i], yh[i]);
-    cr_assert(fabs(z_of(&r, r.state, h)[i] - tanh(yh[i])) < 1e-12, "z_h[%ld]", i);
+    cr_assert(fabs(e2e_pass_y(&r, r.state, h)[i] - yh[i]) < 1e-12, "y_h[%ld]: %.17g vs %.17g", i,
+              e2e_pass_y(&r, r.state, h)[i], yh[i]);
+    cr_assert(fabs(e2e_pass_z(&r, r.state, h)[i] - tanh(yh[i])) < 1e-12, "z_h[%ld]", i);
   }
   free(yh);
-  run_free(&r);
+  e2e_pass_free(&r);
 }
 
 /* Its dual, solved backwards in chunks: zbar_h = conv^T(ybar_h) (the lags
  * 1..2 read back) + ybar_g / 10 (the adjoint of the pooling, from the
  * whole stage solved first), at every time step. */
 Test(conv_equations, dual_equations_of_a_staged_recurrence) {
-  Run r = run_new(staged_src, "staged", BATCH, 16);
+  E2ePass r = run_new(staged_src, "staged", BATCH, 16);
   backward(&r);
   int h = e2e_model_block(r.m, "h"), g = e2e_model_block(r.m, "g");
   static const Geo l12 = {1, {10}, {10}, {2}, {2}, {1}, {1}};
   long n = BATCH * 40;
   double *zh = calloc((size_t)n, sizeof(double));
-  ref_conv(&l12, param(&r, "W_h_h"), 4, 4, z_of(&r, r.dstate, h), zh, BATCH, true);
-  const double *ybar_g = z_of(&r, r.dstate, g);
+  ref_conv(&l12, param(&r, "W_h_h"), 4, 4, e2e_pass_z(&r, r.dstate, h), zh, BATCH, true);
+  const double *ybar_g = e2e_pass_z(&r, r.dstate, g);
   for (long i = 0; i < n; i++)
     zh[i] += ybar_g[i / 10] / 10;
   for (long i = 0; i < n; i++) {
-    cr_assert(fabs(y_of(&r, r.dstate, h)[i] - zh[i]) < 1e-12, "zbar_h[%ld]: %.17g vs %.17g", i,
-              y_of(&r, r.dstate, h)[i], zh[i]);
-    double t = z_of(&r, r.state, h)[i];
-    cr_assert(fabs(z_of(&r, r.dstate, h)[i] - (1 - t * t) * zh[i]) < 1e-12, "ybar_h[%ld]", i);
+    cr_assert(fabs(e2e_pass_y(&r, r.dstate, h)[i] - zh[i]) < 1e-12, "zbar_h[%ld]: %.17g vs %.17g", i,
+              e2e_pass_y(&r, r.dstate, h)[i], zh[i]);
+    double t = e2e_pass_z(&r, r.state, h)[i];
+    cr_assert(fabs(e2e_pass_z(&r, r.dstate, h)[i] - (1 - t * t) * zh[i]) < 1e-12, "ybar_h[%ld]", i);
   }
   free(zh);
-  run_free(&r);
+  e2e_pass_free(&r);
 }
 
 /* ---- the schedule does not change the numbers ------------------------------ */
@@ -582,21 +522,21 @@ static char *lagged_src(int tb) {
 }
 
 Test(conv_schedule, chunk_length_does_not_change_the_numbers) {
-  Run ref = run_new(lagged_src(0), "lagged", BATCH, 21);
+  E2ePass ref = run_new(lagged_src(0), "lagged", BATCH, 21);
   cr_assert_eq(ref.m->timeblock, 3, "machc should choose the largest legal chunk, 3; got %d",
                ref.m->timeblock);
-  loss(&ref);
+  e2e_pass_loss(&ref);
   int y = e2e_model_block(ref.m, "y");
   for (int tb = 1; tb <= 3; tb++) {
-    Run r = run_new(lagged_src(tb), "lagged", BATCH, 21);
+    E2ePass r = run_new(lagged_src(tb), "lagged", BATCH, 21);
     cr_assert_eq(r.m->timeblock, tb);
-    loss(&r);
+    e2e_pass_loss(&r);
     for (long i = 0; i < BATCH * 14; i++)
-      cr_assert(fabs(z_of(&r, r.state, y)[i] - z_of(&ref, ref.state, y)[i]) < 1e-12,
+      cr_assert(fabs(e2e_pass_z(&r, r.state, y)[i] - e2e_pass_z(&ref, ref.state, y)[i]) < 1e-12,
                 "timeblock %d: y[%ld] differs", tb, i);
-    run_free(&r);
+    e2e_pass_free(&r);
   }
-  run_free(&ref);
+  e2e_pass_free(&ref);
   const char *dir = e2e_tmpdir();
   e2e_write_text(e2e_path(dir, "big.mach"), lagged_src(4));
   E2eRun run = e2e_runl(dir, 30, e2e_machc(), "explain", "big.mach", NULL);
@@ -611,7 +551,7 @@ Test(conv_schedule, chunk_length_does_not_change_the_numbers) {
 /* Compiles `machc --emit=dual` of src, feeds it the cotangents and sigma'(y)
  * of the primal state, and compares its outputs with the backward pass. */
 static void check_printed_dual(const char *src, const char *prefix) {
-  Run r = run_new(src, prefix, BATCH, 31);
+  E2ePass r = run_new(src, prefix, BATCH, 31);
   backward(&r);
   const char *dir = e2e_tmpdir();
   e2e_write_text(e2e_path(dir, "m.mach"), src);
@@ -620,7 +560,7 @@ static void check_printed_dual(const char *src, const char *prefix) {
   e2e_run_free(&run);
   char *dual_src = e2e_read_file(e2e_path(dir, "dual.mach"), NULL);
   cr_assert(dual_src);
-  Run d = run_new(dual_src, e2e_fmt("%s_dual", prefix), BATCH, 1);
+  E2ePass d = run_new(dual_src, e2e_fmt("%s_dual", prefix), BATCH, 1);
   memcpy(d.params, r.params, sizeof(double) * (size_t)r.m->param_size);
   cr_assert_eq(d.m->param_size, r.m->param_size);
   for (int k = 0; k < d.m->n_inputs; k++) {
@@ -630,7 +570,7 @@ static void check_printed_dual(const char *src, const char *prefix) {
       int b = e2e_model_block(r.m, name + 7);
       const char *act = r.m->blocks[b].activation;
       for (long i = 0; i < n; i++)
-        d.in[k][i] = e2e_dact(act, 0.01, y_of(&r, r.state, b)[i]);
+        d.in[k][i] = e2e_dact(act, 0.01, e2e_pass_y(&r, r.state, b)[i]);
     } else { /* the cotangent of a primal output */
       int b = e2e_model_block(r.m, name), slot = -1;
       for (int j = 0; j < r.m->n_outputs; j++)
@@ -644,12 +584,12 @@ static void check_printed_dual(const char *src, const char *prefix) {
   for (int k = 0; k < d.m->n_outputs; k++) {
     int db = d.m->outputs[k], pb = e2e_model_block(r.m, d.m->blocks[db].name);
     for (long i = 0; i < BATCH * d.m->blocks[db].size; i++)
-      cr_assert(fabs(z_of(&d, d.state, db)[i] - z_of(&r, r.dstate, pb)[i]) < 1e-12,
+      cr_assert(fabs(e2e_pass_z(&d, d.state, db)[i] - e2e_pass_z(&r, r.dstate, pb)[i]) < 1e-12,
                 "%s: printed dual, output '%s'[%ld]: %.17g, backward pass %.17g", prefix,
-                d.m->blocks[db].name, i, z_of(&d, d.state, db)[i], z_of(&r, r.dstate, pb)[i]);
+                d.m->blocks[db].name, i, e2e_pass_z(&d, d.state, db)[i], e2e_pass_z(&r, r.dstate, pb)[i]);
   }
-  run_free(&d);
-  run_free(&r);
+  e2e_pass_free(&d);
+  e2e_pass_free(&r);
 }
 
 Test(conv_dual, printed_dual_of_a_conv_machine) { check_printed_dual(conv2d_src, "conv2d"); }
@@ -697,7 +637,7 @@ Test(conv_print, printed_machine_of_every_arrow_option) {
   char *printed = emit_mach(src);
   cr_assert(strstr(printed, "avgpool(b, k = [2, 2], pad = [0, 1, 0, 0], stride = [1, 2], dilation = [2, 1])"),
             "%s", printed);
-  Run r = run_new(src, "every", BATCH, 41), q = run_new(printed, "every", BATCH, 1);
+  E2ePass r = run_new(src, "every", BATCH, 41), q = run_new(printed, "every", BATCH, 1);
   cr_assert_eq(q.m->param_size, r.m->param_size);
   for (int k = 0; k < r.m->n_params; k++) {
     const struct mach_param *pr = &r.m->params[k];
@@ -712,15 +652,15 @@ Test(conv_print, printed_machine_of_every_arrow_option) {
     cr_assert(slot >= 0, "'%s' is not an input of the printed machine", r.m->blocks[b].name);
     memcpy(q.in[slot], r.in[k], sizeof(double) * (size_t)(BATCH * r.m->blocks[b].size));
   }
-  loss(&r);
-  loss(&q);
+  e2e_pass_loss(&r);
+  e2e_pass_loss(&q);
   for (int b = 0; b < r.m->n_blocks; b++) {
     int bq = e2e_model_block(q.m, r.m->blocks[b].name);
     for (long i = 0; i < BATCH * r.m->blocks[b].size; i++) {
-      cr_assert(fabs(y_of(&r, r.state, b)[i] - y_of(&q, q.state, bq)[i]) < 1e-13,
+      cr_assert(fabs(e2e_pass_y(&r, r.state, b)[i] - e2e_pass_y(&q, q.state, bq)[i]) < 1e-13,
                 "y of '%s'[%ld]: original %.17g, printed %.17g\n%s", r.m->blocks[b].name, i,
-                y_of(&r, r.state, b)[i], y_of(&q, q.state, bq)[i], printed);
-      cr_assert(fabs(z_of(&r, r.state, b)[i] - z_of(&q, q.state, bq)[i]) < 1e-13,
+                e2e_pass_y(&r, r.state, b)[i], e2e_pass_y(&q, q.state, bq)[i], printed);
+      cr_assert(fabs(e2e_pass_z(&r, r.state, b)[i] - e2e_pass_z(&q, q.state, bq)[i]) < 1e-13,
                 "z of '%s'[%ld]", r.m->blocks[b].name, i);
     }
   }
@@ -728,8 +668,8 @@ Test(conv_print, printed_machine_of_every_arrow_option) {
   const char *body1 = strstr(printed, "\nmachine "), *body2 = strstr(again, "\nmachine ");
   cr_assert(body1 && body2);
   cr_assert_str_eq(body2, body1, "printing the printed machine changed it");
-  run_free(&r);
-  run_free(&q);
+  e2e_pass_free(&r);
+  e2e_pass_free(&q);
   free(again);
   free(printed);
   free(src);
@@ -793,12 +733,12 @@ Test(conv_schedule, sample_groups_do_not_change_the_numbers) {
   enum { B = 7 };
   char *grouped_src = e2e_read_file(e2e_path(e2e_root(), "tests/machines/grouped.mach"), NULL);
   cr_assert(grouped_src, "cannot read tests/machines/grouped.mach");
-  Run all = run_new(grouped_src, "grouped", B, 21);
+  E2ePass all = run_new(grouped_src, "grouped", B, 21);
   backward(&all);
   const struct mach_model *m = all.m;
   double *dsum = calloc((size_t)m->param_size + 1, sizeof(double));
   for (long n = 0; n < B; n++) {
-    Run one = run_new(grouped_src, "grouped", 1, 22);
+    E2ePass one = run_new(grouped_src, "grouped", 1, 22);
     memcpy(one.params, all.params, sizeof(double) * (size_t)m->param_size);
     for (int k = 0; k < m->n_inputs; k++) {
       long sz = m->blocks[m->inputs[k]].size;
@@ -811,8 +751,8 @@ Test(conv_schedule, sample_groups_do_not_change_the_numbers) {
     backward(&one);
     for (int b = 0; b < m->n_blocks; b++) {
       long sz = m->blocks[b].size;
-      const double *ya = y_of(&all, all.state, b) + n * sz, *y1 = y_of(&one, one.state, b);
-      const double *da = y_of(&all, all.dstate, b) + n * sz, *d1 = y_of(&one, one.dstate, b);
+      const double *ya = e2e_pass_y(&all, all.state, b) + n * sz, *y1 = e2e_pass_y(&one, one.state, b);
+      const double *da = e2e_pass_y(&all, all.dstate, b) + n * sz, *d1 = e2e_pass_y(&one, one.dstate, b);
       for (long i = 0; i < sz; i++) {
         cr_assert(fabs(ya[i] - y1[i]) <= 1e-12 * (1 + fabs(y1[i])), "sample %ld, block %s, y[%ld]: %.17g vs %.17g",
                   n, m->blocks[b].name, i, ya[i], y1[i]);
@@ -822,12 +762,12 @@ Test(conv_schedule, sample_groups_do_not_change_the_numbers) {
     }
     for (long i = 0; i < m->param_size; i++)
       dsum[i] += one.dparams[i];
-    run_free(&one);
+    e2e_pass_free(&one);
   }
   for (long i = 0; i < m->param_size; i++)
     cr_assert(fabs(all.dparams[i] - dsum[i]) <= 1e-10 * (1 + fabs(dsum[i])), "dparams[%ld]: %.17g vs %.17g", i,
               all.dparams[i], dsum[i]);
   free(dsum);
-  run_free(&all);
+  e2e_pass_free(&all);
   free(grouped_src);
 }

@@ -277,55 +277,21 @@ static double compare(const char *what, const double *a, const double *b, long n
 }
 
 /* One model's buffers; inputs, parameters and cotangents drawn from seed. */
-typedef struct Pass {
-  E2eModel mod;
-  double *params, *dparams, *state, *dstate, *in[8], *cot[8];
-} Pass;
-
-static double *draw(E2eRng *r, long n, double scale) {
-  double *v = calloc((size_t)n + 1, sizeof *v);
-  for (long i = 0; i < n; i++)
-    v[i] = e2e_uniform(r, -scale, scale);
-  return v;
-}
-
 /* Forward, then backward (the whole dual machine, input gradients included,
  * and the parameter gradients). */
-static Pass run_pass(const char *src, const char *prefix, const char *flag, long batch) {
-  Pass p = {.mod = e2e_load_model_with(src, prefix, flag)};
-  const struct mach_model *m = p.mod.m;
-  cr_assert_leq(m->n_inputs, 8);
-  cr_assert_leq(m->n_outputs, 8);
-  E2eRng r = {11};
-  p.params = draw(&r, m->param_size, 0.5);
-  for (int k = 0; k < m->n_inputs; k++)
-    p.in[k] = draw(&r, batch * m->blocks[m->inputs[k]].size, 1);
-  for (int k = 0; k < m->n_outputs; k++)
-    p.cot[k] = draw(&r, batch * m->blocks[m->outputs[k]].size, 1);
-  p.dparams = calloc((size_t)m->param_size + 1, sizeof(double));
-  p.state = calloc((size_t)(batch * m->state_size), sizeof(double));
-  p.dstate = calloc((size_t)(batch * m->state_size), sizeof(double));
-  m->forward(p.params, (const double *const *)p.in, p.state, batch);
-  m->backward(p.params, p.state, (const double *const *)p.cot, p.dstate, p.dparams, batch, 1, NULL, NULL);
+static E2ePass run_pass(const char *src, const char *prefix, const char *flag, long batch) {
+  E2ePass p = e2e_pass_new(e2e_load_model_with(src, prefix, flag), batch, 11, 0.5, 1);
+  p.m->forward(p.params, (const double *const *)p.in, p.state, batch);
+  p.m->backward(p.params, p.state, (const double *const *)p.cot, p.dstate, p.dparams, batch, 1, NULL,
+                NULL);
   return p;
-}
-
-static void pass_free(Pass *p) {
-  for (int k = 0; k < p->mod.m->n_inputs; k++)
-    free(p->in[k]);
-  for (int k = 0; k < p->mod.m->n_outputs; k++)
-    free(p->cot[k]);
-  free(p->params);
-  free(p->dparams);
-  free(p->state);
-  free(p->dstate);
 }
 
 /* The machine compiled with the tuned and the plain kernels: the tuned code
  * calls each kernel of `kernels` (space-separated); state, dual state and
  * parameter gradients agree. */
 static void check_both_ways(const char *src, const char *prefix, long batch, const char *kernels) {
-  Pass t = run_pass(src, prefix, NULL, batch), p = run_pass(src, prefix, "--kernels=plain", batch);
+  E2ePass t = run_pass(src, prefix, NULL, batch), p = run_pass(src, prefix, "--kernels=plain", batch);
   for (const char *w = kernels; *w;) {
     size_t n = strcspn(w, " ");
     char *k = e2e_fmt("%.*s", (int)n, w);
@@ -342,8 +308,8 @@ static void check_both_ways(const char *src, const char *prefix, long batch, con
   double w2 = compare("dstate", t.dstate, p.dstate, ns, 1e-12);
   double w3 = compare("dparams", t.dparams, p.dparams, m->param_size, 1e-12);
   cr_log_info("%s: worst relative differences state %.2g, dstate %.2g, dparams %.2g", prefix, w1, w2, w3);
-  pass_free(&t);
-  pass_free(&p);
+  e2e_pass_free(&t);
+  e2e_pass_free(&p);
 }
 
 /* Blocks wider than the register tiles (4 x NB) and panels, a batch that is

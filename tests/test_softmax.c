@@ -57,78 +57,20 @@ static const char jvp_src[] =
     "    output y : 2 = tanh(dense(h))\n"
     "}\n";
 
-typedef struct Run {
-  const struct mach_model *m;
-  double *params, *dparams, *state, *dstate;
-  double *in[8], *cot[8];
-  long batch;
-} Run;
-
-static Run run_new(const char *src, const char *prefix, long batch, uint64_t seed) {
-  E2eModel mod = e2e_load_model(src, prefix);
-  Run r = {.m = mod.m, .batch = batch};
-  E2eRng rng = {seed};
-  r.params = calloc((size_t)r.m->param_size + 1, sizeof(double));
-  r.dparams = calloc((size_t)r.m->param_size + 1, sizeof(double));
-  r.state = calloc((size_t)(batch * r.m->state_size), sizeof(double));
-  r.dstate = calloc((size_t)(batch * r.m->state_size), sizeof(double));
-  for (long i = 0; i < r.m->param_size; i++)
-    r.params[i] = e2e_uniform(&rng, -1.2, 1.2);
-  for (int k = 0; k < r.m->n_inputs; k++) {
-    long n = batch * r.m->blocks[r.m->inputs[k]].size;
-    r.in[k] = malloc(sizeof(double) * (size_t)n);
-    for (long i = 0; i < n; i++)
-      r.in[k][i] = e2e_uniform(&rng, -1.5, 1.5);
-  }
-  for (int k = 0; k < r.m->n_outputs; k++) {
-    long n = batch * r.m->blocks[r.m->outputs[k]].size;
-    r.cot[k] = malloc(sizeof(double) * (size_t)n);
-    for (long i = 0; i < n; i++)
-      r.cot[k][i] = e2e_uniform(&rng, -1, 1);
-  }
-  return r;
-}
-
-static void run_free(Run *r) {
-  free(r->params);
-  free(r->dparams);
-  free(r->state);
-  free(r->dstate);
-  for (int k = 0; k < r->m->n_inputs; k++)
-    free(r->in[k]);
-  for (int k = 0; k < r->m->n_outputs; k++)
-    free(r->cot[k]);
-}
-
-static const double *y_of(const Run *r, const double *st, int b) {
-  return st + r->batch * r->m->blocks[b].y_offset;
-}
-static const double *z_of(const Run *r, const double *st, int b) {
-  return st + r->batch * r->m->blocks[b].z_offset;
-}
-
-static double loss(Run *r) {
-  double L = 0;
-  r->m->forward(r->params, (const double *const *)r->in, r->state, r->batch);
-  for (int k = 0; k < r->m->n_outputs; k++) {
-    int b = r->m->outputs[k];
-    const double *z = z_of(r, r->state, b);
-    for (long i = 0; i < r->batch * r->m->blocks[b].size; i++)
-      L += z[i] * r->cot[k][i];
-  }
-  return L;
+static E2ePass run_new(const char *src, const char *prefix, long batch, uint64_t seed) {
+  return e2e_pass_new(e2e_load_model(src, prefix), batch, seed, 1.2, 1.5);
 }
 
 /* Every softmax block's z is softmax(y) over its channels, computed here. */
-static int check_softmax_values(Run *r) {
+static int check_softmax_values(E2ePass *r) {
   int checked = 0;
-  loss(r);
+  e2e_pass_loss(r);
   for (int b = 0; b < r->m->n_blocks; b++) {
     const struct mach_block *bl = &r->m->blocks[b];
     if (strcmp(bl->activation, "softmax") != 0)
       continue;
     long C = bl->shape[0], G = bl->size / C;
-    const double *y = y_of(r, r->state, b), *z = z_of(r, r->state, b);
+    const double *y = e2e_pass_y(r, r->state, b), *z = e2e_pass_z(r, r->state, b);
     for (long n = 0; n < r->batch; n++)
       for (long g = 0; g < G; g++) {
         double sum = 0, zsum = 0;
@@ -151,9 +93,9 @@ static int check_softmax_values(Run *r) {
 /* Central differences, four points (softmax is smooth): every parameter and
  * every input entry. */
 static void check_gradients(const char *src, const char *prefix) {
-  Run r = run_new(src, prefix, 3, 17);
+  E2ePass r = run_new(src, prefix, 3, 17);
   const double h = 1e-4;
-  loss(&r);
+  e2e_pass_loss(&r);
   r.m->backward(r.params, r.state, (const double *const *)r.cot, r.dstate, r.dparams, r.batch, 1, NULL, NULL);
   double *dp = malloc(sizeof(double) * (size_t)(r.m->param_size + 1));
   memcpy(dp, r.dparams, sizeof(double) * (size_t)r.m->param_size);
@@ -162,14 +104,14 @@ static void check_gradients(const char *src, const char *prefix) {
     int b = r.m->inputs[k];
     long n = r.batch * r.m->blocks[b].size;
     din[k] = malloc(sizeof(double) * (size_t)n);
-    memcpy(din[k], z_of(&r, r.dstate, b), sizeof(double) * (size_t)n);
+    memcpy(din[k], e2e_pass_z(&r, r.dstate, b), sizeof(double) * (size_t)n);
   }
   for (long i = 0; i < r.m->param_size + 0; i++) {
     double *p = &r.params[i], keep = *p, f[4];
     const double off[4] = {-2 * h, -h, h, 2 * h};
     for (int s = 0; s < 4; s++) {
       *p = keep + off[s];
-      f[s] = loss(&r);
+      f[s] = e2e_pass_loss(&r);
     }
     *p = keep;
     double fd = (f[0] - 8 * f[1] + 8 * f[2] - f[3]) / (12 * h);
@@ -183,7 +125,7 @@ static void check_gradients(const char *src, const char *prefix) {
       const double off[4] = {-2 * h, -h, h, 2 * h};
       for (int s = 0; s < 4; s++) {
         *p = keep + off[s];
-        f[s] = loss(&r);
+        f[s] = e2e_pass_loss(&r);
       }
       *p = keep;
       double fd = (f[0] - 8 * f[1] + 8 * f[2] - f[3]) / (12 * h);
@@ -195,45 +137,45 @@ static void check_gradients(const char *src, const char *prefix) {
   }
   free(din);
   free(dp);
-  run_free(&r);
+  e2e_pass_free(&r);
 }
 
 Test(softmax, flat_block_values_and_gradients) {
-  Run r = run_new(flat_src, "flat", 4, 3);
+  E2ePass r = run_new(flat_src, "flat", 4, 3);
   cr_assert_eq(check_softmax_values(&r), 1);
-  run_free(&r);
+  e2e_pass_free(&r);
   check_gradients(flat_src, "flat");
 }
 
 Test(softmax, grid_block_over_channels_values_and_gradients) {
-  Run r = run_new(grid_src, "grid", 2, 4);
+  E2ePass r = run_new(grid_src, "grid", 2, 4);
   cr_assert_eq(check_softmax_values(&r), 2);
-  run_free(&r);
+  e2e_pass_free(&r);
   check_gradients(grid_src, "grid");
 }
 
 Test(softmax, recurrent_block_in_chunks) {
-  Run r = run_new(recur_src, "rec", 2, 5);
+  E2ePass r = run_new(recur_src, "rec", 2, 5);
   cr_assert_eq(check_softmax_values(&r), 1);
-  run_free(&r);
+  e2e_pass_free(&r);
   check_gradients(recur_src, "rec");
 }
 
 /* softmax_jvp against its formula, and its gradients, the gate's included */
 Test(softmax, softmax_jvp_gate_and_gradients) {
-  Run r = run_new(jvp_src, "jvp", 3, 6);
+  E2ePass r = run_new(jvp_src, "jvp", 3, 6);
   int h = e2e_model_block(r.m, "h"), g = e2e_model_block(r.m, "g");
-  loss(&r);
+  e2e_pass_loss(&r);
   for (long n = 0; n < 3; n++) {
-    const double *y = y_of(&r, r.state, h) + 4 * n, *z = z_of(&r, r.state, h) + 4 * n;
-    const double *s = y_of(&r, r.state, g) + 4 * n;
+    const double *y = e2e_pass_y(&r, r.state, h) + 4 * n, *z = e2e_pass_z(&r, r.state, h) + 4 * n;
+    const double *s = e2e_pass_y(&r, r.state, g) + 4 * n;
     double dot = 0;
     for (int c = 0; c < 4; c++)
       dot += s[c] * y[c];
     for (int c = 0; c < 4; c++)
       cr_assert(fabs(z[c] - s[c] * (y[c] - dot)) < 1e-14);
   }
-  run_free(&r);
+  e2e_pass_free(&r);
   check_gradients(jvp_src, "jvp");
 }
 
@@ -253,34 +195,34 @@ static char *machc_emit(const char *dir, const char *emit, const char *src) {
 static void check_printed_machine(const char *src, const char *prefix) {
   char *printed = machc_emit(e2e_tmpdir(), "--emit=mach", src);
   cr_assert(strstr(printed, "softmax("), "%s", printed);
-  Run a = run_new(src, prefix, 2, 9), b = run_new(printed, prefix, 2, 9);
+  E2ePass a = run_new(src, prefix, 2, 9), b = run_new(printed, prefix, 2, 9);
   cr_assert_eq(a.m->param_size, b.m->param_size);
   for (int i = 0; i < a.m->n_params; i++) { /* by name: the printed order may differ */
     const struct mach_param *pa = &a.m->params[i], *pb = &b.m->params[e2e_model_param(b.m, pa->name)];
     cr_assert_eq(pa->size, pb->size);
     memcpy(b.params + pb->offset, a.params + pa->offset, sizeof(double) * (size_t)pa->size);
   }
-  loss(&a);
-  loss(&b);
+  e2e_pass_loss(&a);
+  e2e_pass_loss(&b);
   for (int k = 0; k < a.m->n_outputs; k++) {
     int ba = a.m->outputs[k], bb = e2e_model_block(b.m, a.m->blocks[ba].name);
     for (long i = 0; i < 2 * a.m->blocks[ba].size; i++)
-      cr_assert(fabs(z_of(&a, a.state, ba)[i] - z_of(&b, b.state, bb)[i]) < 1e-14, "%s", printed);
+      cr_assert(fabs(e2e_pass_z(&a, a.state, ba)[i] - e2e_pass_z(&b, b.state, bb)[i]) < 1e-14, "%s", printed);
   }
-  run_free(&a);
-  run_free(&b);
+  e2e_pass_free(&a);
+  e2e_pass_free(&b);
   free(printed);
 }
 
 /* The printed dual, fed the cotangents and dsigma.NAME (sigma'(y), or z for
  * softmax blocks), gives the input gradients of the backward pass. */
 static void check_printed_dual(const char *src, const char *prefix) {
-  Run r = run_new(src, prefix, 2, 11);
-  loss(&r);
+  E2ePass r = run_new(src, prefix, 2, 11);
+  e2e_pass_loss(&r);
   r.m->backward(r.params, r.state, (const double *const *)r.cot, r.dstate, r.dparams, r.batch, 1, NULL, NULL);
   char *dual_src = machc_emit(e2e_tmpdir(), "--emit=dual", src);
   cr_assert(strstr(dual_src, "softmax_jvp(dsigma."), "%s", dual_src);
-  Run d = run_new(dual_src, e2e_fmt("%s_dual", prefix), 2, 1);
+  E2ePass d = run_new(dual_src, e2e_fmt("%s_dual", prefix), 2, 1);
   memcpy(d.params, r.params, sizeof(double) * (size_t)r.m->param_size);
   for (int k = 0; k < d.m->n_inputs; k++) {
     const char *name = d.m->blocks[d.m->inputs[k]].name;
@@ -289,8 +231,8 @@ static void check_printed_dual(const char *src, const char *prefix) {
       int b = e2e_model_block(r.m, name + 7);
       const char *act = r.m->blocks[b].activation;
       for (long i = 0; i < n; i++)
-        d.in[k][i] = strcmp(act, "softmax") == 0 ? z_of(&r, r.state, b)[i]
-                                                 : e2e_dact(act, 0.01, y_of(&r, r.state, b)[i]);
+        d.in[k][i] = strcmp(act, "softmax") == 0 ? e2e_pass_z(&r, r.state, b)[i]
+                                                 : e2e_dact(act, 0.01, e2e_pass_y(&r, r.state, b)[i]);
     } else {
       int b = e2e_model_block(r.m, name), slot = -1;
       for (int j = 0; j < r.m->n_outputs; j++)
@@ -303,13 +245,13 @@ static void check_printed_dual(const char *src, const char *prefix) {
   for (int k = 0; k < d.m->n_outputs; k++) {
     int db = d.m->outputs[k], pb = e2e_model_block(r.m, d.m->blocks[db].name);
     for (long i = 0; i < 2 * d.m->blocks[db].size; i++)
-      cr_assert(fabs(z_of(&d, d.state, db)[i] - z_of(&r, r.dstate, pb)[i]) < 1e-12,
+      cr_assert(fabs(e2e_pass_z(&d, d.state, db)[i] - e2e_pass_z(&r, r.dstate, pb)[i]) < 1e-12,
                 "%s: printed dual '%s'[%ld]: %.17g, backward %.17g\n%s", prefix,
-                d.m->blocks[db].name, i, z_of(&d, d.state, db)[i], z_of(&r, r.dstate, pb)[i],
+                d.m->blocks[db].name, i, e2e_pass_z(&d, d.state, db)[i], e2e_pass_z(&r, r.dstate, pb)[i],
                 dual_src);
   }
-  run_free(&d);
-  run_free(&r);
+  e2e_pass_free(&d);
+  e2e_pass_free(&r);
   free(dual_src);
 }
 
