@@ -504,7 +504,7 @@ static Ix open_outputs(Emit *e, const Win *w, const IrBlock *d, Ix *yi, Ix *co) 
 
 /* The loops over the taps and the channels of source j, p = (k, off[j] + ci)
  * the row of the stacked patch matrix, for reading or writing its W[k, ci, co]
- * beside the packed wk[p, co]; then the loop over co. Sets *ix to the index
+ * beside the packed wk[p, co]; then the loop over co. Sets *wix to the index
  * of W[k, ci, co], and returns the index of p and the depth to close to. */
 static Ix open_kernel_rows(Emit *e, const Set *set, int j, const Win *w, Ix *wix, int *base) {
   const IrArrow *ar = set->ar[j];
@@ -525,18 +525,17 @@ static Ix open_kernel_rows(Emit *e, const Set *set, int j, const Win *w, Ix *wix
   return co;
 }
 
-/* The comment over a windowed product: the arrows, the equation, then how
- * it runs. */
-static void win_comment(Emit *e, const Set *set, const Win *w, const char *y, const char *how) {
+/* The first lines of the comment over a windowed product: the arrows and
+ * their equation; how it runs follows. */
+static void win_comment(Emit *e, const Set *set, const char *y) {
   Taps tp = taps_of(e, set->ar[0]);
   const char *out, *in;
   pos_texts(e, set->ar[0], &tp, &out, &in);
   emit_line(e, "/* %s += %s", y, ir_arrow_text(e->a, e->m, set->ar[0], set->z[0], IR_TEXT_MATH));
   for (int j = 1; j < set->n; j++)
     emit_line(e, " *    + %s", ir_arrow_text(e->a, e->m, set->ar[j], set->z[j], IR_TEXT_MATH));
-  emit_line(e, " * y[n, co, %s] += sum over k, ci of W[k, ci, co] z[n, ci, %s]%s", out, in,
+  emit_line(e, " * y[n, co, %s] += sum over k, ci of W[k, ci, co] z[n, ci, %s]%s:", out, in,
             set->n > 1 ? ", their channels stacked" : "");
-  emit_line(e, "%s", how);
 }
 
 /* The arrows of list[0 .. n) (into one block) that join the windowed product
@@ -559,11 +558,11 @@ static Set set_of(const IrMachine *m, const int *list, const char *const *zs, in
 static void conv_win(Emit *e, const Set *set, const Win *w, const char *y) {
   const IrBlock *d = IR_BLOCK(e->m, set->ar[0]->dst);
   long mp = round_up(w->co, MR_);
-  win_comment(e, set, w, y, arena_printf(e->a,
-      " * per group of %ld sample%s, z zero-padded into the workspace, then one product\n"
-      " * (co x (k, ci)) ((k, ci) x (n, u)) of inner dimension %ld, the patch matrix\n"
-      " * read in place from the padded input (u: padded positions) */",
-      w->group, w->group > 1 ? "s" : "", w->kk));
+  win_comment(e, set, y);
+  emit_line(e, " * per group of %ld sample%s, z zero-padded into the workspace, then one product", w->group,
+            w->group > 1 ? "s" : "");
+  emit_line(e, " * (co x (k, ci)) ((k, ci) x (n, u)) of inner dimension %ld, the patch matrix", w->kk);
+  emit_line(e, " * read in place from the padded input (u: padded positions) */");
   int base = e->depth;
   emit_scope(e);
   emit_line(e, "real *const pad = work;  /* pad[ci, n, x]: %ld x %ld x %ld, + NB read past the end */",

@@ -194,9 +194,26 @@ static int check_named_calls(const char *code, const char *fn, const char *what)
   return calls;
 }
 
+/* Inside a function, every line is indented: a comment's continuation lines
+ * too (" * " at the start of a line belongs between functions). */
+static void check_indented(const char *code, const char *what) {
+  int depth = 0;
+  for (const char *l = functions(code); *l;) {
+    size_t len = strcspn(l, "\n");
+    bool indented = len == 0 || l[0] == ' ' || l[0] == '#' || l[0] == '}';
+    cr_assert(depth == 0 || indented, "%s, line %d: not indented: %.*s", what, line_of(code, l), (int)len, l);
+    cr_assert(depth == 0 || strncmp(l, " * ", 3) != 0, "%s, line %d: a comment line not indented: %.*s", what,
+              line_of(code, l), (int)len, l);
+    for (size_t i = 0; i < len; i++)
+      depth += l[i] == '{' ? 1 : l[i] == '}' ? -1 : 0;
+    l += len + (l[len] == '\n');
+  }
+}
+
 static void check_code(const char *rel, const char *flag, const char *what, int min_calls) {
   char *code = generate(rel, flag, what);
   check_no_noise(code, what);
+  check_indented(code, what);
   int calls = 0;
   static const char *const fns[] = {"mm_grid", "mm_taps", "mm_rows", "mm_acc", "mm_nt"};
   for (int i = 0; i < 5; i++)
@@ -213,6 +230,7 @@ Test(emit_text, recurrent_machine_reads_clean) {
 Test(emit_text, every_arrow_kind_reads_clean) {
   check_code("tests/machines/every_arrow.mach", NULL, "every_arrow", 4);
   check_code("examples/fmnist.mach", NULL, "fmnist", 4);
+  check_code("examples/sine.mach", "-msine_conv", "sine_conv", 4); /* windowed products of stacked sources */
 }
 
 /* A grid arrow's comment quotes it as the IR writes it; the dual's, in its
