@@ -963,6 +963,10 @@ static Value *eval(Ev *ev, Scope *sc, const Ast *n) {
   case AST_CALL:
     return eval_call(ev, sc, n);
   case AST_LIST:
+    if (n->args.len > MAX_LIST) { /* a literal, as a range or a concatenation */
+      err(ev, n->loc, "list has more than %d elements", MAX_LIST);
+      return NULL;
+    }
     v = vnew(ev, V_LIST, n->loc);
     for (int i = 0; i < n->args.len; i++) {
       Value *x = eval(ev, sc, n->args.items[i]);

@@ -97,6 +97,22 @@ Test(limits, loop_of_limit_blocks_fits_the_value_memory) {
   e2e_run_free(&r);
 }
 
+/* A list written out with one element over the limit of 1,000,000. */
+Test(limits, list_literal_over_the_limit_is_an_error) {
+  StrBuf sb = {0};
+  sb_puts(&sb, "machine m {\n    input x : 2\n    let a = [0");
+  for (int i = 0; i < 1000000; i++)
+    sb_puts(&sb, ",1");
+  sb_puts(&sb, "]\n    output y : 1 = dense(x)\n}\n");
+  E2eRun r = explain("list.mach", sb.data, 60);
+  cr_assert_eq(r.status, 1);
+  cr_assert(strncmp(r.err, "list.mach:3:13: error: list has more than 1000000 elements\n",
+                    strlen("list.mach:3:13: error: list has more than 1000000 elements\n")) == 0,
+            "%.300s", r.err);
+  e2e_run_free(&r);
+  sb_free(&sb);
+}
+
 /* One block over the limit is an error at the block, not a hang. */
 Test(limits, block_limit_is_an_error_at_the_block) {
   E2eRun r = explain("over.mach",
