@@ -317,7 +317,11 @@ static void emit_block(Emit *e, int bi, bool chunked) {
   const IrBlock *b = IR_BLOCK(e->m, bi);
   StrBuf *c = e->c;
   const char *y = ybuf(e, bi);
-  emit_init(e, bi, chunked);
+  /* y starting at 0 is written, not zeroed and added to, by the first
+   * windowed product, which writes all of it */
+  bool zero = !chunked && !b->has_input && b->bias < 0;
+  if (!zero)
+    emit_init(e, bi, chunked);
   const int *list = e->into.order + e->into.start[bi];
   int n = e->into.start[bi + 1] - e->into.start[bi];
   bool *done = arena_alloc(e->a, (size_t)n + 1);
@@ -325,9 +329,11 @@ static void emit_block(Emit *e, int bi, bool chunked) {
     const char **zs = arena_alloc(e->a, sizeof(char *) * ((size_t)n + 1));
     for (int j = 0; j < n; j++)
       zs[j] = zbuf(e, IR_ARROW(e->m, list[j])->src);
-    while (emit_conv_windows(e, list, zs, n, y, done))
-      ;
+    while (emit_conv_windows(e, list, zs, n, y, zero, done))
+      zero = false;
   }
+  if (zero)
+    emit_init(e, bi, chunked);
   for (int j = 0; j < n; j++)
     if (!done[j])
       emit_arrow(e, IR_ARROW(e->m, list[j]), chunked);

@@ -451,14 +451,15 @@ static EmitLoop group_loop(const Win *w) {
 }
 
 /* Opens the loop over groups of samples and copies the group's inputs into
- * pad[c, n, x] = z_j[n0 + n, c - off[j], x - p0], zero off the grid. */
+ * pad[c, n, x] = z_j[n0 + n, c - off[j], x - p0], zero off the grid: zeroed
+ * once, as every group writes the same positions on the grid. */
 static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w) {
   const Geom *g = &w->g;
   const IrArrow *ar = set->ar[0];
+  emit_line(e, "memset(pad, 0, sizeof(real) * %ld);", w->pad_sz);
   emit_open(e, "for (long n0 = 0; n0 < batch; n0 += %ld)", w->group);
   if (w->group > 1)
     emit_line(e, "const long group = batch - n0 < %ld ? batch - n0 : %ld;", w->group, w->group);
-  emit_line(e, "memset(pad, 0, sizeof(real) * %ld);", w->pad_sz);
   for (int j = 0; j < set->n; j++) {
     const IrBlock *s = IR_BLOCK(m, set->ar[j]->src);
     EmitLoop l[2 + IR_MAX_GRID] = {group_loop(w), {.var = "ci", .n = s->shape.channels}};
@@ -554,8 +555,9 @@ static Set set_of(const IrMachine *m, const int *list, const char *const *zs, in
   return set;
 }
 
-/* y += the arrows of set, as one windowed product per group of samples. */
-static void conv_win(Emit *e, const Set *set, const Win *w, const char *y) {
+/* y += the arrows of set (with assign: y =), as one windowed product per
+ * group of samples. */
+static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, bool assign) {
   const IrBlock *d = IR_BLOCK(e->m, set->ar[0]->dst);
   long mp = round_up(w->co, MR_);
   win_comment(e, set, y);
@@ -591,7 +593,8 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y) {
   Ix yi, co;
   int outs = e->depth;
   Ix u = open_outputs(e, w, d, &yi, &co);
-  emit_line(e, "%s[%s] += prod[%s];", y, ix_text(e->a, yi), ix_text(e->a, ix_add(ix_scale(e->a, co, w->ld), u)));
+  emit_line(e, "%s[%s] %s= prod[%s];", y, ix_text(e->a, yi), assign ? "" : "+",
+            ix_text(e->a, ix_add(ix_scale(e->a, co, w->ld), u)));
   emit_close_to(e, outs);
   emit_close_to(e, base);
   long need = w->pad_sz + w->wk_sz + w->prod_sz;
@@ -653,12 +656,13 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
     e->work = need;
 }
 
-int emit_conv_windows(Emit *e, const int *list, const char *const *zs, int n, const char *y, bool *done) {
+int emit_conv_windows(Emit *e, const int *list, const char *const *zs, int n, const char *y, bool assign,
+                      bool *done) {
   Set set = set_of(e->m, list, zs, n, done);
   Win w;
   if (!set.n || !win_of(e, e->m, &set, false, &w))
     return 0;
-  conv_win(e, &set, &w, y);
+  conv_win(e, &set, &w, y, assign);
   for (int i = 0; i < n; i++)
     for (int j = 0; j < set.n; j++)
       done[i] |= IR_ARROW(e->m, list[i]) == set.ar[j];
