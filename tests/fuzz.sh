@@ -19,8 +19,9 @@ for t in $targets; do
   if [ "$t" = machc ]; then
     cp examples/*.mach stdlib/*.mach tests/golden/*.mach tests/errors/*.mach "$out/$t/corpus/" 2>/dev/null || true
     srcs=$(ls compiler/*.c | grep -v compiler/main.c)
-    clang $flags -Icompiler -Ibuild/gen tests/fuzz/fuzz_machc.c $srcs build/gen/lexer.c \
-        build/gen/parser.c -lm -o "$out/$t/fuzz_$t"
+    # the compiler reads weights (--weights) through the runtime's readers
+    clang $flags -Icompiler -Iruntime -Ibuild/gen tests/fuzz/fuzz_machc.c $srcs build/gen/lexer.c \
+        build/gen/parser.c runtime/*.c -lz -lm -o "$out/$t/fuzz_$t"
     maxlen=4096
   else
     cp tests/fuzz/corpus/$t/* "$out/$t/corpus/"
