@@ -439,9 +439,13 @@ static void emit_solve(Emit *e) {
   emit_levels(e, m->chunk_lo, m->chunk_hi, true);
   e->c = out;
   long T = m->time_length, tb = m->timeblock, nchunks = (T + tb - 1) / tb;
-  sb_printf(out, "\n    /* Levels %d to %d run over (chunk, level): %ld steps of time in %ld chunk%s of %ld,\n"
+  const char *which = m->chunk_hi - m->chunk_lo == 1
+                          ? arena_printf(e->a, "Level %d runs over chunks", m->chunk_lo)
+                          : arena_printf(e->a, "Levels %d to %d run over (chunk, level)", m->chunk_lo,
+                                         m->chunk_hi - 1);
+  sb_printf(out, "\n    /* %s: %ld steps of time in %ld chunk%s of %ld,\n"
                  "     * %s. */\n",
-            m->chunk_lo, m->chunk_hi - 1, T, nchunks, nchunks == 1 ? "" : "s", tb,
+            which, T, nchunks, nchunks == 1 ? "" : "s", tb,
             m->reverse_time ? "solved last to first (the dual reads later times)"
                             : "solved first to last (arrows read earlier times)");
   if (m->reverse_time)
@@ -659,9 +663,10 @@ static long emit_forward(Arena *a, const IrMachine *m, const EmitOptions *o, con
   e.nm = (Names){"y_", "z_", "inputs"};
   emit_solve(&e);
   sb_printf(c, "\n/* Solves the machine equation y = y0 + z W + b, z = sigma(y) in one sweep,\n"
-               " * level by level. A state is one row per sample, so an arrow adds z W, a\n"
-               " * [batch, source] by [source, destination] product. inputs[k] holds batch\n"
-               " * samples of input block k; every y and z is written to state. */\n"
+               " * level by level. A state is one row per sample, so a dense arrow adds z W, a\n"
+               " * [batch, source] by [source, destination] product (a convolution or a pool,\n"
+               " * the loop nest its comment quotes). inputs[k] holds batch samples of input\n"
+               " * block k; every y and z is written to state. */\n"
                "void %s_forward(const real *restrict params, const real *const *inputs,\n"
                "        real *restrict state, long batch)\n{\n", prefix);
   declare_params(&e, c, "params", "", true);
