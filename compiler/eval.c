@@ -1096,6 +1096,8 @@ static bool expand_terms(Ev *ev, PtrVec *terms) {
   for (int i = 0; i < terms->len; i++) {
     Term *t = terms->items[i];
     PtrVec names = {0};
+    if (t->expanded)
+      continue;
     for (int j = 0; j < t->srcs.len; j++)
       if (!expand_ref(ev, t->srcs.items[j], &names))
         return false;
@@ -1104,6 +1106,7 @@ static bool expand_terms(Ev *ev, PtrVec *terms) {
       return false;
     }
     t->srcs = names;
+    t->expanded = true;
   }
   return true;
 }

@@ -80,7 +80,9 @@ typedef struct Term {
   Loc loc;
   ArrowKind arrow;
   bool adjoint;         /* conv_t, avgpool_t, global_avgpool_t: the adjoint map */
-  PtrVec srcs;          /* SrcName* */
+  PtrVec srcs;          /* Value* as written, SrcName* once expanded */
+  bool expanded;        /* srcs hold names: a term may stand twice in a linear
+                           part (t + t), and is expanded once */
   Value *weight;        /* V_REF (maybe sliced/transposed) or NULL: own weight */
   int ngrid;            /* conv/pool: axes given */
   ConvAxis ax[IR_MAX_GRID];

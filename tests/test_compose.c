@@ -117,3 +117,17 @@ Test(compose, the_last_machine_needing_no_argument_is_compiled) {
   cr_assert(strstr(p, "machine b {") && strstr(p, "input u : 3"), "%s", p);
   free(p);
 }
+
+/* A linear part named once and added to itself holds the same terms twice:
+ * each is an arrow with its own weight, options and all. */
+Test(compose, a_linear_part_added_to_itself_is_two_arrows) {
+  char *out = printed("machine m {\n"
+                      "    input x : 2 @ [8]\n"
+                      "    let t = conv(x, k = 3, pad = same) + dense(x)\n"
+                      "    output y : 1 @ [8] = t + t\n"
+                      "}\n", NULL);
+  cr_assert(strstr(out, "output y : 1 @ [8] = conv(x, k = [3], pad = [1, 1], weight = W_y_x) + "
+                        "dense(x, weight = W_y_x_2) + conv(x, k = [3], pad = [1, 1], weight = W_y_x_3) + "
+                        "dense(x, weight = W_y_x_4)\n"), "%s", out);
+  free(out);
+}

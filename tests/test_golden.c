@@ -183,6 +183,7 @@ static void check_error(const char *name) {
 }
 
 Test(golden, error_unknown_block) { check_error("unknown_block"); }
+Test(golden, error_term_twice_after_an_error) { check_error("term_twice_after_an_error"); }
 Test(golden, error_duplicate_block) { check_error("duplicate_block"); }
 Test(golden, error_weight_slice_size_mismatch) { check_error("weight_slice_size_mismatch"); }
 Test(golden, error_machine_too_few_arguments) { check_error("machine_too_few_arguments"); }
@@ -235,7 +236,8 @@ Test(golden, every_error_file_is_checked) {
       "range_near_int64_limits", "abs_of_int64_min", "negate_int64_min", "multiply_overflow",
       "kernel_above_2_32", "pad_near_2_62", "stride_2_62", "dilation_2_31", "lag_2_32",
       "slice_near_int64_max", "block_size_2_32", "timeblock_2_62", "import_directory",
-      "memory_doubling_terms", "memory_nested_comprehension", "identifier_too_long", NULL};
+      "memory_doubling_terms", "memory_nested_comprehension", "identifier_too_long",
+      "term_twice_after_an_error", NULL};
   E2eRun r = e2e_runl(errors_dir(), 10, "ls", NULL);
   e2e_check_ok(&r, "ls tests/errors");
   int files = 0;
@@ -251,7 +253,7 @@ Test(golden, every_error_file_is_checked) {
     cr_assert(hit, "tests/errors/%s.* has no test", t);
     files++;
   }
-  cr_assert_eq(files, 2 * 38, "tests/errors holds %d files, want a .mach and a .err.expected for 38 cases",
+  cr_assert_eq(files, 2 * 39, "tests/errors holds %d files, want a .mach and a .err.expected for 39 cases",
                files);
 }
 
