@@ -450,6 +450,13 @@ static EmitLoop group_loop(const Win *w) {
   return w->group > 1 ? (EmitLoop){.var = "n", .hi = "group"} : (EmitLoop){.var = "n", .n = 1};
 }
 
+/* Splits the loop that follows among the threads when it moves enough values
+ * (the activations' threshold): a copy, so any split gives the same bits. */
+static void split_copy(Emit *e, long values) {
+  sb_printf(e->c, "#ifdef _OPENMP\n#pragma omp parallel for schedule(static) if (%ld >= PAR_WORK / 16)\n"
+                  "#endif\n", values);
+}
+
 /* Opens the loop over groups of samples and copies the group's inputs into
  * pad[c, n, x] = z_j[n0 + n, c - off[j], x - p0], zero off the grid: zeroed
  * once, as every group writes the same positions on the grid. */
@@ -462,7 +469,8 @@ static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w) 
     emit_line(e, "const long group = batch - n0 < %ld ? batch - n0 : %ld;", w->group, w->group);
   for (int j = 0; j < set->n; j++) {
     const IrBlock *s = IR_BLOCK(m, set->ar[j]->src);
-    EmitLoop l[2 + IR_MAX_GRID] = {group_loop(w), {.var = "ci", .n = s->shape.channels}};
+    /* channels outermost: the loop the threads split */
+    EmitLoop l[2 + IR_MAX_GRID] = {{.var = "ci", .n = s->shape.channels}, group_loop(w)};
     for (int a = 0; a < g->g; a++) {
       int pa = ar->ax[a].pad0;
       /* the padded positions x whose input x - pa lies in [0, in) */
@@ -470,10 +478,12 @@ static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w) 
       l[2 + a] = (EmitLoop){.var = var(e, 'x', a), .lo = lo, .n = hi - lo};
     }
     Ix idx[2 + IR_MAX_GRID];
+    if (s->shape.channels > 1)
+      split_copy(e, w->group * s->size);
     int base = emit_loops(e, l, 2 + g->g, false, idx);
-    Ix ch = ix_add(ix_const(set->off[j]), idx[1]);
-    Ix pi = ix_scale(e->a, ix_nest(e->a, ch, w->group, idx[0]), w->plane);
-    Ix zi = ix_add(ix_scale(e->a, ix_add(ix_var("n0"), idx[0]), s->size), ix_scale(e->a, idx[1], g->in_size));
+    Ix ch = ix_add(ix_const(set->off[j]), idx[0]);
+    Ix pi = ix_scale(e->a, ix_nest(e->a, ch, w->group, idx[1]), w->plane);
+    Ix zi = ix_add(ix_scale(e->a, ix_add(ix_var("n0"), idx[1]), s->size), ix_scale(e->a, idx[0], g->in_size));
     for (int a = 0; a < g->g; a++) {
       pi = ix_add(pi, ix_scale(e->a, idx[2 + a], w->pstr[a]));
       zi = ix_add(zi, ix_scale(e->a, ix_addc(idx[2 + a], -ar->ax[a].pad0), g->in_str[a]));
@@ -483,23 +493,26 @@ static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w) 
   }
 }
 
-/* Opens the loops over (n, co, o...) of a group's outputs; returns the
- * index of u = n * plane + o . pstr in a row of the product and sets *yi to
- * the index of y[n0 + n, co, o] in block d and *co to the channel's. */
+/* Opens the loops over (co, n, o...) of a group's outputs, co split among
+ * the threads; returns the index of u = n * plane + o . pstr in a row of the
+ * product and sets *yi to the index of y[n0 + n, co, o] in block d and *co
+ * to the channel's. */
 static Ix open_outputs(Emit *e, const Win *w, const IrBlock *d, Ix *yi, Ix *co) {
   const Geom *g = &w->g;
-  EmitLoop l[2 + IR_MAX_GRID] = {group_loop(w), {.var = "co", .n = w->co}};
+  EmitLoop l[2 + IR_MAX_GRID] = {{.var = "co", .n = w->co}, group_loop(w)};
   for (int a = 0; a < g->g; a++)
     l[2 + a] = (EmitLoop){.var = var(e, 'o', a), .n = g->out[a]};
   Ix idx[2 + IR_MAX_GRID];
+  if (w->co > 1)
+    split_copy(e, w->group * d->size);
   emit_loops(e, l, 2 + g->g, false, idx);
-  Ix u = ix_scale(e->a, idx[0], w->plane);
-  *yi = ix_add(ix_scale(e->a, ix_add(ix_var("n0"), idx[0]), d->size), ix_scale(e->a, idx[1], g->out_size));
+  Ix u = ix_scale(e->a, idx[1], w->plane);
+  *yi = ix_add(ix_scale(e->a, ix_add(ix_var("n0"), idx[1]), d->size), ix_scale(e->a, idx[0], g->out_size));
   for (int a = 0; a < g->g; a++) {
     u = ix_add(u, ix_scale(e->a, idx[2 + a], w->pstr[a]));
     *yi = ix_add(*yi, ix_scale(e->a, idx[2 + a], g->out_str[a]));
   }
-  *co = idx[1];
+  *co = idx[0];
   return u;
 }
 
