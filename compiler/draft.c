@@ -236,6 +236,7 @@ typedef struct Builder {
   StrMap cnames;  /* C identifiers of blocks */
   StrMap pnames;  /* C identifiers of parameters */
   StrMap block_ix, param_ix; /* names to index + 1 in m->blocks, m->params */
+  StrMap param_next; /* a clashing parameter name to the next suffix to try */
 } Builder;
 
 /* Indices by name, stored as index + 1 so that 0 (NULL) means absent. */
@@ -259,9 +260,20 @@ static long prod(const int *s, int n) {
 static IrParam *add_param(Builder *b, const char *name, Loc loc, int rank, const int *shape,
                           InitKind init, double scale) {
   IrParam *p = arena_alloc(b->a, sizeof *p);
-  const char *base = name;
-  for (int k = 2; param_index(b, name) >= 0 || block_index(b, name) >= 0; k++)
-    name = arena_printf(b->a, "%s_%d", base, k);
+  /* W_y_x, W_y_x_2, ...: each clash resumes at the base's next suffix, so
+   * that n arrows between two blocks cost n lookups, not n^2 / 2 */
+  if (param_index(b, name) >= 0 || block_index(b, name) >= 0) {
+    const char *base = name;
+    int *next = strmap_get(&b->param_next, base);
+    if (!next) {
+      next = arena_alloc(b->a, sizeof *next);
+      *next = 2;
+      strmap_put(b->a, &b->param_next, base, next);
+    }
+    do
+      name = arena_printf(b->a, "%s_%d", base, (*next)++);
+    while (param_index(b, name) >= 0 || block_index(b, name) >= 0);
+  }
   p->name = name;
   p->cname = ir_cname(b->a, &b->pnames, "", name);
   p->loc = loc;

@@ -231,3 +231,20 @@ Test(limits, builtins_are_total) {
       }
   cr_assert_eq(n, 9 * 20 * 2);
 }
+
+/* 32,768 arrows from x to y, each with its own weight W_y_x, W_y_x_2, ...:
+ * naming each one must not scan the suffixes taken before it (quadratic:
+ * half a billion lookups; linear: well under a second). */
+Test(limits, many_arrows_between_two_blocks_are_named_in_linear_time) {
+  StrBuf sb = {0};
+  sb_puts(&sb, "machine m {\n    input x : 2\n    let t0 = dense(x)\n");
+  for (int i = 1; i <= 15; i++)
+    sb_printf(&sb, "    let t%d = t%d + t%d\n", i, i - 1, i - 1);
+  sb_puts(&sb, "    output y : 1 = t15\n}\n");
+  E2eRun r = explain("arrows.mach", sb.data, 120);
+  e2e_check_ok(&r, "machc explain on 32,768 arrows");
+  cr_assert(strstr(r.out, "W_y_x_32768"), "no parameter W_y_x_32768 in:\n%.2000s", r.out);
+  cr_assert_lt(r.cpu_seconds, 10.0, "took %.1f s of CPU", r.cpu_seconds);
+  e2e_run_free(&r);
+  sb_free(&sb);
+}
