@@ -194,6 +194,35 @@ Test(mpi, recurrent_equals_one_process) {
                     "mse", "sgd");
 }
 
+/* K ranks x T threads: two ranks of two threads train the weights of two
+ * ranks of one thread bit for bit (threads split no sum), and those of one
+ * process to 1e-12. The convolution is wide enough for the threads' paths. */
+Test(mpi, ranks_times_threads) {
+  need_mpirun();
+  const char *dir = e2e_tmpdir();
+  long xs[] = {24, 4, 12, 12}, ts[] = {24};
+  write_data(dir, 4, xs, 1, ts, true, 3);
+  build(dir, "machine ht {\n"
+             "    input x : 4 @ [12, 12]\n"
+             "    block h : 16 @ [12, 12] = tanh(conv(x, k = 3, pad = same) + bias)\n"
+             "    block g : 16 = global_avgpool(h)\n"
+             "    output y : 3 = dense(g) + bias\n"
+             "}\n");
+  for (int t = 0; t <= 2; t++) {
+    const char *args[] = {"train", "--data", "x.npy", "--targets", "t.npy", "--loss", "xent",
+                          "--lr", "0.05", "--epochs", "2", "--batch", "12", "--seed", "5",
+                          "--threads", t ? e2e_fmt("%d", t) : "1", "--out", e2e_fmt("w%d.npz", t),
+                          NULL};
+    E2eRun r = t ? mpirun(dir, 2, args) : plain(dir, args);
+    e2e_check_ok(&r, e2e_fmt("train, %s", t ? e2e_fmt("2 ranks x %d threads", t) : "one process"));
+    e2e_run_free(&r);
+  }
+  cr_assert_eq(weights_reldiff(e2e_path(dir, "w1.npz"), e2e_path(dir, "w2.npz")), 0.0,
+               "2 ranks: 2 threads each changed the weights");
+  double d = weights_reldiff(e2e_path(dir, "w0.npz"), e2e_path(dir, "w2.npz"));
+  cr_assert_leq(d, 1e-12, "2 ranks x 2 threads differ from one process by %g relative", d);
+}
+
 /* forward and eval: each rank its shard of the samples, rank 0 the results. */
 Test(mpi, forward_and_eval_shard_the_samples) {
   need_mpirun();
