@@ -380,6 +380,8 @@ static void emit_block(Emit *e, int bi, bool chunked) {
 }
 
 static void emit_level_grads(Emit *e, const int *blocks, int nb);
+static void declare_params(Emit *e, StrBuf *out, const bool *used, const char *src, const char *prefix,
+                           bool cnst);
 
 /* Appends body to out, each non-empty line one step further in. */
 static void emit_indented(StrBuf *out, const char *body) {
@@ -464,7 +466,6 @@ static void emit_solve(Emit *e) {
 
 /* ------------------------------------------------------------ gradients */
 
-/* dW += z_src^T ybar_dst for each weighted arrow, db += sum of ybar. */
 /* The buffers an arrow's weight gradient reads, z of its source and the
  * cotangent ybar of its destination, marked used. */
 static void grad_operands(Emit *e, const IrArrow *ar, const char **z, const char **yb) {
@@ -565,15 +566,7 @@ static void emit_ready(Emit *e) {
  * writes declared at its top. */
 static void emit_grads_section(Emit *e, StrBuf *out, const char *why, const char *body) {
   StrBuf decl = {0};
-  for (int p = 0; p < e->primal->params.len; p++) {
-    if (!e->used_dp[p])
-      continue;
-    const IrParam *q = IR_PARAM(e->primal, p);
-    sb_printf(&decl, "    real *const d%s = %s; /* [", q->cname, ix_at(e->a, "dparams", ix_const(q->offset)));
-    for (int i = 0; i < q->rank; i++)
-      sb_printf(&decl, "%s%d", i ? ", " : "", q->shape[i]);
-    sb_puts(&decl, "] */\n");
-  }
+  declare_params(e, &decl, e->used_dp, "dparams", "d", false);
   sb_printf(out, "    if (dparams) { /* %s */\n", why);
   if (decl.len)
     emit_indented(out, decl.data);
@@ -600,9 +593,11 @@ static void emit_level_grads(Emit *e, const int *blocks, int nb) {
 
 /* ------------------------------------------------------------ functions */
 
-static void declare_params(Emit *e, StrBuf *out, const char *src, const char *prefix, bool cnst) {
+/* The parameters marked in used, as pointers into src named prefix + C name. */
+static void declare_params(Emit *e, StrBuf *out, const bool *used, const char *src, const char *prefix,
+                           bool cnst) {
   for (int p = 0; p < e->m->params.len; p++) {
-    if (!e->used_p[p])
+    if (!used[p])
       continue;
     const IrParam *q = IR_PARAM(e->m, p);
     sb_printf(out, "    %sreal *const %s%s = %s; /* [", cnst ? "const " : "", prefix, q->cname,
@@ -669,7 +664,7 @@ static long emit_forward(Arena *a, const IrMachine *m, const EmitOptions *o, con
                " * block k; every y and z is written to state. */\n"
                "void %s_forward(const real *restrict params, const real *const *inputs,\n"
                "        real *restrict state, long batch)\n{\n", prefix);
-  declare_params(&e, c, "params", "", true);
+  declare_params(&e, c, e.used_p, "params", "", true);
   declare_state(&e, c, "state", false, "y_", "z_", e.used_y, e.used_z);
   declare_work(&e, c, "state");
   sb_puts(c, body.data);
@@ -722,7 +717,7 @@ static long emit_infer(Arena *a, const IrMachine *m, const EmitOptions *o, const
     sb_puts(c, "    (void)workspace;\n");
   if (e.work)
     sb_printf(c, "    real *const work = ws; /* scratch: padded inputs and products of the convolutions */\n");
-  declare_params(&e, c, "params", "", true);
+  declare_params(&e, c, e.used_p, "params", "", true);
   declare_planned(&e, c, &plan);
   sb_puts(c, body.data);
   sb_puts(c, "}\n");
@@ -803,11 +798,14 @@ static long emit_backward_fn(Arena *a, const IrMachine *dual, const EmitOptions 
                "        real *restrict dparams, long batch, int input_grads,\n"
                "        void (*ready)(void *ctx, long lo, long hi), void *ctx)\n{\n",
             prefix);
-  if (!body.data || !strstr(body.data, "input_grads"))
+  bool inputs_only = false; /* some block is solved only under input_grads */
+  for (int i = 0; i < dual->blocks.len; i++)
+    inputs_only |= e.optional[i];
+  if (!inputs_only)
     sb_puts(c, "    (void)input_grads; /* every block carries parameter gradients */\n");
-  if ((!body.data || !strstr(body.data, "ready(ctx")) && !unread.len)
+  if (!m->params.len) /* every parameter is reported once: none, no call */
     sb_puts(c, "    (void)ready, (void)ctx;\n");
-  declare_params(&e, c, "params", "", true);
+  declare_params(&e, c, e.used_p, "params", "", true);
   declare_state(&e, c, "state", true, "y_", "z_", e.used_py, e.used_pz);
   declare_state(&e, c, "dstate", false, "zbar_", "ybar_", e.used_y, e.used_z);
   declare_work(&e, c, "dstate");
