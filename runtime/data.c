@@ -2,6 +2,7 @@
  * model's blocks. Data files are [N, <block shape>], batch first, in any
  * format load_array recognises; they are converted to the model's real type
  * on load. */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,9 +171,10 @@ static int select_columns(const struct mach_ctx *c, struct loaded *L, const char
   return 0;
 }
 
-int mach_load_samples_opt(const struct mach_ctx *c, const char *path, const struct mach_block *b,
-                          const char *role, const struct mach_dataopts *o, const char *cols,
-                          mach_real **x, long *n) {
+/* mach_load_samples_opt by reading the whole file: every format. */
+static int load_whole(const struct mach_ctx *c, const char *path, const struct mach_block *b,
+                      const char *role, const struct mach_dataopts *o, const char *cols,
+                      mach_real **x, long *n) {
   struct loaded L;
   char want[80], got[80];
   if (load_array(c, path, o ? &o->csv : NULL, &L) || (cols && select_columns(c, &L, cols)))
@@ -203,6 +205,79 @@ int mach_load_samples_opt(const struct mach_ctx *c, const char *path, const stru
 bad:
   loaded_free(&L);
   return 1;
+}
+
+int mach_samples_open(const struct mach_ctx *c, const char *path, const struct mach_block *b,
+                      const char *role, const struct mach_dataopts *o, const char *cols,
+                      struct mach_samples *s) {
+  struct mach_array hdr;
+  memset(s, 0, sizeof *s);
+  s->scale = 1;
+  s->size = b->size;
+  s->path = path;
+  if (!cols && mach_npy_rows_open(path, &s->rows, &hdr) == 0) {
+    if (sample_shape_ok(&hdr, b)) {
+      s->n = s->rows.n;
+      return 0;
+    }
+    mach_npy_rows_close(&s->rows); /* read whole, to say what is wrong */
+  }
+  s->rows.fd = -1;
+  return load_whole(c, path, b, role, o, cols, &s->all, &s->n);
+}
+
+int mach_samples_read(const struct mach_ctx *c, struct mach_samples *s, long start,
+                      long count, mach_real *dst) {
+  long len = count * s->size;
+  if (s->all)
+    memcpy(dst, s->all + start * s->size, (size_t)len * sizeof *dst);
+  else if (count > 0 && mach_npy_rows_read(&s->rows, start, count, dst)) {
+    if (errno)
+      mach_err(c, "%s: cannot read: %s", s->path, strerror(errno));
+    else
+      mach_err(c, "%s: truncated data: the file ends before sample %ld", s->path,
+               start + count);
+    return 1;
+  }
+  if (s->scale != 1)
+    for (long i = 0; i < len; i++)
+      dst[i] *= (mach_real)s->scale;
+  return 0;
+}
+
+void mach_samples_close(struct mach_samples *s) {
+  mach_npy_rows_close(&s->rows);
+  free(s->all);
+  s->all = NULL;
+}
+
+/* All of s, as one array the caller frees; s is closed. */
+static int samples_take(const struct mach_ctx *c, struct mach_samples *s, mach_real **x) {
+  int rc = 0;
+  if (s->all) { /* scaled in place: no second copy */
+    *x = s->all;
+    s->all = NULL;
+    if (s->scale != 1)
+      for (long i = 0; i < s->n * s->size; i++)
+        (*x)[i] *= (mach_real)s->scale;
+  } else if (!(*x = mach_alloc(c, (size_t)(s->n * s->size) + 1, sizeof **x)) ||
+             mach_samples_read(c, s, 0, s->n, *x)) {
+    free(*x);
+    *x = NULL;
+    rc = 1;
+  }
+  mach_samples_close(s);
+  return rc;
+}
+
+int mach_load_samples_opt(const struct mach_ctx *c, const char *path, const struct mach_block *b,
+                          const char *role, const struct mach_dataopts *o, const char *cols,
+                          mach_real **x, long *n) {
+  struct mach_samples s;
+  if (mach_samples_open(c, path, b, role, o, cols, &s))
+    return 1;
+  *n = s.n;
+  return samples_take(c, &s, x);
 }
 
 int mach_load_table(const struct mach_ctx *c, const char *path, const struct mach_dataopts *o,
@@ -311,6 +386,46 @@ int mach_dataopts_get(const struct mach_ctx *c, const struct mach_args *a,
   return 0;
 }
 
+/* Opens every input named by --OPT (o: the data options already read). */
+static int open_inputs(const struct mach_ctx *c, const struct mach_args *a, const char *opt,
+                       const char *def, const struct mach_dataopts *o, struct mach_samples *s,
+                       long *n) {
+  const struct mach_model *m = c->m;
+  const char *paths[64] = {0};
+  int rc;
+  if (m->n_inputs > 64) {
+    mach_err(c, "too many inputs");
+    return 1;
+  }
+  if ((rc = assign_inputs(c, a, opt, def, paths)))
+    return rc;
+  *n = 0;
+  for (int k = 0; k < m->n_inputs; k++) {
+    const struct mach_block *b = &m->blocks[m->inputs[k]];
+    rc = mach_samples_open(c, paths[k], b, "input", o, o->data_cols, &s[k]);
+    if (!rc && k > 0 && s[k].n != *n) {
+      mach_err(c, "%s: has %ld samples, but %s has %ld", paths[k], s[k].n, paths[0], *n);
+      mach_samples_close(&s[k]);
+      rc = 1;
+    }
+    if (rc) {
+      while (k-- > 0)
+        mach_samples_close(&s[k]);
+      return rc;
+    }
+    s[k].scale = o->scale;
+    *n = s[k].n;
+  }
+  return 0;
+}
+
+int mach_open_inputs(const struct mach_ctx *c, const struct mach_args *a, const char *opt,
+                     const char *def, struct mach_samples *s, long *n) {
+  struct mach_dataopts o;
+  int rc = mach_dataopts_get(c, a, &o);
+  return rc ? rc : open_inputs(c, a, opt, def, &o, s, n);
+}
+
 int mach_load_inputs(const struct mach_ctx *c, const struct mach_args *a, const char *opt,
                      const char *def, mach_real **xs, long *n) {
   struct mach_dataopts o;
@@ -321,33 +436,13 @@ int mach_load_inputs(const struct mach_ctx *c, const struct mach_args *a, const 
 int mach_load_inputs_opt(const struct mach_ctx *c, const struct mach_args *a, const char *opt,
                          const char *def, const struct mach_dataopts *op, mach_real **xs,
                          long *n) {
-  const struct mach_model *m = c->m;
-  const char *paths[64] = {0};
-  struct mach_dataopts o = *op;
-  int rc;
-  if (m->n_inputs > 64) {
-    mach_err(c, "too many inputs");
-    return 1;
-  }
-  if ((rc = assign_inputs(c, a, opt, def, paths)))
-    return rc;
-  for (int k = 0; k < m->n_inputs; k++) {
-    const struct mach_block *b = &m->blocks[m->inputs[k]];
-    long nk;
-    if (mach_load_samples_opt(c, paths[k], b, "input", &o, o.data_cols, &xs[k], &nk))
-      return 1;
-    if (k > 0 && nk != *n) {
-      mach_err(c, "%s: has %ld samples, but %s has %ld", paths[k], nk, paths[0], *n);
-      return 1;
-    }
-    *n = nk;
-    if (o.scale != 1)
-      for (long i = 0; i < nk * b->size; i++)
-        xs[k][i] *= (mach_real)o.scale;
-  }
-  if (m->n_inputs == 0)
-    *n = 0;
-  return 0;
+  struct mach_samples s[64];
+  int rc = open_inputs(c, a, opt, def, op, s, n);
+  for (int k = 0; k < c->m->n_inputs && !rc; k++)
+    if ((rc = samples_take(c, &s[k], &xs[k])))
+      while (++k < c->m->n_inputs)
+        mach_samples_close(&s[k]);
+  return rc;
 }
 
 static int label_ok(const struct mach_ctx *c, const char *name, double v, long i,

@@ -179,7 +179,7 @@ static int check_finite(const struct mach_ctx *c, const struct mach_args *a, con
     return 1;
   for (int k = 0; k < m->n_inputs; k++) {
     const struct mach_block *b = &m->blocks[m->inputs[k]];
-    if (mach_check_finite_samples(c, "eval", b->name, d->xs[k], d->n, b->size))
+    if (mach_check_finite_samples(c, "eval", b->name, d->xs[k], 0, d->n, b->size))
       return 1;
   }
   return 0;

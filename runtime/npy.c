@@ -244,12 +244,14 @@ static int parse_dict(struct hdr *h, struct mach_array *a, int *fortran) {
   return 0;
 }
 
-int mach_npy_parse(const unsigned char *buf, size_t len, struct mach_array *a,
-                   char *why, size_t whylen) {
+int mach_npy_parse_header(const unsigned char *buf, size_t len, size_t file_len,
+                          struct mach_array *a, struct mach_npy_layout *l, char *why,
+                          size_t whylen) {
   struct hdr h = {0};
   size_t hlen, start, item, need;
   int fortran = 0, big = 0;
   memset(a, 0, sizeof *a);
+  memset(l, 0, sizeof *l);
   h.why = why;
   h.whylen = whylen;
   if (memcmp(buf, "\x93NUMPY", len < 6 ? len : 6) != 0)
@@ -283,20 +285,33 @@ int mach_npy_parse(const unsigned char *buf, size_t len, struct mach_array *a,
     a->count *= a->shape[i];
   }
   item = mach_dtype_size(a->dtype);
-  a->data = buf + start + hlen;
+  l->data_off = start + hlen;
+  l->fortran = fortran;
+  l->big = big;
   if (item == 0) /* unknown dtype: the caller reports it with the descr */
     return 0;
   if ((size_t)a->count > SIZE_MAX / item)
     return fail(&h, "shape is too large (its product overflows)");
   need = (size_t)a->count * item;
-  if (need > len - start - hlen) {
+  if (need > file_len - start - hlen) {
     char s[64];
     mach_shape_str(s, sizeof s, a->rank, a->shape);
     return fail(&h, "truncated data: shape %s needs %zu bytes, found %zu", s, need,
-                len - start - hlen);
+                file_len - start - hlen);
   }
-  if (mach_array_normalize(a, fortran, big))
-    return fail(&h, "out of memory");
+  return 0;
+}
+
+int mach_npy_parse(const unsigned char *buf, size_t len, struct mach_array *a,
+                   char *why, size_t whylen) {
+  struct mach_npy_layout l;
+  if (mach_npy_parse_header(buf, len, len, a, &l, why, whylen))
+    return -1;
+  a->data = buf + l.data_off;
+  if (mach_dtype_size(a->dtype) && mach_array_normalize(a, l.fortran, l.big)) {
+    snprintf(why, whylen, "out of memory");
+    return -1;
+  }
   return 0;
 }
 
@@ -385,13 +400,17 @@ size_t mach_npy_header(char *buf, size_t cap, int rank, const long *shape) {
   return total;
 }
 
-int mach_npy_write(FILE *f, int rank, const long *shape, const mach_real *data) {
+int mach_npy_write_header(FILE *f, int rank, const long *shape) {
   char hdr[64 + 24 * MACH_NPY_MAX_RANK + 64];
   size_t hl = mach_npy_header(hdr, sizeof hdr, rank, shape);
+  return hl && fwrite(hdr, 1, hl, f) == hl ? 0 : -1;
+}
+
+int mach_npy_write(FILE *f, int rank, const long *shape, const mach_real *data) {
   size_t count = 1;
   for (int i = 0; i < rank; i++)
     count *= (size_t)shape[i];
-  if (fwrite(hdr, 1, hl, f) != hl)
+  if (mach_npy_write_header(f, rank, shape))
     return -1;
   if (count && fwrite(data, sizeof(mach_real), count, f) != count)
     return -1;

@@ -41,10 +41,11 @@ int mach_read_file(const struct mach_ctx *c, const char *path,
 void mach_shape_str(char *buf, size_t cap, int rank, const long *shape);
 double mach_now(void); /* monotonic seconds */
 /* forward and eval refuse NaN or infinite weights and inputs (unless
- * --allow-nonfinite): 0, or 1 after a message naming the first one. */
+ * --allow-nonfinite): 0, or 1 after a message naming the first one. v holds
+ * n samples of size scalars, the first of them sample number `first`. */
 int mach_check_finite_params(const struct mach_ctx *c, const char *path, const mach_real *p);
 int mach_check_finite_samples(const struct mach_ctx *c, const char *what, const char *block,
-                              const mach_real *v, long n, long size);
+                              const mach_real *v, long first, long n, long size);
 
 /* An output file written atomically: data goes to `path.tmp.<pid>`, which is
  * fsync'ed and renamed over `path` by mach_out_close, so a crash or a full
@@ -101,6 +102,19 @@ struct mach_array {
  * and returns -1. */
 int mach_npy_parse(const unsigned char *buf, size_t len, struct mach_array *a,
                    char *why, size_t whylen);
+/* Where a .npy file's data lies and how it is laid out. */
+struct mach_npy_layout {
+  size_t data_off; /* the data's first byte in the file */
+  int fortran;     /* column-major */
+  int big;         /* big-endian items of more than one byte */
+};
+/* Parses the header at the start of a .npy file: buf holds the file's first
+ * len bytes (at least the header), file_len is the whole file's length (the
+ * data must fit in it). Sets a (data NULL) and l; -1 and why on error, with
+ * the messages of mach_npy_parse. */
+int mach_npy_parse_header(const unsigned char *buf, size_t len, size_t file_len,
+                          struct mach_array *a, struct mach_npy_layout *l, char *why,
+                          size_t whylen);
 /* Rewrites a->data as a C-order little-endian copy in a->owned: from Fortran
  * order (column-major) and/or big-endian bytes. Returns 0, or -1 when out of
  * memory. */
@@ -115,6 +129,8 @@ void mach_array_free(struct mach_array *a);
 size_t mach_npy_header(char *buf, size_t cap, int rank, const long *shape);
 /* Writes header and data; returns 0 or -1 (errno set). */
 int mach_npy_write(FILE *f, int rank, const long *shape, const mach_real *data);
+/* The header alone, for data written after it in pieces. 0 or -1. */
+int mach_npy_write_header(FILE *f, int rank, const long *shape);
 
 /* ---- npz.c: zip archives of .npy members -------------------------------- */
 
@@ -270,6 +286,27 @@ int mach_arg_missing(const struct mach_ctx *c, const struct mach_args *a,
 int mach_arg_required(const struct mach_ctx *c, const struct mach_args *a,
                       const char *name, const char **out);
 
+/* ---- samples.c: a plain .npy data file read by rows ----------------------- */
+
+/* A C-order little-endian .npy file [N, ...] whose rows are read with pread
+ * as they are wanted (converted to mach_real), rather than the file whole. */
+struct mach_npy_rows {
+  int fd;
+  long n, row;            /* rows (the first axis), scalars per row */
+  size_t off, item;       /* the data's offset, bytes per scalar */
+  enum mach_dtype dtype;
+  unsigned char *raw;     /* a chunk's bytes being converted, or NULL */
+};
+/* 0: open; hdr describes the array (data NULL). -1: not a plain .npy file
+ * this reads by rows (stdin, gzip, another format, Fortran order,
+ * big-endian, an unknown dtype, or anything wrong with it): nothing is
+ * printed and the caller reads the file whole, which reports errors. */
+int mach_npy_rows_open(const char *path, struct mach_npy_rows *r, struct mach_array *hdr);
+/* Rows [start, start + count) into dst; 0, or -1 with errno (0: the file
+ * ended early, having shrunk since it was opened). */
+int mach_npy_rows_read(struct mach_npy_rows *r, long start, long count, mach_real *dst);
+void mach_npy_rows_close(struct mach_npy_rows *r);
+
 /* ---- data.c: model-aware loading and saving ----------------------------- */
 
 /* The data options of a command: --sep, --skip-header, --scale, --data-cols,
@@ -297,6 +334,30 @@ int mach_load_samples_opt(const struct mach_ctx *c, const char *path, const stru
 int mach_load_samples(const struct mach_ctx *c, const char *path,
                       const struct mach_block *b, const char *role,
                       mach_real **x, long *n);
+/* One input's samples, read a batch at a time: a plain .npy file by rows
+ * (samples.c), anything else loaded whole on open. Values are multiplied
+ * by scale as they are read. */
+struct mach_samples {
+  long n, size;           /* samples, scalars per sample */
+  double scale;
+  mach_real *all;         /* [n, size] when loaded whole, else NULL */
+  struct mach_npy_rows rows;
+  const char *path;       /* for messages */
+};
+/* Opens B's samples in path, checked as mach_load_samples_opt checks them
+ * (the same messages). Returns 0 or 1. */
+int mach_samples_open(const struct mach_ctx *c, const char *path, const struct mach_block *b,
+                      const char *role, const struct mach_dataopts *o, const char *cols,
+                      struct mach_samples *s);
+/* Samples [start, start + count) into dst ([count, size]). 0 or 1. */
+int mach_samples_read(const struct mach_ctx *c, struct mach_samples *s, long start,
+                      long count, mach_real *dst);
+void mach_samples_close(struct mach_samples *s);
+/* Opens every input as mach_load_inputs loads them (the same options,
+ * checks and messages; --scale applies as samples are read); s[k] gets
+ * input k, all closed again on failure. */
+int mach_open_inputs(const struct mach_ctx *c, const struct mach_args *a, const char *opt,
+                     const char *def, struct mach_samples *s, long *n);
 /* Loads every input block from repeated --OPT [name=]path options (a bare
  * path only with one input; def used when none given), with the command's
  * data options (--scale applies here). xs[k] gets input k. */

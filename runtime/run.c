@@ -202,8 +202,11 @@ static const struct mach_optspec forward_opts[] = {
 /* Everything a run over the data holds; freed by run_free. */
 struct run {
   mach_real *params;  /* [param_size], then dparams and their sum for grad */
-  mach_real *xs[64];  /* inputs, [n, size] each */
-  mach_real *ys[64];  /* outputs (forward) or input gradients (grad) */
+  struct mach_samples src[64]; /* the inputs, read a batch at a time */
+  int opened;         /* src holds the model's inputs */
+  mach_real *xb[64];  /* a batch of each input, [batch, size] */
+  mach_real *ys[64];  /* outputs (forward: [n, size], or a batch when written as
+                         they come) or input gradients (grad, [n, size]) */
   mach_real *gs[64];  /* cotangents (grad), NULL = zero */
   mach_real *state;   /* one allocation: state, dstate, zeros; each [batch, ...] */
   long n, batch;
@@ -213,7 +216,9 @@ struct run {
 static void run_free(const struct mach_model *m, struct run *r) {
   free(r->params);
   for (int k = 0; k < 64; k++) {
-    free(r->xs[k]);
+    if (r->opened && k < m->n_inputs)
+      mach_samples_close(&r->src[k]);
+    free(r->xb[k]);
     free(r->ys[k]);
     free(r->gs[k]);
   }
@@ -222,7 +227,8 @@ static void run_free(const struct mach_model *m, struct run *r) {
   dump_free(&r->dd);
 }
 
-/* Loads weights and inputs, sizes the batch. nparam: parameter buffers. */
+/* Loads weights, opens the inputs, sizes the batch. nparam: parameter
+ * buffers. */
 static int run_setup(const struct mach_ctx *c, const struct mach_args *a, const char *in_def,
                      int nparam, struct run *r) {
   const struct mach_model *m = c->m;
@@ -238,19 +244,33 @@ static int run_setup(const struct mach_ctx *c, const struct mach_args *a, const 
   r->params = mach_alloc(c, (size_t)m->param_size * (size_t)nparam + 1, sizeof *r->params);
   if (!r->params || mach_load_weights(c, w, r->params))
     return 1;
-  if ((rc = mach_load_inputs(c, a, "input", in_def, r->xs, &r->n)))
+  if ((rc = mach_open_inputs(c, a, "input", in_def, r->src, &r->n)))
     return rc;
-  if (!mach_arg(a, "allow-nonfinite")) { /* NaN in, NaN out, silently: refused */
-    if (mach_check_finite_params(c, w, r->params))
-      return 1;
-    for (int k = 0; k < m->n_inputs; k++) {
-      const struct mach_block *b = &m->blocks[m->inputs[k]];
-      if (mach_check_finite_samples(c, a->cmd, b->name, r->xs[k], r->n, b->size))
-        return 1;
-    }
-  }
+  r->opened = 1;
+  if (!mach_arg(a, "allow-nonfinite") && mach_check_finite_params(c, w, r->params))
+    return 1; /* NaN in, NaN out, silently: refused (inputs: as they are read) */
   if (r->batch > r->n) /* no need for a state bigger than the data */
     r->batch = r->n > 0 ? r->n : 1;
+  for (int k = 0; k < m->n_inputs; k++)
+    if (!(r->xb[k] = mach_alloc(c, (size_t)(r->batch * m->blocks[m->inputs[k]].size) + 1,
+                                sizeof(mach_real))))
+      return 1;
+  return 0;
+}
+
+/* Samples [start, start + b) of every input into the batch buffers, which
+ * in[] then points to; refused when not finite (unless --allow-nonfinite). */
+static int read_batch(const struct mach_ctx *c, const struct mach_args *a, struct run *r,
+                      long start, long b, const mach_real **in) {
+  const struct mach_model *m = c->m;
+  for (int k = 0; k < m->n_inputs; k++) {
+    const struct mach_block *bl = &m->blocks[m->inputs[k]];
+    if (mach_samples_read(c, &r->src[k], start, b, r->xb[k]) ||
+        (!mach_arg(a, "allow-nonfinite") &&
+         mach_check_finite_samples(c, a->cmd, bl->name, r->xb[k], start, b, bl->size)))
+      return 1;
+    in[k] = r->xb[k];
+  }
   return 0;
 }
 
@@ -258,56 +278,38 @@ static int ends_in_softmax(const struct mach_block *b) {
   return b->activation && strcmp(b->activation, "softmax") == 0;
 }
 
-/* --proba: the softmax over the channels of each output, at every grid
- * point, the maximum subtracted first (outputs are logits). */
-static int to_proba(const struct mach_ctx *c, const char *cmd, struct run *r) {
+/* --argmax and --proba, checked before any work: *om gets the model as its
+ * outputs are written (with --argmax each flat output is one scalar, its
+ * class index); om->blocks is m's, or a copy the caller frees. */
+static int check_transforms(const struct mach_ctx *c, const struct mach_args *a,
+                            struct mach_model *om) {
   const struct mach_model *m = c->m;
-  for (int k = 0; k < m->n_outputs; k++) {
-    const struct mach_block *b = &m->blocks[m->outputs[k]];
-    long C = b->shape[0], G = b->size / C;
-    if (ends_in_softmax(b)) {
+  struct mach_block *bl;
+  *om = *m;
+  if (mach_arg(a, "argmax") && mach_arg(a, "proba")) {
+    mach_err(c, "%s: --argmax and --proba exclude each other (try '%s %s --help')", a->cmd,
+             c->prog, a->cmd);
+    return 2;
+  }
+  for (int k = 0; k < m->n_outputs && mach_arg(a, "proba"); k++)
+    if (ends_in_softmax(&m->blocks[m->outputs[k]])) {
       mach_err(c, "%s: --proba: output '%s' already ends in softmax; its values are "
                   "probabilities (leave out --proba)",
-               cmd, b->name);
+               a->cmd, m->blocks[m->outputs[k]].name);
       return 2;
     }
-    for (long i = 0; i < r->n * G; i++) {
-      mach_real *v = r->ys[k] + (i / G) * b->size + i % G;
-      double mx = v[0], sum = 0;
-      for (long ch = 1; ch < C; ch++)
-        mx = v[ch * G] > mx ? v[ch * G] : mx;
-      for (long ch = 0; ch < C; ch++)
-        sum += exp((double)v[ch * G] - mx);
-      for (long ch = 0; ch < C; ch++)
-        v[ch * G] = (mach_real)(exp((double)v[ch * G] - mx) / sum);
-    }
-  }
-  return 0;
-}
-
-/* --argmax: each flat output becomes one class index per sample (the first
- * largest channel); *om describes them as blocks of one scalar. */
-static int to_argmax(const struct mach_ctx *c, const char *cmd, struct run *r,
-                     struct mach_model *om) {
-  const struct mach_model *m = c->m;
-  struct mach_block *bl = mach_alloc(c, (size_t)m->n_blocks, sizeof *bl);
-  if (!bl)
+  if (!mach_arg(a, "argmax"))
+    return 0;
+  if (!(bl = mach_alloc(c, (size_t)m->n_blocks, sizeof *bl)))
     return 1;
   memcpy(bl, m->blocks, (size_t)m->n_blocks * sizeof *bl);
-  *om = *m;
   om->blocks = bl;
   for (int k = 0; k < m->n_outputs; k++) {
     struct mach_block *b = &bl[m->outputs[k]];
     if (b->rank != 1) {
-      mach_err(c, "%s: --argmax needs flat outputs, but '%s' has %d axes", cmd, b->name, b->rank);
+      mach_err(c, "%s: --argmax needs flat outputs, but '%s' has %d axes", a->cmd, b->name,
+               b->rank);
       return 2;
-    }
-    for (long i = 0; i < r->n; i++) {
-      const mach_real *v = r->ys[k] + i * b->size;
-      long arg = 0;
-      for (long ch = 1; ch < b->size; ch++)
-        arg = v[ch] > v[arg] ? ch : arg;
-      r->ys[k][i] = (mach_real)arg; /* row i is read before index i is written */
     }
     b->shape[0] = 1;
     b->size = 1;
@@ -315,63 +317,215 @@ static int to_argmax(const struct mach_ctx *c, const char *cmd, struct run *r,
   return 0;
 }
 
+/* --proba: the softmax over the channels of output block b's n rows y, at
+ * every grid point, the maximum subtracted first (outputs are logits). */
+static void proba_rows(const struct mach_block *b, mach_real *y, long n) {
+  long C = b->shape[0], G = b->size / C;
+  for (long i = 0; i < n * G; i++) {
+    mach_real *v = y + (i / G) * b->size + i % G;
+    double mx = v[0], sum = 0;
+    for (long ch = 1; ch < C; ch++)
+      mx = v[ch * G] > mx ? v[ch * G] : mx;
+    for (long ch = 0; ch < C; ch++)
+      sum += exp((double)v[ch * G] - mx);
+    for (long ch = 0; ch < C; ch++)
+      v[ch * G] = (mach_real)(exp((double)v[ch * G] - mx) / sum);
+  }
+}
+
+/* --argmax: each of the n rows of a flat output becomes its class index
+ * (the first largest channel), y[i], in place. */
+static void argmax_rows(const struct mach_block *b, mach_real *y, long n) {
+  for (long i = 0; i < n; i++) {
+    const mach_real *v = y + i * b->size;
+    long arg = 0;
+    for (long ch = 1; ch < b->size; ch++)
+      arg = v[ch] > v[arg] ? ch : arg;
+    y[i] = (mach_real)arg; /* row i is read before index i is written */
+  }
+}
+
+static void transform_rows(const struct mach_ctx *c, const struct mach_args *a, struct run *r,
+                           long n) {
+  const struct mach_model *m = c->m;
+  for (int k = 0; k < m->n_outputs; k++) {
+    const struct mach_block *b = &m->blocks[m->outputs[k]];
+    if (mach_arg(a, "proba"))
+      proba_rows(b, r->ys[k], n);
+    if (mach_arg(a, "argmax"))
+      argmax_rows(b, r->ys[k], n);
+  }
+}
+
+/* ---- outputs written as the batches come ------------------------------------ */
+
+/* One output file: a .npy of one output, or a CSV of outputs side by side
+ * (as save_outputs writes them). */
+struct sink {
+  const char *path;
+  int csv, nk;
+  int ks[64];         /* positions in m->outputs */
+  struct mach_out o;
+  int open;
+};
+
+/* The files save_outputs would write, when every one can be written a
+ * batch at a time (not an .npz, not stdout); else 0 files. */
+static int plan_sinks(const struct mach_ctx *c, const struct mach_args *a, const char *def,
+                      struct sink *s) {
+  const struct mach_model *m = c->m;
+  int cnt = mach_arg_count(a, "output"), ns = 0;
+  const char *one = cnt ? mach_arg_nth(a, "output", 0) : def, *path;
+  if (!one)
+    return 0;
+  if (cnt <= 1 && mach_named_block(m, m->outputs, m->n_outputs, one, &path) < 0) {
+    if (ends_with(one, ".npz") || strcmp(one, "-") == 0)
+      return 0;
+    memset(s, 0, sizeof *s);
+    s->path = one;
+    s->csv = mach_is_csv(one);
+    s->nk = s->csv ? (m->n_outputs < 64 ? m->n_outputs : 64) : 1;
+    for (int k = 0; k < s->nk; k++)
+      s->ks[k] = k;
+    return 1;
+  }
+  for (int i = 0; i < cnt; i++, ns++) {
+    int k = mach_named_block(m, m->outputs, m->n_outputs, mach_arg_nth(a, "output", i), &path);
+    if (strcmp(path, "-") == 0)
+      return 0;
+    memset(&s[ns], 0, sizeof *s);
+    s[ns].path = path;
+    s[ns].csv = mach_is_csv(path);
+    s[ns].nk = 1;
+    s[ns].ks[0] = k;
+  }
+  return ns;
+}
+
+/* Opens the files and writes the .npy headers, for n rows. */
+static int sinks_open(const struct mach_ctx *c, struct sink *s, int ns, long n) {
+  const struct mach_model *m = c->m;
+  for (int i = 0; i < ns; i++) {
+    struct mach_npz_entry e;
+    if (mach_out_open(c, s[i].path, &s[i].o))
+      return 1;
+    s[i].open = 1;
+    if (s[i].csv)
+      continue;
+    mach_npz_block_entry(&e, "", &m->blocks[m->outputs[s[i].ks[0]]], n, NULL);
+    if (mach_npy_write_header(s[i].o.f, e.rank, e.shape)) {
+      mach_err(c, "%s: cannot write", s[i].path);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* The b rows of a batch, ys[k] holding output k's. */
+static int sinks_write(const struct mach_ctx *c, struct sink *s, int ns, mach_real *const *ys,
+                       long b) {
+  const struct mach_model *m = c->m;
+  for (int i = 0; i < ns; i++) {
+    int bad;
+    if (s[i].csv) {
+      long sizes[64];
+      const mach_real *parts[64];
+      for (int j = 0; j < s[i].nk; j++) {
+        sizes[j] = m->blocks[m->outputs[s[i].ks[j]]].size;
+        parts[j] = ys[s[i].ks[j]];
+      }
+      bad = mach_csv_write(s[i].o.f, b, s[i].nk, sizes, parts) != 0;
+    } else {
+      size_t len = (size_t)(b * m->blocks[m->outputs[s[i].ks[0]]].size);
+      bad = fwrite(ys[s[i].ks[0]], sizeof(mach_real), len, s[i].o.f) != len;
+    }
+    if (bad) {
+      mach_err(c, "%s: cannot write", s[i].path);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Closes every file (renamed by mach_out_finish); on failure, or when rc,
+ * removes them. */
+static int sinks_end(const struct mach_ctx *c, struct sink *s, int ns, int rc) {
+  for (int i = 0; i < ns; i++) {
+    if (!s[i].open)
+      continue;
+    if (rc)
+      mach_out_abort(&s[i].o);
+    else
+      rc = mach_out_close(c, &s[i].o);
+    s[i].open = 0;
+  }
+  return rc;
+}
+
+/* ---- forward and predict ---------------------------------------------------- */
+
+/* One process, no --dump-state and no .npz or stdout among the outputs: the
+ * outputs are written as the batches come, so what is held is the model
+ * and a batch, whatever the size of the data. Otherwise (MPI ranks gather
+ * to rank 0; an .npz member is written whole) they are collected first. */
 static int run_forward(const struct mach_ctx *c, const struct mach_args *a, const char *in_def,
                        const char *out_def) {
   const struct mach_model *m = c->m;
   struct run r = {0};
+  struct mach_model om = *m; /* the outputs as written (--argmax) */
+  struct mach_ctx oc = *c;
+  struct sink sinks[64];
   const char *dump = mach_arg(a, "dump-state");
   const mach_real *in[64];
   long lo, hi;
-  int rc = check_outputs(c, a);
+  int ns = 0, rc = check_outputs(c, a);
+  oc.m = &om;
+  if (!rc)
+    rc = check_transforms(c, a, &om);
   if (!rc && !(rc = run_setup(c, a, in_def, 1, &r))) {
+    if (c->nranks <= 1 && !dump)
+      ns = plan_sinks(&oc, a, out_def, sinks);
     r.state = mach_alloc(c, (size_t)(r.batch * m->state_size) + 1, sizeof *r.state);
     rc = !r.state || (dump && dump_alloc(c, &r.ds, r.n));
     for (int k = 0; k < m->n_outputs && !rc; k++)
-      rc = !(r.ys[k] = mach_alloc(c, (size_t)(r.n * m->blocks[m->outputs[k]].size) + 1,
+      rc = !(r.ys[k] = mach_alloc(c, (size_t)((ns ? r.batch : r.n) * m->blocks[m->outputs[k]].size) + 1,
                                   sizeof(mach_real)));
+    if (!rc && ns)
+      rc = sinks_open(&oc, sinks, ns, r.n);
   }
   if ((rc = mach_dist_agree(c, a->cmd, rc)))
     goto done;
   mach_dist_shard(c, 0, r.n, &lo, &hi);
-  for (long start = lo; start < hi; start += r.batch) {
+  for (long start = lo; start < hi && !rc; start += r.batch) {
     long b = hi - start < r.batch ? hi - start : r.batch;
-    for (int k = 0; k < m->n_inputs; k++)
-      in[k] = r.xs[k] + start * m->blocks[m->inputs[k]].size;
+    if ((rc = read_batch(c, a, &r, start, b, in)))
+      break;
     m->forward(r.params, in, r.state, b);
     for (int k = 0; k < m->n_outputs; k++) {
       const struct mach_block *bl = &m->blocks[m->outputs[k]];
-      gather(r.ys[k], r.state, b, bl->z_offset, bl->size, start);
+      gather(r.ys[k], r.state, b, bl->z_offset, bl->size, ns ? 0 : start);
+    }
+    if (ns) {
+      transform_rows(c, a, &r, b);
+      rc = sinks_write(&oc, sinks, ns, r.ys, b);
     }
     dump_batch(m, &r.ds, r.state, b, start, r.n);
   }
+  if ((rc = mach_dist_agree(c, a->cmd, rc)) || ns)
+    goto done;
   for (int k = 0; k < m->n_outputs; k++)
     mach_dist_gather_rows(c, r.ys[k], r.n, m->blocks[m->outputs[k]].size);
   dump_gather(c, &r.ds, r.n);
   if (!mach_dist_root(c))
     goto done;
-  if (mach_arg(a, "argmax") && mach_arg(a, "proba")) {
-    mach_err(c, "%s: --argmax and --proba exclude each other (try '%s %s --help')", a->cmd,
-             c->prog, a->cmd);
-    rc = 2;
-    goto done;
-  }
-  if (mach_arg(a, "proba") && (rc = to_proba(c, a->cmd, &r)))
-    goto done;
-  if (mach_arg(a, "argmax")) {
-    struct mach_model om;
-    struct mach_ctx oc = *c;
-    oc.m = &om;
-    om.blocks = NULL;
-    rc = to_argmax(c, a->cmd, &r, &om);
-    if (!rc)
-      rc = save_outputs(&oc, a, out_def, r.n, r.ys);
-    free((void *)om.blocks);
-  } else {
-    rc = save_outputs(c, a, out_def, r.n, r.ys);
-  }
+  transform_rows(c, a, &r, r.n);
+  rc = save_outputs(&oc, a, out_def, r.n, r.ys);
   if (!rc && dump)
     rc = dump_save(c, &r.ds, dump, r.n, "y.", "z.");
 done:
+  rc = sinks_end(&oc, sinks, ns, rc);
+  if (om.blocks != m->blocks)
+    free((void *)om.blocks);
   run_free(m, &r);
   return rc;
 }
@@ -471,12 +625,10 @@ static int save_grad(const struct mach_ctx *c, const char *path, const struct ru
 }
 
 /* One minibatch: forward, backward, sum dparams, collect input gradients. */
-static void grad_batch(const struct mach_model *m, struct run *r, long start, long b,
-                       mach_real *dstate, const mach_real *zeros) {
-  const mach_real *in[64], *cot[64];
+static void grad_batch(const struct mach_model *m, struct run *r, const mach_real *const *in,
+                       long start, long b, mach_real *dstate, const mach_real *zeros) {
+  const mach_real *cot[64];
   mach_real *dp = r->params + m->param_size, *dsum = dp + m->param_size;
-  for (int k = 0; k < m->n_inputs; k++)
-    in[k] = r->xs[k] + start * m->blocks[m->inputs[k]].size;
   for (int k = 0; k < m->n_outputs; k++)
     cot[k] = r->gs[k] ? r->gs[k] + start * m->blocks[m->outputs[k]].size : zeros;
   m->forward(r->params, in, r->state, b);
@@ -495,6 +647,7 @@ static int run_grad(const struct mach_ctx *c, const struct mach_args *a) {
   const struct mach_model *m = c->m;
   struct run r = {0};
   const char *out, *ds = mach_arg(a, "dump-state"), *dd = mach_arg(a, "dump-dual");
+  const mach_real *in[64];
   long maxout = 1, lo, hi;
   int rc;
   if ((rc = mach_arg_required(c, a, "output", &out)))
@@ -515,9 +668,13 @@ static int run_grad(const struct mach_ctx *c, const struct mach_args *a) {
   mach_dist_shard(c, 0, r.n, &lo, &hi);
   for (long start = lo; start < hi; start += r.batch) {
     long b = hi - start < r.batch ? hi - start : r.batch;
-    grad_batch(m, &r, start, b, r.state + r.batch * m->state_size,
+    if ((rc = read_batch(c, a, &r, start, b, in)))
+      break;
+    grad_batch(m, &r, in, start, b, r.state + r.batch * m->state_size,
                r.state + 2 * r.batch * m->state_size);
   }
+  if ((rc = mach_dist_agree(c, "grad", rc)))
+    goto done;
   mach_dist_sum(c, r.params + 2 * m->param_size, m->param_size);
   for (int k = 0; k < m->n_inputs; k++)
     mach_dist_gather_rows(c, r.ys[k], r.n, m->blocks[m->inputs[k]].size);

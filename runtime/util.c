@@ -152,13 +152,13 @@ int mach_check_finite_params(const struct mach_ctx *c, const char *path, const m
 }
 
 int mach_check_finite_samples(const struct mach_ctx *c, const char *what, const char *block,
-                              const mach_real *v, long n, long size) {
+                              const mach_real *v, long first, long n, long size) {
   long at;
   if (!first_nonfinite(v, n * size, &at))
     return 0;
   mach_err(c, "%s: input '%s' has a non-finite value (%g) in sample %ld, element %ld; "
               "pass --allow-nonfinite to run with it anyway",
-           what, block, (double)v[at], at / size, at % size);
+           what, block, (double)v[at], first + at / size, at % size);
   return 1;
 }
 

@@ -4,10 +4,12 @@
  * selection; inputs whose shape differs by unit axes or flattening. The
  * files are written byte by byte here (zlib compresses), never by NumPy. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "rt_harness.h"
@@ -482,4 +484,52 @@ Test(data, csv_columns_for_data_and_targets) {
   snprintf(want, sizeof want, "fake: %s: has shape [4, 3], expected [N, 2] for input 'u'\n",
            P("d.csv"));
   assert_err(want);
+}
+
+/* ---- a .npy read by rows --------------------------------------------------- */
+
+/* A plain .npy is read a batch at a time, converted as it comes: the rows
+ * asked for, in any order, and a clean error when the file has shrunk
+ * under the reader (the header's length checked at open no longer holds). */
+Test(data, npy_read_by_rows_and_shrunk_under_the_reader) {
+  struct mach_ctx c = {.prog = "fake", .m = &fake_reg};
+  const struct mach_block *b = &fake_reg.blocks[fake_reg.inputs[0]];
+  struct mach_samples s;
+  int rows[400];
+  mach_real got[8];
+  char want[1024];
+  for (int i = 0; i < 400; i++)
+    rows[i] = 3 * i - 500;
+  write_npy(P("i4.npy"), "<i4", 0, "(200, 2)", rows, sizeof rows);
+  cr_assert_eq(mach_samples_open(&c, P("i4.npy"), b, "input", NULL, NULL, &s), 0, "%s", err_text);
+  cr_assert_null(s.all, "a plain .npy is not loaded whole");
+  cr_assert_eq(s.n, 200);
+  s.scale = 0.5;
+  cr_assert_eq(mach_samples_read(&c, &s, 197, 3, got), 0);
+  for (int i = 0; i < 6; i++)
+    cr_assert_eq(got[i], 0.5 * rows[394 + i]);
+  cr_assert_eq(mach_samples_read(&c, &s, 0, 1, got), 0);
+  cr_assert_eq(got[0], 0.5 * rows[0]);
+  cr_assert_eq(got[1], 0.5 * rows[1]);
+  cr_assert_eq(truncate(P("i4.npy"), 1000), 0); /* header and some 110 rows left */
+  {
+    int save = dup(2), fd = open(P("err.txt"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    fflush(stderr);
+    dup2(fd, 2);
+    cr_assert_eq(mach_samples_read(&c, &s, 150, 4, got), 1);
+    fflush(stderr);
+    dup2(save, 2);
+    close(save);
+    close(fd);
+  }
+  snprintf(want, sizeof want, "fake: %s: truncated data: the file ends before sample 154\n",
+           P("i4.npy"));
+  {
+    size_t len;
+    unsigned char *err = read_bytes(P("err.txt"), &len);
+    err[len] = 0;
+    cr_assert_str_eq((char *)err, want);
+    free(err);
+  }
+  mach_samples_close(&s);
 }
