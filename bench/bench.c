@@ -215,20 +215,39 @@ static void adam_elems(struct bufs *b, long lo, long n, mach_real step, mach_rea
     }
 }
 
-/* The same, large runs split among the threads: element-wise, so any split
- * gives the same bits; small runs stay out of OpenMP. */
-static void adam_run(struct bufs *b, long lo, long n, mach_real step, mach_real c2)
+/* The number of entries the machine reads (the runs of the descriptor). */
+static long adam_live(const struct mach_model *m)
 {
-#ifdef _OPENMP
-    const long chunk = 1 << 14;
-    if (n >= 4 * chunk) {
-#pragma omp parallel for schedule(static)
-        for (long i0 = 0; i0 < n; i0 += chunk)
-            adam_elems(b, lo + i0, n - i0 < chunk ? n - i0 : chunk, step, c2);
-        return;
+    long n = 0;
+    for (int k = 0; k < m->n_params; k++) {
+        const struct mach_param *pp = &m->params[k];
+        if (!pp->live)
+            n += pp->size;
+        for (int r = 0; pp->live && r < pp->n_live; r++)
+            n += pp->live[2 * r + 1];
     }
-#endif
-    adam_elems(b, lo, n, step, c2);
+    return n;
+}
+
+/* Adam over entries [lo, hi) of the read entries laid end to end, every
+ * parameter's runs in turn: a thread's share is the same size however short
+ * the runs are (the DenseMachine reads its weight in runs of one block row). */
+static void adam_share(struct bufs *b, const struct mach_model *m, long lo, long hi,
+                       mach_real step, mach_real c2)
+{
+    long at = 0; /* where the current run starts in the concatenation */
+    for (int k = 0; k < m->n_params && at < hi; k++) {
+        const struct mach_param *pp = &m->params[k];
+        int runs = pp->live ? pp->n_live : 1;
+        for (int r = 0; r < runs && at < hi; r++) {
+            long off = pp->offset + (pp->live ? pp->live[2 * r] : 0);
+            long n = pp->live ? pp->live[2 * r + 1] : pp->size;
+            long from = lo > at ? lo : at, to = hi < at + n ? hi : at + n;
+            if (from < to)
+                adam_elems(b, off + from - at, to - from, step, c2);
+            at += n;
+        }
+    }
 }
 
 /* Adam in the model's dtype over the parameter entries the machine reads
@@ -245,13 +264,18 @@ static void adam_update(struct bufs *b, const struct mach_model *m)
         b->b2t = 0;
     const mach_real step = lr / (mach_real)(1 - b->b1t); /* lr / (1 - beta1^t) */
     const mach_real c2 = (mach_real)(1 / sqrt(1 - b->b2t)); /* 1 / sqrt(1 - beta2^t) */
-    for (int k = 0; k < m->n_params; k++) {
-        const struct mach_param *pp = &m->params[k];
-        if (!pp->live)
-            adam_run(b, pp->offset, pp->size, step, c2);
-        for (int r = 0; pp->live && r < pp->n_live; r++)
-            adam_run(b, pp->offset + pp->live[2 * r], pp->live[2 * r + 1], step, c2);
+    const long n = adam_live(m);
+    /* element-wise, so any split gives the same bits: an equal share per
+     * thread; small models stay out of OpenMP */
+#ifdef _OPENMP
+#pragma omp parallel if (n >= 1 << 16)
+    {
+        long t = omp_get_thread_num(), T = omp_get_num_threads();
+        adam_share(b, m, n * t / T, n * (t + 1) / T, step, c2);
     }
+#else
+    adam_share(b, m, 0, n, step, c2);
+#endif
 }
 
 enum { OP_FWD, OP_DUAL, OP_STEP, N_OPS };

@@ -266,14 +266,25 @@ static void emit_init(Emit *e, int bi, bool chunked) {
   StrBuf *c = e->c;
   const char *y = ybuf(e, bi);
   if (!chunked) {
-    if (b->has_input)
+    if (b->size >= 256 && (b->has_input || b->bias < 0)) {
+      /* a large block's copy among the threads, each thread the elements its
+       * share of the activation below reads; a copy costs less than an
+       * activation, so it pays from a larger size */
+      sb_printf(c, "#ifdef _OPENMP\n#pragma omp parallel for schedule(static) if (batch * %ld >= PAR_WORK / 4)\n#endif\n"
+                   "    for (long k = 0; k < batch * %ld; k++)\n        %s[k] = ",
+                b->size, b->size, y);
+      if (b->has_input)
+        sb_printf(c, "%s[%d][k];\n", e->nm.inputs, input_slot(e->m, bi));
+      else
+        sb_puts(c, "0;\n");
+    } else if (b->has_input)
       sb_printf(c, "    memcpy(%s, %s[%d], sizeof(real) * batch * %ld);\n", y, e->nm.inputs,
                 input_slot(e->m, bi), b->size);
+    else if (b->bias < 0)
+      sb_printf(c, "    memset(%s, 0, sizeof(real) * batch * %ld);\n", y, b->size);
     if (b->bias >= 0)
       sb_printf(c, "    bias_set(%s, %s, batch, %d, %ld, %d);\n", y, pname(e, b->bias),
                 b->shape.channels, grid_of(b), b->has_input);
-    if (!b->has_input && b->bias < 0)
-      sb_printf(c, "    memset(%s, 0, sizeof(real) * batch * %ld);\n", y, b->size);
     return;
   }
   open_range(e, b, true);
@@ -383,12 +394,13 @@ static void emit_level_grads(Emit *e, const int *blocks, int nb);
 static void declare_params(Emit *e, StrBuf *out, const bool *used, const char *src, const char *prefix,
                            bool cnst);
 
-/* Appends body to out, each non-empty line one step further in. */
+/* Appends body to out, each non-empty line one step further in but the
+ * preprocessor's (#pragma omp), which stay in the first column. */
 static void emit_indented(StrBuf *out, const char *body) {
   for (const char *line = body, *nl; line && *line; line = nl ? nl + 1 : NULL) {
     nl = strchr(line, '\n');
     size_t len = nl ? (size_t)(nl - line) : strlen(line);
-    sb_printf(out, "%s%.*s\n", len ? "    " : "", (int)len, line);
+    sb_printf(out, "%s%.*s\n", len && *line != '#' ? "    " : "", (int)len, line);
   }
 }
 
@@ -809,7 +821,11 @@ static long emit_backward_fn(Arena *a, const IrMachine *dual, const EmitOptions 
   declare_state(&e, c, "state", true, "y_", "z_", e.used_py, e.used_pz);
   declare_state(&e, c, "dstate", false, "zbar_", "ybar_", e.used_y, e.used_z);
   declare_work(&e, c, "dstate");
-  sb_printf(c, "    if (dparams) {\n        memset(dparams, 0, sizeof(real) * %ld);\n", m->param_size);
+  if (m->param_size >= 1 << 17) /* PAR_WORK: zeroing megabytes pays on several threads */
+    sb_printf(c, "    if (dparams) {\n#ifdef _OPENMP\n#pragma omp parallel for schedule(static)\n#endif\n"
+                 "        for (long k = 0; k < %ld; k++)\n            dparams[k] = 0;\n", m->param_size);
+  else
+    sb_printf(c, "    if (dparams) {\n        memset(dparams, 0, sizeof(real) * %ld);\n", m->param_size);
   if (unread.len)
     emit_indented(c, unread.data);
   sb_puts(c, "    }\n");
