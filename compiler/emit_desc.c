@@ -174,6 +174,27 @@ void emit_descriptor(const IrMachine *m, const Layout *lay, const EmitOptions *o
   if (!m->params.len)
     sb_puts(c, "    {\"\", 0, {0}, 0, 0, MACH_INIT_ZEROS, 0, 0, 0, 0},\n");
   sb_puts(c, "};\n\n");
+  /* the optimizer step of `train` among the threads, for a model whose
+   * parameters are worth it (the threshold below); the runtime, built without
+   * OpenMP, calls it back */
+  bool par_for = o->backward && m->param_size >= 1 << 16;
+  if (par_for)
+    sb_puts(c, "#ifdef _OPENMP\n#include <omp.h>\n#endif\n\n"
+               "/* The runtime's passes over the parameters in train (the optimizer step,\n"
+               " * the finiteness checks) split among the threads: [0, n) in one contiguous\n"
+               " * piece per thread. */\n"
+               "static void par_for(long n, void (*fn)(void *, long, long), void *ctx)\n{\n"
+               "#ifdef _OPENMP\n"
+               "    if (n >= 1 << 16 && omp_get_max_threads() > 1) {\n"
+               "#pragma omp parallel\n"
+               "        {\n"
+               "            long t = omp_get_thread_num(), T = omp_get_num_threads();\n"
+               "            fn(ctx, n * t / T, n * (t + 1) / T);\n"
+               "        }\n"
+               "        return;\n"
+               "    }\n"
+               "#endif\n"
+               "    fn(ctx, 0, n);\n}\n\n");
   sb_printf(c, "const struct mach_model %s_model = {\n", prefix);
   sb_puts(c, "    .name = ");
   c_string(c, m->name);
@@ -189,6 +210,8 @@ void emit_descriptor(const IrMachine *m, const Layout *lay, const EmitOptions *o
   sb_printf(c, "    .forward_flops = %.17g,\n", ir_forward_flops(m));
   sb_printf(c, "    .forward = %s_forward,\n", prefix);
   sb_printf(c, "    .backward = %s,\n", o->backward ? arena_printf(a, "%s_backward", prefix) : "0");
+  if (par_for)
+    sb_puts(c, "    .par_for = par_for,\n");
   sb_puts(c, "};\n\n");
   sb_printf(c, "#ifndef MACH_NO_MAIN\nint main(int argc, char **argv)\n{\n"
                "    return mach_main(argc, argv, &%s_model);\n}\n#endif\n", prefix);

@@ -112,6 +112,13 @@ struct mach_model {
                    const mach_real *const *cotangents, mach_real *dstate,
                    mach_real *dparams, long batch, int input_grads,
                    void (*ready)(void *ctx, long lo, long hi), void *ctx);
+
+  /* Calls fn(ctx, lo, hi) on pieces [lo, hi) that together cover [0, n)
+   * once, among the kernels' OpenMP threads when n is large: the runtime,
+   * built without OpenMP, runs its element-wise passes over the parameters
+   * (the optimizer step) through it. fn must give the same result however
+   * [0, n) is cut. NULL: the runtime calls fn(ctx, 0, n). */
+  void (*par_for)(long n, void (*fn)(void *ctx, long lo, long hi), void *ctx);
 };
 
 /* The generated binary's entry point: `BIN info|init|forward|grad|train|eval ...`.

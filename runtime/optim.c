@@ -32,8 +32,7 @@ static void momentum(const struct mach_optim_cfg *o, double wd, mach_real *p,
 }
 
 static void adam(const struct mach_optim_cfg *o, double wd, mach_real *p, const mach_real *g,
-                 mach_real *m, mach_real *v, long n, long t) {
-  double c1 = 1.0 - pow(o->beta1, (double)t), c2 = 1.0 - pow(o->beta2, (double)t);
+                 mach_real *m, mach_real *v, long n, double c1, double c2) {
   for (long i = 0; i < n; i++) {
     double pi = p[i] - o->lr * wd * p[i];
     m[i] = (mach_real)(o->beta1 * m[i] + (1.0 - o->beta1) * g[i]);
@@ -42,29 +41,68 @@ static void adam(const struct mach_optim_cfg *o, double wd, mach_real *p, const 
   }
 }
 
-void mach_optim_step(const struct mach_optim_cfg *o, const struct mach_model *m,
-                     mach_real *params, const mach_real *grad, mach_real *state, long t) {
-  long P = m->param_size;
-  for (int k = 0; k < m->n_params; k++) {
+/* One update's settings and buffers, shared by the pieces of the pass. */
+struct optim_pass {
+  const struct mach_optim_cfg *o;
+  const struct mach_model *m;
+  mach_real *params, *state;
+  const mach_real *grad;
+  double c1, c2; /* Adam's bias corrections 1 - beta1^t, 1 - beta2^t */
+};
+
+/* The update of one stretch of entries, which share their weight decay. */
+static void update(const struct optim_pass *s, double wd, long off, long n) {
+  const struct mach_optim_cfg *o = s->o;
+  long P = s->m->param_size;
+  switch (o->kind) {
+  case MACH_OPTIM_SGD:
+    sgd(o, wd, s->params + off, s->grad + off, n);
+    break;
+  case MACH_OPTIM_MOMENTUM:
+    momentum(o, wd, s->params + off, s->grad + off, s->state + off, n);
+    break;
+  case MACH_OPTIM_ADAM:
+    adam(o, wd, s->params + off, s->grad + off, s->state + off, s->state + P + off, n, s->c1,
+         s->c2);
+    break;
+  }
+}
+
+/* Entries [lo, hi) of those the machine reads laid end to end, every
+ * parameter's runs in turn: a piece of the pass (mach_par_for), the same
+ * size however short the runs are (the DenseMachine reads its weight in
+ * runs of one block row). Each entry's update depends on that entry alone,
+ * so any cut gives the same bits. */
+static void optim_piece(void *ctx, long lo, long hi) {
+  const struct optim_pass *s = ctx;
+  const struct mach_model *m = s->m;
+  long at = 0; /* where the current run starts end to end */
+  for (int k = 0; k < m->n_params && at < hi; k++) {
     const struct mach_param *pp = &m->params[k];
-    double wd = pp->decay ? o->weight_decay : 0.0;
+    double wd = pp->decay ? s->o->weight_decay : 0.0;
     int runs = pp->live ? pp->n_live : 1;
-    for (int r = 0; r < runs; r++) { /* only the entries the machine reads */
+    for (int r = 0; r < runs && at < hi; r++) { /* only the entries the machine reads */
       long off = pp->offset + (pp->live ? pp->live[2 * r] : 0);
       long n = pp->live ? pp->live[2 * r + 1] : pp->size;
-      switch (o->kind) {
-      case MACH_OPTIM_SGD:
-        sgd(o, wd, params + off, grad + off, n);
-        break;
-      case MACH_OPTIM_MOMENTUM:
-        momentum(o, wd, params + off, grad + off, state + off, n);
-        break;
-      case MACH_OPTIM_ADAM:
-        adam(o, wd, params + off, grad + off, state + off, state + P + off, n, t);
-        break;
-      }
+      long from = lo > at ? lo : at, to = hi < at + n ? hi : at + n;
+      if (from < to)
+        update(s, wd, off + from - at, to - from);
+      at += n;
     }
   }
+}
+
+void mach_optim_step(const struct mach_optim_cfg *o, const struct mach_model *m,
+                     mach_real *params, const mach_real *grad, mach_real *state, long t) {
+  struct optim_pass s = {o, m, params, state, grad, 1.0 - pow(o->beta1, (double)t),
+                         1.0 - pow(o->beta2, (double)t)};
+  long n = 0; /* the entries the machine reads */
+  for (int k = 0; k < m->n_params; k++) {
+    const struct mach_param *pp = &m->params[k];
+    for (int r = 0; r < (pp->live ? pp->n_live : 1); r++)
+      n += pp->live ? pp->live[2 * r + 1] : pp->size;
+  }
+  mach_par_for(m, n, optim_piece, &s);
 }
 
 /* ---- learning-rate schedules and gradient clipping ------------------------ */

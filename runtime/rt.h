@@ -594,6 +594,10 @@ int mach_dist_same(const struct mach_ctx *c, const mach_real *x, long n);
  * the kernels' team size. Returns 0 or 2 (message printed). */
 int mach_threads_set(const struct mach_ctx *c, const struct mach_args *a);
 #define MACH_THREADS_OPT {"threads", MACH_OPT_VALUE}
+/* fn(ctx, lo, hi) over pieces covering [0, n), among the threads through
+ * the model's par_for (machrt.h) when it has one, else in one call. */
+void mach_par_for(const struct mach_model *m, long n, void (*fn)(void *ctx, long lo, long hi),
+                  void *ctx);
 
 /* ---- json.c -------------------------------------------------------------- */
 

@@ -1,4 +1,5 @@
-/* threads.c — `--threads N`: how many threads the generated kernels use.
+/* threads.c — `--threads N`: how many threads the generated kernels use,
+ * and the runtime's passes over the parameters among them.
  *
  * The kernels split their work with OpenMP (the generated code is compiled
  * with -fopenmp, which links the OpenMP library into the binary); the
@@ -22,4 +23,14 @@ int mach_threads_set(const struct mach_ctx *c, const struct mach_args *a) {
   if (omp_set_num_threads)
     omp_set_num_threads((int)n);
   return 0;
+}
+
+/* The model's par_for (generated code, compiled with OpenMP) when it has
+ * one; else the calling thread does it all. */
+void mach_par_for(const struct mach_model *m, long n, void (*fn)(void *ctx, long lo, long hi),
+                  void *ctx) {
+  if (m->par_for)
+    m->par_for(n, fn, ctx);
+  else
+    fn(ctx, 0, n);
 }

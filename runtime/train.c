@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -415,6 +416,31 @@ static int all_finite(const mach_real *p, long n) {
   return 1;
 }
 
+/* The passes over whole parameter-sized buffers around an update, among the
+ * threads (mach_par_for): whether check[0 .. P) is all finite and, when
+ * backup is set, params copied to it. bad is set by any piece that finds a
+ * non-finite value, so the answer does not depend on the cut. */
+struct guard_pass {
+  const mach_real *check, *params;
+  mach_real *backup;
+  atomic_int bad;
+};
+
+static void guard_piece(void *ctx, long lo, long hi) {
+  struct guard_pass *g = ctx;
+  if (!all_finite(g->check + lo, hi - lo))
+    atomic_store_explicit(&g->bad, 1, memory_order_relaxed);
+  if (g->backup)
+    memcpy(g->backup + lo, g->params + lo, (size_t)(hi - lo) * sizeof(mach_real));
+}
+
+/* Whether check[0 .. P) is all finite; copies params to backup unless NULL. */
+static int guard(const struct trainer *t, const mach_real *check, mach_real *backup) {
+  struct guard_pass g = {check, t->params, backup, 0};
+  mach_par_for(t->m, t->m->param_size, guard_piece, &g);
+  return !atomic_load(&g.bad);
+}
+
 /* The learning rate of the next step. */
 static double current_lr(const struct trainer *t) {
   return mach_sched_lr(&t->cfg.sched, t->cfg.opt.lr, t->k.step);
@@ -470,14 +496,13 @@ static const char *step(struct trainer *t, long start, long b, double *loss, lon
   *hits += h;
   if (!isfinite(*loss))
     return isnan(*loss) ? "loss is nan" : "loss is inf";
-  if (!all_finite(t->grad, P))
+  if (!guard(t, t->grad, t->backup)) /* the backup: the parameters before the update */
     return "gradient is not finite";
   if (t->cfg.clip_norm > 0)
     mach_clip_norm(t->grad, P, t->cfg.clip_norm);
-  memcpy(t->backup, t->params, (size_t)P * sizeof(mach_real));
   o.lr = current_lr(t);
   mach_optim_step(&o, m, t->params, t->grad, t->ostate, t->k.step + 1);
-  if (!all_finite(t->params, P)) {
+  if (!guard(t, t->params, NULL)) {
     memcpy(t->params, t->backup, (size_t)P * sizeof(mach_real));
     return "parameters are not finite after the update";
   }

@@ -120,13 +120,55 @@ static const struct mach_param cls_params[] = PARAMS(2);
 const struct mach_model fake_reg = {
   "fake_reg", MACH_DTYPE, "tests/fake_model.c", 3, reg_blocks, 1, inputs, 1, outputs,
   4, reg_params, I * H + H + H * 1 + 1, 2 * I + 2 * H + 2 * 1, 3, 0, 0,
-  2.0 * (I * H + H * 1) + H, fwd1, bwd1,
+  2.0 * (I * H + H * 1) + H, fwd1, bwd1, NULL,
+};
+
+/* fake_live and fake_cut: fake_reg whose optimizer updates only some
+ * entries (runs as machc writes them for parameters read in part: W_h_u
+ * without its entries 2 and 3, b_y whole, b_h without entry 1), fake_cut
+ * with a par_for that cuts [0, n) into pieces of 1, 2, 3, 1, 2, ... entries
+ * and runs them last first: the updates must not depend on the cut. */
+static const long live_W1[] = {0, 2, 4, 2};
+static const long live_b1[] = {0, 1, 2, 1};
+static const struct mach_param live_params[] = {
+    {"W_h_u", 2, {I, H}, I * H, 0, MACH_INIT_UNIFORM, 0.9, 1, 2, live_W1},
+    {"b_h", 1, {H}, H, I * H, MACH_INIT_UNIFORM, 0.3, 0, 2, live_b1},
+    {"W_y_h", 2, {H, 1}, H, I * H + H, MACH_INIT_NORMAL, 0.5, 1, 0, NULL},
+    {"b_y", 1, {1}, 1, I * H + H + H, MACH_INIT_ZEROS, 0, 0, 0, NULL},
+};
+
+static void cut_for(long n, void (*fn)(void *, long, long), void *ctx) {
+  long lo[64], hi[64];
+  int k = 0;
+  if (n > 64) { /* not these models */
+    fn(ctx, 0, n);
+    return;
+  }
+  for (long at = 0; at < n; k++) {
+    lo[k] = at;
+    at += 1 + k % 3;
+    hi[k] = at < n ? at : n;
+  }
+  while (k-- > 0)
+    fn(ctx, lo[k], hi[k]);
+}
+
+const struct mach_model fake_live = {
+  "fake_live", MACH_DTYPE, "tests/fake_model.c", 3, reg_blocks, 1, inputs, 1, outputs,
+  4, live_params, I * H + H + H * 1 + 1, 2 * I + 2 * H + 2 * 1, 3, 0, 0,
+  2.0 * (I * H + H * 1) + H, fwd1, bwd1, NULL,
+};
+
+const struct mach_model fake_cut = {
+  "fake_live", MACH_DTYPE, "tests/fake_model.c", 3, reg_blocks, 1, inputs, 1, outputs,
+  4, live_params, I * H + H + H * 1 + 1, 2 * I + 2 * H + 2 * 1, 3, 0, 0,
+  2.0 * (I * H + H * 1) + H, fwd1, bwd1, cut_for,
 };
 
 const struct mach_model fake_cls = {
   "fake_cls", MACH_DTYPE, "tests/fake_model.c", 3, cls_blocks, 1, inputs, 1, outputs,
   4, cls_params, I * H + H + H * 2 + 2, 2 * I + 2 * H + 2 * 2, 3, 0, 0,
-  2.0 * (I * H + H * 2) + H, fwd2, bwd2,
+  2.0 * (I * H + H * 2) + H, fwd2, bwd2, NULL,
 };
 
 /* fake_two. State per sample: a.y 0, a.z 1, b.y 2, b.z 4, p.y 6, p.z 7,
@@ -175,5 +217,5 @@ static const int two_outputs[] = {2, 3};
 
 const struct mach_model fake_two = {
   "fake_two", MACH_DTYPE, "tests/fake_model.c", 4, two_blocks, 2, two_inputs, 2, two_outputs,
-  2, two_params, 3, 12, 2, 0, 0, 3.0, two_fwd, two_bwd,
+  2, two_params, 3, 12, 2, 0, 0, 3.0, two_fwd, two_bwd, NULL,
 };
