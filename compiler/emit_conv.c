@@ -480,7 +480,9 @@ static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w) 
     Ix idx[2 + IR_MAX_GRID];
     if (s->shape.channels > 1)
       split_copy(e, w->group * s->size);
-    int base = emit_loops(e, l, 2 + g->g, false, idx);
+    /* the last axis, unit stride on both sides, is one row copy */
+    int base = emit_loops(e, l, 1 + g->g, false, idx);
+    idx[1 + g->g] = ix_const(l[1 + g->g].lo);
     Ix ch = ix_add(ix_const(set->off[j]), idx[0]);
     Ix pi = ix_scale(e->a, ix_nest(e->a, ch, w->group, idx[1]), w->plane);
     Ix zi = ix_add(ix_scale(e->a, ix_add(ix_var("n0"), idx[1]), s->size), ix_scale(e->a, idx[0], g->in_size));
@@ -488,16 +490,18 @@ static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w) 
       pi = ix_add(pi, ix_scale(e->a, idx[2 + a], w->pstr[a]));
       zi = ix_add(zi, ix_scale(e->a, ix_addc(idx[2 + a], -ar->ax[a].pad0), g->in_str[a]));
     }
-    emit_line(e, "pad[%s] = %s[%s];", ix_text(e->a, pi), set->z[j], ix_text(e->a, zi));
+    emit_line(e, "memcpy(%s, %s, sizeof(real) * %ld);", ix_at(e->a, "pad", pi), ix_at(e->a, set->z[j], zi),
+              l[1 + g->g].n);
     emit_close_to(e, base);
   }
 }
 
 /* Opens the loops over (co, n, o...) of a group's outputs, co split among
- * the threads; returns the index of u = n * plane + o . pstr in a row of the
- * product and sets *yi to the index of y[n0 + n, co, o] in block d and *co
- * to the channel's. */
-static Ix open_outputs(Emit *e, const Win *w, const IrBlock *d, Ix *yi, Ix *co) {
+ * the threads, all but the last axis when `rows` (the caller moves a row);
+ * returns the index of u = n * plane + o . pstr in a row of the product and
+ * sets *yi to the index of y[n0 + n, co, o] in block d and *co to the
+ * channel's. */
+static Ix open_outputs(Emit *e, const Win *w, const IrBlock *d, bool rows, Ix *yi, Ix *co) {
   const Geom *g = &w->g;
   EmitLoop l[2 + IR_MAX_GRID] = {{.var = "co", .n = w->co}, group_loop(w)};
   for (int a = 0; a < g->g; a++)
@@ -505,7 +509,9 @@ static Ix open_outputs(Emit *e, const Win *w, const IrBlock *d, Ix *yi, Ix *co) 
   Ix idx[2 + IR_MAX_GRID];
   if (w->co > 1)
     split_copy(e, w->group * d->size);
-  emit_loops(e, l, 2 + g->g, false, idx);
+  emit_loops(e, l, 1 + g->g + !rows, false, idx);
+  if (rows)
+    idx[1 + g->g] = ix_const(0);
   Ix u = ix_scale(e->a, idx[1], w->plane);
   *yi = ix_add(ix_scale(e->a, ix_add(ix_var("n0"), idx[1]), d->size), ix_scale(e->a, idx[0], g->out_size));
   for (int a = 0; a < g->g; a++) {
@@ -605,9 +611,15 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, bool 
                                       {"c", "prod"}, {"ldc", num(e, w->ld)}}, (int[]){4, 4, 2}, 3);
   Ix yi, co;
   int outs = e->depth;
-  Ix u = open_outputs(e, w, d, &yi, &co);
-  emit_line(e, "%s[%s] %s= prod[%s];", y, ix_text(e->a, yi), assign ? "" : "+",
-            ix_text(e->a, ix_add(ix_scale(e->a, co, w->ld), u)));
+  Ix u = open_outputs(e, w, d, true, &yi, &co);
+  long row = w->g.out[w->g.g - 1];
+  Ix pi = ix_add(ix_scale(e->a, co, w->ld), u);
+  if (assign) {
+    emit_line(e, "memcpy(%s, %s, sizeof(real) * %ld);", ix_at(e->a, y, yi), ix_at(e->a, "prod", pi), row);
+  } else {
+    emit_head(e, "for (long o = 0; o < %ld; o++)", row);
+    emit_line(e, "%s[%s] += prod[%s];", y, ix_text(e->a, ix_addv(yi, "o", 1)), ix_text(e->a, ix_addv(pi, "o", 1)));
+  }
   emit_close_to(e, outs);
   emit_close_to(e, base);
   long need = w->pad_sz + w->wk_sz + w->prod_sz;
@@ -638,7 +650,7 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
   emit_line(e, "memset(yu, 0, sizeof(real) * %ld);", w->yu_sz);
   Ix yi, co;
   int outs = e->depth;
-  Ix u = open_outputs(e, w, d, &yi, &co);
+  Ix u = open_outputs(e, w, d, false, &yi, &co);
   emit_line(e, "yu[%s] = %s[%s];", ix_text(e->a, ix_add(ix_scale(e->a, u, cp), co)), ybar, ix_text(e->a, yi));
   emit_close_to(e, outs);
   emit_line(e, "/* dwk[(k, ci), co] += sum over (n, u) of pad[ci, u + tap_at[k]] yu[(n, u), co] */");
