@@ -68,19 +68,29 @@ static void emit_loss(const EmitOptions *o, long out, StrBuf *c) {
                "    }\n", out, out, out, out, out);
 }
 
+/* The update splits its elements among the threads when compiled with
+ * -fopenmp and the model has 2^16 parameters or more (the runtime's
+ * threshold, machrt.h's par_for): element-wise, the same bits on any
+ * number of threads. */
+static const char *par_update(long P) {
+  return P >= 1 << 16 ? "#ifdef _OPENMP\n#pragma omp parallel for schedule(static)\n#endif\n" : "";
+}
+
 static void emit_update(const EmitOptions *o, long P, StrBuf *c) {
   switch (o->optimizer) {
   case 0:
     sb_printf(c, "    /* sgd: p -= lr g */\n"
+                 "%s"
                  "    for (long i = 0; i < %ld; i++)\n"
-                 "        params[i] = (real)(params[i] - (double)lr * dparams[i]);\n", P);
+                 "        params[i] = (real)(params[i] - (double)lr * dparams[i]);\n", par_update(P), P);
     break;
   case 1:
     sb_printf(c, "    /* momentum (heavy ball): v = 0.9 v + g, p -= lr v */\n"
+                 "%s"
                  "    for (long i = 0; i < %ld; i++) {\n"
                  "        opt_state[i] = (real)(0.9 * opt_state[i] + dparams[i]);\n"
                  "        params[i] = (real)(params[i] - (double)lr * opt_state[i]);\n"
-                 "    }\n", P);
+                 "    }\n", par_update(P), P);
     break;
   default:
     sb_printf(c, "    /* Adam: m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,\n"
@@ -89,12 +99,13 @@ static void emit_update(const EmitOptions *o, long P, StrBuf *c) {
                  "    real *const m1 = opt_state, *const m2 = opt_state + %ld;\n"
                  "    const double t = (double)(opt_state[%ld] += 1);\n"
                  "    const double c1 = 1.0 - pow(0.9, t), c2 = 1.0 - pow(0.999, t);\n"
+                 "%s"
                  "    for (long i = 0; i < %ld; i++) {\n"
                  "        double p = params[i];\n"
                  "        m1[i] = (real)(0.9 * m1[i] + (1.0 - 0.9) * dparams[i]);\n"
                  "        m2[i] = (real)(0.999 * m2[i] + (1.0 - 0.999) * (double)dparams[i] * dparams[i]);\n"
                  "        params[i] = (real)(p - (double)lr * (m1[i] / c1) / (sqrt(m2[i] / c2) + 1e-8));\n"
-                 "    }\n", 2 * P, P, 2 * P, P);
+                 "    }\n", 2 * P, P, 2 * P, par_update(P), P);
     break;
   }
 }
