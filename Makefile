@@ -15,7 +15,9 @@
 #   make bench      forward/backward timings of the benchmark configurations, beside
 #                   PyTorch's when python3-torch is installed (PATTERN=conv2d selects,
 #                   THREADS=N); make bench-check: machc and PyTorch agree;
-#                   make bench-deps: python3-torch, numpy and OpenBLAS for both
+#                   make bench-deps: python3-torch, numpy and OpenBLAS for both;
+#                   make bench-whole: whole `train` and `forward` processes over a
+#                   200 MB .npy beside a PyTorch script (long: WHOLE_MB=20 shrinks it)
 #   make fuzz       libFuzzer over the compiler and the runtime readers,
 #                   FUZZ_SECONDS (300) per target (not part of `make test`)
 #   make diagrams   docs/img/*.svg, the depth diagrams in README.md (Graphviz)
@@ -236,9 +238,14 @@ example-sunspots: all
 bench: all
 	@THREADS=$(THREADS) sh bench/run.sh $(MACHC) $(PATTERN)
 
-.PHONY: bench-check bench-deps
+.PHONY: bench-check bench-deps bench-whole
 bench-check: all
 	@sh bench/check.sh $(MACHC) $(PATTERN)
+
+# Whole processes: `BIN train` (one epoch) and `BIN forward` over a 200 MB
+# .npy beside the same in a PyTorch script (bench/whole.sh says more).
+bench-whole: all
+	@sh bench/whole.sh $(MACHC) $(PATTERN)
 
 # The PyTorch side of the benchmarks (optional: nothing else needs it).
 # libopenblas0 replaces Debian's reference BLAS, which PyTorch's dense
