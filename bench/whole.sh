@@ -24,9 +24,9 @@
 # CPU time over WHOLE_ROUNDS (default 3) interleaved rounds, the largest
 # peak memory, and the ratios machc / PyTorch. PyTorch's process pays for
 # importing torch and numpy: its time on an empty script is printed too.
-# The training set is the first WHOLE_TRAIN_MB megabytes of the samples
-# (default: all of them); train s/epoch is scaled to the whole file when it
-# is smaller (an epoch's time is linear in the samples).
+# The training set is WHOLE_TRAIN_MB megabytes of samples (default: the
+# same file); train s/epoch is then scaled to the whole file (an epoch's
+# time is linear in the samples; PyTorch's imports are counted once).
 #
 # Without python3-torch and numpy (TORCH_PYTHON, default /usr/bin/python3)
 # only machc's columns are printed; BENCH_TORCH=0 leaves PyTorch out.
@@ -163,8 +163,9 @@ BENCH_CONFIGS=$WHOLE_CONFIGS
 bench_configs "$PATTERN" >"$list"
 [ -s "$list" ] || die "no configuration name contains '$PATTERN'"
 
-# Build and write the data of every configuration first.
-while IFS='|' read -r file name kind batch a1 a2 a3; do
+# Build and write the data of every configuration first (WHOLE_ROUNDS=0:
+# none of this; the table of the last run in WHOLE_OUT again).
+[ "$ROUNDS" = 0 ] || while IFS='|' read -r file name kind batch a1 a2 a3; do
     case $kind in
         densero|convro) "gen_$kind" "$OUT/$file.mach" "$a1" "$a2" "$a3" ;;
         *) bench_gen "$kind" "$OUT/$file.mach" "$a1" "$a2" "$a3" ;;
@@ -189,8 +190,10 @@ done <"$list"
 
 imports=
 if [ $torch = 1 ]; then
-    rm -f "$OUT/imports"
-    for r in 1 2 3; do measure "$OUT/imports" "$PY" -c 'import numpy, torch'; done
+    if [ "$ROUNDS" != 0 ]; then
+        rm -f "$OUT/imports"
+        for r in 1 2 3; do measure "$OUT/imports" "$PY" -c 'import numpy, torch'; done
+    fi
     imports=$(best "$OUT/imports")
 fi
 
@@ -235,17 +238,17 @@ while IFS='|' read -r file name kind batch a1 a2 a3; do
         pf=$(best "$b.p_fwd")
     fi
     echo "$name $n $ntrain $(stat -c %s "$b.x.npy") $mt $pt $mf $pf ${imports:-0 0}" | awk '
-        function ratio(a, b) { return b == "-" ? "-" : sprintf("%.2f", a / b) }
+        function ratio(a, b) { return b == "-" ? "-" : b < 0.05 ? "~" : sprintf("%.2f", a / b) }
         function cell(t, k) { return t == "-" ? "-" : sprintf("%.2f (%d)", t, k / 1024) }
         {
-            scale = $2 / $3
-            mt = $5 * scale; pt = $7 == "-" ? "-" : $7 * scale
-            imp = $13
+            scale = $2 / $3; imp = $13
+            # the epoch scaled to the whole file, the imports of PyTorch counted once
+            mt = $5 * scale; pt = $7 == "-" ? "-" : imp + ($7 - imp) * scale
             printf "%-18s %7d %6.0f | %17s %17s %5s %5s | %17s %17s %5s %5s\n", $1, $2, $4 / 1e6,
-                   cell(mt, $6), cell(pt, $8), ratio(mt, pt), ratio(mt, pt == "-" ? "-" : pt - imp * scale),
+                   cell(mt, $6), cell(pt, $8), ratio(mt, pt), ratio(mt, pt == "-" ? "-" : pt - imp),
                    cell($9, $10), cell($11, $12), ratio($9, $11), ratio($9, $11 == "-" ? "-" : $11 - imp)
         }'
 done <"$list"
 echo
 echo "ratio: machc / PyTorch CPU time (below 1: machc is faster); -imp: the same with PyTorch's"
-echo "time less its imports (scaled with the epoch); load average: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+echo "time less its imports (~: within the noise); load average: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
