@@ -266,16 +266,19 @@ static void adam_update(struct bufs *b, const struct mach_model *m)
     const mach_real c2 = (mach_real)(1 / sqrt(1 - b->b2t)); /* 1 / sqrt(1 - beta2^t) */
     const long n = adam_live(m);
     /* element-wise, so any split gives the same bits: an equal share per
-     * thread; small models stay out of OpenMP */
+     * thread; small models stay out of OpenMP altogether (even a serialized
+     * region would cost a small step a good part of its time) */
 #ifdef _OPENMP
-#pragma omp parallel if (n >= 1 << 16)
-    {
-        long t = omp_get_thread_num(), T = omp_get_num_threads();
-        adam_share(b, m, n * t / T, n * (t + 1) / T, step, c2);
+    if (n >= 1 << 16 && omp_get_max_threads() > 1) {
+#pragma omp parallel
+        {
+            long t = omp_get_thread_num(), T = omp_get_num_threads();
+            adam_share(b, m, n * t / T, n * (t + 1) / T, step, c2);
+        }
+        return;
     }
-#else
-    adam_share(b, m, 0, n, step, c2);
 #endif
+    adam_share(b, m, 0, n, step, c2);
 }
 
 enum { OP_FWD, OP_DUAL, OP_STEP, N_OPS };
