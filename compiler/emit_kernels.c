@@ -40,6 +40,7 @@ static const char k_tuned_sizes[] =
     "enum { MR = $MR,    /* rows of C per micro-kernel call */\n"
     "       NB = $NB,   /* columns of C kept in registers: two vectors */\n"
     "       KC = $KC,  /* rows of B packed at a time (NB x KC fits in L1) */\n"
+    "       SMALL_STACK = $SMALL_STACK, /* standalone code: no panel for the last columns */\n"
     "       PAR_WORK = 1 << 17 };\n";
 
 static const char k_mm_micro[] =
@@ -68,40 +69,67 @@ static const char k_mm_gen_seq[] =
     " * B(p, j) = b[p * bps + j * bjs]: any of A, B may be read transposed. Panels\n"
     " * of B (KC x NB) are copied to a contiguous buffer on the stack first, so\n"
     " * the micro-kernel reads them with unit stride whatever B's layout (a slice\n"
-    " * of a shared weight, or W^T for the dual machine). */\n"
+    " * of a shared weight, or W^T for the dual machine). The last nb < NB\n"
+    " * columns go through the micro-kernel too: their panel is zero past nb,\n"
+    " * and the kernel works on a copy of C's tile; standalone code, for small\n"
+    " * stacks, takes plain loops for them instead. */\n"
     "static void mm_gen_seq(long m, long n, long k, const real *restrict a, long ars, long acs,\n"
     "                       const real *restrict b, long bps, long bjs, real *restrict c, long ldc)\n"
     "{\n"
-    "    real panel[KC * NB];\n"
-    "    long j = 0;\n"
-    "    for (; j + NB <= n; j += NB)\n"
+    "    real panel[KC * NB], tile[MR * NB];\n"
+    "    for (long j = 0; j < n; j += NB) {\n"
+    "        long nb = n - j < NB ? n - j : NB;\n"
+    "        if (nb < NB && SMALL_STACK) {\n"
+    "            for (long i = 0; i < m; i++)\n"
+    "                for (long p = 0; p < k; p++) {\n"
+    "                    real ar = a[i * ars + p * acs];\n"
+    "                    for (long s = j; s < n; s++)\n"
+    "                        c[i * ldc + s] += ar * b[p * bps + s * bjs];\n"
+    "                }\n"
+    "            break;\n"
+    "        }\n"
     "        for (long p0 = 0; p0 < k; p0 += KC) {\n"
     "            long kc = k - p0 < KC ? k - p0 : KC, p = 0;\n"
-    "            if (bps == 1) /* B read transposed (W^T): eight rows at a time, so */\n"
-    "                for (; p + 8 <= kc; p += 8) /* that B is read in runs, not gathered */\n"
+    "            if (nb < NB)\n"
+    "                for (long q = 0; q < kc * NB; q++)\n"
+    "                    panel[q] = 0;\n"
+    "            if (bps == 1 && nb == NB) /* B read transposed (W^T): eight rows at a */\n"
+    "                for (; p + 8 <= kc; p += 8) /* time, so that B is read in runs, not gathered */\n"
     "                    for (int s = 0; s < NB; s++)\n"
     "                        for (int q = 0; q < 8; q++)\n"
     "                            panel[(p + q) * NB + s] = b[p0 + p + q + (j + s) * bjs];\n"
-    "            for (; p < kc; p++)\n"
-    "                for (int s = 0; s < NB; s++)\n"
-    "                    panel[p * NB + s] = b[(p0 + p) * bps + (j + s) * bjs];\n"
+    "            for (; p < kc; p++) {\n"
+    "                const real *restrict row = b + (p0 + p) * bps + j * bjs;\n"
+    "                if (bjs == 1) /* a row of B: a run */\n"
+    "                    for (long s = 0; s < nb; s++)\n"
+    "                        panel[p * NB + s] = row[s];\n"
+    "                else\n"
+    "                    for (long s = 0; s < nb; s++)\n"
+    "                        panel[p * NB + s] = row[s * bjs];\n"
+    "            }\n"
     "            long i = 0;\n"
-    "            for (; i + MR <= m; i += MR)\n"
-    "                mm_micro(kc, a + i * ars + p0 * acs, ars, acs, panel, c + i * ldc + j, ldc);\n"
+    "            for (; i + MR <= m; i += MR) {\n"
+    "                const real *restrict ai = a + i * ars + p0 * acs;\n"
+    "                if (nb == NB) {\n"
+    "                    mm_micro(kc, ai, ars, acs, panel, c + i * ldc + j, ldc);\n"
+    "                    continue;\n"
+    "                }\n"
+    "                for (int r = 0; r < MR; r++)\n"
+    "                    for (long s = 0; s < NB; s++)\n"
+    "                        tile[r * NB + s] = s < nb ? c[(i + r) * ldc + j + s] : 0;\n"
+    "                mm_micro(kc, ai, ars, acs, panel, tile, NB);\n"
+    "                for (int r = 0; r < MR; r++)\n"
+    "                    for (long s = 0; s < nb; s++)\n"
+    "                        c[(i + r) * ldc + j + s] = tile[r * NB + s];\n"
+    "            }\n"
     "            for (; i < m; i++)\n"
     "                for (long p = 0; p < kc; p++) {\n"
     "                    real ar = a[i * ars + (p0 + p) * acs];\n"
-    "                    for (int s = 0; s < NB; s++)\n"
+    "                    for (long s = 0; s < nb; s++)\n"
     "                        c[i * ldc + j + s] += ar * panel[p * NB + s];\n"
     "                }\n"
     "        }\n"
-    "    if (j < n) /* the last columns, fewer than NB */\n"
-    "        for (long i = 0; i < m; i++)\n"
-    "            for (long p = 0; p < k; p++) {\n"
-    "                real ar = a[i * ars + p * acs];\n"
-    "                for (long s = j; s < n; s++)\n"
-    "                    c[i * ldc + s] += ar * b[p * bps + s * bjs];\n"
-    "            }\n"
+    "    }\n"
     "}\n";
 
 static const char k_mm_gen[] =
@@ -866,7 +894,8 @@ void emit_kernels(StrBuf *c, const EmitOptions *o, const char *body) {
   snprintf(nbs, sizeof nbs, "%ld", nb);
   snprintf(mrs, sizeof mrs, "%d", TILE_MR);
   snprintf(kcs, sizeof kcs, "%d", TILE_KC);
-  const Param params[] = {{"NB", nbs}, {"MR", mrs}, {"KC", kcs}, {"f", f32 ? "f" : ""}};
+  const Param params[] = {{"NB", nbs}, {"MR", mrs}, {"KC", kcs}, {"f", f32 ? "f" : ""},
+                          {"SMALL_STACK", o->standalone ? "1" : "0"}};
   Prelude p = {.a = arena_new()};
   for (p.at = 0; p.at < NKERNELS; p.at++) {
     p.in[p.at] = in_set(kernels[p.at].set, plain, f32);
@@ -889,7 +918,7 @@ void emit_kernels(StrBuf *c, const EmitOptions *o, const char *body) {
   for (int k = 0; k < NKERNELS; k++)
     if (p.need[k]) {
       assert(callees_written(&p, k, written) && "the table lists a kernel before what it calls");
-      expand(c, kernels[k].text, params, 4);
+      expand(c, kernels[k].text, params, (int)(sizeof params / sizeof params[0]));
       sb_puts(c, "\n");
       written[k] = true;
     }
