@@ -172,3 +172,56 @@ Test(stream, a_failure_half_way_leaves_no_output) {
   e2e_run_free(&r);
   assert_absent(dir, "y.npy");
 }
+
+static const char two_src[] =
+    "machine two {\n"
+    "    input  x : 6\n"
+    "    output y : 3 = tanh(dense(x) + bias)\n"
+    "    output z : 2 @ [2] = dense(y) + bias\n"
+    "}\n";
+
+/* Two outputs: side by side in one CSV, and each in its own file (NAME=PATH,
+ * a .npy and a CSV), written by batches as the collected run writes them. */
+Test(stream, several_outputs_by_batches) {
+  const char *dir = e2e_tmpdir(), *bin = e2e_compile(two_src, "f32");
+  E2eRun r;
+  run_ok(dir, "init", (const char *const[]){bin, "init", "--seed", "2", "--out", "w.npz", NULL});
+  write_input(dir, "x.npy", true, -1);
+  FWD(bin, "x.npy", "yz.csv", );
+  r = e2e_runl(dir, 60, bin, "forward", "--weights", "w.npz", "--input", "x.npy", "--batch", "64",
+               "--output", "-", NULL);
+  e2e_check_ok(&r, "forward to stdout");
+  {
+    char *csv = slurp(dir, "yz.csv", NULL);
+    cr_assert_str_eq(csv, r.out);
+    cr_assert_eq(strlen(csv), strlen(r.out));
+    free(csv);
+  }
+  run_ok(dir, "two files",
+         (const char *const[]){bin, "forward", "--weights", "w.npz", "--input", "x.npy", "--batch",
+                               "64", "--output", "z=z.npy", "--output", "y=y.csv", NULL});
+  FWD(bin, "x.npy", "all.npz", );
+  {
+    E2eArr z = e2e_npy_read(e2e_path(dir, "z.npy"));
+    E2eNpz all = e2e_npz_read(e2e_path(dir, "all.npz"));
+    const E2eArr *zz = e2e_npz_get(&all, "z"), *yy = e2e_npz_get(&all, "y");
+    char *y = slurp(dir, "y.csv", NULL), *line = y;
+    cr_assert_eq(z.ndim, 3);
+    cr_assert_eq(z.shape[0], N);
+    cr_assert_eq(z.n, zz->n);
+    for (long i = 0; i < z.n; i++)
+      cr_assert_eq(z.d[i], zz->d[i], "z element %ld", i);
+    for (long i = 0; i < N; i++) { /* CSV rows: f32 values printed to round-trip */
+      for (int j = 0; j < 3; j++) {
+        char *end;
+        cr_assert_eq((float)strtod(line, &end), (float)yy->d[i * 3 + j], "y[%ld, %d]", i, j);
+        line = end + 1;
+      }
+    }
+    cr_assert_eq(*line, 0, "more rows than samples");
+    free(y);
+    e2e_arr_free(&z);
+    e2e_npz_free(&all);
+  }
+  e2e_run_free(&r);
+}
