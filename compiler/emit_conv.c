@@ -314,17 +314,21 @@ static void weight_strides(Emit *e, const IrArrow *ar, long *src, long *dst) {
  * channels, and every tap re-reads and re-writes the output. For a stride-1
  * conv the taps are folded into the inner dimension instead. Per group of
  * samples, the source is copied into a zero-padded buffer of the function's
- * workspace, pad[ci, n, x] with x = the input position + p0 on every axis,
- * so that row (k, ci) of the patch matrix is the window pad[ci, n, k*d + u]
- * over the padded output positions u: read in place by mm_taps, one product
- * (co x (k, ci)) ((k, ci) x (n, u)) per group, of inner dimension taps x ci.
- * Positions u past the output grid along the inner axes (and between two
- * samples) are computed and dropped. The kernel gradient reads the same
- * windows: the product ((k, ci) x (n, u)) ((n, u) x co) with the output's
- * cotangent packed by position (mm_rows). Groups hold as many samples as keep
- * the buffers within GROUP_BYTES (in L2); the workspace stays under
- * WORK_BYTES, or the per-tap products above are used. */
-enum { GROUP_BYTES = 384 * 1024, WORK_BYTES = 2048 * 1024, MAX_GROUP = 64, MR_ = 4 };
+ * workspace, pad[ci, x, n] with x = the input position + p0 on every axis
+ * and the group's sample n innermost, so that row (k, ci) of the patch
+ * matrix is the window pad[ci, k*d + u, n] over the padded output positions
+ * u: read in place by mm_taps, one product (co x (k, ci)) ((k, ci) x (u, n))
+ * per group, of inner dimension taps x ci. Positions u past the output grid
+ * along the axes before the last are computed and dropped; along the last
+ * axis nothing is dropped, so a 1-D grid wastes no column. The kernel
+ * gradient reads the same windows: the product ((k, ci) x (u, n)) ((u, n) x
+ * co) with the output's cotangent packed by position (mm_rows). A group holds
+ * enough samples for COLS columns (one when a sample has that many); the
+ * batch is cut into groups of gs samples, as equal as can be, and the index
+ * steps of pad are multiples of gs. The
+ * buffers stay within GROUP_BYTES (in L2) and the workspace under WORK_BYTES,
+ * or the per-tap products above are used. */
+enum { GROUP_BYTES = 384 * 1024, WORK_BYTES = 2048 * 1024, MAX_GROUP = 64, COLS = 512, MR_ = 4 };
 
 static long round_up(long v, long m) { return (v + m - 1) / m * m; }
 
@@ -401,8 +405,9 @@ static bool win_of(Emit *e, const IrMachine *m, const Set *set, bool grad, Win *
   /* standalone code, built for small memories, puts one sample in each
    * group of a product's columns: they are independent, so the outputs are
    * the same bits; a kernel gradient, which sums over its group, keeps them */
-  for (long n = e->o->standalone && !grad ? 1 : MAX_GROUP; n >= 1; n--) {
-    long cols = (n - 1) * w->plane + w->span;
+  long want = e->o->standalone && !grad ? 1 : (COLS + w->span - 1) / w->span;
+  for (long n = want < MAX_GROUP ? want : MAX_GROUP; n >= 1; n--) {
+    long cols = w->span * n;
     w->group = n;
     w->ld = round_up(cols, w->nb);
     w->pad_sz = w->ci * n * w->plane + w->nb;
@@ -421,8 +426,26 @@ static bool win_of(Emit *e, const IrMachine *m, const Set *set, bool grad, Win *
   return false;
 }
 
-/* Where the tap k starts in a sample's padded grid: k*d along each axis. */
+/* pos * gs: an index over padded positions (and channels) scaled by the
+ * samples of a group, innermost in pad; pos when groups hold one sample. */
+static Ix by_gs(Emit *e, const Win *w, Ix pos) {
+  if (w->group == 1)
+    return pos;
+  if (pos.n == 0)
+    return pos;
+  if (pos.n == 1 && !pos.t[0].atom)
+    return ix_term("gs", pos.t[0].coef);
+  bool bare = pos.n == 1 && !pos.t[0].sum && pos.t[0].coef == 1;
+  return ix_var(arena_printf(e->a, bare ? "%s * gs" : "(%s) * gs", ix_text(e->a, pos)));
+}
+
+/* Where the tap k starts in a sample's padded grid (k*d along each axis),
+ * times gs; with more than one sample per group, also gs itself. */
 static void emit_tap_at(Emit *e, const IrArrow *ar, const Win *w) {
+  if (w->group > 1) { /* the batch cut into groups of at most w->group samples, as equal as can be */
+    emit_line(e, "const long groups = (batch + %ld) / %ld;", w->group - 1, w->group);
+    emit_line(e, "const long gs = (batch + groups - 1) / groups; /* samples per group */");
+  }
   StrBuf sb = {0};
   for (long t = 0; t < w->taps; t++) {
     long off = 0, rest = t;
@@ -430,18 +453,29 @@ static void emit_tap_at(Emit *e, const IrArrow *ar, const Win *w) {
       off += rest % ar->ax[a].kernel * ar->ax[a].dilation * w->pstr[a];
       rest /= ar->ax[a].kernel;
     }
-    sb_printf(&sb, "%s%ld", t ? ", " : "", off);
+    sb_printf(&sb, "%s%s", t ? ", " : "", ix_text(e->a, by_gs(e, w, ix_const(off))));
   }
   emit_line(e, "const long tap_at[%ld] = {%s};", w->taps, sb.data);
   sb_free(&sb);
 }
 
-/* The columns of a group's product: (group - 1) * plane + span, the padded
- * positions from the group's first output to its last + 1. */
+/* The columns of a group's product: (span - 1) * gs + group, the padded
+ * positions from the first output to the last + 1, each with its samples. */
 static const char *group_cols(Emit *e, const Win *w) {
   if (w->group == 1)
     return num(e, w->span);
-  return arena_printf(e->a, "(group - 1) * %ld + %ld", w->plane, w->span);
+  return arena_printf(e->a, "%ld * gs + group", w->span - 1);
+}
+
+/* The declaration of pad, at the start of the workspace. */
+static void emit_pad_decl(Emit *e, const Win *w) {
+  emit_line(e, "real *const pad = work;  /* pad[ci, x, n]: %ld x %ld x %s, + NB read past the end */",
+            w->ci, w->plane, w->group == 1 ? "1" : "gs");
+}
+
+/* The step between two channels of pad: a padded plane of every sample. */
+static const char *channel_step(Emit *e, const Win *w) {
+  return w->group == 1 ? num(e, w->plane) : arena_printf(e->a, "%ld * gs", w->plane);
 }
 
 /* The loop over a group's samples: "group" of them, or the one sample n0
@@ -458,15 +492,18 @@ static void split_copy(Emit *e, long values) {
 }
 
 /* Opens the loop over groups of samples and copies the group's inputs into
- * pad[c, n, x] = z_j[n0 + n, c - off[j], x - p0], zero off the grid: zeroed
+ * pad[c, x, n] = z_j[n0 + n, c - off[j], x - p0], zero off the grid: zeroed
  * once, as every group writes the same positions on the grid. */
 static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w) {
   const Geom *g = &w->g;
   const IrArrow *ar = set->ar[0];
   emit_line(e, "memset(pad, 0, sizeof(real) * %ld);", w->pad_sz);
-  emit_open(e, "for (long n0 = 0; n0 < batch; n0 += %ld)", w->group);
-  if (w->group > 1)
-    emit_line(e, "const long group = batch - n0 < %ld ? batch - n0 : %ld;", w->group, w->group);
+  if (w->group > 1) {
+    emit_open(e, "for (long n0 = 0; n0 < batch; n0 += gs)");
+    emit_line(e, "const long group = batch - n0 < gs ? batch - n0 : gs;");
+  } else {
+    emit_open(e, "for (long n0 = 0; n0 < batch; n0++)");
+  }
   for (int j = 0; j < set->n; j++) {
     const IrBlock *s = IR_BLOCK(m, set->ar[j]->src);
     /* channels outermost: the loop the threads split */
@@ -480,25 +517,31 @@ static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w) 
     Ix idx[2 + IR_MAX_GRID];
     if (s->shape.channels > 1)
       split_copy(e, w->group * s->size);
-    /* the last axis, unit stride on both sides, is one row copy */
-    int base = emit_loops(e, l, 1 + g->g, false, idx);
-    idx[1 + g->g] = ix_const(l[1 + g->g].lo);
-    Ix ch = ix_add(ix_const(set->off[j]), idx[0]);
-    Ix pi = ix_scale(e->a, ix_nest(e->a, ch, w->group, idx[1]), w->plane);
+    /* one sample per group: the last axis, unit stride on both sides, is one
+     * row copy */
+    bool rows = w->group == 1;
+    int base = emit_loops(e, l, 2 + g->g - rows, false, idx);
+    if (rows)
+      idx[1 + g->g] = ix_const(l[1 + g->g].lo);
+    Ix pi = ix_scale(e->a, ix_add(ix_const(set->off[j]), idx[0]), w->plane);
     Ix zi = ix_add(ix_scale(e->a, ix_add(ix_var("n0"), idx[1]), s->size), ix_scale(e->a, idx[0], g->in_size));
     for (int a = 0; a < g->g; a++) {
       pi = ix_add(pi, ix_scale(e->a, idx[2 + a], w->pstr[a]));
       zi = ix_add(zi, ix_scale(e->a, ix_addc(idx[2 + a], -ar->ax[a].pad0), g->in_str[a]));
     }
-    emit_line(e, "memcpy(%s, %s, sizeof(real) * %ld);", ix_at(e->a, "pad", pi), ix_at(e->a, set->z[j], zi),
-              l[1 + g->g].n);
+    pi = ix_add(by_gs(e, w, pi), rows ? ix_const(0) : idx[1]);
+    if (rows)
+      emit_line(e, "memcpy(%s, %s, sizeof(real) * %ld);", ix_at(e->a, "pad", pi), ix_at(e->a, set->z[j], zi),
+                l[1 + g->g].n);
+    else
+      emit_line(e, "pad[%s] = %s[%s];", ix_text(e->a, pi), set->z[j], ix_text(e->a, zi));
     emit_close_to(e, base);
   }
 }
 
 /* Opens the loops over (co, n, o...) of a group's outputs, co split among
  * the threads, all but the last axis when `rows` (the caller moves a row);
- * returns the index of u = n * plane + o . pstr in a row of the product and
+ * returns the index of (u, n) in a row of the product, u = o . pstr, and
  * sets *yi to the index of y[n0 + n, co, o] in block d and *co to the
  * channel's. */
 static Ix open_outputs(Emit *e, const Win *w, const IrBlock *d, bool rows, Ix *yi, Ix *co) {
@@ -512,14 +555,14 @@ static Ix open_outputs(Emit *e, const Win *w, const IrBlock *d, bool rows, Ix *y
   emit_loops(e, l, 1 + g->g + !rows, false, idx);
   if (rows)
     idx[1 + g->g] = ix_const(0);
-  Ix u = ix_scale(e->a, idx[1], w->plane);
+  Ix u = ix_const(0);
   *yi = ix_add(ix_scale(e->a, ix_add(ix_var("n0"), idx[1]), d->size), ix_scale(e->a, idx[0], g->out_size));
   for (int a = 0; a < g->g; a++) {
     u = ix_add(u, ix_scale(e->a, idx[2 + a], w->pstr[a]));
     *yi = ix_add(*yi, ix_scale(e->a, idx[2 + a], g->out_str[a]));
   }
   *co = idx[0];
-  return u;
+  return w->group == 1 ? u : ix_add(by_gs(e, w, u), idx[1]);
 }
 
 /* The loops over the taps and the channels of source j, p = (k, off[j] + ci)
@@ -582,15 +625,14 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, bool 
   win_comment(e, set, y);
   emit_line(e, " * per group of %ld sample%s, z zero-padded into the workspace, then one product", w->group,
             w->group > 1 ? "s" : "");
-  emit_line(e, " * (co x (k, ci)) ((k, ci) x (n, u)) of inner dimension %ld, the patch matrix", w->kk);
+  emit_line(e, " * (co x (k, ci)) ((k, ci) x (u, n)) of inner dimension %ld, the patch matrix", w->kk);
   emit_line(e, " * read in place from the padded input (u: padded positions) */");
   int base = e->depth;
   emit_scope(e);
-  emit_line(e, "real *const pad = work;  /* pad[ci, n, x]: %ld x %ld x %ld, + NB read past the end */",
-            w->ci, w->group, w->plane);
+  emit_pad_decl(e, w);
   emit_line(e, "real *const wk = work + %ld; /* wk[(k, ci) * %ld + co] = W[k, ci, co]%s */", w->pad_sz, mp,
             mp > w->co ? ", 0 past the channels" : "");
-  emit_line(e, "real *const prod = work + %ld; /* prod[co, (n, u)]: %ld x %ld */", w->pad_sz + w->wk_sz, mp,
+  emit_line(e, "real *const prod = work + %ld; /* prod[co, (u, n)]: %ld x %ld */", w->pad_sz + w->wk_sz, mp,
             w->ld);
   if (mp > w->co)
     emit_line(e, "memset(wk, 0, sizeof(real) * %ld);", w->wk_sz);
@@ -604,17 +646,20 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, bool 
   }
   emit_tap_at(e, set->ar[0], w);
   emit_pad(e, e->m, set, w);
-  emit_line(e, "/* prod[co, u] = sum over k, ci of wk[(k, ci), co] pad[ci, u + tap_at[k]] */");
+  emit_line(e, "/* prod[co, (u, n)] = sum over k, ci of wk[(k, ci), co] pad[ci, u + tap_at[k], n] */");
   emit_call(e, "mm_taps", (EmitArg[]){{"m", num(e, mp)}, {"n", group_cols(e, w)}, {"taps", num(e, w->taps)},
                                       {"ch", num(e, w->ci)}, {"a", "wk"}, {"b", "pad"},
-                                      {"tap_at", "tap_at"}, {"bcs", num(e, w->group * w->plane)},
+                                      {"tap_at", "tap_at"}, {"bcs", channel_step(e, w)},
                                       {"c", "prod"}, {"ldc", num(e, w->ld)}}, (int[]){4, 4, 2}, 3);
   Ix yi, co;
   int outs = e->depth;
-  Ix u = open_outputs(e, w, d, true, &yi, &co);
+  bool rows = w->group == 1; /* then a row of y is a run of prod */
+  Ix u = open_outputs(e, w, d, rows, &yi, &co);
   long row = w->g.out[w->g.g - 1];
   Ix pi = ix_add(ix_scale(e->a, co, w->ld), u);
-  if (assign) {
+  if (!rows) {
+    emit_line(e, "%s[%s] %s= prod[%s];", y, ix_text(e->a, yi), assign ? "" : "+", ix_text(e->a, pi));
+  } else if (assign) {
     emit_line(e, "memcpy(%s, %s, sizeof(real) * %ld);", ix_at(e->a, y, yi), ix_at(e->a, "prod", pi), row);
   } else {
     emit_head(e, "for (long o = 0; o < %ld; o++)", row);
@@ -634,13 +679,12 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
   long cp = round_up(w->co, w->nb), kp = round_up(w->kk, MR_);
   emit_line(e, "/* per group of %ld sample%s, z zero-padded into the workspace, then one product",
             w->group, w->group > 1 ? "s" : "");
-  emit_line(e, " * ((k, ci) x (n, u)) ((n, u) x co) of inner dimension the group's padded positions,");
+  emit_line(e, " * ((k, ci) x (u, n)) ((u, n) x co) of inner dimension the group's padded positions,");
   emit_line(e, " * the patch matrix read in place from the padded input */");
   int base = e->depth;
   emit_scope(e);
-  emit_line(e, "real *const pad = work;  /* pad[ci, n, x]: %ld x %ld x %ld, + NB read past the end */",
-            w->ci, w->group, w->plane);
-  emit_line(e, "real *const yu = work + %ld; /* yu[(n, u), co] = ybar[n0 + n, co, o], 0 off the grid: %ld x %ld */",
+  emit_pad_decl(e, w);
+  emit_line(e, "real *const yu = work + %ld; /* yu[(u, n), co] = ybar[n0 + n, co, o], 0 off the grid: %ld x %ld */",
             w->pad_sz, w->ld, cp);
   emit_line(e, "real *const dwk = work + %ld; /* dwk[(k, ci), co]: %ld x %ld */", w->pad_sz + w->yu_sz, kp, cp);
   emit_line(e, "memset(dwk, 0, sizeof(real) * %ld);", w->dwk_sz);
@@ -653,7 +697,7 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
   Ix u = open_outputs(e, w, d, false, &yi, &co);
   emit_line(e, "yu[%s] = %s[%s];", ix_text(e->a, ix_add(ix_scale(e->a, u, cp), co)), ybar, ix_text(e->a, yi));
   emit_close_to(e, outs);
-  emit_line(e, "/* dwk[(k, ci), co] += sum over (n, u) of pad[ci, u + tap_at[k]] yu[(n, u), co] */");
+  emit_line(e, "/* dwk[(k, ci), co] += sum over (u, n) of pad[ci, u + tap_at[k], n] yu[(u, n), co] */");
   Ix j = ix_const(0); /* blocks of NB columns of co; one block: no loop */
   int blocks = e->depth;
   if (cp > w->nb) {
@@ -662,7 +706,7 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
   }
   emit_call(e, "mm_rows", (EmitArg[]){{"m", num(e, w->kk)}, {"k", group_cols(e, w)}, {"ch", num(e, w->ci)},
                                       {"a", "pad"}, {"tap_at", "tap_at"},
-                                      {"acs", num(e, w->group * w->plane)},
+                                      {"acs", channel_step(e, w)},
                                       {"panel", ix_at(e->a, "yu", j)}, {"ldp", num(e, cp)},
                                       {"c", ix_at(e->a, "dwk", j)}, {"ldc", num(e, cp)}}, (int[]){3, 3, 2, 2}, 4);
   emit_close_to(e, blocks);

@@ -896,7 +896,9 @@ static const char train_driver_src[] =
     "}\n";
 
 /* Trains `machine` for 100 full-batch steps with `BIN train` and with the
- * standalone step from the same initial weights; the weights agree to 1e-12.
+ * standalone step from the same initial weights; the weights agree to 1e-11
+ * (the binary sums a convolution's kernel gradient over positions and samples
+ * in another order than the one-sample-at-a-time standalone step).
  * The step runs under ASan and UBSan in a workspace of exactly
  * NAME_TRAIN_WORKSPACE_BYTES(batch), filled with NaNs. */
 static void train_agrees(const char *mach_path, const char *machine, const char *up,
@@ -960,7 +962,7 @@ static void train_agrees(const char *mach_path, const char *machine, const char 
       double d = fabs(w[off + i] - a->d[i]);
       worst = d > worst ? d : worst;
       moved = fmax(moved, fabs(a->d[i] - a0->d[i]));
-      cr_assert(d <= 1e-12, "%s %s/%s: %s[%ld]: step %.17g, BIN train %.17g", machine, loss,
+      cr_assert(d <= 1e-11, "%s %s/%s: %s[%ld]: step %.17g, BIN train %.17g", machine, loss,
                 optimizer, z0.names[p], i, w[off + i], a->d[i]);
     }
   }
