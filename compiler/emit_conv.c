@@ -18,6 +18,7 @@
 #include "emit_internal.h"
 
 #include <limits.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -467,10 +468,22 @@ static const char *group_cols(Emit *e, const Win *w) {
   return arena_printf(e->a, "%ld * gs + group", w->span - 1);
 }
 
-/* The declaration of pad, at the start of the workspace. */
-static void emit_pad_decl(Emit *e, const Win *w) {
-  emit_line(e, "real *const pad = work;  /* pad[ci, x, n]: %ld x %ld x %s, + NB read past the end */",
-            w->ci, w->plane, w->group == 1 ? "1" : "gs");
+/* Declares a buffer of a windowed product's scratch, `size` scalars: in a
+ * binary, an array on the stack of the thread that runs the product (each
+ * thread of a split its own); standalone code, which must run in a small
+ * stack, takes them from the caller's workspace, at *at. */
+static void emit_scratch(Emit *e, const char *name, long size, long *at, const char *what) {
+  if (e->o->standalone)
+    emit_line(e, "real *const %s = work + %ld; /* %s */", name, *at, what);
+  else
+    emit_line(e, "real %s[%ld]; /* %s */", name, size, what);
+  *at += size;
+}
+
+static void emit_pad_decl(Emit *e, const Win *w, long *at) {
+  emit_scratch(e, "pad", w->pad_sz, at,
+               arena_printf(e->a, "pad[ci, x, n]: %ld x %ld x %s, + NB read past the end", w->ci, w->plane,
+                            w->group == 1 ? "1" : "gs"));
 }
 
 /* The step between two channels of pad: a padded plane of every sample. */
@@ -484,20 +497,38 @@ static EmitLoop group_loop(const Win *w) {
   return w->group > 1 ? (EmitLoop){.var = "n", .hi = "group"} : (EmitLoop){.var = "n", .n = 1};
 }
 
-/* Splits the loop that follows among the threads when it moves enough values
- * (the activations' threshold): a copy, so any split gives the same bits. */
-static void split_copy(Emit *e, long values) {
-  sb_printf(e->c, "#ifdef _OPENMP\n#pragma omp parallel for schedule(static) if (%ld >= PAR_WORK / 16)\n"
-                  "#endif\n", values);
+/* Writes "#pragma omp ...", for a compiler with OpenMP. */
+static void omp_pragma(Emit *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void omp_pragma(Emit *e, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  sb_puts(e->c, "#ifdef _OPENMP\n#pragma omp ");
+  sb_vprintf(e->c, fmt, ap);
+  sb_puts(e->c, "\n#endif\n");
+  va_end(ap);
 }
 
-/* Opens the loop over groups of samples and copies the group's inputs into
- * pad[c, x, n] = z_j[n0 + n, c - off[j], x - p0], zero off the grid: zeroed
- * once, as every group writes the same positions on the grid. */
-static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w) {
+/* Opens the region in which the threads share out the groups of samples of
+ * a windowed product, `macs` multiply-adds per sample, when split_groups says
+ * so (a binary built with OpenMP; otherwise its kernels split each group's
+ * product): each thread declares its scratch after this. */
+static void open_group_region(Emit *e, const Win *w, long macs) {
+  if (!e->o->standalone)
+    omp_pragma(e, "parallel if (split_groups(%s, (double)batch * %ld))", w->group > 1 ? "groups" : "batch", macs);
+  emit_scope(e);
+}
+
+/* Opens the loop over groups of samples (shared out among the threads of
+ * the region; `ordered`: their sums are added in the order of the groups,
+ * so that any number of threads gives the same bits) and copies the group's
+ * inputs into pad[c, x, n] = z_j[n0 + n, c - off[j], x - p0], zero off the
+ * grid: zeroed once, as every group writes the same positions on the grid. */
+static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w, bool ordered) {
   const Geom *g = &w->g;
   const IrArrow *ar = set->ar[0];
   emit_line(e, "memset(pad, 0, sizeof(real) * %ld);", w->pad_sz);
+  if (!e->o->standalone)
+    omp_pragma(e, "for schedule(static%s", ordered ? ", 1) ordered" : ")");
   if (w->group > 1) {
     emit_open(e, "for (long n0 = 0; n0 < batch; n0 += gs)");
     emit_line(e, "const long group = batch - n0 < gs ? batch - n0 : gs;");
@@ -506,7 +537,6 @@ static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w) 
   }
   for (int j = 0; j < set->n; j++) {
     const IrBlock *s = IR_BLOCK(m, set->ar[j]->src);
-    /* channels outermost: the loop the threads split */
     EmitLoop l[2 + IR_MAX_GRID] = {{.var = "ci", .n = s->shape.channels}, group_loop(w)};
     for (int a = 0; a < g->g; a++) {
       int pa = ar->ax[a].pad0;
@@ -515,8 +545,6 @@ static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w) 
       l[2 + a] = (EmitLoop){.var = var(e, 'x', a), .lo = lo, .n = hi - lo};
     }
     Ix idx[2 + IR_MAX_GRID];
-    if (s->shape.channels > 1)
-      split_copy(e, w->group * s->size);
     /* one sample per group: the last axis, unit stride on both sides, is one
      * row copy */
     bool rows = w->group == 1;
@@ -539,8 +567,8 @@ static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w) 
   }
 }
 
-/* Opens the loops over (co, n, o...) of a group's outputs, co split among
- * the threads, all but the last axis when `rows` (the caller moves a row);
+/* Opens the loops over (co, n, o...) of a group's outputs, all but the
+ * last axis when `rows` (the caller moves a row);
  * returns the index of (u, n) in a row of the product, u = o . pstr, and
  * sets *yi to the index of y[n0 + n, co, o] in block d and *co to the
  * channel's. */
@@ -550,8 +578,6 @@ static Ix open_outputs(Emit *e, const Win *w, const IrBlock *d, bool rows, Ix *y
   for (int a = 0; a < g->g; a++)
     l[2 + a] = (EmitLoop){.var = var(e, 'o', a), .n = g->out[a]};
   Ix idx[2 + IR_MAX_GRID];
-  if (w->co > 1)
-    split_copy(e, w->group * d->size);
   emit_loops(e, l, 1 + g->g + !rows, false, idx);
   if (rows)
     idx[1 + g->g] = ix_const(0);
@@ -626,14 +652,14 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, bool 
   emit_line(e, " * per group of %ld sample%s, z zero-padded into the workspace, then one product", w->group,
             w->group > 1 ? "s" : "");
   emit_line(e, " * (co x (k, ci)) ((k, ci) x (u, n)) of inner dimension %ld, the patch matrix", w->kk);
-  emit_line(e, " * read in place from the padded input (u: padded positions) */");
+  emit_line(e, " * read in place from the padded input (u: padded positions); the groups are");
+  emit_line(e, " * independent, shared out among the threads */");
   int base = e->depth;
   emit_scope(e);
-  emit_pad_decl(e, w);
-  emit_line(e, "real *const wk = work + %ld; /* wk[(k, ci) * %ld + co] = W[k, ci, co]%s */", w->pad_sz, mp,
+  long at = 0;
+  emit_line(e, "real *const wk = work; /* wk[(k, ci) * %ld + co] = W[k, ci, co]%s */", mp,
             mp > w->co ? ", 0 past the channels" : "");
-  emit_line(e, "real *const prod = work + %ld; /* prod[co, (u, n)]: %ld x %ld */", w->pad_sz + w->wk_sz, mp,
-            w->ld);
+  at += w->wk_sz;
   if (mp > w->co)
     emit_line(e, "memset(wk, 0, sizeof(real) * %ld);", w->wk_sz);
   for (int j = 0; j < set->n; j++) {
@@ -645,7 +671,10 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, bool 
     emit_close_to(e, rows);
   }
   emit_tap_at(e, set->ar[0], w);
-  emit_pad(e, e->m, set, w);
+  open_group_region(e, w, w->co * w->kk * w->span);
+  emit_pad_decl(e, w, &at);
+  emit_scratch(e, "prod", w->prod_sz, &at, arena_printf(e->a, "prod[co, (u, n)]: %ld x %ld", mp, w->ld));
+  emit_pad(e, e->m, set, w, false);
   emit_line(e, "/* prod[co, (u, n)] = sum over k, ci of wk[(k, ci), co] pad[ci, u + tap_at[k], n] */");
   emit_call(e, "mm_taps", (EmitArg[]){{"m", num(e, mp)}, {"n", group_cols(e, w)}, {"taps", num(e, w->taps)},
                                       {"ch", num(e, w->ci)}, {"a", "wk"}, {"b", "pad"},
@@ -661,13 +690,12 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, bool 
     emit_line(e, "%s[%s] %s= prod[%s];", y, ix_text(e->a, yi), assign ? "" : "+", ix_text(e->a, pi));
   } else if (assign) {
     emit_line(e, "memcpy(%s, %s, sizeof(real) * %ld);", ix_at(e->a, y, yi), ix_at(e->a, "prod", pi), row);
-  } else {
-    emit_head(e, "for (long o = 0; o < %ld; o++)", row);
-    emit_line(e, "%s[%s] += prod[%s];", y, ix_text(e->a, ix_addv(yi, "o", 1)), ix_text(e->a, ix_addv(pi, "o", 1)));
+  } else { /* a call, not a loop: clang would gather across the rows */
+    emit_line(e, "add_to(%s, %s, %ld);", ix_at(e->a, y, yi), ix_at(e->a, "prod", pi), row);
   }
   emit_close_to(e, outs);
   emit_close_to(e, base);
-  long need = w->pad_sz + w->wk_sz + w->prod_sz;
+  long need = e->o->standalone ? at : w->wk_sz;
   if (need > e->work)
     e->work = need;
 }
@@ -680,24 +708,32 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
   emit_line(e, "/* per group of %ld sample%s, z zero-padded into the workspace, then one product",
             w->group, w->group > 1 ? "s" : "");
   emit_line(e, " * ((k, ci) x (u, n)) ((u, n) x co) of inner dimension the group's padded positions,");
-  emit_line(e, " * the patch matrix read in place from the padded input */");
+  emit_line(e, " * the patch matrix read in place from the padded input; the groups shared out");
+  emit_line(e, " * among the threads, each group's sum added to dW in the order of the groups */");
   int base = e->depth;
   emit_scope(e);
-  emit_pad_decl(e, w);
-  emit_line(e, "real *const yu = work + %ld; /* yu[(u, n), co] = ybar[n0 + n, co, o], 0 off the grid: %ld x %ld */",
-            w->pad_sz, w->ld, cp);
-  emit_line(e, "real *const dwk = work + %ld; /* dwk[(k, ci), co]: %ld x %ld */", w->pad_sz + w->yu_sz, kp, cp);
-  emit_line(e, "memset(dwk, 0, sizeof(real) * %ld);", w->dwk_sz);
   emit_tap_at(e, set->ar[0], w);
-  int groups = e->depth;
-  emit_pad(e, e->primal, set, w);
+  open_group_region(e, w, w->co * w->kk * w->span);
+  long at = 0;
+  emit_pad_decl(e, w, &at);
+  emit_scratch(e, "yu", w->yu_sz, &at,
+               arena_printf(e->a, "yu[(u, n), co] = ybar[n0 + n, co, o], 0 off the grid: %ld x %ld", w->ld, cp));
+  emit_scratch(e, "dwk", w->dwk_sz, &at, arena_printf(e->a, "dwk[(k, ci), co]: %ld x %ld, a group's sum", kp, cp));
   emit_line(e, "memset(yu, 0, sizeof(real) * %ld);", w->yu_sz);
+  emit_pad(e, e->primal, set, w, true);
+  if (w->group > 1) {
+    int last = e->depth;
+    emit_head(e, "if (group < gs) /* the last group: zero past its samples */");
+    emit_line(e, "memset(yu, 0, sizeof(real) * %ld);", w->yu_sz);
+    emit_close_to(e, last);
+  }
   Ix yi, co;
   int outs = e->depth;
   Ix u = open_outputs(e, w, d, false, &yi, &co);
   emit_line(e, "yu[%s] = %s[%s];", ix_text(e->a, ix_add(ix_scale(e->a, u, cp), co)), ybar, ix_text(e->a, yi));
   emit_close_to(e, outs);
-  emit_line(e, "/* dwk[(k, ci), co] += sum over (u, n) of pad[ci, u + tap_at[k], n] yu[(u, n), co] */");
+  emit_line(e, "memset(dwk, 0, sizeof(real) * %ld);", w->dwk_sz);
+  emit_line(e, "/* dwk[(k, ci), co] = sum over (u, n) of pad[ci, u + tap_at[k], n] yu[(u, n), co] */");
   Ix j = ix_const(0); /* blocks of NB columns of co; one block: no loop */
   int blocks = e->depth;
   if (cp > w->nb) {
@@ -710,7 +746,10 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
                                       {"panel", ix_at(e->a, "yu", j)}, {"ldp", num(e, cp)},
                                       {"c", ix_at(e->a, "dwk", j)}, {"ldc", num(e, cp)}}, (int[]){3, 3, 2, 2}, 4);
   emit_close_to(e, blocks);
-  emit_close_to(e, groups);
+  if (!e->o->standalone)
+    omp_pragma(e, "ordered");
+  int ordered = e->depth;
+  emit_scope(e);
   for (int k = 0; k < set->n; k++) {
     emit_line(e, "/* d%s[k, ci, co] += dwk[(k, ci), co] */", IR_PARAM(e->primal, set->ar[k]->w.param)->name);
     Ix wix;
@@ -719,10 +758,10 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
     emit_line(e, "%s[%s] += dwk[%s];", set->dw[k], ix_text(e->a, wix), ix_text(e->a, ix_add(ix_term("p", cp), c)));
     emit_close_to(e, rows);
   }
+  emit_close_to(e, ordered);
   emit_close_to(e, base);
-  long need = w->pad_sz + w->yu_sz + w->dwk_sz;
-  if (need > e->work)
-    e->work = need;
+  if (e->o->standalone && at > e->work)
+    e->work = at;
 }
 
 int emit_conv_windows(Emit *e, const int *list, const char *const *zs, int n, const char *y, bool assign,
@@ -799,6 +838,8 @@ static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
   long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
   EmitLoop l[] = {{.var = "n", .hi = "batch"}, {.var = "ch", .n = d->shape.channels}};
   Ix idx[2];
+  /* each sample writes its own outputs: any split gives the same bits */
+  omp_pragma(e, "parallel for schedule(static) if (batch * %ld >= PAR_WORK / 16)", s->size > d->size ? s->size : d->size);
   int base = emit_loops(e, l, 2, true, idx);
   emit_line(e, "const real *zs = %s;",
             ix_at(e->a, z, ix_scale(e->a, ix_nest(e->a, idx[0], s->shape.channels, idx[1]), src_sz)));

@@ -33,7 +33,8 @@ static const char k_tuned_sizes[] =
     " * among the threads, never a sum, and every output element is computed by\n"
     " * the same operations in the same order as on one thread, so results are\n"
     " * bitwise the same for any number of threads. Below PAR_WORK multiply-adds a\n"
-    " * call stays on the calling thread without entering OpenMP at all. */\n"
+    " * call stays on the calling thread without entering OpenMP at all, and so\n"
+    " * does a call inside a parallel region (the caller has split the work). */\n"
     "#ifdef _OPENMP\n"
     "#include <omp.h>\n"
     "#endif\n"
@@ -142,7 +143,7 @@ static const char k_mm_gen[] =
     "                   const real *restrict b, long bps, long bjs, real *restrict c, long ldc)\n"
     "{\n"
     "#ifdef _OPENMP\n"
-    "    if (m >= 2 * MR && (double)m * n * k >= PAR_WORK && omp_get_max_threads() > 1) {\n"
+    "    if (m >= 2 * MR && (double)m * n * k >= PAR_WORK && omp_get_max_threads() > 1 && !omp_in_parallel()) {\n"
     "#pragma omp parallel\n"
     "        {\n"
     "            long blocks = (m + MR - 1) / MR, t = omp_get_thread_num(), T = omp_get_num_threads();\n"
@@ -291,7 +292,7 @@ static const char k_tuned_mm_taps[] =
     "                    real *restrict c, long ldc)\n"
     "{\n"
     "#ifdef _OPENMP\n"
-    "    if ((double)m * n * taps * ch >= PAR_WORK && n > NB && omp_get_max_threads() > 1) {\n"
+    "    if ((double)m * n * taps * ch >= PAR_WORK && n > NB && omp_get_max_threads() > 1 && !omp_in_parallel()) {\n"
     "        /* blocks of NB columns (samples and positions) among the threads */\n"
     "#pragma omp parallel for schedule(static)\n"
     "        for (long j = 0; j < n; j += NB)\n"
@@ -350,7 +351,7 @@ static const char k_tuned_mm_rows[] =
     "                    long acs, const real *restrict panel, long ldp, real *restrict c, long ldc)\n"
     "{\n"
     "#ifdef _OPENMP\n"
-    "    if ((double)m * k * NB >= PAR_WORK && m > MR && omp_get_max_threads() > 1) {\n"
+    "    if ((double)m * k * NB >= PAR_WORK && m > MR && omp_get_max_threads() > 1 && !omp_in_parallel()) {\n"
     "#pragma omp parallel for schedule(static)\n"
     "        for (long i = 0; i < m; i += MR)\n"
     "            rows_block(i, m, k, ch, a, tap_at, acs, panel, ldp, c, ldc);\n"
@@ -392,12 +393,44 @@ static const char k_bias_grad_ch[] =
     "    }\n"
     "}\n";
 
+static const char k_tuned_split_groups[] =
+    "/* Whether a windowed product shares out its groups of samples among the\n"
+    " * threads, each thread with its own padded buffer: when it has PAR_WORK\n"
+    " * multiply-adds and two groups or more for every thread. Otherwise its\n"
+    " * kernels split each group's product. */\n"
+    "static int split_groups(long groups, double macs)\n"
+    "{\n"
+    "#ifdef _OPENMP\n"
+    "    return macs >= PAR_WORK && groups >= 2 * omp_get_max_threads();\n"
+    "#else\n"
+    "    (void)groups;\n"
+    "    (void)macs;\n"
+    "    return 0;\n"
+    "#endif\n"
+    "}\n";
+
+static const char k_tuned_bias_set[] =
+    "/* y[b, c, g] = bias[c] (+= when add), over a batch of blocks of c channels\n"
+    " * times g grid points; the samples split among the threads. */\n"
+    "static void bias_set(real *restrict y, const real *restrict bias, long batch, long c, long g, int add)\n"
+    "{\n"
+    "#ifdef _OPENMP\n"
+    "#pragma omp parallel for schedule(static) if ((double)batch * c * g >= PAR_WORK / 16)\n"
+    "#endif\n"
+    "    for (long n = 0; n < batch; n++)\n"
+    "        for (long ch = 0; ch < c; ch++) {\n"
+    "            real *row = y + (n * c + ch) * g;\n"
+    "            for (long t = 0; t < g; t++)\n"
+    "                row[t] = (add ? row[t] : 0) + bias[ch];\n"
+    "        }\n"
+    "}\n";
+
 static const char k_tuned_bias_grad[] =
     "/* (channels among the threads, each summing the whole batch for its own) */\n"
     "static void bias_grad(real *restrict db, const real *restrict ybar, long batch, long c, long g)\n"
     "{\n"
     "#ifdef _OPENMP\n"
-    "    if ((double)batch * c * g >= PAR_WORK && c > 1 && omp_get_max_threads() > 1) {\n"
+    "    if ((double)batch * c * g >= PAR_WORK && c > 1 && omp_get_max_threads() > 1 && !omp_in_parallel()) {\n"
     "#pragma omp parallel for schedule(static)\n"
     "        for (long ch = 0; ch < c; ch++)\n"
     "            bias_grad_ch(db, ybar, batch, c, g, ch);\n"
@@ -582,7 +615,17 @@ static const char k_plain_bias_grad[] =
 static const char k_banner_kernels[] =
     "/* ---- kernels ------------------------------------------------------------ */\n";
 
-static const char k_bias_set[] =
+static const char k_plain_split_groups[] =
+    "/* The plain kernels run the groups of a windowed product in order on one\n"
+    " * thread. */\n"
+    "static int split_groups(long groups, double macs)\n"
+    "{\n"
+    "    (void)groups;\n"
+    "    (void)macs;\n"
+    "    return 0;\n"
+    "}\n";
+
+static const char k_plain_bias_set[] =
     "/* y[b, c, g] = bias[c] (+= when add), over a batch of blocks of c channels\n"
     " * times g grid points. */\n"
     "static void bias_set(real *restrict y, const real *restrict bias, long batch, long c, long g, int add)\n"
@@ -730,7 +773,10 @@ static const Kernel kernels[] = {
     {"mm_acc", "", KS_PLAIN, k_plain_mm_acc},
     {"mm_nt", "mm_gen", KS_TUNED, k_tuned_mm_nt},
     {"mm_nt", "", KS_PLAIN, k_plain_mm_nt},
-    {"bias_set", "", KS_ALL, k_bias_set},
+    {"split_groups", "PAR_WORK", KS_TUNED, k_tuned_split_groups},
+    {"split_groups", "", KS_PLAIN, k_plain_split_groups},
+    {"bias_set", "PAR_WORK", KS_TUNED, k_tuned_bias_set},
+    {"bias_set", "", KS_PLAIN, k_plain_bias_set},
     {"bias_grad_ch", "", KS_TUNED, k_bias_grad_ch},
     {"bias_grad", "PAR_WORK bias_grad_ch", KS_TUNED, k_tuned_bias_grad},
     {"bias_grad", "", KS_PLAIN, k_plain_bias_grad},

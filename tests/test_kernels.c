@@ -29,7 +29,7 @@ TestSuite(kernels_plain, .fini = e2e_cleanup, .timeout = 240);
 
 /* Every name the call sites of the generated code use from the prelude. */
 static const char every_call[] =
-    "mm_acc mm_nt mm_grid mm_taps mm_rows bias_set bias_grad o_first o_end add_to NB PAR_WORK "
+    "mm_acc mm_nt mm_grid mm_taps mm_rows split_groups bias_set bias_grad o_first o_end add_to NB PAR_WORK "
     "act_tanh act_sigmoid act_relu act_leaky_relu act_gelu act_softplus act_sin d_tanh d_sigmoid "
     "d_relu d_leaky_relu d_gelu d_softplus d_sin softmax_ch softmax_jvp softmax_gate";
 
