@@ -838,8 +838,11 @@ static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
   long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
   EmitLoop l[] = {{.var = "n", .hi = "batch"}, {.var = "ch", .n = d->shape.channels}};
   Ix idx[2];
-  /* each sample writes its own outputs: any split gives the same bits */
-  omp_pragma(e, "parallel for schedule(static) if (batch * %ld >= PAR_WORK / 16)", s->size > d->size ? s->size : d->size);
+  /* each sample writes its own outputs: any split gives the same bits;
+   * small samples stay out of OpenMP (as the activations do) */
+  long values = s->size > d->size ? s->size : d->size;
+  if (values >= 256)
+    omp_pragma(e, "parallel for schedule(static) if (batch * %ld >= PAR_WORK / 16)", values);
   int base = emit_loops(e, l, 2, true, idx);
   emit_line(e, "const real *zs = %s;",
             ix_at(e->a, z, ix_scale(e->a, ix_nest(e->a, idx[0], s->shape.channels, idx[1]), src_sz)));

@@ -409,20 +409,32 @@ static const char k_tuned_split_groups[] =
     "#endif\n"
     "}\n";
 
+static const char k_bias_sample[] =
+    "/* y[c, g] = bias[c] (+= when add): one sample's blocks of g grid points. */\n"
+    "static void bias_sample(real *restrict y, const real *restrict bias, long c, long g, int add)\n"
+    "{\n"
+    "    for (long ch = 0; ch < c; ch++) {\n"
+    "        real *row = y + ch * g;\n"
+    "        for (long t = 0; t < g; t++)\n"
+    "            row[t] = (add ? row[t] : 0) + bias[ch];\n"
+    "    }\n"
+    "}\n";
+
 static const char k_tuned_bias_set[] =
     "/* y[b, c, g] = bias[c] (+= when add), over a batch of blocks of c channels\n"
     " * times g grid points; the samples split among the threads. */\n"
     "static void bias_set(real *restrict y, const real *restrict bias, long batch, long c, long g, int add)\n"
     "{\n"
     "#ifdef _OPENMP\n"
-    "#pragma omp parallel for schedule(static) if ((double)batch * c * g >= PAR_WORK / 16)\n"
+    "    if ((double)batch * c * g >= PAR_WORK / 16 && omp_get_max_threads() > 1 && !omp_in_parallel()) {\n"
+    "#pragma omp parallel for schedule(static)\n"
+    "        for (long n = 0; n < batch; n++)\n"
+    "            bias_sample(y + n * c * g, bias, c, g, add);\n"
+    "        return;\n"
+    "    }\n"
     "#endif\n"
     "    for (long n = 0; n < batch; n++)\n"
-    "        for (long ch = 0; ch < c; ch++) {\n"
-    "            real *row = y + (n * c + ch) * g;\n"
-    "            for (long t = 0; t < g; t++)\n"
-    "                row[t] = (add ? row[t] : 0) + bias[ch];\n"
-    "        }\n"
+    "        bias_sample(y + n * c * g, bias, c, g, add);\n"
     "}\n";
 
 static const char k_tuned_bias_grad[] =
@@ -775,7 +787,8 @@ static const Kernel kernels[] = {
     {"mm_nt", "", KS_PLAIN, k_plain_mm_nt},
     {"split_groups", "PAR_WORK", KS_TUNED, k_tuned_split_groups},
     {"split_groups", "", KS_PLAIN, k_plain_split_groups},
-    {"bias_set", "PAR_WORK", KS_TUNED, k_tuned_bias_set},
+    {"bias_sample", "", KS_TUNED, k_bias_sample},
+    {"bias_set", "PAR_WORK bias_sample", KS_TUNED, k_tuned_bias_set},
     {"bias_set", "", KS_PLAIN, k_plain_bias_set},
     {"bias_grad_ch", "", KS_TUNED, k_bias_grad_ch},
     {"bias_grad", "PAR_WORK bias_grad_ch", KS_TUNED, k_tuned_bias_grad},
