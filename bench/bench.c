@@ -14,7 +14,9 @@
  *   bench --raw NAME BATCH        time as `bench NAME BATCH` but print the
  *                                 figures for a script (bench/run.sh):
  *                                 NAME BATCH FLOPS_PER_SAMPLE FWD_S DUAL_S
- *                                 STEP_S SPREAD, times in seconds per call
+ *                                 STEP_S SPREAD FWD1_S STEP1_S, times in
+ *                                 seconds per call (FWD1, STEP1: on one
+ *                                 thread; FWD, STEP again when one is all)
  *
  * It measures, in one process and interleaved round by round (so that noise
  * on the machine hits them alike):
@@ -23,6 +25,8 @@
  *                                        without parameter gradients)
  *   step  NAME_forward + NAME_backward   (= dual + param_grads) + one Adam
  *         update over the parameter entries the machine reads: a full training step.
+ * With several OpenMP threads (OMP_NUM_THREADS), fwd and step are measured
+ * on one thread too, in the same rounds, for the speedup columns.
  * Each measurement repeats its call n times, n fixed per call before the
  * rounds so that the n calls take >= BENCH_MIN_TIME seconds (default 0.2)
  * and n >= BENCH_MIN_REPS (default 20), except that n calls stay within
@@ -284,6 +288,45 @@ static void adam_update(struct bufs *b, const struct mach_model *m)
 enum { OP_FWD, OP_DUAL, OP_STEP, N_OPS };
 static const char *const op_names[N_OPS] = {"forward", "dual", "step"};
 
+/* What one column measures: an op on a number of threads. */
+struct slot {
+    int op;
+    int threads;
+};
+
+enum { MAX_SLOTS = 5 };
+
+/* The slots of a run on `threads` threads: fwd, dual, step; and fwd and step
+ * on one thread when threads > 1. Returns their number. */
+static int slots_of(int threads, struct slot *s)
+{
+    for (int op = 0; op < N_OPS; op++)
+        s[op] = (struct slot){op, threads};
+    if (threads == 1)
+        return N_OPS;
+    s[3] = (struct slot){OP_FWD, 1};
+    s[4] = (struct slot){OP_STEP, 1};
+    return MAX_SLOTS;
+}
+
+static int max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static void set_threads(int n)
+{
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
 static void run_op(int op, struct bufs *b, long n)
 {
     const mach_real *const *cot = b->cot[0];
@@ -356,10 +399,7 @@ static double env_num(const char *name, double dflt)
  * own table when it adds the PyTorch columns). */
 static void legend(const char *clock_name)
 {
-    int threads = 1;
-#ifdef _OPENMP
-    threads = omp_get_max_threads(); /* THREADS (OMP_NUM_THREADS) */
-#endif
+    int threads = max_threads(); /* THREADS (OMP_NUM_THREADS) */
     printf("machc benchmark (%s, per call, %s, minimum over interleaved rounds; each\n"
            "measurement repeats a call until >= %.2g s and >= %.0f calls, but < %.2g s when one\n"
            "call allows; all columns of a line measured interleaved in one process)\n"
@@ -371,17 +411,24 @@ static void legend(const char *clock_name)
            "  step us    training step: forward + backward (dual + parameter gradients) + Adam\n"
            "             over the parameter entries the machine reads\n"
            "  step/fwd   step time / forward time (ideally ~3 plus the Adam update)\n"
-           "  spread     (max - min) / min over the rounds, worst of the three columns\n"
-           "  threads    %d: the kernels' OpenMP threads in every column (THREADS, OMP_NUM_THREADS)\n",
+           "  spread     (max - min) / min over the rounds, worst of the columns\n"
+           "  threads    %d: the kernels' OpenMP threads (THREADS, OMP_NUM_THREADS)%s\n",
            MACH_DTYPE, clock_name, env_num("BENCH_MIN_TIME", 0.2), env_num("BENCH_MIN_REPS", 20),
-           env_num("BENCH_MAX_TIME", 1.0), threads);
+           env_num("BENCH_MAX_TIME", 1.0), threads,
+           threads > 1 ? "\n  fwd x, step x  the speedup over one thread: fwd and step also timed on\n"
+                         "             one thread, in the same rounds"
+                       : "");
 }
+
 
 static void header(const char *clock_name)
 {
     legend(clock_name);
-    printf("\n%-22s %6s %12s %9s %12s %9s %12s %9s %7s\n", "configuration", "batch", "fwd us",
-           "GFLOP/s", "dual us", "dual/fwd", "step us", "step/fwd", "spread");
+    printf("\n%-22s %6s %12s %9s %12s %9s %12s %9s", "configuration", "batch", "fwd us", "GFLOP/s",
+           "dual us", "dual/fwd", "step us", "step/fwd");
+    if (max_threads() > 1)
+        printf(" %6s %6s", "fwd x", "step x");
+    printf(" %7s\n", "spread");
 }
 
 int main(int argc, char **argv)
@@ -458,8 +505,13 @@ int main(int argc, char **argv)
      * slow configuration does not run for minutes. n grows at most tenfold
      * at a time and is re-timed until the latest timing confirms it. The
      * forward pass runs first so that the dual has a state to read. */
-    long reps[N_OPS];
-    for (int op = 0; op < N_OPS; op++) {
+    int threads = max_threads();
+    struct slot slot[MAX_SLOTS];
+    int nslots = slots_of(threads, slot);
+    long reps[MAX_SLOTS];
+    for (int k = 0; k < nslots; k++) {
+        int op = slot[k].op;
+        set_threads(slot[k].threads);
         long n = 1;
         for (;;) {
             double t;
@@ -475,34 +527,38 @@ int main(int argc, char **argv)
                 break;
             n = want > 10.0 * (double)n ? 10 * n : (long)want;
         }
-        reps[op] = n;
+        reps[k] = n;
     }
     FORWARD(b.params, b.inputs, b.state, b.batch); /* the dual reads the current state */
 
-    /* Rounds: the three calls one after the other, the starting one rotated
-     * from round to round so no call always follows the same other. */
-    double t[N_OPS][MAX_ROUNDS];
+    /* Rounds: the columns' calls one after the other, the starting one
+     * rotated from round to round so no call always follows the same other. */
+    double t[MAX_SLOTS][MAX_ROUNDS];
     for (int r = 0; r < rounds; r++)
-        for (int k = 0; k < N_OPS; k++) {
-            int op = (r + k) % N_OPS;
+        for (int i = 0; i < nslots; i++) {
+            int k = (r + i) % nslots, op = slot[k].op;
+            set_threads(slot[k].threads);
             if (op == OP_DUAL) /* after a step the state is a stale forward's: refresh */
                 FORWARD(b.params, b.inputs, b.state, b.batch);
             double wall;
-            t[op][r] = time_op(op, &b, reps[op], clock_id, &wall) / (double)reps[op];
+            t[k][r] = time_op(op, &b, reps[k], clock_id, &wall) / (double)reps[k];
         }
+    set_threads(threads);
 
-    double best[N_OPS], spread = 0, spr[N_OPS];
-    for (int op = 0; op < N_OPS; op++) {
-        double lo = t[op][0], hi = t[op][0];
+    double best[MAX_SLOTS], spread = 0, spr[MAX_SLOTS];
+    for (int k = 0; k < nslots; k++) {
+        double lo = t[k][0], hi = t[k][0];
         for (int r = 1; r < rounds; r++) {
-            lo = t[op][r] < lo ? t[op][r] : lo;
-            hi = t[op][r] > hi ? t[op][r] : hi;
+            lo = t[k][r] < lo ? t[k][r] : lo;
+            hi = t[k][r] > hi ? t[k][r] : hi;
         }
-        best[op] = lo;
-        double s = spr[op] = lo > 0 ? (hi - lo) / lo : 0;
+        best[k] = lo;
+        double s = spr[k] = lo > 0 ? (hi - lo) / lo : 0;
         if (s > spread)
             spread = s;
     }
+    /* one thread's fwd and step: the slots after the first three, or those */
+    double fwd1 = best[nslots > N_OPS ? 3 : OP_FWD], step1 = best[nslots > N_OPS ? 4 : OP_STEP];
 
     /* A NaN or Inf anywhere would make the timings meaningless (slow paths). */
     int bad = 0;
@@ -516,13 +572,17 @@ int main(int argc, char **argv)
         bad |= !isfinite(b.state[i]) | !isfinite(b.dstate[i]);
 
     double gflops = m->forward_flops * (double)batch / best[OP_FWD] * 1e-9;
-    if (raw)
-        printf("%s %ld %.17g %.6e %.6e %.6e %.4f\n", name, batch, m->forward_flops,
-               best[OP_FWD], best[OP_DUAL], best[OP_STEP], spread);
-    else
-        printf("%-22s %6ld %12.2f %9.2f %12.2f %9.2f %12.2f %9.2f %6.1f%%\n", name, batch,
-               best[OP_FWD] * 1e6, gflops, best[OP_DUAL] * 1e6, best[OP_DUAL] / best[OP_FWD],
-               best[OP_STEP] * 1e6, best[OP_STEP] / best[OP_FWD], 100 * spread);
+    if (raw) {
+        printf("%s %ld %.17g %.6e %.6e %.6e %.4f %.6e %.6e\n", name, batch, m->forward_flops,
+               best[OP_FWD], best[OP_DUAL], best[OP_STEP], spread, fwd1, step1);
+    } else {
+        printf("%-22s %6ld %12.2f %9.2f %12.2f %9.2f %12.2f %9.2f", name, batch, best[OP_FWD] * 1e6,
+               gflops, best[OP_DUAL] * 1e6, best[OP_DUAL] / best[OP_FWD], best[OP_STEP] * 1e6,
+               best[OP_STEP] / best[OP_FWD]);
+        if (threads > 1)
+            printf(" %6.2f %6.2f", fwd1 / best[OP_FWD], step1 / best[OP_STEP]);
+        printf(" %6.1f%%\n", 100 * spread);
+    }
     if (getenv("BENCH_VERBOSE"))
         fprintf(stderr,
                 "  %s: %s %ld calls (spread %.0f%%), %s %ld (%.0f%%), %s %ld (%.0f%%); "

@@ -45,34 +45,40 @@ EOF
 }
 
 # table_row header | table_row PEAK MACHC_RAW_FIELDS... TORCH_FIELDS...
-#   machc (bench --raw):  NAME BATCH FLOPS FWD_S DUAL_S STEP_S SPREAD
+#   machc (bench --raw):  NAME BATCH FLOPS FWD_S DUAL_S STEP_S SPREAD FWD1_S STEP1_S
 #   PyTorch (torch_bench.py): FLOPS FWD_S DUAL_S STEP_S SPREAD, or n/a, or error
+# With THREADS > 1 the machc side gains its speedups over one thread (fwd x, step x).
 table_row() {
     if [ "$1" = header ]; then
-        printf '\n%-16s %5s | %-53s | %-44s | %-20s |\n' "" "" \
+        x=""
+        [ "$THREADS" -gt 1 ] && x=$(printf ' %6s %6s' "fwd x" "step x")
+        printf '\n%-16s %5s | %-*s | %-44s | %-20s |\n' "" "" $((53 + ${#x})) \
             "machc" "PyTorch" "machc / PyTorch"
-        printf '%-16s %5s | %10s %7s %5s %8s %10s %8s | %10s %7s %5s %8s %10s | %6s %6s %6s | %6s\n' \
-            configuration batch "fwd us" GFLOP/s %peak dual/fwd "step us" step/fwd \
+        printf '%-16s %5s | %10s %7s %5s %8s %10s %8s%s | %10s %7s %5s %8s %10s | %6s %6s %6s | %6s\n' \
+            configuration batch "fwd us" GFLOP/s %peak dual/fwd "step us" step/fwd "$x" \
             "fwd us" GFLOP/s %peak dual/fwd "step us" fwd dual step spread
         return
     fi
     peak=$1
     shift
-    echo "$@" | awk -v peak="$peak" '
+    echo "$@" | awk -v peak="$peak" -v threads="$THREADS" '
         function us(t) { return t * 1e6 }
         function ratio(r) { return sprintf(r >= 0.095 ? "%.2f" : r >= 0.001 ? "%.3f" : "%.0e", r) }
         {
             name = $1; batch = $2; flops = $3; fwd = $4; dual = $5; step = $6; spread = $7
             gf = flops * batch / fwd * 1e-9
-            line = sprintf("%-16s %5d | %10.2f %7.2f %4.0f%% %8.2f %10.2f %8.2f |", name, batch,
+            line = sprintf("%-16s %5d | %10.2f %7.2f %4.0f%% %8.2f %10.2f %8.2f", name, batch,
                            us(fwd), gf, 100 * gf / peak, dual / fwd, us(step), step / fwd)
-            if (NF < 12) {
+            if (threads > 1)
+                line = line sprintf(" %6.2f %6.2f", $8 / fwd, $9 / step)
+            line = line " |"
+            if (NF < 14) {
                 printf "%s %10s %7s %5s %8s %10s | %6s %6s %6s | %5.0f%%\n", line,
-                       NF == 8 ? $8 : "error", "", "", "", "", "", "", "", 100 * spread
+                       NF == 10 ? $10 : "error", "", "", "", "", "", "", "", 100 * spread
                 next
             }
-            tflops = $8; tf = $9; td = $10; ts = $11
-            if ($12 > spread) spread = $12
+            tflops = $10; tf = $11; td = $12; ts = $13
+            if ($14 > spread) spread = $14
             tg = tflops * batch / tf * 1e-9
             printf "%s %10.2f %7.2f %4.0f%% %8.2f %10.2f | %6s %6s %6s | %5.0f%%%s\n", line,
                    us(tf), tg, 100 * tg / peak, td / tf, us(ts), ratio(fwd / tf), ratio(dual / td),

@@ -104,18 +104,34 @@ Test(bench, run_sh_times_a_configuration_and_reports_consistent_figures) {
   cr_assert(strstr(r.out, "\ntotal "), "%s", r.out);
   e2e_run_free(&r);
 
-  /* --raw, as bench/run.sh reads it beside PyTorch: NAME BATCH FLOPS FWD DUAL STEP SPREAD */
-  r = e2e_runl(NULL, 30, e2e_path(dir, "dense_2__5"), "--raw", "x", "3", NULL);
-  e2e_check_ok(&r, "bench --raw");
-  double flops, t[3], s;
-  char name[8];
-  cr_assert_eq(sscanf(r.out, "%7s %ld %lf %lf %lf %lf %lf", name, &batch, &flops, &t[0], &t[1],
-                      &t[2], &s),
-               7, "%s", r.out);
-  cr_assert_str_eq(name, "x");
-  cr_assert_eq(batch, 3);
-  cr_assert_eq(flops, 90);
-  cr_assert(t[0] > 0 && t[1] > 0 && t[2] > 0 && s >= 0, "%s", r.out);
+  /* --raw, as bench/run.sh reads it beside PyTorch: NAME BATCH FLOPS FWD
+   * DUAL STEP SPREAD FWD1 STEP1; on one thread FWD1 and STEP1 are FWD and
+   * STEP, on two they are timed on one thread beside them */
+  for (int threads = 1; threads <= 2; threads++) {
+    r = e2e_runl(NULL, 60, "env", e2e_fmt("OMP_NUM_THREADS=%d", threads), e2e_path(dir, "dense_2__5"),
+                 "--raw", "x", "3", NULL);
+    e2e_check_ok(&r, "bench --raw");
+    double flops, t[5], s;
+    char name[8];
+    cr_assert_eq(sscanf(r.out, "%7s %ld %lf %lf %lf %lf %lf %lf %lf", name, &batch, &flops, &t[0], &t[1],
+                        &t[2], &s, &t[3], &t[4]),
+                 9, "%s", r.out);
+    cr_assert_str_eq(name, "x");
+    cr_assert_eq(batch, 3);
+    cr_assert_eq(flops, 90);
+    cr_assert(t[0] > 0 && t[1] > 0 && t[2] > 0 && t[3] > 0 && t[4] > 0 && s >= 0, "%s", r.out);
+    if (threads == 1)
+      cr_assert(t[3] == t[0] && t[4] == t[2], "one thread: %s", r.out);
+    e2e_run_free(&r);
+  }
+  /* and the table's speedup columns with two */
+  r = e2e_runl(NULL, 60, "env", "OMP_NUM_THREADS=2", e2e_path(dir, "dense_2__5"), "x", "3", NULL);
+  e2e_check_ok(&r, "bench on two threads");
+  double v[9];
+  cr_assert_eq(sscanf(r.out, "x %ld %lf %lf %lf %lf %lf %lf %lf %lf %lf%%", &batch, &v[0], &v[1], &v[2],
+                      &v[3], &v[4], &v[5], &v[6], &v[7], &v[8]),
+               10, "%s", r.out);
+  cr_assert(v[6] > 0 && v[7] > 0, "%s", r.out);
   e2e_run_free(&r);
 }
 
