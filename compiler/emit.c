@@ -328,9 +328,10 @@ static void emit_block(Emit *e, int bi, bool chunked) {
   const IrBlock *b = IR_BLOCK(e->m, bi);
   StrBuf *c = e->c;
   const char *y = ybuf(e, bi);
-  /* y starting at 0 is written, not zeroed and added to, by the first
-   * windowed product, which writes all of it */
-  bool zero = !chunked && !b->has_input && b->bias < 0;
+  /* y starting at 0 or at the bias is written, not set and added to, by the
+   * first windowed product, which writes all of it (prod + bias: the bits of
+   * bias + prod) */
+  bool zero = !chunked && !b->has_input;
   if (!zero)
     emit_init(e, bi, chunked);
   const int *list = e->into.order + e->into.start[bi];
@@ -340,7 +341,7 @@ static void emit_block(Emit *e, int bi, bool chunked) {
     const char **zs = arena_alloc(e->a, sizeof(char *) * ((size_t)n + 1));
     for (int j = 0; j < n; j++)
       zs[j] = zbuf(e, IR_ARROW(e->m, list[j])->src);
-    while (emit_conv_windows(e, list, zs, n, y, zero, done))
+    while (emit_conv_windows(e, list, zs, n, y, zero, zero && b->bias >= 0 ? pname(e, b->bias) : NULL, done))
       zero = false;
   }
   if (zero)

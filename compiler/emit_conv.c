@@ -645,7 +645,7 @@ static Set set_of(const IrMachine *m, const int *list, const char *const *zs, in
 
 /* y += the arrows of set (with assign: y =), as one windowed product per
  * group of samples. */
-static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, bool assign) {
+static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, bool assign, const char *bias) {
   const IrBlock *d = IR_BLOCK(e->m, set->ar[0]->dst);
   long mp = round_up(w->co, MR_);
   win_comment(e, set, y);
@@ -686,7 +686,13 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, bool 
   Ix u = open_outputs(e, w, d, rows, &yi, &co);
   long row = w->g.out[w->g.g - 1];
   Ix pi = ix_add(ix_scale(e->a, co, w->ld), u);
-  if (!rows) {
+  if (bias && !rows) {
+    emit_line(e, "%s[%s] = prod[%s] + %s[%s];", y, ix_text(e->a, yi), ix_text(e->a, pi), bias,
+              ix_text(e->a, co));
+  } else if (bias) {
+    emit_line(e, "copy_plus(%s, %s, %s[%s], %ld);", ix_at(e->a, y, yi), ix_at(e->a, "prod", pi), bias,
+              ix_text(e->a, co), row);
+  } else if (!rows) {
     emit_line(e, "%s[%s] %s= prod[%s];", y, ix_text(e->a, yi), assign ? "" : "+", ix_text(e->a, pi));
   } else if (assign) {
     emit_line(e, "memcpy(%s, %s, sizeof(real) * %ld);", ix_at(e->a, y, yi), ix_at(e->a, "prod", pi), row);
@@ -765,12 +771,12 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
 }
 
 int emit_conv_windows(Emit *e, const int *list, const char *const *zs, int n, const char *y, bool assign,
-                      bool *done) {
+                      const char *bias, bool *done) {
   Set set = set_of(e->m, list, zs, n, done);
   Win w;
   if (!set.n || !win_of(e, e->m, &set, false, &w))
     return 0;
-  conv_win(e, &set, &w, y, assign);
+  conv_win(e, &set, &w, y, assign, bias);
   for (int i = 0; i < n; i++)
     for (int j = 0; j < set.n; j++)
       done[i] |= IR_ARROW(e->m, list[i]) == set.ar[j];

@@ -112,12 +112,13 @@ const char *emit_pname(Emit *e, int param); /* a parameter's C name, marked used
  * [t0, t1) on axis 0 when t0 is not NULL. */
 void emit_grid_arrow(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
                      const char *t1);
-/* y += (with assign: y =) the stride-1 convolutions among the arrows list[0 .. n) into one
- * block (z[i] the source buffer of list[i]) that share one geometry, as one
- * windowed product over their stacked channels; marks them in done[] and
- * returns how many (0: none fits, emit each arrow alone). */
+/* y += (with assign: y =, plus bias[channel] unless bias is NULL) the
+ * stride-1 convolutions among the arrows list[0 .. n) into one block (z[i]
+ * the source buffer of list[i]) that share one geometry, as one windowed
+ * product over their stacked channels; marks them in done[] and returns how
+ * many (0: none fits, emit each arrow alone). */
 int emit_conv_windows(Emit *e, const int *list, const char *const *z, int n, const char *y, bool assign,
-                      bool *done);
+                      const char *bias, bool *done);
 /* The same for their kernel gradients (dw[i] the gradient of list[i]'s
  * weight, ybar the block's cotangent), for arrows of the primal machine. */
 int emit_conv_grad_windows(Emit *e, const int *list, const char *const *z, const char *const *dw, int n,

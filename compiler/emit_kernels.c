@@ -673,6 +673,14 @@ static const char k_add_to[] =
     "        y[k] += x[k];\n"
     "}\n";
 
+static const char k_copy_plus[] =
+    "/* y[0 .. n) = x[0 .. n) + b */\n"
+    "static void copy_plus(real *restrict y, const real *restrict x, real b, long n)\n"
+    "{\n"
+    "    for (long k = 0; k < n; k++)\n"
+    "        y[k] = x[k] + b;\n"
+    "}\n";
+
 static const char k_banner_acts[] =
     "/* ---- activations sigma and their derivatives sigma'(y), given z = sigma(y) */\n";
 
@@ -796,6 +804,7 @@ static const Kernel kernels[] = {
     {"o_first", "", KS_ALL, k_o_first},
     {"o_end", "", KS_ALL, k_o_end},
     {"add_to", "", KS_ALL, k_add_to},
+    {"copy_plus", "", KS_ALL, k_copy_plus},
     {"", "", KS_ALL, k_banner_acts},
     {"act_tanh", "", KS_LIBM, "static inline real act_tanh(real y) { return tanh$f(y); }\n"},
     {"act_sigmoid", "", KS_LIBM, "static inline real act_sigmoid(real y) { return 1 / (1 + exp$f(-y)); }\n"},
