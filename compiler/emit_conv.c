@@ -333,6 +333,10 @@ enum { GROUP_BYTES = 384 * 1024, WORK_BYTES = 2048 * 1024, MAX_GROUP = 64, COLS 
 
 static long round_up(long v, long m) { return (v + m - 1) / m * m; }
 
+/* The columns of a kernel gradient's panel for co output channels: NB / 2
+ * when they fit (mm_rows's narrow micro-kernel), else a multiple of NB. */
+static long panel_cols(long co, long nb) { return co <= nb / 2 ? nb / 2 : round_up(co, nb); }
+
 
 /* The padded geometry of a stride-1 arrow: ext[a] the padded extent per
  * axis (outputs + the kernel's reach), pstr its strides, plane = one
@@ -402,7 +406,7 @@ static bool win_of(Emit *e, const IrMachine *m, const Set *set, bool grad, Win *
   w->span = 1;
   for (int a = 0; a < g->g; a++)
     w->span += (g->out[a] - 1) * w->pstr[a];
-  long mp = round_up(w->co, MR_), kp = round_up(w->kk, MR_), cp = round_up(w->co, w->nb);
+  long mp = round_up(w->co, MR_), kp = round_up(w->kk, MR_), cp = panel_cols(w->co, w->nb);
   /* standalone code, built for small memories, puts one sample in each
    * group of a product's columns: they are independent, so the outputs are
    * the same bits; a kernel gradient, which sums over its group, keeps them */
@@ -710,7 +714,7 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, bool 
  * per group of samples. */
 static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *ybar) {
   const IrBlock *d = IR_BLOCK(e->primal, set->ar[0]->dst);
-  long cp = round_up(w->co, w->nb), kp = round_up(w->kk, MR_);
+  long cp = panel_cols(w->co, w->nb), kp = round_up(w->kk, MR_);
   emit_line(e, "/* per group of %ld sample%s, z zero-padded into the workspace, then one product",
             w->group, w->group > 1 ? "s" : "");
   emit_line(e, " * ((k, ci) x (u, n)) ((u, n) x co) of inner dimension the group's padded positions,");
@@ -750,7 +754,8 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
                                       {"a", "pad"}, {"tap_at", "tap_at"},
                                       {"acs", channel_step(e, w)},
                                       {"panel", ix_at(e->a, "yu", j)}, {"ldp", num(e, cp)},
-                                      {"c", ix_at(e->a, "dwk", j)}, {"ldc", num(e, cp)}}, (int[]){3, 3, 2, 2}, 4);
+                                      {"cols", cp < w->nb ? "NB / 2" : "NB"},
+                                      {"c", ix_at(e->a, "dwk", j)}, {"ldc", num(e, cp)}}, (int[]){3, 3, 3, 2}, 4);
   emit_close_to(e, blocks);
   if (!e->o->standalone)
     omp_pragma(e, "ordered");

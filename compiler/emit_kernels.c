@@ -338,37 +338,68 @@ static const char k_rows_micro[] =
     "            c[r * ldc + s] += acc[r][s];\n"
     "}\n";
 
+static const char k_rows_narrow[] =
+    "/* rows_micro for a panel of NB / 2 columns (a kernel gradient of at most\n"
+    " * NB / 2 output channels): 2 MR rows, row[r] the window of row r, by one\n"
+    " * vector of columns. */\n"
+    "static void rows_narrow(long k, const real *const *row, const real *restrict panel, long ldp,\n"
+    "                        real *restrict c, long ldc, long mr)\n"
+    "{\n"
+    "    real acc[2 * MR][NB / 2] = {{0}};\n"
+    "#if defined(__clang__) /* unrolled, clang spills the accumulators */\n"
+    "#pragma clang loop unroll(disable)\n"
+    "#endif\n"
+    "    for (long p = 0; p < k; p++) {\n"
+    "        const real *restrict bp = panel + p * ldp;\n"
+    "        for (int r = 0; r < 2 * MR; r++) {\n"
+    "            real x = row[r][p];\n"
+    "            for (int s = 0; s < NB / 2; s++)\n"
+    "                acc[r][s] += x * bp[s];\n"
+    "        }\n"
+    "    }\n"
+    "    for (int r = 0; r < mr; r++)\n"
+    "        for (int s = 0; s < NB / 2; s++)\n"
+    "            c[r * ldc + s] += acc[r][s];\n"
+    "}\n";
+
 static const char k_rows_block[] =
-    "/* Rows i .. i + MR of C. */\n"
-    "static void rows_block(long i, long m, long k, long ch, const real *restrict a,\n"
+    "/* Rows i .. i + rows of C, rows = MR for a panel of NB columns, 2 MR for\n"
+    " * one of NB / 2. */\n"
+    "static void rows_block(long i, long rows, long m, long k, long ch, const real *restrict a,\n"
     "                       const long *restrict tap_at, long acs, const real *restrict panel,\n"
     "                       long ldp, real *restrict c, long ldc)\n"
     "{\n"
-    "    const real *row[MR];\n"
-    "    for (int r = 0; r < MR; r++) {\n"
+    "    const real *row[2 * MR];\n"
+    "    for (int r = 0; r < rows; r++) {\n"
     "        long q = i + r < m ? i + r : 0;\n"
     "        row[r] = a + q % ch * acs + tap_at[q / ch];\n"
     "    }\n"
-    "    rows_micro(k, row[0], row[1], row[2], row[3], panel, ldp, c + i * ldc, ldc,\n"
-    "               m - i < MR ? m - i : MR);\n"
+    "    long mr = m - i < rows ? m - i : rows;\n"
+    "    if (rows > MR)\n"
+    "        rows_narrow(k, row, panel, ldp, c + i * ldc, ldc, mr);\n"
+    "    else\n"
+    "        rows_micro(k, row[0], row[1], row[2], row[3], panel, ldp, c + i * ldc, ldc, mr);\n"
     "}\n";
 
 static const char k_tuned_mm_rows[] =
-    "/* Blocks of MR rows (k, ci) of the kernel gradient among the threads, each\n"
-    " * summing over all of the group's positions for its rows. */\n"
+    "/* Blocks of rows (k, ci) of the kernel gradient among the threads, each\n"
+    " * summing over all of the group's positions for its rows; cols, the\n"
+    " * panel's columns, is NB or NB / 2. */\n"
     "static void mm_rows(long m, long k, long ch, const real *restrict a, const long *restrict tap_at,\n"
-    "                    long acs, const real *restrict panel, long ldp, real *restrict c, long ldc)\n"
+    "                    long acs, const real *restrict panel, long ldp, long cols, real *restrict c,\n"
+    "                    long ldc)\n"
     "{\n"
+    "    long rows = cols < NB ? 2 * MR : MR;\n"
     "#ifdef _OPENMP\n"
-    "    if ((double)m * k * NB >= PAR_WORK && m > MR && omp_get_max_threads() > 1 && !omp_in_parallel()) {\n"
+    "    if ((double)m * k * cols >= PAR_WORK && m > rows && omp_get_max_threads() > 1 && !omp_in_parallel()) {\n"
     "#pragma omp parallel for schedule(static)\n"
-    "        for (long i = 0; i < m; i += MR)\n"
-    "            rows_block(i, m, k, ch, a, tap_at, acs, panel, ldp, c, ldc);\n"
+    "        for (long i = 0; i < m; i += rows)\n"
+    "            rows_block(i, rows, m, k, ch, a, tap_at, acs, panel, ldp, c, ldc);\n"
     "        return;\n"
     "    }\n"
     "#endif\n"
-    "    for (long i = 0; i < m; i += MR)\n"
-    "        rows_block(i, m, k, ch, a, tap_at, acs, panel, ldp, c, ldc);\n"
+    "    for (long i = 0; i < m; i += rows)\n"
+    "        rows_block(i, rows, m, k, ch, a, tap_at, acs, panel, ldp, c, ldc);\n"
     "}\n";
 
 static const char k_tuned_mm_acc[] =
@@ -567,18 +598,19 @@ static const char k_plain_mm_taps[] =
     "}\n";
 
 static const char k_plain_mm_rows[] =
-    "/* C[m x NB] += A[m x k] P[k x NB] for the kernel gradient of a convolution:\n"
-    " * row i = (t, q) of A, t = i / ch and q = i % ch, is the window of channel q\n"
-    " * at tap t of a zero-padded input:\n"
+    "/* C[m x cols] += A[m x k] P[k x cols] for the kernel gradient of a\n"
+    " * convolution: row i = (t, q) of A, t = i / ch and q = i % ch, is the window\n"
+    " * of channel q at tap t of a zero-padded input:\n"
     " *   A(i, p) = a[q * acs + tap_at[t] + p]\n"
     " *   P(p, s) = panel[p * ldp + s]\n"
     " *   C(i, s) = c[i * ldc + s] */\n"
     "static void mm_rows(long m, long k, long ch, const real *restrict a, const long *restrict tap_at,\n"
-    "                    long acs, const real *restrict panel, long ldp, real *restrict c, long ldc)\n"
+    "                    long acs, const real *restrict panel, long ldp, long cols, real *restrict c,\n"
+    "                    long ldc)\n"
     "{\n"
     "    for (long i = 0; i < m; i++) {\n"
     "        long t = i / ch, q = i % ch;\n"
-    "        for (long s = 0; s < NB; s++) {\n"
+    "        for (long s = 0; s < cols; s++) {\n"
     "            real sum = 0;\n"
     "            for (long p = 0; p < k; p++)\n"
     "                sum += a[q * acs + tap_at[t] + p] * panel[p * ldp + s];\n"
@@ -795,7 +827,8 @@ static const Kernel kernels[] = {
     {"mm_taps", "NB PAR_WORK taps_cols", KS_TUNED, k_tuned_mm_taps},
     {"mm_taps", "", KS_PLAIN, k_plain_mm_taps},
     {"rows_micro", "MR NB", KS_TUNED, k_rows_micro},
-    {"rows_block", "MR rows_micro", KS_TUNED, k_rows_block},
+    {"rows_narrow", "MR NB", KS_TUNED, k_rows_narrow},
+    {"rows_block", "MR rows_micro rows_narrow", KS_TUNED, k_rows_block},
     {"mm_rows", "MR NB PAR_WORK rows_block", KS_TUNED, k_tuned_mm_rows},
     {"mm_rows", "NB", KS_PLAIN, k_plain_mm_rows},
     {"mm_acc", "mm_gen", KS_TUNED, k_tuned_mm_acc},

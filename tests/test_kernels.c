@@ -118,8 +118,9 @@ Test(kernels_prelude, tuned_defines_each_kernel_once_after_what_it_calls) {
     /* the helpers of the tiled kernels are there, after their own helpers */
     static const char *const chain[][3] = {{"mm_micro", "mm_gen_seq", "mm_gen"}, {"mm_gen", "mm_acc", "mm_nt"},
                                            {"taps_micro", "taps_cols", "mm_taps"},
-                                           {"rows_micro", "rows_block", "mm_rows"}};
-    for (int c = 0; c < 4; c++) {
+                                           {"rows_micro", "rows_block", "mm_rows"},
+                                           {"rows_narrow", "rows_block", "mm_rows"}};
+    for (int c = 0; c < 5; c++) {
       int a = find_def(d, n, chain[c][0]), b = find_def(d, n, chain[c][1]), e = find_def(d, n, chain[c][2]);
       cr_assert(a >= 0 && a < b && b < e, "%s, %s, %s out of order", chain[c][0], chain[c][1], chain[c][2]);
     }
@@ -214,7 +215,7 @@ Test(kernels_prelude, plain_has_the_same_kernels_and_no_tiling) {
      * register tiles, no vector exp */
     cr_assert_eq(np, kernels, "%s: %d functions for %d kernels", what, np, kernels);
     static const char *const banned[] = {"mm_micro", "mm_gen", "mm_gen_seq", "taps_micro", "taps_cols",
-                                         "rows_micro", "rows_block", "bias_grad_ch", "bias_sample", "exp_vec", "MR",
+                                         "rows_micro", "rows_narrow", "rows_block", "bias_grad_ch", "bias_sample", "exp_vec", "MR",
                                          "KC", "omp", "pragma", "_OPENMP"};
     for (size_t k = 0; k < sizeof banned / sizeof *banned; k++)
       cr_assert(!names(p, p + strlen(p), banned[k]), "%s names %s", what, banned[k]);
