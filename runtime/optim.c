@@ -71,8 +71,10 @@ struct optim_pass {
 };
 
 /* The update of one stretch of entries, which share their weight decay. */
-static void update(const struct optim_pass *s, double wd, long off, long n) {
+static void update(void *ctx, long off, long n, int decay) {
+  const struct optim_pass *s = ctx;
   const struct mach_optim_cfg *o = s->o;
+  double wd = decay ? o->weight_decay : 0.0;
   long P = s->m->param_size;
   switch (o->kind) {
   case MACH_OPTIM_SGD:
@@ -88,41 +90,47 @@ static void update(const struct optim_pass *s, double wd, long off, long n) {
   }
 }
 
-/* Entries [lo, hi) of those the machine reads laid end to end, every
- * parameter's runs in turn: a piece of the pass (mach_par_for), the same
- * size however short the runs are (the DenseMachine reads its weight in
- * runs of one block row). Each entry's update depends on that entry alone,
- * so any cut gives the same bits. */
-static void optim_piece(void *ctx, long lo, long hi) {
-  const struct optim_pass *s = ctx;
-  const struct mach_model *m = s->m;
+long mach_live_size(const struct mach_model *m) {
+  long n = 0;
+  for (int k = 0; k < m->n_params; k++) {
+    const struct mach_param *pp = &m->params[k];
+    for (int r = 0; r < (pp->live ? pp->n_live : 1); r++)
+      n += pp->live ? pp->live[2 * r + 1] : pp->size;
+  }
+  return n;
+}
+
+/* Every parameter's runs in turn (the DenseMachine reads its weight in runs
+ * of one block row). */
+void mach_live_stretches(const struct mach_model *m, long lo, long hi,
+                         void (*fn)(void *ctx, long off, long n, int decay), void *ctx) {
   long at = 0; /* where the current run starts end to end */
   for (int k = 0; k < m->n_params && at < hi; k++) {
     const struct mach_param *pp = &m->params[k];
-    double wd = pp->decay ? s->o->weight_decay : 0.0;
     int runs = pp->live ? pp->n_live : 1;
-    for (int r = 0; r < runs && at < hi; r++) { /* only the entries the machine reads */
+    for (int r = 0; r < runs && at < hi; r++) {
       long off = pp->offset + (pp->live ? pp->live[2 * r] : 0);
       long n = pp->live ? pp->live[2 * r + 1] : pp->size;
       long from = lo > at ? lo : at, to = hi < at + n ? hi : at + n;
       if (from < to)
-        update(s, wd, off + from - at, to - from);
+        fn(ctx, off + from - at, to - from, pp->decay);
       at += n;
     }
   }
+}
+
+/* A piece of the pass (mach_par_for). Each entry's update depends on that
+ * entry alone, so any cut gives the same bits. */
+static void optim_piece(void *ctx, long lo, long hi) {
+  const struct optim_pass *s = ctx;
+  mach_live_stretches(s->m, lo, hi, update, ctx);
 }
 
 void mach_optim_step(const struct mach_optim_cfg *o, const struct mach_model *m,
                      mach_real *params, const mach_real *grad, mach_real *state, long t) {
   struct optim_pass s = {o, m, params, state, grad, 1.0 - pow(o->beta1, (double)t),
                          1.0 - pow(o->beta2, (double)t)};
-  long n = 0; /* the entries the machine reads */
-  for (int k = 0; k < m->n_params; k++) {
-    const struct mach_param *pp = &m->params[k];
-    for (int r = 0; r < (pp->live ? pp->n_live : 1); r++)
-      n += pp->live ? pp->live[2 * r + 1] : pp->size;
-  }
-  mach_par_for(m, n, optim_piece, &s);
+  mach_par_for(m, mach_live_size(m), optim_piece, &s);
 }
 
 /* ---- learning-rate schedules and gradient clipping ------------------------ */

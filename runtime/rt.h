@@ -464,6 +464,14 @@ struct mach_optim_cfg {
 
 /* Scalars of optimizer state per parameter scalar (0, 1 or 2). */
 int mach_optim_slots(enum mach_optim kind);
+/* The parameter entries the machine reads (mach_param.live), laid end to
+ * end: how many, and fn(ctx, off, n, decay) for each stretch of entries
+ * [lo, hi) of that line covers, off an offset into the parameters. Passes
+ * over them (the optimizer, train's checks) split the line among threads
+ * with mach_par_for, in equal pieces however short the runs are. */
+long mach_live_size(const struct mach_model *m);
+void mach_live_stretches(const struct mach_model *m, long lo, long hi,
+                         void (*fn)(void *ctx, long off, long n, int decay), void *ctx);
 /* One update; t counts steps from 1 (Adam's bias correction). state holds
  * mach_optim_slots * param_size zero-initialised scalars. */
 void mach_optim_step(const struct mach_optim_cfg *o, const struct mach_model *m,

@@ -387,6 +387,7 @@ static int setup(struct trainer *t, const struct mach_args *a) {
   } else {
     mach_init_params(t->m, t->cfg.seed, t->params);
   }
+  memcpy(t->backup, t->params, (size_t)t->m->param_size * sizeof(mach_real)); /* see guard */
   t->t0 = mach_now() - t->k.seconds;
   return 0;
 }
@@ -416,28 +417,39 @@ static int all_finite(const mach_real *p, long n) {
   return 1;
 }
 
-/* The passes over whole parameter-sized buffers around an update, among the
- * threads (mach_par_for): whether check[0 .. P) is all finite and, when
- * backup is set, params copied to it. bad is set by any piece that finds a
- * non-finite value, so the answer does not depend on the cut. */
+/* The passes over parameter-sized buffers around an update, among the
+ * threads (mach_par_for), on the entries the machine reads: whether check is
+ * finite there and, when backup is set, params copied to it. bad is set by
+ * any piece that finds a non-finite value, so the answer does not depend on
+ * the cut. */
 struct guard_pass {
+  const struct mach_model *m;
   const mach_real *check, *params;
   mach_real *backup;
   atomic_int bad;
 };
 
-static void guard_piece(void *ctx, long lo, long hi) {
+static void guard_stretch(void *ctx, long off, long n, int decay) {
   struct guard_pass *g = ctx;
-  if (!all_finite(g->check + lo, hi - lo))
+  (void)decay;
+  if (!all_finite(g->check + off, n))
     atomic_store_explicit(&g->bad, 1, memory_order_relaxed);
   if (g->backup)
-    memcpy(g->backup + lo, g->params + lo, (size_t)(hi - lo) * sizeof(mach_real));
+    memcpy(g->backup + off, g->params + off, (size_t)n * sizeof(mach_real));
 }
 
-/* Whether check[0 .. P) is all finite; copies params to backup unless NULL. */
+static void guard_piece(void *ctx, long lo, long hi) {
+  struct guard_pass *g = ctx;
+  mach_live_stretches(g->m, lo, hi, guard_stretch, ctx);
+}
+
+/* Whether check is finite on the entries the machine reads; copies those of
+ * params to backup unless NULL. The others keep their first values in all
+ * three (the optimizer never touches them, their gradient is 0), so the
+ * backup is filled whole once, before the first step. */
 static int guard(const struct trainer *t, const mach_real *check, mach_real *backup) {
-  struct guard_pass g = {check, t->params, backup, 0};
-  mach_par_for(t->m, t->m->param_size, guard_piece, &g);
+  struct guard_pass g = {t->m, check, t->params, backup, 0};
+  mach_par_for(t->m, mach_live_size(t->m), guard_piece, &g);
   return !atomic_load(&g.bad);
 }
 
