@@ -155,6 +155,9 @@ $(MACHC): $(COMPILER_OBJS) $(BUILD)/lib/libmachrt_f64.a
 # -fno-math-errno: the optimizers' sqrt vectorises only when it need not set
 # errno, and nothing in the runtime reads errno after a math function.
 RT_OPT := -O2 -fno-math-errno
+# The optimizer's passes at -O3: gcc vectorises a loop of unknown length only
+# there (at -O2 its cheap cost model leaves them scalar).
+$(OBJ)/rt32/optim.o $(OBJ)/rt64/optim.o: RT_OPT := -O3 -fno-math-errno
 $(OBJ)/rt32/%.o: runtime/%.c runtime/*.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(RT_OPT) -DMACH_F32 -Iruntime -c -o $@ $<
