@@ -62,7 +62,7 @@
 #include <omp.h>
 #endif
 
-#include "machrt.h"
+#include "rt.h"
 
 #ifdef MACH_F32
 #define SQRT sqrtf
@@ -219,39 +219,17 @@ static void adam_elems(struct bufs *b, long lo, long n, mach_real step, mach_rea
     }
 }
 
-/* The number of entries the machine reads (the runs of the descriptor). */
-static long adam_live(const struct mach_model *m)
-{
-    long n = 0;
-    for (int k = 0; k < m->n_params; k++) {
-        const struct mach_param *pp = &m->params[k];
-        if (!pp->live)
-            n += pp->size;
-        for (int r = 0; pp->live && r < pp->n_live; r++)
-            n += pp->live[2 * r + 1];
-    }
-    return n;
-}
+/* One step's Adam settings, for the stretches of read entries. */
+struct adam_pass {
+    struct bufs *b;
+    mach_real step, c2;
+};
 
-/* Adam over entries [lo, hi) of the read entries laid end to end, every
- * parameter's runs in turn: a thread's share is the same size however short
- * the runs are (the DenseMachine reads its weight in runs of one block row). */
-static void adam_share(struct bufs *b, const struct mach_model *m, long lo, long hi,
-                       mach_real step, mach_real c2)
+static void adam_stretch(void *ctx, long off, long n, int decay)
 {
-    long at = 0; /* where the current run starts in the concatenation */
-    for (int k = 0; k < m->n_params && at < hi; k++) {
-        const struct mach_param *pp = &m->params[k];
-        int runs = pp->live ? pp->n_live : 1;
-        for (int r = 0; r < runs && at < hi; r++) {
-            long off = pp->offset + (pp->live ? pp->live[2 * r] : 0);
-            long n = pp->live ? pp->live[2 * r + 1] : pp->size;
-            long from = lo > at ? lo : at, to = hi < at + n ? hi : at + n;
-            if (from < to)
-                adam_elems(b, off + from - at, to - from, step, c2);
-            at += n;
-        }
-    }
+    const struct adam_pass *a = ctx;
+    (void)decay;
+    adam_elems(a->b, off, n, a->step, a->c2);
 }
 
 /* Adam in the model's dtype over the parameter entries the machine reads
@@ -268,7 +246,8 @@ static void adam_update(struct bufs *b, const struct mach_model *m)
         b->b2t = 0;
     const mach_real step = lr / (mach_real)(1 - b->b1t); /* lr / (1 - beta1^t) */
     const mach_real c2 = (mach_real)(1 / sqrt(1 - b->b2t)); /* 1 / sqrt(1 - beta2^t) */
-    const long n = adam_live(m);
+    const long n = mach_live_size(m); /* the read entries laid end to end (rt.h) */
+    struct adam_pass a = {b, step, c2};
     /* element-wise, so any split gives the same bits: an equal share per
      * thread; small models stay out of OpenMP altogether (even a serialized
      * region would cost a small step a good part of its time) */
@@ -277,12 +256,12 @@ static void adam_update(struct bufs *b, const struct mach_model *m)
 #pragma omp parallel
         {
             long t = omp_get_thread_num(), T = omp_get_num_threads();
-            adam_share(b, m, n * t / T, n * (t + 1) / T, step, c2);
+            mach_live_stretches(m, n * t / T, n * (t + 1) / T, adam_stretch, &a);
         }
         return;
     }
 #endif
-    adam_share(b, m, 0, n, step, c2);
+    mach_live_stretches(m, 0, n, adam_stretch, &a);
 }
 
 enum { OP_FWD, OP_DUAL, OP_STEP, N_OPS };
