@@ -399,7 +399,6 @@ static void legend(const char *clock_name)
                        : "");
 }
 
-
 static void header(const char *clock_name)
 {
     legend(clock_name);

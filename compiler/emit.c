@@ -189,8 +189,7 @@ static void open_range(Emit *e, const IrBlock *b, bool chunked) {
      * activation costs some 16 multiply-adds); smaller blocks stay out of
      * OpenMP, whose call costs more than they do */
     if (b->size >= 256)
-      sb_printf(e->c, "#ifdef _OPENMP\n#pragma omp parallel for schedule(static) if (batch * %ld >= PAR_WORK / 16)\n#endif\n",
-                b->size);
+      emit_omp(e->c, "parallel for schedule(static) if (batch * %ld >= PAR_WORK / 16)", b->size);
     sb_printf(e->c, "    for (long k = 0; k < batch * %ld; k++)\n        ", b->size);
     return;
   }
@@ -270,9 +269,8 @@ static void emit_init(Emit *e, int bi, bool chunked) {
       /* a large block's copy among the threads, each thread the elements its
        * share of the activation below reads; a copy costs less than an
        * activation, so it pays from a larger size */
-      sb_printf(c, "#ifdef _OPENMP\n#pragma omp parallel for schedule(static) if (batch * %ld >= PAR_WORK / 4)\n#endif\n"
-                   "    for (long k = 0; k < batch * %ld; k++)\n        %s[k] = ",
-                b->size, b->size, y);
+      emit_omp(c, "parallel for schedule(static) if (batch * %ld >= PAR_WORK / 4)", b->size);
+      sb_printf(c, "    for (long k = 0; k < batch * %ld; k++)\n        %s[k] = ", b->size, y);
       if (b->has_input)
         sb_printf(c, "%s[%d][k];\n", e->nm.inputs, input_slot(e->m, bi));
       else
@@ -822,10 +820,11 @@ static long emit_backward_fn(Arena *a, const IrMachine *dual, const EmitOptions 
   declare_state(&e, c, "state", true, "y_", "z_", e.used_py, e.used_pz);
   declare_state(&e, c, "dstate", false, "zbar_", "ybar_", e.used_y, e.used_z);
   declare_work(&e, c, "dstate");
-  if (m->param_size >= 1 << 17) /* PAR_WORK: zeroing megabytes pays on several threads */
-    sb_printf(c, "    if (dparams) {\n#ifdef _OPENMP\n#pragma omp parallel for schedule(static)\n#endif\n"
-                 "        for (long k = 0; k < %ld; k++)\n            dparams[k] = 0;\n", m->param_size);
-  else
+  if (m->param_size >= 1 << 17) { /* PAR_WORK: zeroing megabytes pays on several threads */
+    sb_puts(c, "    if (dparams) {\n");
+    emit_omp(c, "parallel for schedule(static)");
+    sb_printf(c, "        for (long k = 0; k < %ld; k++)\n            dparams[k] = 0;\n", m->param_size);
+  } else
     sb_printf(c, "    if (dparams) {\n        memset(dparams, 0, sizeof(real) * %ld);\n", m->param_size);
   if (unread.len)
     emit_indented(c, unread.data);

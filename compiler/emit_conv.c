@@ -18,7 +18,6 @@
 #include "emit_internal.h"
 
 #include <limits.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -501,24 +500,15 @@ static EmitLoop group_loop(const Win *w) {
   return w->group > 1 ? (EmitLoop){.var = "n", .hi = "group"} : (EmitLoop){.var = "n", .n = 1};
 }
 
-/* Writes "#pragma omp ...", for a compiler with OpenMP. */
-static void omp_pragma(Emit *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void omp_pragma(Emit *e, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  sb_puts(e->c, "#ifdef _OPENMP\n#pragma omp ");
-  sb_vprintf(e->c, fmt, ap);
-  sb_puts(e->c, "\n#endif\n");
-  va_end(ap);
-}
-
 /* Opens the region in which the threads share out the groups of samples of
- * a windowed product, `macs` multiply-adds per sample, when split_groups says
- * so (a binary built with OpenMP; otherwise its kernels split each group's
- * product): each thread declares its scratch after this. */
-static void open_group_region(Emit *e, const Win *w, long macs) {
+ * a windowed product (co x kk multiply-adds per padded position of a
+ * sample) when split_groups says so (a binary built with OpenMP; otherwise
+ * its kernels split each group's product): each thread declares its scratch
+ * after this. */
+static void open_group_region(Emit *e, const Win *w) {
   if (!e->o->standalone)
-    omp_pragma(e, "parallel if (split_groups(%s, (double)batch * %ld))", w->group > 1 ? "groups" : "batch", macs);
+    emit_omp(e->c, "parallel if (split_groups(%s, (double)batch * %ld))", w->group > 1 ? "groups" : "batch",
+             w->co * w->kk * w->span);
   emit_scope(e);
 }
 
@@ -532,7 +522,7 @@ static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w, 
   const IrArrow *ar = set->ar[0];
   emit_line(e, "memset(pad, 0, sizeof(real) * %ld);", w->pad_sz);
   if (!e->o->standalone)
-    omp_pragma(e, "for schedule(static%s", ordered ? ", 1) ordered" : ")");
+    emit_omp(e->c, "for schedule(static%s", ordered ? ", 1) ordered" : ")");
   if (w->group > 1) {
     emit_open(e, "for (long n0 = 0; n0 < batch; n0 += gs)");
     emit_line(e, "const long group = batch - n0 < gs ? batch - n0 : gs;");
@@ -675,7 +665,7 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, bool 
     emit_close_to(e, rows);
   }
   emit_tap_at(e, set->ar[0], w);
-  open_group_region(e, w, w->co * w->kk * w->span);
+  open_group_region(e, w);
   emit_pad_decl(e, w, &at);
   emit_scratch(e, "prod", w->prod_sz, &at, arena_printf(e->a, "prod[co, (u, n)]: %ld x %ld", mp, w->ld));
   emit_pad(e, e->m, set, w, false);
@@ -723,7 +713,7 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
   int base = e->depth;
   emit_scope(e);
   emit_tap_at(e, set->ar[0], w);
-  open_group_region(e, w, w->co * w->kk * w->span);
+  open_group_region(e, w);
   long at = 0;
   emit_pad_decl(e, w, &at);
   emit_scratch(e, "yu", w->yu_sz, &at,
@@ -758,7 +748,7 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
                                       {"c", ix_at(e->a, "dwk", j)}, {"ldc", num(e, cp)}}, (int[]){3, 3, 3, 2}, 4);
   emit_close_to(e, blocks);
   if (!e->o->standalone)
-    omp_pragma(e, "ordered");
+    emit_omp(e->c, "ordered");
   int ordered = e->depth;
   emit_scope(e);
   for (int k = 0; k < set->n; k++) {
@@ -853,7 +843,7 @@ static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
    * small samples stay out of OpenMP (as the activations do) */
   long values = s->size > d->size ? s->size : d->size;
   if (values >= 256)
-    omp_pragma(e, "parallel for schedule(static) if (batch * %ld >= PAR_WORK / 16)", values);
+    emit_omp(e->c, "parallel for schedule(static) if (batch * %ld >= PAR_WORK / 16)", values);
   int base = emit_loops(e, l, 2, true, idx);
   emit_line(e, "const real *zs = %s;",
             ix_at(e->a, z, ix_scale(e->a, ix_nest(e->a, idx[0], s->shape.channels, idx[1]), src_sz)));

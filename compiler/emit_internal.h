@@ -88,6 +88,8 @@ void emit_open(Emit *e, const char *fmt, ...) __attribute__((format(printf, 2, 3
 void emit_head(Emit *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void emit_close_to(Emit *e, int depth);
 void emit_scope(Emit *e);
+/* "#pragma omp <fmt>" at the start of a line, under #ifdef _OPENMP. */
+void emit_omp(StrBuf *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 typedef struct EmitLoop {
   const char *var;
   long lo, n;     /* for (var = lo; var < lo + n; var++), left out when n is 1 */

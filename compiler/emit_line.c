@@ -67,6 +67,15 @@ void emit_close_to(Emit *e, int depth) {
   }
 }
 
+void emit_omp(StrBuf *c, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  sb_puts(c, "#ifdef _OPENMP\n#pragma omp ");
+  sb_vprintf(c, fmt, ap);
+  sb_puts(c, "\n#endif\n");
+  va_end(ap);
+}
+
 void emit_scope(Emit *e) {
   emit_line(e, "{");
   deeper(e, true);
