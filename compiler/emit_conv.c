@@ -318,9 +318,13 @@ static void weight_strides(Emit *e, const IrArrow *ar, long *src, long *dst) {
  * and the group's sample n innermost, so that row (k, ci) of the patch
  * matrix is the window pad[ci, k*d + u, n] over the padded output positions
  * u: read in place by mm_taps, one product (co x (k, ci)) ((k, ci) x (u, n))
- * per group, of inner dimension taps x ci. Positions u past the output grid
- * along the axes before the last are computed and dropped; along the last
- * axis nothing is dropped, so a 1-D grid wastes no column. The kernel
+ * per group, of inner dimension taps x ci. Along every axis but the first,
+ * a row of pad holds in + max(p0, p1) positions, not in + p0 + p1: the
+ * zeros between two rows are the right padding of one and the left of the
+ * next (a 28-wide 3x3 conv computes 29 columns a row, not 30). Positions u
+ * past the output grid along the axes before the last are computed and
+ * dropped, as are those a row's zeros give along the last axis; a 1-D grid
+ * (the sample innermost) wastes no column. The kernel
  * gradient reads the same windows: the product ((k, ci) x (u, n)) ((u, n) x
  * co) with the output's cotangent packed by position (mm_rows). A group holds
  * enough samples for COLS columns (one when a sample has that many); the
@@ -338,7 +342,8 @@ static long panel_cols(long co, long nb) { return co <= nb / 2 ? nb / 2 : round_
 
 
 /* The padded geometry of a stride-1 arrow: ext[a] the padded extent per
- * axis (outputs + the kernel's reach), pstr its strides, plane = one
+ * axis (outputs + the kernel's reach on the first, rows sharing their
+ * zeros on the others), pstr its strides, plane = one
  * sample's padded grid, span = the padded positions from the first output
  * to the last + 1, group samples per product, ld the product's row length. */
 typedef struct Win {
@@ -396,6 +401,11 @@ static bool win_of(Emit *e, const IrMachine *m, const Set *set, bool grad, Win *
   for (int a = 0; a < g->g; a++) {
     w->taps *= ar->ax[a].kernel;
     w->ext[a] = g->out[a] + (long)(ar->ax[a].kernel - 1) * ar->ax[a].dilation;
+    if (a > 0) { /* the zeros between two rows pad both: the left of one, the right of the other */
+      long p = ar->ax[a].pad0 > ar->ax[a].pad1 ? ar->ax[a].pad0 : ar->ax[a].pad1;
+      long shared = g->in[a] + (p > 0 ? p : 0);
+      w->ext[a] = shared > g->out[a] ? shared : g->out[a];
+    }
   }
   w->kk = w->taps * w->ci;
   w->pstr[g->g - 1] = 1;
