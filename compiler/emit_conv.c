@@ -471,6 +471,22 @@ static void emit_tap_at(Emit *e, const IrArrow *ar, const Win *w) {
   }
   emit_line(e, "const long tap_at[%ld] = {%s};", w->taps, sb.data);
   sb_free(&sb);
+  /* the rows o0 of outputs whose input o0 + k0 d - p0 lies in [0, in) on
+   * the first axis, as columns: their padded positions times gs */
+  const ConvAxis *x = &ar->ax[0];
+  long per_k0 = w->taps / x->kernel, row = w->g.g > 1 ? w->pstr[0] : 1;
+  StrBuf on = {0};
+  for (long t = 0; t < w->taps; t++) {
+    long k0 = t / per_k0, shift = k0 * x->dilation - x->pad0;
+    long lo = -shift > 0 ? -shift : 0, hi = w->g.in[0] - shift < w->g.out[0] ? w->g.in[0] - shift : w->g.out[0];
+    if (hi < lo)
+      hi = lo;
+    sb_printf(&on, "%s%s, %s", t ? ", " : "", ix_text(e->a, by_gs(e, w, ix_const(lo * row))),
+              ix_text(e->a, by_gs(e, w, ix_const(hi * row))));
+  }
+  emit_line(e, "/* tap k reads the grid for the columns [tap_on[2 k], tap_on[2 k + 1]): zeros elsewhere */");
+  emit_line(e, "const long tap_on[%ld] = {%s};", 2 * w->taps, on.data);
+  sb_free(&on);
 }
 
 /* The columns of a group's product: (span - 1) * gs + group, the padded
@@ -682,8 +698,9 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, bool 
   emit_line(e, "/* prod[co, (u, n)] = sum over k, ci of wk[(k, ci), co] pad[ci, u + tap_at[k], n] */");
   emit_call(e, "mm_taps", (EmitArg[]){{"m", num(e, mp)}, {"n", group_cols(e, w)}, {"taps", num(e, w->taps)},
                                       {"ch", num(e, w->ci)}, {"a", "wk"}, {"b", "pad"},
-                                      {"tap_at", "tap_at"}, {"bcs", channel_step(e, w)},
-                                      {"c", "prod"}, {"ldc", num(e, w->ld)}}, (int[]){4, 4, 2}, 3);
+                                      {"tap_at", "tap_at"}, {"tap_on", "tap_on"},
+                                      {"bcs", channel_step(e, w)}, {"c", "prod"}, {"ldc", num(e, w->ld)}},
+            (int[]){4, 4, 3}, 3);
   Ix yi, co;
   int outs = e->depth;
   bool rows = w->group == 1; /* then a row of y is a run of prod */
@@ -751,11 +768,11 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
     j = ix_var("j");
   }
   emit_call(e, "mm_rows", (EmitArg[]){{"m", num(e, w->kk)}, {"k", group_cols(e, w)}, {"ch", num(e, w->ci)},
-                                      {"a", "pad"}, {"tap_at", "tap_at"},
+                                      {"a", "pad"}, {"tap_at", "tap_at"}, {"tap_on", "tap_on"},
                                       {"acs", channel_step(e, w)},
                                       {"panel", ix_at(e->a, "yu", j)}, {"ldp", num(e, cp)},
                                       {"cols", cp < w->nb ? "NB / 2" : "NB"},
-                                      {"c", ix_at(e->a, "dwk", j)}, {"ldc", num(e, cp)}}, (int[]){3, 3, 3, 2}, 4);
+                                      {"c", ix_at(e->a, "dwk", j)}, {"ldc", num(e, cp)}}, (int[]){3, 4, 3, 2}, 4);
   emit_close_to(e, blocks);
   if (!e->o->standalone)
     emit_omp(e->c, "ordered");
