@@ -321,6 +321,40 @@ static bool emit_softmax(Emit *e, int bi, const char *y, const char *z, bool chu
   return true;
 }
 
+/* sigma(y[k]) for block bi, k the text of an index into its buffers (a
+ * dual block's sigma multiplies by the primal derivative at the same k). */
+static const char *act_expr(Emit *e, int bi, const char *y, const char *k) {
+  const Act *a = &IR_BLOCK(e->m, bi)->act;
+  switch (a->kind) {
+  case ACT_LEAKY_RELU:
+    return arena_printf(e->a, "act_leaky_relu(%s[%s], (real)%.17g)", y, k, a->alpha);
+  case ACT_MUL:
+    return arena_printf(e->a, "%s[%s] * %s[%s]", zbuf(e, a->gate), k, y, k);
+  case ACT_DERIV: {
+    /* sigma'(y) at the primal state, from z where that is cheaper */
+    const IrBlock *pb = IR_BLOCK(e->primal, bi);
+    e->used_py[bi] = true;
+    const char *py = arena_printf(e->a, "y_%s", pb->cname);
+    const char *pz = py;
+    if (pb->act.kind != ACT_IDENTITY && pb->act.kind != ACT_MUL) {
+      e->used_pz[bi] = true;
+      pz = arena_printf(e->a, "z_%s", pb->cname);
+    }
+    if (a->deriv_of == ACT_MUL) { /* the gate's primal activation */
+      const IrBlock *g = IR_BLOCK(e->primal, a->gate);
+      bool ident = g->act.kind == ACT_IDENTITY;
+      (ident ? e->used_py : e->used_pz)[a->gate] = true;
+      return arena_printf(e->a, "%s_%s[%s] * %s[%s]", ident ? "y" : "z", g->cname, k, y, k);
+    }
+    if (a->deriv_of == ACT_LEAKY_RELU)
+      return arena_printf(e->a, "d_leaky_relu(%s[%s], %s[%s], (real)%.17g) * %s[%s]", py, k, pz, k, a->alpha, y, k);
+    return arena_printf(e->a, "d_%s(%s[%s], %s[%s]) * %s[%s]", ir_act_name(a->deriv_of), py, k, pz, k, y, k);
+  }
+  default:
+    return arena_printf(e->a, "act_%s(%s[%s])", ir_act_name(a->kind), y, k);
+  }
+}
+
 /* Solves one block: y = [input] [+ bias] + arrows, then z = sigma(y). */
 static void emit_block(Emit *e, int bi, bool chunked) {
   const IrBlock *b = IR_BLOCK(e->m, bi);
@@ -339,7 +373,18 @@ static void emit_block(Emit *e, int bi, bool chunked) {
     const char **zs = arena_alloc(e->a, sizeof(char *) * ((size_t)n + 1));
     for (int j = 0; j < n; j++)
       zs[j] = zbuf(e, IR_ARROW(e->m, list[j])->src);
-    while (emit_conv_windows(e, list, zs, n, y, zero, zero && b->bias >= 0 ? pname(e, b->bias) : NULL, done))
+    /* a pointwise activation goes with the product that writes all of y */
+    EmitAct act = {.expr = act_expr, .block = bi, .z = b->act.kind == ACT_IDENTITY ? NULL : zbuf(e, bi)};
+    bool plain = b->act.kind != ACT_IDENTITY && b->act.kind != ACT_SOFTMAX && b->act.kind != ACT_SOFTMAX_JVP &&
+                 !(b->act.kind == ACT_DERIV &&
+                   (b->act.deriv_of == ACT_SOFTMAX || b->act.deriv_of == ACT_SOFTMAX_JVP));
+    int first = emit_conv_windows(e, list, zs, n, y, zero, zero && b->bias >= 0 ? pname(e, b->bias) : NULL,
+                                  plain ? &act : NULL, done);
+    if (first == n && zero && plain)
+      return;
+    for (int more = first; more;)
+      more = emit_conv_windows(e, list, zs, n, y, false, NULL, NULL, done);
+    if (first)
       zero = false;
   }
   if (zero)
@@ -353,40 +398,7 @@ static void emit_block(Emit *e, int bi, bool chunked) {
   if (emit_softmax(e, bi, y, z, chunked))
     return;
   open_range(e, b, chunked);
-  sb_printf(c, "%s[k] = ", z);
-  const Act *a = &b->act;
-  switch (a->kind) {
-  case ACT_LEAKY_RELU:
-    sb_printf(c, "act_leaky_relu(%s[k], (real)%.17g);\n", y, a->alpha);
-    break;
-  case ACT_MUL:
-    sb_printf(c, "%s[k] * %s[k];\n", zbuf(e, a->gate), y);
-    break;
-  case ACT_DERIV: {
-    /* sigma'(y) at the primal state, from z where that is cheaper */
-    const IrBlock *pb = IR_BLOCK(e->primal, bi);
-    e->used_py[bi] = true;
-    const char *py = arena_printf(e->a, "y_%s", pb->cname);
-    const char *pz = py;
-    if (pb->act.kind != ACT_IDENTITY && pb->act.kind != ACT_MUL) {
-      e->used_pz[bi] = true;
-      pz = arena_printf(e->a, "z_%s", pb->cname);
-    }
-    if (a->deriv_of == ACT_MUL) { /* the gate's primal activation */
-      const IrBlock *g = IR_BLOCK(e->primal, a->gate);
-      bool ident = g->act.kind == ACT_IDENTITY;
-      (ident ? e->used_py : e->used_pz)[a->gate] = true;
-      sb_printf(c, "%s_%s[k] * %s[k];\n", ident ? "y" : "z", g->cname, y);
-    } else if (a->deriv_of == ACT_LEAKY_RELU)
-      sb_printf(c, "d_leaky_relu(%s[k], %s[k], (real)%.17g) * %s[k];\n", py, pz, a->alpha, y);
-    else
-      sb_printf(c, "d_%s(%s[k], %s[k]) * %s[k];\n", ir_act_name(a->deriv_of), py, pz, y);
-    break;
-  }
-  default:
-    sb_printf(c, "act_%s(%s[k]);\n", ir_act_name(a->kind), y);
-    break;
-  }
+  sb_printf(c, "%s[k] = %s;\n", z, act_expr(e, bi, y, "k"));
 }
 
 static void emit_level_grads(Emit *e, const int *blocks, int nb);

@@ -588,17 +588,17 @@ static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w, 
 }
 
 /* Opens the loops over (co, n, o...) of a group's outputs, all but the
- * last axis when `rows` (the caller moves a row);
+ * last axis when `rows` (the caller moves a row), the last one braced with `brace`;
  * returns the index of (u, n) in a row of the product, u = o . pstr, and
  * sets *yi to the index of y[n0 + n, co, o] in block d and *co to the
  * channel's. */
-static Ix open_outputs(Emit *e, const Win *w, const IrBlock *d, bool rows, Ix *yi, Ix *co) {
+static Ix open_outputs(Emit *e, const Win *w, const IrBlock *d, bool rows, bool brace, Ix *yi, Ix *co) {
   const Geom *g = &w->g;
   EmitLoop l[2 + IR_MAX_GRID] = {{.var = "co", .n = w->co}, group_loop(w)};
   for (int a = 0; a < g->g; a++)
     l[2 + a] = (EmitLoop){.var = var(e, 'o', a), .n = g->out[a]};
   Ix idx[2 + IR_MAX_GRID];
-  emit_loops(e, l, 1 + g->g + !rows, false, idx);
+  emit_loops(e, l, 1 + g->g + !rows, brace, idx);
   if (rows)
     idx[1 + g->g] = ix_const(0);
   Ix u = ix_const(0);
@@ -665,7 +665,8 @@ static Set set_of(const IrMachine *m, const int *list, const char *const *zs, in
 
 /* y += the arrows of set (with assign: y =), as one windowed product per
  * group of samples. */
-static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, bool assign, const char *bias) {
+static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, bool assign, const char *bias,
+                     const EmitAct *act) {
   const IrBlock *d = IR_BLOCK(e->m, set->ar[0]->dst);
   long mp = round_up(w->co, MR_);
   win_comment(e, set, y);
@@ -704,10 +705,23 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, bool 
   Ix yi, co;
   int outs = e->depth;
   bool rows = w->group == 1; /* then a row of y is a run of prod */
-  Ix u = open_outputs(e, w, d, rows, &yi, &co);
+  Ix u = open_outputs(e, w, d, rows, act && !rows, &yi, &co);
   long row = w->g.out[w->g.g - 1];
   Ix pi = ix_add(ix_scale(e->a, co, w->ld), u);
-  if (bias && !rows) {
+  if (act) { /* y = prod (+ bias) and z = sigma(y), while y is in registers */
+    if (rows) { /* along the last axis */
+      const char *o = var(e, 'o', w->g.g - 1);
+      emit_open(e, "for (long %s = 0; %s < %ld; %s++)", o, o, row, o);
+      yi = ix_add(yi, ix_var(o));
+      pi = ix_add(pi, ix_var(o));
+    }
+    emit_line(e, "const long yk = %s;", ix_text(e->a, yi));
+    if (bias)
+      emit_line(e, "%s[yk] = prod[%s] + %s[%s];", y, ix_text(e->a, pi), bias, ix_text(e->a, co));
+    else
+      emit_line(e, "%s[yk] = prod[%s];", y, ix_text(e->a, pi));
+    emit_line(e, "%s[yk] = %s;", act->z, act->expr(e, act->block, y, "yk"));
+  } else if (bias && !rows) {
     emit_line(e, "%s[%s] = prod[%s] + %s[%s];", y, ix_text(e->a, yi), ix_text(e->a, pi), bias,
               ix_text(e->a, co));
   } else if (bias) {
@@ -756,7 +770,7 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
   }
   Ix yi, co;
   int outs = e->depth;
-  Ix u = open_outputs(e, w, d, false, &yi, &co);
+  Ix u = open_outputs(e, w, d, false, false, &yi, &co);
   emit_line(e, "yu[%s] = %s[%s];", ix_text(e->a, ix_add(ix_scale(e->a, u, cp), co)), ybar, ix_text(e->a, yi));
   emit_close_to(e, outs);
   emit_line(e, "memset(dwk, 0, sizeof(real) * %ld);", w->dwk_sz);
@@ -793,12 +807,12 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
 }
 
 int emit_conv_windows(Emit *e, const int *list, const char *const *zs, int n, const char *y, bool assign,
-                      const char *bias, bool *done) {
+                      const char *bias, const EmitAct *act, bool *done) {
   Set set = set_of(e->m, list, zs, n, done);
   Win w;
   if (!set.n || !win_of(e, e->m, &set, false, &w))
     return 0;
-  conv_win(e, &set, &w, y, assign, bias);
+  conv_win(e, &set, &w, y, assign, bias, assign && set.n == n ? act : NULL);
   for (int i = 0; i < n; i++)
     for (int j = 0; j < set.n; j++)
       done[i] |= IR_ARROW(e->m, list[i]) == set.ar[j];
@@ -854,6 +868,25 @@ static void conv_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
   grid_work(e, s->shape.channels);
 }
 
+/* Whether every output of arrow ar reads inside the grid at every tap (no
+ * padding reached): o * s + k * d - p0 in [0, in) for all o and k. */
+static bool whole_boxes(const IrArrow *ar, const Geom *g) {
+  for (int a = 0; a < g->g; a++) {
+    const ConvAxis *x = &ar->ax[a];
+    if (x->pad0 > 0 || (long)(g->out[a] - 1) * x->stride + (long)(x->kernel - 1) * x->dilation - x->pad0 >= g->in[a])
+      return false;
+  }
+  return true;
+}
+
+/* The loops over every output position, the last axis innermost. */
+static void open_positions_whole(Emit *e, const Geom *g) {
+  for (int a = 0; a + 1 < g->g; a++)
+    emit_head(e, "for (long o%d = 0; o%d < %d; o%d++)", a, a, g->out[a], a);
+  int a = g->g - 1;
+  emit_open(e, "for (long o%d = 0; o%d < %d; o%d++)", a, a, g->out[a], a);
+}
+
 /* Average pooling: one channel to the same channel, weight 1 / taps. */
 static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
                        const char *t1) {
@@ -877,6 +910,23 @@ static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
   emit_line(e, "real *yd = %s;",
             ix_at(e->a, y, ix_scale(e->a, ix_nest(e->a, idx[0], d->shape.channels, idx[1]), dst_sz)));
   emit_line(e, "const real w = (real)1 / %ld;", taps);
+  if (!ar->adjoint && !t0 && whole_boxes(ar, &g)) {
+    /* every tap reads inside the grid for every output: one pass over y,
+     * the taps innermost, adding in the order of the taps as below */
+    open_positions_whole(e, &g);
+    const char *out = ix_text(e->a, out_ix(e, &g));
+    emit_line(e, "real t = yd[%s];", out);
+    EmitLoop kl[IR_MAX_GRID];
+    Ix k[IR_MAX_GRID];
+    for (int a = 0; a < g.g; a++)
+      kl[a] = (EmitLoop){.var = var(e, 'k', a), .n = ar->ax[a].kernel};
+    int inner = emit_loops(e, kl, g.g, false, k);
+    emit_line(e, "t += w * zs[%s];", ix_text(e->a, in_ix(e, ar, &g, &tp)));
+    emit_close_to(e, inner);
+    emit_line(e, "yd[%s] = t;", out);
+    emit_close_to(e, base);
+    return;
+  }
   open_taps(e, ar, &g, &tp, t0, t1, false);
   open_positions(e, g.g);
   const char *in = ix_text(e->a, in_ix(e, ar, &g, &tp)), *out = ix_text(e->a, out_ix(e, &g));

@@ -114,13 +114,22 @@ const char *emit_pname(Emit *e, int param); /* a parameter's C name, marked used
  * [t0, t1) on axis 0 when t0 is not NULL. */
 void emit_grid_arrow(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
                      const char *t1);
+/* A block's pointwise activation: expr(e, block, y, k) is the text of
+ * sigma(y[k]), to be stored at z[k] of the block. */
+typedef struct EmitAct {
+  const char *(*expr)(Emit *e, int block, const char *y, const char *k);
+  int block;
+  const char *z; /* the block's z */
+} EmitAct;
 /* y += (with assign: y =, plus bias[channel] unless bias is NULL) the
  * stride-1 convolutions among the arrows list[0 .. n) into one block (z[i]
  * the source buffer of list[i]) that share one geometry, as one windowed
  * product over their stacked channels; marks them in done[] and returns how
- * many (0: none fits, emit each arrow alone). */
+ * many (0: none fits, emit each arrow alone). When that is all n arrows and
+ * assign is set, act (unless NULL) is applied as y is written: the block is
+ * solved. */
 int emit_conv_windows(Emit *e, const int *list, const char *const *z, int n, const char *y, bool assign,
-                      const char *bias, bool *done);
+                      const char *bias, const EmitAct *act, bool *done);
 /* The same for their kernel gradients (dw[i] the gradient of list[i]'s
  * weight, ybar the block's cotangent), for arrows of the primal machine. */
 int emit_conv_grad_windows(Emit *e, const int *list, const char *const *z, const char *const *dw, int n,
