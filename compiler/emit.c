@@ -360,11 +360,11 @@ static void emit_block(Emit *e, int bi, bool chunked) {
   const IrBlock *b = IR_BLOCK(e->m, bi);
   StrBuf *c = e->c;
   const char *y = ybuf(e, bi);
-  /* y starting at 0 or at the bias is written, not set and added to, by the
-   * first windowed product, which writes all of it (prod + bias: the bits of
-   * bias + prod) */
-  bool zero = !chunked && !b->has_input;
-  if (!zero)
+  /* y starting at 0, at the bias or at the input is written, not set and
+   * added to, by the first windowed product, which writes all of it (prod +
+   * bias, input + prod: the same bits) */
+  bool whole = !chunked && (!b->has_input || b->bias < 0);
+  if (!whole)
     emit_init(e, bi, chunked);
   const int *list = e->into.order + e->into.start[bi];
   int n = e->into.start[bi + 1] - e->into.start[bi];
@@ -378,16 +378,19 @@ static void emit_block(Emit *e, int bi, bool chunked) {
     bool plain = b->act.kind != ACT_IDENTITY && b->act.kind != ACT_SOFTMAX && b->act.kind != ACT_SOFTMAX_JVP &&
                  !(b->act.kind == ACT_DERIV &&
                    (b->act.deriv_of == ACT_SOFTMAX || b->act.deriv_of == ACT_SOFTMAX_JVP));
-    int first = emit_conv_windows(e, list, zs, n, y, zero, zero && b->bias >= 0 ? pname(e, b->bias) : NULL,
-                                  plain ? &act : NULL, done);
-    if (first == n && zero && plain)
+    EmitFirst first = {
+        .bias = !b->has_input && b->bias >= 0 ? pname(e, b->bias) : NULL,
+        .init = b->has_input ? arena_printf(e->a, "%s[%d]", e->nm.inputs, input_slot(e->m, bi)) : NULL,
+        .act = plain ? &act : NULL};
+    int wrote = emit_conv_windows(e, list, zs, n, y, whole ? &first : NULL, done);
+    if (wrote && wrote == n && whole && plain)
       return;
-    for (int more = first; more;)
-      more = emit_conv_windows(e, list, zs, n, y, false, NULL, NULL, done);
-    if (first)
-      zero = false;
+    for (int more = wrote; more;)
+      more = emit_conv_windows(e, list, zs, n, y, NULL, done);
+    if (wrote)
+      whole = false;
   }
-  if (zero)
+  if (whole)
     emit_init(e, bi, chunked);
   for (int j = 0; j < n; j++)
     if (!done[j])

@@ -588,17 +588,17 @@ static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w, 
 }
 
 /* Opens the loops over (co, n, o...) of a group's outputs, all but the
- * last axis when `rows` (the caller moves a row), the last one braced with `brace`;
+ * last axis when `rows` (the caller moves a row);
  * returns the index of (u, n) in a row of the product, u = o . pstr, and
  * sets *yi to the index of y[n0 + n, co, o] in block d and *co to the
  * channel's. */
-static Ix open_outputs(Emit *e, const Win *w, const IrBlock *d, bool rows, bool brace, Ix *yi, Ix *co) {
+static Ix open_outputs(Emit *e, const Win *w, const IrBlock *d, bool rows, Ix *yi, Ix *co) {
   const Geom *g = &w->g;
   EmitLoop l[2 + IR_MAX_GRID] = {{.var = "co", .n = w->co}, group_loop(w)};
   for (int a = 0; a < g->g; a++)
     l[2 + a] = (EmitLoop){.var = var(e, 'o', a), .n = g->out[a]};
   Ix idx[2 + IR_MAX_GRID];
-  emit_loops(e, l, 1 + g->g + !rows, brace, idx);
+  emit_loops(e, l, 1 + g->g + !rows, false, idx);
   if (rows)
     idx[1 + g->g] = ix_const(0);
   Ix u = ix_const(0);
@@ -663,10 +663,11 @@ static Set set_of(const IrMachine *m, const int *list, const char *const *zs, in
   return set;
 }
 
-/* y += the arrows of set (with assign: y =), as one windowed product per
- * group of samples. */
-static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, bool assign, const char *bias,
-                     const EmitAct *act) {
+/* y += the arrows of set (with first: y = their sum, + first's bias or
+ * init, and z = sigma(y) with its act), as one windowed product per group
+ * of samples. */
+static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, const EmitFirst *first) {
+  const EmitAct *act = first ? first->act : NULL;
   const IrBlock *d = IR_BLOCK(e->m, set->ar[0]->dst);
   long mp = round_up(w->co, MR_);
   win_comment(e, set, y);
@@ -705,36 +706,48 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, bool 
   Ix yi, co;
   int outs = e->depth;
   bool rows = w->group == 1; /* then a row of y is a run of prod */
-  Ix u = open_outputs(e, w, d, rows, act && !rows, &yi, &co);
+  Ix u = open_outputs(e, w, d, rows, &yi, &co);
   long row = w->g.out[w->g.g - 1];
   Ix pi = ix_add(ix_scale(e->a, co, w->ld), u);
-  if (act) { /* y = prod (+ bias) and z = sigma(y), while y is in registers */
-    if (rows) { /* along the last axis */
-      const char *o = var(e, 'o', w->g.g - 1);
-      emit_open(e, "for (long %s = 0; %s < %ld; %s++)", o, o, row, o);
-      yi = ix_add(yi, ix_var(o));
-      pi = ix_add(pi, ix_var(o));
-    }
-    emit_line(e, "const long yk = %s;", ix_text(e->a, yi));
-    if (bias)
-      emit_line(e, "%s[yk] = prod[%s] + %s[%s];", y, ix_text(e->a, pi), bias, ix_text(e->a, co));
+  const char *bias = first ? first->bias : NULL, *init = first ? first->init : NULL;
+  const char *yt = ix_text(e->a, yi), *pt = ix_text(e->a, pi), *ct = ix_text(e->a, co);
+  if (act && rows) { /* y = prod (+ bias or init) and z = sigma(y) along a row, while y is in registers */
+    const char *o = var(e, 'o', w->g.g - 1);
+    emit_open(e, "for (long %s = 0; %s < %ld; %s++)", o, o, row, o);
+    emit_line(e, "const long yk = %s;", ix_text(e->a, ix_add(yi, ix_var(o))));
+    const char *pk = ix_text(e->a, ix_add(pi, ix_var(o)));
+    if (init)
+      emit_line(e, "%s[yk] = %s[yk] + prod[%s];", y, init, pk);
+    else if (bias)
+      emit_line(e, "%s[yk] = prod[%s] + %s[%s];", y, pk, bias, ct);
     else
-      emit_line(e, "%s[yk] = prod[%s];", y, ix_text(e->a, pi));
+      emit_line(e, "%s[yk] = prod[%s];", y, pk);
     emit_line(e, "%s[yk] = %s;", act->z, act->expr(e, act->block, y, "yk"));
-  } else if (bias && !rows) {
-    emit_line(e, "%s[%s] = prod[%s] + %s[%s];", y, ix_text(e->a, yi), ix_text(e->a, pi), bias,
-              ix_text(e->a, co));
-  } else if (bias) {
-    emit_line(e, "copy_plus(%s, %s, %s[%s], %ld);", ix_at(e->a, y, yi), ix_at(e->a, "prod", pi), bias,
-              ix_text(e->a, co), row);
   } else if (!rows) {
-    emit_line(e, "%s[%s] %s= prod[%s];", y, ix_text(e->a, yi), assign ? "" : "+", ix_text(e->a, pi));
-  } else if (assign) {
+    if (!first)
+      emit_line(e, "%s[%s] += prod[%s];", y, yt, pt);
+    else if (init)
+      emit_line(e, "%s[%s] = %s[%s] + prod[%s];", y, yt, init, yt, pt);
+    else if (bias)
+      emit_line(e, "%s[%s] = prod[%s] + %s[%s];", y, yt, pt, bias, ct);
+    else
+      emit_line(e, "%s[%s] = prod[%s];", y, yt, pt);
+  } else if (first && bias) {
+    emit_line(e, "copy_plus(%s, %s, %s[%s], %ld);", ix_at(e->a, y, yi), ix_at(e->a, "prod", pi), bias, ct, row);
+  } else if (first && !init) {
     emit_line(e, "memcpy(%s, %s, sizeof(real) * %ld);", ix_at(e->a, y, yi), ix_at(e->a, "prod", pi), row);
   } else { /* a call, not a loop: clang would gather across the rows */
+    if (init)
+      emit_line(e, "memcpy(%s, %s, sizeof(real) * %ld);", ix_at(e->a, y, yi), ix_at(e->a, init, yi), row);
     emit_line(e, "add_to(%s, %s, %ld);", ix_at(e->a, y, yi), ix_at(e->a, "prod", pi), row);
   }
   emit_close_to(e, outs);
+  if (act && !rows) { /* z = sigma(y) over the group's samples, while their y is in cache */
+    long size = d->size;
+    emit_line(e, "for (long k = %s; k < %s; k++)", ix_text(e->a, ix_term("n0", size)),
+              ix_text(e->a, ix_term("(n0 + group)", size)));
+    emit_line(e, "    %s[k] = %s;", act->z, act->expr(e, act->block, y, "k"));
+  }
   emit_close_to(e, base);
   long need = e->o->standalone ? at : w->wk_sz;
   if (need > e->work)
@@ -770,7 +783,7 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
   }
   Ix yi, co;
   int outs = e->depth;
-  Ix u = open_outputs(e, w, d, false, false, &yi, &co);
+  Ix u = open_outputs(e, w, d, false, &yi, &co);
   emit_line(e, "yu[%s] = %s[%s];", ix_text(e->a, ix_add(ix_scale(e->a, u, cp), co)), ybar, ix_text(e->a, yi));
   emit_close_to(e, outs);
   emit_line(e, "memset(dwk, 0, sizeof(real) * %ld);", w->dwk_sz);
@@ -806,13 +819,16 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
     e->work = at;
 }
 
-int emit_conv_windows(Emit *e, const int *list, const char *const *zs, int n, const char *y, bool assign,
-                      const char *bias, const EmitAct *act, bool *done) {
+int emit_conv_windows(Emit *e, const int *list, const char *const *zs, int n, const char *y,
+                      const EmitFirst *first, bool *done) {
   Set set = set_of(e->m, list, zs, n, done);
   Win w;
   if (!set.n || !win_of(e, e->m, &set, false, &w))
     return 0;
-  conv_win(e, &set, &w, y, assign, bias, assign && set.n == n ? act : NULL);
+  EmitFirst all = first ? *first : (EmitFirst){0};
+  if (set.n < n) /* other arrows follow: sigma waits for them */
+    all.act = NULL;
+  conv_win(e, &set, &w, y, first ? &all : NULL);
   for (int i = 0; i < n; i++)
     for (int j = 0; j < set.n; j++)
       done[i] |= IR_ARROW(e->m, list[i]) == set.ar[j];

@@ -121,15 +121,21 @@ typedef struct EmitAct {
   int block;
   const char *z; /* the block's z */
 } EmitAct;
-/* y += (with assign: y =, plus bias[channel] unless bias is NULL) the
- * stride-1 convolutions among the arrows list[0 .. n) into one block (z[i]
- * the source buffer of list[i]) that share one geometry, as one windowed
- * product over their stacked channels; marks them in done[] and returns how
- * many (0: none fits, emit each arrow alone). When that is all n arrows and
- * assign is set, act (unless NULL) is applied as y is written: the block is
- * solved. */
-int emit_conv_windows(Emit *e, const int *list, const char *const *z, int n, const char *y, bool assign,
-                      const char *bias, const EmitAct *act, bool *done);
+/* How the first product into a block writes all of its y: y = bias[channel]
+ * + the product, or init[...] (an input, laid out as y) + the product, or
+ * the product alone (both NULL); then, unless act is NULL and when no other
+ * arrow follows, z = sigma(y): the block is solved. */
+typedef struct EmitFirst {
+  const char *bias, *init;
+  const EmitAct *act;
+} EmitFirst;
+/* y += (with first: y = as first says) the stride-1 convolutions among the
+ * arrows list[0 .. n) into one block (z[i] the source buffer of list[i])
+ * that share one geometry, as one windowed product over their stacked
+ * channels; marks them in done[] and returns how many (0: none fits, emit
+ * each arrow alone). */
+int emit_conv_windows(Emit *e, const int *list, const char *const *z, int n, const char *y,
+                      const EmitFirst *first, bool *done);
 /* The same for their kernel gradients (dw[i] the gradient of list[i]'s
  * weight, ybar the block's cotangent), for arrows of the primal machine. */
 int emit_conv_grad_windows(Emit *e, const int *list, const char *const *z, const char *const *dw, int n,

@@ -437,14 +437,23 @@ static const char k_tuned_mm_nt[] =
     "}\n";
 
 static const char k_bias_grad_ch[] =
-    "/* dbias[c] += sum over batch and grid of ybar[b, c, g] */\n"
+    "/* dbias[c] += sum over batch and grid of ybar[b, c, g]; a sample's grid\n"
+    " * in NB / 2 partial sums (one vector: a sum in a single register would\n"
+    " * wait for each add), then those and the last g % (NB / 2) in order */\n"
     "static void bias_grad_ch(real *restrict db, const real *restrict ybar, long batch, long c, long g,\n"
     "                         long ch)\n"
     "{\n"
     "    for (long n = 0; n < batch; n++) {\n"
     "        const real *row = ybar + (n * c + ch) * g;\n"
+    "        real part[NB / 2] = {0};\n"
+    "        long q = 0;\n"
+    "        for (; q + NB / 2 <= g; q += NB / 2)\n"
+    "            for (int s = 0; s < NB / 2; s++)\n"
+    "                part[s] += row[q + s];\n"
     "        real t = 0;\n"
-    "        for (long q = 0; q < g; q++)\n"
+    "        for (int s = 0; s < NB / 2; s++)\n"
+    "            t += part[s];\n"
+    "        for (; q < g; q++)\n"
     "            t += row[q];\n"
     "        db[ch] += t;\n"
     "    }\n"
@@ -859,7 +868,7 @@ static const Kernel kernels[] = {
     {"bias_sample", "", KS_TUNED, k_bias_sample},
     {"bias_set", "PAR_WORK bias_sample", KS_TUNED, k_tuned_bias_set},
     {"bias_set", "", KS_PLAIN, k_plain_bias_set},
-    {"bias_grad_ch", "", KS_TUNED, k_bias_grad_ch},
+    {"bias_grad_ch", "NB", KS_TUNED, k_bias_grad_ch},
     {"bias_grad", "PAR_WORK bias_grad_ch", KS_TUNED, k_tuned_bias_grad},
     {"bias_grad", "", KS_PLAIN, k_plain_bias_grad},
     {"o_first", "", KS_ALL, k_o_first},
