@@ -336,6 +336,7 @@ enum { GROUP_BYTES = 384 * 1024, WORK_BYTES = 2048 * 1024, MAX_GROUP = 64, COLS 
 
 static long round_up(long v, long m) { return (v + m - 1) / m * m; }
 
+
 /* The columns of a kernel gradient's panel for co output channels: NB / 2
  * when they fit (mm_rows's narrow micro-kernel), else a multiple of NB. */
 static long panel_cols(long co, long nb) { return co <= nb / 2 ? nb / 2 : round_up(co, nb); }
@@ -354,6 +355,10 @@ typedef struct Win {
   long group, ld;
   long pad_sz, wk_sz, prod_sz, yu_sz, dwk_sz; /* workspace pieces, scalars */
 } Win;
+
+/* The rows of a windowed product: the output channels, a multiple of MR
+ * for mm_taps, or the one of mm_taps_row. */
+static long product_rows(const Win *w) { return w->co == 1 ? 1 : round_up(w->co, MR_); }
 
 /* The stride-1 arrows one windowed product computes together: arrows into
  * one block with the same kernel, pads and dilation, their sources' channels
@@ -415,7 +420,8 @@ static bool win_of(Emit *e, const IrMachine *m, const Set *set, bool grad, Win *
   w->span = 1;
   for (int a = 0; a < g->g; a++)
     w->span += (g->out[a] - 1) * w->pstr[a];
-  long mp = round_up(w->co, MR_), kp = round_up(w->kk, MR_), cp = panel_cols(w->co, w->nb);
+  long mp = product_rows(w), kp = round_up(w->kk, MR_), cp = panel_cols(w->co, w->nb);
+  long cb = !grad && w->co == 1 ? 4 * w->nb : w->nb; /* a block of the product's columns */
   /* standalone code, built for small memories, puts one sample in each
    * group of a product's columns: they are independent, so the outputs are
    * the same bits; a kernel gradient, which sums over its group, keeps them */
@@ -423,8 +429,8 @@ static bool win_of(Emit *e, const IrMachine *m, const Set *set, bool grad, Win *
   for (long n = want < MAX_GROUP ? want : MAX_GROUP; n >= 1; n--) {
     long cols = w->span * n;
     w->group = n;
-    w->ld = round_up(cols, w->nb);
-    w->pad_sz = w->ci * n * w->plane + w->nb;
+    w->ld = round_up(cols, cb);
+    w->pad_sz = w->ci * n * w->plane + cb;
     if (grad) {
       w->yu_sz = cols * cp;
       w->dwk_sz = kp * cp;
@@ -669,7 +675,7 @@ static Set set_of(const IrMachine *m, const int *list, const char *const *zs, in
 static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, const EmitFirst *first) {
   const EmitAct *act = first ? first->act : NULL;
   const IrBlock *d = IR_BLOCK(e->m, set->ar[0]->dst);
-  long mp = round_up(w->co, MR_);
+  long mp = product_rows(w);
   win_comment(e, set, y);
   emit_line(e, " * per group of %ld sample%s, z zero-padded into the workspace, then one product", w->group,
             w->group > 1 ? "s" : "");
@@ -679,8 +685,11 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, const
   int base = e->depth;
   emit_scope(e);
   long at = 0;
-  emit_line(e, "real *const wk = work; /* wk[(k, ci) * %ld + co] = W[k, ci, co]%s */", mp,
-            mp > w->co ? ", 0 past the channels" : "");
+  if (mp == 1)
+    emit_line(e, "real *const wk = work; /* wk[(k, ci)] = W[k, ci, 0], the one output channel */");
+  else
+    emit_line(e, "real *const wk = work; /* wk[(k, ci) * %ld + co] = W[k, ci, co]%s */", mp,
+              mp > w->co ? ", 0 past the channels" : "");
   at += w->wk_sz;
   if (mp > w->co)
     emit_line(e, "memset(wk, 0, sizeof(real) * %ld);", w->wk_sz);
@@ -698,11 +707,18 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, const
   emit_scratch(e, "prod", w->prod_sz, &at, arena_printf(e->a, "prod[co, (u, n)]: %ld x %ld", mp, w->ld));
   emit_pad(e, e->m, set, w, false);
   emit_line(e, "/* prod[co, (u, n)] = sum over k, ci of wk[(k, ci), co] pad[ci, u + tap_at[k], n] */");
-  emit_call(e, "mm_taps", (EmitArg[]){{"m", num(e, mp)}, {"n", group_cols(e, w)}, {"taps", num(e, w->taps)},
-                                      {"ch", num(e, w->ci)}, {"a", "wk"}, {"b", "pad"},
-                                      {"tap_at", "tap_at"}, {"tap_on", "tap_on"},
-                                      {"bcs", channel_step(e, w)}, {"c", "prod"}, {"ldc", num(e, w->ld)}},
-            (int[]){4, 4, 3}, 3);
+  if (mp == 1)
+    emit_call(e, "mm_taps_row", (EmitArg[]){{"n", group_cols(e, w)}, {"taps", num(e, w->taps)},
+                                            {"ch", num(e, w->ci)}, {"a", "wk"}, {"b", "pad"},
+                                            {"tap_at", "tap_at"}, {"tap_on", "tap_on"},
+                                            {"bcs", channel_step(e, w)}, {"c", "prod"}},
+              (int[]){3, 4, 2}, 3);
+  else
+    emit_call(e, "mm_taps", (EmitArg[]){{"m", num(e, mp)}, {"n", group_cols(e, w)}, {"taps", num(e, w->taps)},
+                                        {"ch", num(e, w->ci)}, {"a", "wk"}, {"b", "pad"},
+                                        {"tap_at", "tap_at"}, {"tap_on", "tap_on"},
+                                        {"bcs", channel_step(e, w)}, {"c", "prod"}, {"ldc", num(e, w->ld)}},
+              (int[]){4, 4, 3}, 3);
   Ix yi, co;
   int outs = e->depth;
   bool rows = w->group == 1; /* then a row of y is a run of prod */

@@ -316,6 +316,61 @@ static const char k_tuned_mm_taps[] =
     "        taps_cols(m, taps, ch, a, b + j, tap_at, tap_on, j, bcs, c + j, ldc);\n"
     "}\n";
 
+static const char k_taps_row[] =
+    "/* mm_taps for a convolution into one channel: C[1 x n], A((t, q)) = a[t * ch + q],\n"
+    " * 4 NB columns a call. A row of A meets each element of B once, so each\n"
+    " * multiply-add loads its own vector of B, and the accumulators are the\n"
+    " * columns: the MR-row micro-kernel would compute MR - 1 rows of zeros. */\n"
+    "static void taps_row(long taps, long ch, const real *restrict a, const real *restrict b,\n"
+    "                     const long *restrict tap_at, const long *restrict tap_on, long j0, long bcs,\n"
+    "                     real *restrict c)\n"
+    "{\n"
+    "    real acc[4 * NB] = {0};\n"
+    "    for (long t = 0; t < taps; t++) {\n"
+    "        if (tap_on[2 * t] >= j0 + 4 * NB || tap_on[2 * t + 1] <= j0)\n"
+    "            continue;\n"
+    "        const real *restrict bt = b + tap_at[t];\n"
+    "        const real *restrict at = a + t * ch;\n"
+    "#if defined(__clang__) /* unrolled, clang spills the accumulators */\n"
+    "#pragma clang loop unroll(disable)\n"
+    "#endif\n"
+    "        for (long q = 0; q < ch; q++) {\n"
+    "            real aq = at[q];\n"
+    "            for (int s = 0; s < 4 * NB; s++)\n"
+    "                acc[s] += aq * bt[q * bcs + s];\n"
+    "        }\n"
+    "    }\n"
+    "    for (int s = 0; s < 4 * NB; s++)\n"
+    "        c[s] = acc[s];\n"
+    "}\n";
+
+static const char k_tuned_mm_taps_row[] =
+    "/* B read up to the next multiple of 4 NB past n, C written up to it */\n"
+    "static void mm_taps_row(long n, long taps, long ch, const real *restrict a, const real *restrict b,\n"
+    "                        const long *restrict tap_at, const long *restrict tap_on, long bcs,\n"
+    "                        real *restrict c)\n"
+    "{\n"
+    "#ifdef _OPENMP\n"
+    "    if ((double)n * taps * ch >= PAR_WORK && n > 4 * NB && omp_get_max_threads() > 1 && !omp_in_parallel()) {\n"
+    "#pragma omp parallel for schedule(static)\n"
+    "        for (long j = 0; j < n; j += 4 * NB)\n"
+    "            taps_row(taps, ch, a, b + j, tap_at, tap_on, j, bcs, c + j);\n"
+    "        return;\n"
+    "    }\n"
+    "#endif\n"
+    "    for (long j = 0; j < n; j += 4 * NB)\n"
+    "        taps_row(taps, ch, a, b + j, tap_at, tap_on, j, bcs, c + j);\n"
+    "}\n";
+
+static const char k_plain_mm_taps_row[] =
+    "/* mm_taps for a convolution into one channel: C[1 x n], A((t, q)) = a[t * ch + q] */\n"
+    "static void mm_taps_row(long n, long taps, long ch, const real *restrict a, const real *restrict b,\n"
+    "                        const long *restrict tap_at, const long *restrict tap_on, long bcs,\n"
+    "                        real *restrict c)\n"
+    "{\n"
+    "    mm_taps(1, n, taps, ch, a, b, tap_at, tap_on, bcs, c, n);\n"
+    "}\n";
+
 static const char k_rows_micro[] =
     "/* C[m x NB] += A[m x k] P[k x NB] for the kernel gradient of a convolution:\n"
     " * row i = (t, q) of A is the window of channel q at tap t of a zero-padded\n"
@@ -854,6 +909,9 @@ static const Kernel kernels[] = {
     {"taps_cols", "MR KC taps_micro", KS_TUNED, k_taps_cols},
     {"mm_taps", "NB PAR_WORK taps_cols", KS_TUNED, k_tuned_mm_taps},
     {"mm_taps", "", KS_PLAIN, k_plain_mm_taps},
+    {"taps_row", "NB", KS_TUNED, k_taps_row},
+    {"mm_taps_row", "NB PAR_WORK taps_row", KS_TUNED, k_tuned_mm_taps_row},
+    {"mm_taps_row", "mm_taps", KS_PLAIN, k_plain_mm_taps_row},
     {"rows_micro", "MR NB", KS_TUNED, k_rows_micro},
     {"rows_narrow", "MR NB", KS_TUNED, k_rows_narrow},
     {"rows_block", "MR rows_micro rows_narrow", KS_TUNED, k_rows_block},
