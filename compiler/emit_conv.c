@@ -331,7 +331,12 @@ static void weight_strides(Emit *e, const IrArrow *ar, long *src, long *dst) {
  * batch is cut into groups of gs samples, as equal as can be, and the index
  * steps of pad are multiples of gs. The
  * buffers stay within GROUP_BYTES (in L2) and the workspace under WORK_BYTES,
- * or the per-tap products above are used. */
+ * or the per-tap products above are used. The kernels skip a tap over a
+ * block of columns whose window lies in the padding (tap_on, by rows of the
+ * first axis). The product that writes all of a block's y adds the bias or
+ * the block's input as it copies, and applies the activation there (rows)
+ * or over the group's samples right after (EmitFirst). A product into one
+ * channel runs mm_taps_row, one row by 4 NB columns. */
 enum { GROUP_BYTES = 384 * 1024, WORK_BYTES = 2048 * 1024, MAX_GROUP = 64, COLS = 512, MR_ = 4 };
 
 static long round_up(long v, long m) { return (v + m - 1) / m * m; }
