@@ -321,6 +321,15 @@ static bool emit_softmax(Emit *e, int bi, const char *y, const char *z, bool chu
   return true;
 }
 
+/* Whether z = sigma(y) is a function of y[k] (and the same index of other
+ * buffers) alone: not the identity (z is y), not softmax and its products
+ * (they read every channel of a grid point). */
+static bool pointwise(const Act *a) {
+  if (a->kind == ACT_IDENTITY || a->kind == ACT_SOFTMAX || a->kind == ACT_SOFTMAX_JVP)
+    return false;
+  return a->kind != ACT_DERIV || (a->deriv_of != ACT_SOFTMAX && a->deriv_of != ACT_SOFTMAX_JVP);
+}
+
 /* sigma(y[k]) for block bi, k the text of an index into its buffers (a
  * dual block's sigma multiplies by the primal derivative at the same k). */
 static const char *act_expr(Emit *e, int bi, const char *y, const char *k) {
@@ -374,10 +383,8 @@ static void emit_block(Emit *e, int bi, bool chunked) {
     for (int j = 0; j < n; j++)
       zs[j] = zbuf(e, IR_ARROW(e->m, list[j])->src);
     /* a pointwise activation goes with the product that writes all of y */
-    EmitAct act = {.expr = act_expr, .block = bi, .z = b->act.kind == ACT_IDENTITY ? NULL : zbuf(e, bi)};
-    bool plain = b->act.kind != ACT_IDENTITY && b->act.kind != ACT_SOFTMAX && b->act.kind != ACT_SOFTMAX_JVP &&
-                 !(b->act.kind == ACT_DERIV &&
-                   (b->act.deriv_of == ACT_SOFTMAX || b->act.deriv_of == ACT_SOFTMAX_JVP));
+    bool plain = pointwise(&b->act);
+    EmitAct act = {.expr = act_expr, .block = bi, .z = plain ? zbuf(e, bi) : NULL};
     EmitFirst first = {
         .bias = !b->has_input && b->bias >= 0 ? pname(e, b->bias) : NULL,
         .init = b->has_input ? arena_printf(e->a, "%s[%d]", e->nm.inputs, input_slot(e->m, bi)) : NULL,
