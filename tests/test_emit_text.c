@@ -215,8 +215,8 @@ static void check_code(const char *rel, const char *flag, const char *what, int 
   check_no_noise(code, what);
   check_indented(code, what);
   int calls = 0;
-  static const char *const fns[] = {"mm_grid", "mm_taps", "mm_rows", "mm_acc", "mm_nt"};
-  for (int i = 0; i < 5; i++)
+  static const char *const fns[] = {"mm_grid", "mm_taps", "mm_taps_row", "mm_rows", "mm_acc", "mm_nt"};
+  for (int i = 0; i < 6; i++)
     calls += check_named_calls(code, fns[i], what);
   cr_assert_geq(calls, min_calls, "%s: %d kernel calls with named arguments", what, calls);
   free(code);
@@ -231,6 +231,30 @@ Test(emit_text, every_arrow_kind_reads_clean) {
   check_code("tests/machines/every_arrow.mach", NULL, "every_arrow", 4);
   check_code("examples/fmnist.mach", NULL, "fmnist", 4);
   check_code("examples/sine.mach", "-msine_conv", "sine_conv", 4); /* windowed products of stacked sources */
+}
+
+/* The Fashion-MNIST CNN: a block one windowed product solves gets z with y,
+ * in the product's loop over a row (c1, one sample a group) or right after
+ * the group's copy (c2, samples innermost), never in a pass of its own; the
+ * 1-channel image's cotangent runs the one-row kernel; a tap skips the
+ * columns where it reads padding only. */
+Test(emit_text, windowed_products_write_z_with_y) {
+  char *code = generate("examples/fmnist.mach", NULL, "fmnist_fused");
+  static const char *const want[] = {
+      "z_c1[yk] = act_relu(y_c1[yk]);",
+      "z_c2[k] = act_relu(y_c2[k]);",
+      "mm_taps_row(/* n */",
+      "const long tap_on[18] = {29, 812, 29, 812, 29, 812, 0, 812",
+  };
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+    cr_assert(strstr(code, want[i]), "'%s' not in the generated C", want[i]);
+  static const char *const never[] = {
+      "for (long k = 0; k < batch * 25088; k++)\n        z_c1[k]",
+      "for (long k = 0; k < batch * 12544; k++)\n        z_c2[k]",
+  };
+  for (size_t i = 0; i < sizeof never / sizeof *never; i++)
+    cr_assert_null(strstr(code, never[i]), "a pass of its own: '%s'", never[i]);
+  free(code);
 }
 
 /* A grid arrow's comment quotes it as the IR writes it; the dual's, in its
