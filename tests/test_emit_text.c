@@ -233,6 +233,12 @@ Test(emit_text, every_arrow_kind_reads_clean) {
   check_code("examples/sine.mach", "-msine_conv", "sine_conv", 4); /* windowed products of stacked sources */
 }
 
+/* Every one of want[0 .. n) is somewhere in code. */
+static void expect_all(const char *code, const char *const *want, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    cr_assert(strstr(code, want[i]), "'%s' not in the generated C", want[i]);
+}
+
 /* The Fashion-MNIST CNN: a block one windowed product solves gets z with y,
  * in the product's loop over a row (c1, one sample a group) or right after
  * the group's copy (c2, samples innermost), never in a pass of its own; the
@@ -246,8 +252,7 @@ Test(emit_text, windowed_products_write_z_with_y) {
       "mm_taps_row(/* n */",
       "const long tap_on[18] = {29, 812, 29, 812, 29, 812, 0, 812",
   };
-  for (size_t i = 0; i < sizeof want / sizeof *want; i++)
-    cr_assert(strstr(code, want[i]), "'%s' not in the generated C", want[i]);
+  expect_all(code, want, sizeof want / sizeof *want);
   static const char *const never[] = {
       "for (long k = 0; k < batch * 25088; k++)\n        z_c1[k]",
       "for (long k = 0; k < batch * 12544; k++)\n        z_c2[k]",
@@ -268,8 +273,7 @@ Test(emit_text, arrow_comments_quote_the_arrow) {
       "/* y_q += global_avgpool(z_r) */",
       "/* y_t += conv(y_s, lags = 1 ..= 3, weight = W_t_s) */",
   };
-  for (size_t i = 0; i < sizeof want / sizeof *want; i++)
-    cr_assert(strstr(code, want[i]), "'%s' not in the generated C", want[i]);
+  expect_all(code, want, sizeof want / sizeof *want);
   cr_assert_null(strstr(code, "/* conv: kernel"), "the old private rendering");
   cr_assert_null(strstr(code, "adjoint of "), "the old private rendering");
   free(code);
