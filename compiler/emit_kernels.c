@@ -41,6 +41,7 @@ static const char k_tuned_sizes[] =
     "enum { MR = $MR,    /* rows of C per micro-kernel call */\n"
     "       NB = $NB,   /* columns of C kept in registers: two vectors */\n"
     "       KC = $KC,  /* rows of B packed at a time (NB x KC fits in L1) */\n"
+    "       TR = $TR,    /* rows of a transposed B packed at a time (the target's best) */\n"
     "       SMALL_STACK = $SMALL_STACK, /* standalone code: no panel for the last columns */\n"
     "       PAR_WORK = 1 << 17 };\n";
 
@@ -97,14 +98,22 @@ static const char k_mm_gen_seq[] =
     "            if (nb < NB)\n"
     "                for (long q = 0; q < kc * NB; q++)\n"
     "                    panel[q] = 0;\n"
-    "            if (bps == 1 && nb == NB) /* B read transposed (W^T): eight rows at a */\n"
-    "                for (; p + 8 <= kc; p += 8) /* time, so that B is read in runs, not gathered */\n"
+    "            if (bps == 1 && nb == NB) /* B read transposed (W^T): TR rows at a time */\n"
+    "                for (; p + TR <= kc; p += TR) {\n"
+    "                    real run[NB * TR]; /* NB runs of TR, read as they lie in B */\n"
     "                    for (int s = 0; s < NB; s++)\n"
-    "                        for (int q = 0; q < 8; q++)\n"
-    "                            panel[(p + q) * NB + s] = b[p0 + p + q + (j + s) * bjs];\n"
+    "                        for (int q = 0; q < TR; q++)\n"
+    "                            run[s * TR + q] = b[p0 + p + q + (j + s) * bjs];\n"
+    "                    for (int s = 0; s < NB; s++) /* clang transposes with shuffles */\n"
+    "                        for (int q = 0; q < TR; q++)\n"
+    "                            panel[(p + q) * NB + s] = run[s * TR + q];\n"
+    "                }\n"
     "            for (; p < kc; p++) {\n"
     "                const real *restrict row = b + (p0 + p) * bps + j * bjs;\n"
-    "                if (bjs == 1) /* a row of B: a run */\n"
+    "                if (bjs == 1 && nb == NB) /* a row of B: a run of a known length */\n"
+    "                    for (int s = 0; s < NB; s++) /* (copied inline, not by memcpy) */\n"
+    "                        panel[p * NB + s] = row[s];\n"
+    "                else if (bjs == 1)\n"
     "                    for (long s = 0; s < nb; s++)\n"
     "                        panel[p * NB + s] = row[s];\n"
     "                else\n"
@@ -900,10 +909,10 @@ typedef struct Kernel {
  * by side. */
 static const Kernel kernels[] = {
     {"", "", KS_ALL, k_banner_kernels},
-    {"MR NB KC PAR_WORK", "", KS_TUNED, k_tuned_sizes},
+    {"MR NB KC TR PAR_WORK", "", KS_TUNED, k_tuned_sizes},
     {"NB PAR_WORK", "", KS_PLAIN, k_plain_sizes},
     {"mm_micro", "MR NB", KS_TUNED, k_mm_micro},
-    {"mm_gen_seq", "MR NB KC mm_micro", KS_TUNED, k_mm_gen_seq},
+    {"mm_gen_seq", "MR NB KC TR mm_micro", KS_TUNED, k_mm_gen_seq},
     {"mm_gen", "MR PAR_WORK mm_gen_seq", KS_TUNED, k_mm_gen},
     {"mm_grid", "MR NB KC mm_micro", KS_TUNED, k_tuned_mm_grid},
     {"mm_grid", "", KS_PLAIN, k_plain_mm_grid},
@@ -1087,12 +1096,18 @@ long emit_grid_work(long k, long nb) {
 void emit_kernels(StrBuf *c, const EmitOptions *o, const char *body) {
   bool plain = o->plain_kernels, f32 = o->f32;
   /* two vectors of columns per row: 32 floats with AVX-512, 16 with AVX2 */
-  long nb = emit_nb(f32, o->vec_bytes ? o->vec_bytes : 64);
-  char nbs[24], mrs[24], kcs[24];
+  int vec = o->vec_bytes ? o->vec_bytes : 64;
+  long nb = emit_nb(f32, vec);
+  /* rows of W^T that mm_gen_seq transposes at a time: what clang, which
+   * turns the copy into shuffles, did fastest for each target (a 784 x 128
+   * W: 12 us for 8 rows in f32 with AVX-512, 28 us for a row at a time) */
+  long tr = f32 ? (vec == 16 ? 1 : 8) : (vec == 64 ? 2 : 1);
+  char nbs[24], mrs[24], kcs[24], trs[24];
   snprintf(nbs, sizeof nbs, "%ld", nb);
   snprintf(mrs, sizeof mrs, "%d", TILE_MR);
   snprintf(kcs, sizeof kcs, "%d", TILE_KC);
-  const Param params[] = {{"NB", nbs}, {"MR", mrs}, {"KC", kcs}, {"f", f32 ? "f" : ""},
+  snprintf(trs, sizeof trs, "%ld", tr);
+  const Param params[] = {{"NB", nbs}, {"MR", mrs}, {"KC", kcs}, {"TR", trs}, {"f", f32 ? "f" : ""},
                           {"SMALL_STACK", o->standalone ? "1" : "0"}};
   Prelude p = {.a = arena_new()};
   for (p.at = 0; p.at < NKERNELS; p.at++) {

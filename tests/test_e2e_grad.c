@@ -434,6 +434,38 @@ Test(e2e_grad, cli_grad_paper_dense_machine) {
   check_grad_cli(e2e_spec_dense("dense_machine", dims, 4, "tanh", "tanh", 0), 5, 203);
 }
 
+/* The f32 binary's gradients, from the same weights, inputs and cotangents,
+ * agree with the f64 one's to float rounding: blocks wide enough for the
+ * tiled kernels' f32 paths (a full NB = 32 column block of W^T transposed
+ * TR rows at a time, and the rows left over). */
+Test(e2e_grad, cli_grad_f32_agrees_with_f64) {
+  const int dims[] = {45, 70, 37};
+  const E2eSpec *s = e2e_spec_dense("dense_net", dims, 3, "tanh", "gelu", 0);
+  Cli c = cli_setup(s, 9, 206);
+  E2eNpz D64, D32, S, B;
+  cli_grad(&c, &D64, &S, &B);
+  e2e_npz_free(&S);
+  e2e_npz_free(&B);
+  c.bin = e2e_compile(s->src, "f32");
+  cli_grad(&c, &D32, &S, &B);
+  cr_assert_eq(D32.n, D64.n);
+  double worst = 0;
+  for (int k = 0; k < D64.n; k++) {
+    const E2eArr *a = &D64.arrs[k], *b = e2e_npz_get(&D32, D64.names[k]);
+    cr_assert_eq(a->n, b->n, "%s", D64.names[k]);
+    for (long i = 0; i < a->n; i++) {
+      double d = fabs(a->d[i] - b->d[i]) / fmax(1.0, fabs(a->d[i]));
+      worst = fmax(worst, d);
+      cr_assert(d < 1e-4, "%s[%ld]: f64 %.17g, f32 %.9g", D64.names[k], i, a->d[i], b->d[i]);
+    }
+  }
+  cr_assert(worst > 0, "f32 and f64 gradients are identical: is the f32 build double?");
+  e2e_npz_free(&D64);
+  e2e_npz_free(&D32);
+  e2e_npz_free(&S);
+  e2e_npz_free(&B);
+}
+
 /* Without --cotangent for an output, its cotangent is zero. */
 Test(e2e_grad, cli_missing_cotangent_is_zero) {
   const E2eSpec *s = &e2e_mixed;
