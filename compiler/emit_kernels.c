@@ -69,19 +69,48 @@ static const char k_mm_micro[] =
     "            c[r * ldc + s] = acc[r][s];\n"
     "}\n";
 
+static const char k_mm_micro_half[] =
+    "/* mm_micro for a last block of at most NB / 2 columns: 2 MR rows by one\n"
+    " * vector, as many accumulators, none of them idle. The panel is mm_gen_seq's\n"
+    " * (rows of NB, zero past the block). */\n"
+    "static void mm_micro_half(long kc, const real *restrict a, long ars, long acs,\n"
+    "                          const real *restrict panel, real *restrict c, long ldc)\n"
+    "{\n"
+    "    real acc[2 * MR][NB / 2];\n"
+    "    for (int r = 0; r < 2 * MR; r++)\n"
+    "        for (int s = 0; s < NB / 2; s++)\n"
+    "            acc[r][s] = c[r * ldc + s];\n"
+    "#if defined(__clang__)\n"
+    "#pragma clang loop unroll(disable)\n"
+    "#endif\n"
+    "    for (long p = 0; p < kc; p++)\n"
+    "        for (int r = 0; r < 2 * MR; r++) {\n"
+    "            real ar = a[r * ars + p * acs];\n"
+    "            for (int s = 0; s < NB / 2; s++)\n"
+    "                acc[r][s] += ar * panel[p * NB + s];\n"
+    "        }\n"
+    "    for (int r = 0; r < 2 * MR; r++)\n"
+    "        for (int s = 0; s < NB / 2; s++)\n"
+    "            c[r * ldc + s] = acc[r][s];\n"
+    "}\n";
+
 static const char k_mm_gen_seq[] =
     "/* C[m x n] += A[m x k] B[k x n], with A(i, p) = a[i * ars + p * acs] and\n"
     " * B(p, j) = b[p * bps + j * bjs]: any of A, B may be read transposed. Panels\n"
     " * of B (KC x NB) are copied to a contiguous buffer on the stack first, so\n"
     " * the micro-kernel reads them with unit stride whatever B's layout (a slice\n"
-    " * of a shared weight, or W^T for the dual machine). The last nb < NB\n"
-    " * columns go through the micro-kernel too: their panel is zero past nb,\n"
-    " * and the kernel works on a copy of C's tile; standalone code, for small\n"
-    " * stacks, takes plain loops for them instead. */\n"
+    " * of a shared weight, or W^T for the dual machine), in chunks of equal\n"
+    " * size (784 rows: 4 of 196, not 3 of KC = 256 and one of 16). The last\n"
+    " * nb < NB columns go through a micro-kernel too (mm_micro_half when\n"
+    " * nb <= NB / 2): their panel is zero past nb, and the kernel works on a\n"
+    " * copy of C's tile; standalone code, for small stacks, takes plain loops\n"
+    " * for them instead. Any chunks and tiles add each C(i, j)'s terms in the\n"
+    " * order of p. */\n"
     "static void mm_gen_seq(long m, long n, long k, const real *restrict a, long ars, long acs,\n"
     "                       const real *restrict b, long bps, long bjs, real *restrict c, long ldc)\n"
     "{\n"
     "    real panel[KC * NB], tile[MR * NB];\n"
+    "    const long chunks = (k + KC - 1) / KC, kstep = chunks ? (k + chunks - 1) / chunks : 0;\n"
     "    for (long j = 0; j < n; j += NB) {\n"
     "        long nb = n - j < NB ? n - j : NB;\n"
     "        if (nb < NB && SMALL_STACK) {\n"
@@ -93,8 +122,8 @@ static const char k_mm_gen_seq[] =
     "                }\n"
     "            break;\n"
     "        }\n"
-    "        for (long p0 = 0; p0 < k; p0 += KC) {\n"
-    "            long kc = k - p0 < KC ? k - p0 : KC, p = 0;\n"
+    "        for (long p0 = 0; p0 < k; p0 += kstep) {\n"
+    "            long kc = k - p0 < kstep ? k - p0 : kstep, p = 0;\n"
     "            if (nb < NB)\n"
     "                for (long q = 0; q < kc * NB; q++)\n"
     "                    panel[q] = 0;\n"
@@ -121,6 +150,21 @@ static const char k_mm_gen_seq[] =
     "                        panel[p * NB + s] = row[s * bjs];\n"
     "            }\n"
     "            long i = 0;\n"
+    "            if (2 * nb <= NB) /* a narrow last block: 2 MR rows at a time */\n"
+    "                for (; i + 2 * MR <= m; i += 2 * MR) {\n"
+    "                    const real *restrict ai = a + i * ars + p0 * acs;\n"
+    "                    if (2 * nb == NB) {\n"
+    "                        mm_micro_half(kc, ai, ars, acs, panel, c + i * ldc + j, ldc);\n"
+    "                        continue;\n"
+    "                    }\n"
+    "                    for (int r = 0; r < 2 * MR; r++)\n"
+    "                        for (long s = 0; s < NB / 2; s++)\n"
+    "                            tile[r * NB / 2 + s] = s < nb ? c[(i + r) * ldc + j + s] : 0;\n"
+    "                    mm_micro_half(kc, ai, ars, acs, panel, tile, NB / 2);\n"
+    "                    for (int r = 0; r < 2 * MR; r++)\n"
+    "                        for (long s = 0; s < nb; s++)\n"
+    "                            c[(i + r) * ldc + j + s] = tile[r * NB / 2 + s];\n"
+    "                }\n"
     "            for (; i + MR <= m; i += MR) {\n"
     "                const real *restrict ai = a + i * ars + p0 * acs;\n"
     "                if (nb == NB) {\n"
@@ -912,7 +956,8 @@ static const Kernel kernels[] = {
     {"MR NB KC TR PAR_WORK", "", KS_TUNED, k_tuned_sizes},
     {"NB PAR_WORK", "", KS_PLAIN, k_plain_sizes},
     {"mm_micro", "MR NB", KS_TUNED, k_mm_micro},
-    {"mm_gen_seq", "MR NB KC TR mm_micro", KS_TUNED, k_mm_gen_seq},
+    {"mm_micro_half", "MR NB", KS_TUNED, k_mm_micro_half},
+    {"mm_gen_seq", "MR NB KC TR mm_micro mm_micro_half", KS_TUNED, k_mm_gen_seq},
     {"mm_gen", "MR PAR_WORK mm_gen_seq", KS_TUNED, k_mm_gen},
     {"mm_grid", "MR NB KC mm_micro", KS_TUNED, k_tuned_mm_grid},
     {"mm_grid", "", KS_PLAIN, k_plain_mm_grid},

@@ -296,6 +296,7 @@ typedef struct Cli {
   E2eArr *x, *g; /* per spec block */
   const char *argv[64];
   int argc;
+  const char *batch; /* grad's --batch; NULL: 2 */
 } Cli;
 
 static Cli cli_setup(const E2eSpec *s, long N, uint64_t seed) {
@@ -340,7 +341,7 @@ static void cli_grad(const Cli *c, E2eNpz *D, E2eNpz *S, E2eNpz *B) {
     argv[n++] = c->argv[i];
   char *d = e2e_path(c->dir, "d.npz"), *st = e2e_path(c->dir, "s.npz"),
        *b = e2e_path(c->dir, "b.npz");
-  const char *tail[] = {"--output", d, "--dump-state", st, "--dump-dual", b, "--batch", "2"};
+  const char *tail[] = {"--output", d, "--dump-state", st, "--dump-dual", b, "--batch", c->batch ? c->batch : "2"};
   for (int i = 0; i < 8; i++)
     argv[n++] = tail[i];
   argv[n] = NULL;
@@ -436,12 +437,14 @@ Test(e2e_grad, cli_grad_paper_dense_machine) {
 
 /* The f32 binary's gradients, from the same weights, inputs and cotangents,
  * agree with the f64 one's to float rounding: blocks wide enough for the
- * tiled kernels' f32 paths (a full NB = 32 column block of W^T transposed
- * TR rows at a time, and the rows left over). */
+ * tiled kernels' f32 paths (full NB = 32 column blocks of W^T transposed TR
+ * rows at a time, and the rows left over; last blocks of exactly NB / 2 and
+ * of fewer columns), batches of 2 MR + 1 samples. */
 Test(e2e_grad, cli_grad_f32_agrees_with_f64) {
-  const int dims[] = {45, 70, 37};
+  const int dims[] = {48, 70, 37};
   const E2eSpec *s = e2e_spec_dense("dense_net", dims, 3, "tanh", "gelu", 0);
   Cli c = cli_setup(s, 9, 206);
+  c.batch = "9";
   E2eNpz D64, D32, S, B;
   cli_grad(&c, &D64, &S, &B);
   e2e_npz_free(&S);
