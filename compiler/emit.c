@@ -195,9 +195,9 @@ static void open_range(Emit *e, const IrBlock *b, bool chunked) {
   }
   long row = b->size / b->shape.channels, inner = row / b->shape.grid[0];
   Ix r = ix_term("r", row);
-  sb_printf(e->c, "    for (long r = 0; r < %s; r++)\n        for (long k = %s; k < %s; k++)\n            ",
-            ix_text(e->a, ix_term("batch", b->shape.channels)), ix_text(e->a, ix_addv(r, "t0", inner)),
-            ix_text(e->a, ix_addv(r, "t1", inner)));
+  sb_printf(e->c, "    for (long r = 0; r < %s; r++)\n        %sfor (long k = %s; k < %s; k++)\n            ",
+            ix_text(e->a, ix_term("batch", b->shape.channels)), emit_short(e, (long)e->primal->timeblock * inner),
+            ix_text(e->a, ix_addv(r, "t0", inner)), ix_text(e->a, ix_addv(r, "t1", inner)));
 }
 
 /* The primal state of block i as the dual reads it: z, or y when z = y. */

@@ -139,10 +139,16 @@ static Ix weight_ix(Emit *e, const IrArrow *ar, const Ix *k, Ix ci, Ix co) {
 }
 
 /* The loops over the tap's box of outputs, the last axis innermost; each
- * has a single statement. */
-static void open_positions(Emit *e, int g) {
-  for (int a = 0; a < g; a++)
-    emit_head(e, "for (long o%d = f%d; o%d < e%d; o%d++)", a, a, a, a, a);
+ * has a single statement. In a chunk of time (chunked), axis 0 holds at most
+ * the machine's timeblock of them. */
+static void open_positions(Emit *e, const Geom *g, bool chunked) {
+  for (int a = 0; a < g->g; a++) {
+    long n = g->out[a], tb = e->primal->timeblock;
+    if (a == 0 && chunked && tb > 0 && tb < n)
+      n = tb;
+    emit_head(e, "%sfor (long o%d = f%d; o%d < e%d; o%d++)", a + 1 == g->g ? emit_short(e, n) : "", a, a, a,
+              a, a);
+  }
 }
 
 /* Below this many (source, destination) channel pairs, a tap's product is
@@ -181,7 +187,7 @@ static void conv_loops(Emit *e, const IrArrow *ar, const char *y, const char *z,
   open_taps(e, ar, &g, &tp, t0, t1, false);
   emit_line(e, "const real w = %s[%s];", emit_pname(e, ar->w.param),
             ix_text(e->a, weight_ix(e, ar, tp.k, ci, co)));
-  open_positions(e, g.g);
+  open_positions(e, &g, t0 != NULL);
   const char *in = ix_text(e->a, in_ix(e, ar, &g, &tp)), *out = ix_text(e->a, out_ix(e, &g));
   emit_line(e, "yd[%s] += w * zs[%s];", ar->adjoint ? in : out, ar->adjoint ? out : in);
   emit_close_to(e, base);
@@ -197,7 +203,7 @@ static void conv_grad_loops(Emit *e, const IrArrow *ar, const char *dw, const ch
   open_taps(e, ar, &g, &tp, NULL, NULL, false);
   emit_line(e, "real t = 0;");
   int inner = e->depth;
-  open_positions(e, g.g);
+  open_positions(e, &g, false);
   const char *in = ix_text(e->a, in_ix(e, ar, &g, &tp)), *out = ix_text(e->a, out_ix(e, &g));
   emit_line(e, "t += zs[%s] * yd[%s];", ar->adjoint ? out : in, ar->adjoint ? in : out);
   emit_close_to(e, inner);
@@ -921,7 +927,7 @@ static void open_positions_whole(Emit *e, const Geom *g) {
   for (int a = 0; a + 1 < g->g; a++)
     emit_head(e, "for (long o%d = 0; o%d < %d; o%d++)", a, a, g->out[a], a);
   int a = g->g - 1;
-  emit_open(e, "for (long o%d = 0; o%d < %d; o%d++)", a, a, g->out[a], a);
+  emit_open(e, "%sfor (long o%d = 0; o%d < %d; o%d++)", emit_short(e, g->out[a]), a, a, g->out[a], a);
 }
 
 /* Average pooling: one channel to the same channel, weight 1 / taps. */
@@ -965,7 +971,7 @@ static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
     return;
   }
   open_taps(e, ar, &g, &tp, t0, t1, false);
-  open_positions(e, g.g);
+  open_positions(e, &g, t0 != NULL);
   const char *in = ix_text(e->a, in_ix(e, ar, &g, &tp)), *out = ix_text(e->a, out_ix(e, &g));
   emit_line(e, "yd[%s] += w * zs[%s];", ar->adjoint ? in : out, ar->adjoint ? out : in);
   emit_close_to(e, base);

@@ -106,6 +106,9 @@ void emit_call(Emit *e, const char *fn, const EmitArg *args, const int *lines, i
 void emit_kernels(StrBuf *c, const EmitOptions *o, const char *body);
 /* NB, the columns of the kernels' register tile: two vectors of the target. */
 long emit_nb(bool f32, int vec_bytes);
+/* The prefix of a loop head of at most n iterations: "SHORT_LOOP " (the
+ * prelude's hint not to vectorize) when n is less than a vector, else "". */
+const char *emit_short(const Emit *e, long n);
 /* The scratch of one mm_grid call of inner dimension k (LONG_MAX: known only
  * when it runs), in scalars: its packed panels. */
 long emit_grid_work(long k, long nb);

@@ -829,6 +829,17 @@ static const char k_plain_bias_set[] =
     "        }\n"
     "}\n";
 
+static const char k_short_loop[] =
+    "/* A loop of fewer iterations than a vector holds (a chunk of a few steps of\n"
+    " * time, a short row): clang is told not to vectorize it. Its vector code\n"
+    " * could never run, and on a small machine the size of that code costs\n"
+    " * the instruction cache more than the loops themselves cost. */\n"
+    "#if defined(__clang__)\n"
+    "#define SHORT_LOOP _Pragma(\"clang loop vectorize(disable) interleave(disable)\")\n"
+    "#else\n"
+    "#define SHORT_LOOP\n"
+    "#endif\n";
+
 static const char k_o_first[] =
     "/* The output positions o of a grid arrow whose input position o * s + off\n"
     " * lies in [lo, hi): from o_first(off, s, lo) to o_end(off, s, hi, out). */\n"
@@ -985,6 +996,7 @@ static const Kernel kernels[] = {
     {"bias_grad_ch", "NB", KS_TUNED, k_bias_grad_ch},
     {"bias_grad", "PAR_WORK bias_grad_ch", KS_TUNED, k_tuned_bias_grad},
     {"bias_grad", "", KS_PLAIN, k_plain_bias_grad},
+    {"SHORT_LOOP", "", KS_ALL, k_short_loop},
     {"o_first", "", KS_ALL, k_o_first},
     {"o_end", "", KS_ALL, k_o_end},
     {"add_to", "", KS_ALL, k_add_to},
@@ -1132,6 +1144,10 @@ static void expand(StrBuf *c, const char *text, const Param *params, int np) {
 }
 
 long emit_nb(bool f32, int vec_bytes) { return 2 * vec_bytes / (f32 ? 4 : 8); }
+
+const char *emit_short(const Emit *e, long n) {
+  return n < emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64) / 2 ? "SHORT_LOOP " : "";
+}
 
 long emit_grid_work(long k, long nb) {
   long kk = k < TILE_KC ? k : TILE_KC;

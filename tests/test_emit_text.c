@@ -262,6 +262,34 @@ Test(emit_text, windowed_products_write_z_with_y) {
   free(code);
 }
 
+/* A loop that holds fewer iterations than a vector carries SHORT_LOOP (not
+ * vectorized): a chunk of 5 steps of time of a 2-channel RecurMachine, its
+ * positions and its element-wise passes; a loop over all 16 steps (a kernel
+ * gradient) is as long as a vector of 16 floats and does not. */
+Test(emit_text, short_loops_are_not_vectorized) {
+  const char *dir = e2e_tmpdir();
+  e2e_write_text(e2e_path(dir, "r.mach"), "import \"recurrent.mach\"\n"
+                                          "machine r {\n"
+                                          "    use m = recur_machine([2, 2, 2], sigmoid, 6, 5, 16)\n"
+                                          "    output y : 2 @ [16] = conv(m.x[0 .. 3], k = 1) + bias\n"
+                                          "}\n");
+  E2eRun r = e2e_runl(dir, 60, e2e_machc(), "-S", "--march=x86-64-v4", "--dtype", "f32", "r.mach", "-o", "r.c",
+                      NULL);
+  e2e_check_ok(&r, "machc -S r.mach");
+  e2e_run_free(&r);
+  char *code = e2e_read_file(e2e_path(dir, "r.c"), NULL);
+  static const char *const want[] = {
+      "#define SHORT_LOOP _Pragma(\"clang loop vectorize(disable) interleave(disable)\")",
+      "SHORT_LOOP for (long o0 = f0; o0 < e0; o0++)\n                            yd[o0] += w * zs[o0 + k0 - 6];",
+      "SHORT_LOOP for (long k = r * 16 + t0; k < r * 16 + t1; k++)\n                z_m_x_0[k] = act_sigmoid(",
+      "                    for (long o0 = f0; o0 < e0; o0++)\n                        t += zs[o0] * yd[o0];",
+  };
+  expect_all(code, want, sizeof want / sizeof *want);
+  cr_assert_null(strstr(code, "SHORT_LOOP for (long o0 = f0; o0 < e0; o0++)\n                        t +="),
+                 "a kernel gradient over 16 steps marked short");
+  free(code);
+}
+
 /* A grid arrow's comment quotes it as the IR writes it; the dual's, in its
  * transposed form. */
 Test(emit_text, arrow_comments_quote_the_arrow) {
