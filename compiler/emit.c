@@ -389,7 +389,11 @@ static void emit_block(Emit *e, int bi, bool chunked) {
         .bias = !b->has_input && b->bias >= 0 ? pname(e, b->bias) : NULL,
         .init = b->has_input ? arena_printf(e->a, "%s[%d]", e->nm.inputs, input_slot(e->m, bi)) : NULL,
         .act = plain ? &act : NULL};
-    int wrote = emit_conv_windows(e, list, zs, n, y, whole ? &first : NULL, done);
+    int wrote = 0;
+    if (whole && n == 1 && emit_pool_first(e, IR_ARROW(e->m, list[0]), y, zs[0], &first))
+      wrote = done[0] = true;
+    else
+      wrote = emit_conv_windows(e, list, zs, n, y, whole ? &first : NULL, done);
     if (wrote && wrote == n && whole && plain)
       return;
     for (int more = wrote; more;)

@@ -930,9 +930,31 @@ static void open_positions_whole(Emit *e, const Geom *g) {
   emit_open(e, "%sfor (long o%d = 0; o%d < %d; o%d++)", emit_short(e, g->out[a]), a, a, g->out[a], a);
 }
 
-/* Average pooling: one channel to the same channel, weight 1 / taps. */
+/* The adjoint of an average pooling whose windows tile the grid (stride =
+ * kernel, no padding or dilation, in = out * kernel on every axis): each
+ * position x of its destination receives one term, from x / kernel. */
+static bool tiles(const IrArrow *ar, const Geom *g) {
+  for (int a = 0; a < g->g; a++) {
+    const ConvAxis *x = &ar->ax[a];
+    if (x->stride != x->kernel || x->dilation != 1 || x->pad0 != 0 || (long)g->out[a] * x->kernel != g->in[a])
+      return false;
+  }
+  return true;
+}
+
+/* What y[yk] starts from when the pooling writes all of y (first): the
+ * input, the bias of channel ch, or nothing. */
+static const char *first_term(Emit *e, const EmitFirst *first) {
+  if (first->init)
+    return arena_printf(e->a, "%s[yk]", first->init);
+  return first->bias ? arena_printf(e->a, "%s[ch]", first->bias) : NULL;
+}
+
+/* Average pooling: one channel to the same channel, weight 1 / taps. With
+ * first (one pass writes every position of y: taps inside the grid, or an
+ * adjoint that tiles), y = what first says + the pooling, then z = sigma(y). */
 static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
-                       const char *t1) {
+                       const char *t1, const EmitFirst *first) {
   const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
   Geom g = geom_of(e->m, ar);
   Taps tp = taps_of(e, ar);
@@ -948,17 +970,43 @@ static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
   if (values >= 256)
     emit_omp(e->c, "parallel for schedule(static) if (batch * %ld >= PAR_WORK / 16)", values);
   int base = emit_loops(e, l, 2, true, idx);
+  Ix row = ix_scale(e->a, ix_nest(e->a, idx[0], d->shape.channels, idx[1]), dst_sz);
   emit_line(e, "const real *zs = %s;",
             ix_at(e->a, z, ix_scale(e->a, ix_nest(e->a, idx[0], s->shape.channels, idx[1]), src_sz)));
-  emit_line(e, "real *yd = %s;",
-            ix_at(e->a, y, ix_scale(e->a, ix_nest(e->a, idx[0], d->shape.channels, idx[1]), dst_sz)));
+  if (!first)
+    emit_line(e, "real *yd = %s;", ix_at(e->a, y, row));
   emit_line(e, "const real w = (real)1 / %ld;", taps);
+  const EmitAct *act = first ? first->act : NULL;
+  if (first && ar->adjoint) {
+    /* one pass over y, each position's one term: y[x] = w z[x / kernel] */
+    Ix at = ix_const(0), from = ix_const(0);
+    for (int a = 0; a < g.g; a++) {
+      const char *x = var(e, 'x', a);
+      (a + 1 < g.g ? emit_head : emit_open)(e, "%sfor (long %s = 0; %s < %d; %s++)",
+                                            a + 1 < g.g ? "" : emit_short(e, g.in[a]), x, x, g.in[a], x);
+      at = ix_addv(at, x, g.in_str[a]);
+      from = ix_addv(from, arena_printf(e->a, "%s / %d", x, ar->ax[a].kernel), g.out_str[a]);
+    }
+    emit_line(e, "const long yk = %s;", ix_text(e->a, ix_add(row, at)));
+    const char *t = first_term(e, first);
+    emit_line(e, "%s[yk] = %s%sw * zs[%s];", y, t ? t : "", t ? " + " : "", ix_text(e->a, from));
+    if (act)
+      emit_line(e, "%s[yk] = %s;", act->z, act->expr(e, act->block, y, "yk"));
+    emit_close_to(e, base);
+    return;
+  }
   if (!ar->adjoint && !t0 && whole_boxes(ar, &g)) {
     /* every tap reads inside the grid for every output: one pass over y,
      * the taps innermost, adding in the order of the taps as below */
     open_positions_whole(e, &g);
     const char *out = ix_text(e->a, out_ix(e, &g));
-    emit_line(e, "real t = yd[%s];", out);
+    if (first) {
+      emit_line(e, "const long yk = %s;", ix_text(e->a, ix_add(row, out_ix(e, &g))));
+      const char *t = first_term(e, first);
+      emit_line(e, "real t = %s;", t ? t : "0");
+    } else {
+      emit_line(e, "real t = yd[%s];", out);
+    }
     EmitLoop kl[IR_MAX_GRID];
     Ix k[IR_MAX_GRID];
     for (int a = 0; a < g.g; a++)
@@ -966,7 +1014,13 @@ static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
     int inner = emit_loops(e, kl, g.g, false, k);
     emit_line(e, "t += w * zs[%s];", ix_text(e->a, in_ix(e, ar, &g, &tp)));
     emit_close_to(e, inner);
-    emit_line(e, "yd[%s] = t;", out);
+    if (first) {
+      emit_line(e, "%s[yk] = t;", y);
+      if (act)
+        emit_line(e, "%s[yk] = %s;", act->z, act->expr(e, act->block, y, "yk"));
+    } else {
+      emit_line(e, "yd[%s] = t;", out);
+    }
     emit_close_to(e, base);
     return;
   }
@@ -975,6 +1029,19 @@ static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
   const char *in = ix_text(e->a, in_ix(e, ar, &g, &tp)), *out = ix_text(e->a, out_ix(e, &g));
   emit_line(e, "yd[%s] += w * zs[%s];", ar->adjoint ? in : out, ar->adjoint ? out : in);
   emit_close_to(e, base);
+}
+
+bool emit_pool_first(Emit *e, const IrArrow *ar, const char *y, const char *z, const EmitFirst *first) {
+  if (ar->kind != ARROW_AVGPOOL)
+    return false;
+  Geom g = geom_of(e->m, ar);
+  if (ar->adjoint ? !tiles(ar, &g) : !whole_boxes(ar, &g))
+    return false;
+  const char *t = first->init ? arena_printf(e->a, "%s + ", first->init) : "";
+  emit_line(e, "/* %s = %s%s%s */", y, t, ir_arrow_text(e->a, e->m, ar, z, IR_TEXT_MATH),
+            first->bias ? arena_printf(e->a, " + %s", first->bias) : "");
+  pool_apply(e, ar, y, z, NULL, NULL, first);
+  return true;
 }
 
 /* Global average pooling: y[n, c] += the mean over the grid of z[n, c, :];
@@ -1028,7 +1095,7 @@ void emit_grid_arrow(Emit *e, const IrArrow *ar, const char *y, const char *z, c
     break;
   case ARROW_AVGPOOL:
     emit_line(e, "%s */", eq);
-    pool_apply(e, ar, y, z, t0, t1);
+    pool_apply(e, ar, y, z, t0, t1, NULL);
     break;
   case ARROW_GAVGPOOL:
     emit_line(e, "%s */", eq);

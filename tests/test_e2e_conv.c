@@ -159,6 +159,20 @@ static const char banded_src[] =
     "    output y : 2 = dense(g) + bias\n"
     "}\n";
 
+/* Poolings that write all of their block in one pass: forward, each output
+ * the sum of its window (with a bias and sigmoid, and alone); in the dual,
+ * adjoints whose windows tile the grid, each position one term (onto the
+ * cotangent of an output block, and alone), with sigma' in the same loop. */
+static const char pooled_src[] =
+    "machine pooled {\n"
+    "    input  x : 2 @ [4, 6]\n"
+    "    output h : 3 @ [4, 6] = tanh(conv(x, k = 3, pad = same) + bias)\n"
+    "    block  p : 3 @ [2, 3] = sigmoid(avgpool(h, k = 2, stride = 2) + bias)\n"
+    "    block  g : 2 @ [4, 6] = softplus(conv(x, k = 1))\n"
+    "    block  r : 2 @ [2, 2] = avgpool(g, k = [2, 3], stride = [2, 3])\n"
+    "    output y : 2 = dense(p, r) + bias\n"
+    "}\n";
+
 static const char convmachine_src[] =
     "import \"conv.mach\"\n"
     "machine convm {\n"
@@ -200,6 +214,7 @@ static char *recur_src(int pad, int tb, int length) {
 Test(conv_grad, conv1d_asymmetric_pad_stride_dilation) { check_gradients(conv1d_src, "conv1d"); }
 Test(conv_grad, conv2d_pooling_skip) { check_gradients(conv2d_src, "conv2d"); }
 Test(conv_grad, conv3d_strided_pooled) { check_gradients(conv3d_src, "conv3d"); }
+Test(conv_grad, poolings_written_in_one_pass) { check_gradients(pooled_src, "pooled"); }
 Test(conv_grad, paper_conv_machine_2d_asymmetric) { check_gradients(convmachine_src, "convm"); }
 Test(conv_grad, wide_1d_as_matrix_products) { check_gradients(wide1d_src, "wide1d"); }
 Test(conv_grad, wide_3d_as_matrix_products) { check_gradients(wide3d_src, "wide3d"); }
@@ -593,6 +608,7 @@ static void check_printed_dual(const char *src, const char *prefix) {
 }
 
 Test(conv_dual, printed_dual_of_a_conv_machine) { check_printed_dual(conv2d_src, "conv2d"); }
+Test(conv_dual, printed_dual_of_poolings_written_in_one_pass) { check_printed_dual(pooled_src, "pooled"); }
 Test(conv_dual, printed_dual_of_a_strided_1d_machine) { check_printed_dual(conv1d_src, "conv1d"); }
 Test(conv_dual, printed_dual_of_a_wide_3d_machine) { check_printed_dual(wide3d_src, "wide3d"); }
 Test(conv_dual, printed_dual_of_a_banded_2d_machine) { check_printed_dual(banded_src, "banded"); }
