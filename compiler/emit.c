@@ -181,15 +181,19 @@ static void emit_dense(Emit *e, const IrArrow *ar, bool chunked) {
               zbuf(e, ar->src), s->size, w, ld, ybuf(e, ar->dst), d->size);
 }
 
+/* Elements among the threads when a sample alone is worth it (an activation
+ * costs some 16 multiply-adds); smaller blocks stay out of OpenMP, whose call
+ * costs more than they do. */
+static void omp_elements(Emit *e, const IrBlock *b) {
+  if (b->size >= 256)
+    emit_omp(e->c, "parallel for schedule(static) if (batch * %ld >= PAR_WORK / 16)", b->size);
+}
+
 /* Opens a loop over the elements k of block b: all of them, or in a chunk
  * of a recurrent machine the times [t0, t1) of each (sample, channel) row r. */
 static void open_range(Emit *e, const IrBlock *b, bool chunked) {
   if (!chunked) {
-    /* elements among the threads when a sample alone is worth it (an
-     * activation costs some 16 multiply-adds); smaller blocks stay out of
-     * OpenMP, whose call costs more than they do */
-    if (b->size >= 256)
-      emit_omp(e->c, "parallel for schedule(static) if (batch * %ld >= PAR_WORK / 16)", b->size);
+    omp_elements(e, b);
     sb_printf(e->c, "    for (long k = 0; k < batch * %ld; k++)\n        ", b->size);
     return;
   }
@@ -373,10 +377,18 @@ static void emit_block(Emit *e, int bi, bool chunked) {
    * added to, by the first windowed product, which writes all of it (prod +
    * bias, input + prod: the same bits) */
   bool whole = !chunked && (!b->has_input || b->bias < 0);
-  if (!whole)
-    emit_init(e, bi, chunked);
   const int *list = e->into.order + e->into.start[bi];
   int n = e->into.start[bi + 1] - e->into.start[bi];
+  if (whole && !n && b->has_input && pointwise(&b->act)) {
+    /* y = the input alone (the cotangent of an output nothing else reads):
+     * z = sigma(y) in the same pass */
+    omp_elements(e, b);
+    sb_printf(c, "    for (long k = 0; k < batch * %ld; k++) {\n        %s[k] = %s[%d][k];\n        %s[k] = %s;\n    }\n",
+              b->size, y, e->nm.inputs, input_slot(e->m, bi), zbuf(e, bi), act_expr(e, bi, y, "k"));
+    return;
+  }
+  if (!whole)
+    emit_init(e, bi, chunked);
   bool *done = arena_alloc(e->a, (size_t)n + 1);
   if (!chunked) { /* the convolutions of one geometry as one product */
     const char **zs = arena_alloc(e->a, sizeof(char *) * ((size_t)n + 1));
