@@ -879,8 +879,94 @@ int emit_conv_grad_windows(Emit *e, const int *list, const char *const *zs, cons
 }
 
 /* y_dst += conv(z_src) (or its scatter form for an adjoint arrow). */
+/* A strided convolution on a 2-D grid reads its input at steps of the
+ * stride, which mm_grid would gather one element at a time. Each sample's
+ * input is first split into its stride phases instead:
+ *   phase[r0, r1][ci][u0, u1] = z[n, ci, u0 * s0 + r0, u1 * s1 + r1]
+ * so that tap k, reading input o * s + k * d - p0 = (o + c) * s + r (c the
+ * floor of (k d - p0) / s, r what is left), reads plane (r0, r1) from
+ * (o0 + c0, o1 + c1) on: rows of unit stride. The planes take the input's
+ * size (rounded up to whole strides), after mm_grid's panels in work. Returns
+ * false, writing nothing, where it does not apply (the dual's scatter, other
+ * grids, too large an input). */
+static bool conv_phases(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0) {
+  const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
+  Geom g = geom_of(e->m, ar);
+  if (ar->adjoint || t0 || g.g != 2 || (ar->ax[0].stride == 1 && ar->ax[1].stride == 1))
+    return false;
+  const ConvAxis *x = ar->ax;
+  long C = s->shape.channels, u[2], plane;
+  for (int a = 0; a < 2; a++)
+    u[a] = (g.in[a] + x[a].stride - 1) / x[a].stride;
+  plane = u[0] * u[1];
+  long grid = emit_grid_work(C, emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64));
+  long phases = (long)x[0].stride * x[1].stride * C * plane;
+  if ((grid + phases) * (e->o->f32 ? 4 : 8) > WORK_BYTES)
+    return false;
+  Taps tp = taps_of(e, ar);
+  long src_sz = s->size / C, dst_sz = d->size / d->shape.channels, wsrc, wdst;
+  weight_strides(e, ar, &wsrc, &wdst);
+  const char *out, *in;
+  pos_texts(e, ar, &tp, &out, &in);
+  emit_line(e, " * for each tap k: y[n, co, %s] += sum over ci of W[k, ci, co] z[n, ci, %s],", out, in);
+  emit_line(e, " * the product (co x ci) (ci x positions) over the tap's box [f, e) of outputs, z read");
+  emit_line(e, " * from its stride phases: phase[r0, r1][ci][u0, u1] = z[n, ci, u0 * %d + r0, u1 * %d + r1] */",
+            x[0].stride, x[1].stride);
+  int base = e->depth;
+  emit_open(e, "for (long n = 0; n < batch; n++)");
+  emit_line(e, "real *const phase = work + %ld; /* after mm_grid's panels */", grid);
+  emit_head(e, "for (long ci = 0; ci < %ld; ci++)", C);
+  emit_head(e, "for (long x0 = 0; x0 < %d; x0++)", g.in[0]);
+  emit_head(e, "%sfor (long x1 = 0; x1 < %d; x1++)", emit_short(e, g.in[1]), g.in[1]);
+  emit_line(e, "phase[((x0 %% %d * %d + x1 %% %d) * %ld + ci) * %ld + x0 / %d * %ld + x1 / %d] = %s[n * %ld + ci * %ld + x0 * %d + x1];",
+            x[0].stride, x[1].stride, x[1].stride, C, plane, x[0].stride, u[1], x[1].stride, z, s->size, src_sz,
+            g.in[1]);
+  e->depth = base + 1;
+  open_taps(e, ar, &g, &tp, NULL, NULL, true);
+  if (tp.loops) {
+    int dd = e->depth;
+    emit_head(e, "if (f0 >= e0 || f1 >= e1)");
+    emit_line(e, "continue; /* no output reads this tap inside the grid */");
+    emit_close_to(e, dd);
+  } else {
+    emit_open(e, "if (f0 < e0 && f1 < e1)");
+  }
+  /* c = floor((k d - p0) / s) and r = k d - p0 - c s, for k >= 0 and p0 >= 0:
+   * shifted by m whole strides so that C's division rounds down */
+  for (int a = 0; a < 2; a++) {
+    long m = (x[a].pad0 + x[a].stride - 1) / x[a].stride, v;
+    Ix kd = ix_addc(ix_scale(e->a, tp.k[a], x[a].dilation), m * x[a].stride - x[a].pad0);
+    if (ix_is_const(kd, &v)) {
+      emit_line(e, "const long c%d = %ld, r%d = %ld;", a, v / x[a].stride - m, a, v % x[a].stride);
+      continue;
+    }
+    const char *t = ix_text(e->a, kd);
+    if (strchr(t, ' ')) /* a sum: parenthesised */
+      t = arena_printf(e->a, "(%s)", t);
+    const char *shift = m ? arena_printf(e->a, " - %ld", m) : "";
+    emit_line(e, "const long c%d = %s / %d%s, r%d = %s %% %d;", a, t, x[a].stride, shift, a, t, x[a].stride);
+  }
+  Ix w0 = weight_ix(e, ar, tp.k, ix_const(0), ix_const(0));
+  const char *b = arena_printf(e->a, "phase + (r0 * %d + r1) * %ld + (f0 + c0) * %ld + f1 + c1", x[1].stride,
+                               C * plane, u[1]);
+  emit_call(e, "mm_grid", (EmitArg[]){
+      {"m", num(e, d->shape.channels)}, {"n", "(e0 - f0) * (e1 - f1)"}, {"k", num(e, C)}, {"kn", num(e, C)},
+      {"nn", "e1 - f1"},
+      {"a", ix_at(e->a, emit_pname(e, ar->w.param), w0)}, {"ai", num(e, wdst)}, {"ap1", "0"},
+      {"ap0", num(e, wsrc)},
+      {"b", b}, {"bp1", "0"}, {"bp0", num(e, plane)}, {"bj1", num(e, u[1])}, {"bj0", "1"},
+      {"c", arena_printf(e->a, "%s + n * %ld + f0 * %d + f1", y, d->size, g.out[1])}, {"ci", num(e, dst_sz)},
+      {"cj1", num(e, g.out[1])}, {"cj0", "1"}, {"work", "work"}}, (int[]){5, 4, 5, 5}, 4);
+  emit_close_to(e, base);
+  if (grid + phases > e->work)
+    e->work = grid + phases;
+  return true;
+}
+
 static void conv_apply(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
                        const char *t1) {
+  if (conv_phases(e, ar, y, z, t0))
+    return;
   const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
   Geom g = geom_of(e->m, ar);
   Taps tp = taps_of(e, ar);
