@@ -880,48 +880,63 @@ int emit_conv_grad_windows(Emit *e, const int *list, const char *const *zs, cons
 
 /* y_dst += conv(z_src) (or its scatter form for an adjoint arrow). */
 /* A strided convolution on a 2-D grid reads its input at steps of the
- * stride, which mm_grid would gather one element at a time. Each sample's
- * input is first split into its stride phases instead:
- *   phase[r0, r1][ci][u0, u1] = z[n, ci, u0 * s0 + r0, u1 * s1 + r1]
- * so that tap k, reading input o * s + k * d - p0 = (o + c) * s + r (c the
- * floor of (k d - p0) / s, r what is left), reads plane (r0, r1) from
- * (o0 + c0, o1 + c1) on: rows of unit stride. The planes take the input's
- * size (rounded up to whole strides), after mm_grid's panels in work. Returns
- * false, writing nothing, where it does not apply (the dual's scatter, other
- * grids, too large an input). */
+ * stride (its adjoint, the dual's, writes at such steps), which mm_grid
+ * would gather (scatter) one element at a time. The grid at those steps is
+ * held split into its stride phases instead, per sample:
+ *   phase[r0, r1][ci][u0, u1] = grid[n, ci, u0 * s0 + r0, u1 * s1 + r1]
+ * so that tap k, at input o * s + k * d - p0 = (o + c) * s + r (c the floor
+ * of (k d - p0) / s, r what is left), reads (writes) plane (r0, r1) from
+ * (o0 + c0, o1 + c1) on: rows of unit stride. The forward splits z into the
+ * planes first; the adjoint zeroes them, adds each tap's product there and
+ * then adds the planes to y. They take the grid's size (rounded up to whole
+ * strides), after mm_grid's panels in work. Returns false, writing nothing,
+ * where it does not apply (other grids, too large a grid). */
 static bool conv_phases(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0) {
   const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
   Geom g = geom_of(e->m, ar);
-  if (ar->adjoint || t0 || g.g != 2 || (ar->ax[0].stride == 1 && ar->ax[1].stride == 1))
+  if (t0 || g.g != 2 || (ar->ax[0].stride == 1 && ar->ax[1].stride == 1))
     return false;
   const ConvAxis *x = ar->ax;
-  long C = s->shape.channels, u[2], plane;
+  const IrBlock *side = ar->adjoint ? d : s; /* the block on the strided grid */
+  const char *buf = ar->adjoint ? y : z;
+  long C = side->shape.channels, u[2], plane;
   for (int a = 0; a < 2; a++)
     u[a] = (g.in[a] + x[a].stride - 1) / x[a].stride;
   plane = u[0] * u[1];
-  long grid = emit_grid_work(C, emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64));
+  long grid = emit_grid_work(s->shape.channels, emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64));
   long phases = (long)x[0].stride * x[1].stride * C * plane;
   if ((grid + phases) * (e->o->f32 ? 4 : 8) > WORK_BYTES)
     return false;
   Taps tp = taps_of(e, ar);
-  long src_sz = s->size / C, dst_sz = d->size / d->shape.channels, wsrc, wdst;
+  long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels, wsrc, wdst;
   weight_strides(e, ar, &wsrc, &wdst);
   const char *out, *in;
   pos_texts(e, ar, &tp, &out, &in);
-  emit_line(e, " * for each tap k: y[n, co, %s] += sum over ci of W[k, ci, co] z[n, ci, %s],", out, in);
-  emit_line(e, " * the product (co x ci) (ci x positions) over the tap's box [f, e) of outputs, z read");
-  emit_line(e, " * from its stride phases: phase[r0, r1][ci][u0, u1] = z[n, ci, u0 * %d + r0, u1 * %d + r1] */",
-            x[0].stride, x[1].stride);
+  emit_line(e, " * for each tap k: y[n, co, %s] += sum over ci of W[k, ci, co] z[n, ci, %s],",
+            ar->adjoint ? in : out, ar->adjoint ? out : in);
+  emit_line(e, " * the product (co x ci) (ci x positions) over the tap's box [f, e) of outputs, %s %s",
+            ar->adjoint ? "y" : "z", ar->adjoint ? "written" : "read");
+  emit_line(e, " * through its stride phases: phase[r0, r1][c][u0, u1] = %s[n, c, u0 * %d + r0, u1 * %d + r1] */",
+            ar->adjoint ? "y" : "z", x[0].stride, x[1].stride);
   int base = e->depth;
   emit_open(e, "for (long n = 0; n < batch; n++)");
   emit_line(e, "real *const phase = work + %ld; /* after mm_grid's panels */", grid);
-  emit_head(e, "for (long ci = 0; ci < %ld; ci++)", C);
-  emit_head(e, "for (long x0 = 0; x0 < %d; x0++)", g.in[0]);
-  emit_head(e, "%sfor (long x1 = 0; x1 < %d; x1++)", emit_short(e, g.in[1]), g.in[1]);
-  emit_line(e, "phase[((x0 %% %d * %d + x1 %% %d) * %ld + ci) * %ld + x0 / %d * %ld + x1 / %d] = %s[n * %ld + ci * %ld + x0 * %d + x1];",
-            x[0].stride, x[1].stride, x[1].stride, C, plane, x[0].stride, u[1], x[1].stride, z, s->size, src_sz,
-            g.in[1]);
+  const char *at_phase = arena_printf(e->a, "phase[((x0 %% %d * %d + x1 %% %d) * %ld + c) * %ld + x0 / %d * %ld + x1 / %d]",
+                                      x[0].stride, x[1].stride, x[1].stride, C, plane, x[0].stride, u[1],
+                                      x[1].stride);
+  const char *at_grid = arena_printf(e->a, "%s[n * %ld + c * %ld + x0 * %d + x1]", buf, side->size,
+                                     side->size / C, g.in[1]);
+  if (ar->adjoint) {
+    emit_head(e, "for (long q = 0; q < %ld; q++)", phases);
+    emit_line(e, "phase[q] = 0;");
+  } else {
+    emit_head(e, "for (long c = 0; c < %ld; c++)", C);
+    emit_head(e, "for (long x0 = 0; x0 < %d; x0++)", g.in[0]);
+    emit_head(e, "%sfor (long x1 = 0; x1 < %d; x1++)", emit_short(e, g.in[1]), g.in[1]);
+    emit_line(e, "%s = %s;", at_phase, at_grid);
+  }
   e->depth = base + 1;
+  int taps_base = e->depth;
   open_taps(e, ar, &g, &tp, NULL, NULL, true);
   if (tp.loops) {
     int dd = e->depth;
@@ -947,16 +962,29 @@ static bool conv_phases(Emit *e, const IrArrow *ar, const char *y, const char *z
     emit_line(e, "const long c%d = %s / %d%s, r%d = %s %% %d;", a, t, x[a].stride, shift, a, t, x[a].stride);
   }
   Ix w0 = weight_ix(e, ar, tp.k, ix_const(0), ix_const(0));
-  const char *b = arena_printf(e->a, "phase + (r0 * %d + r1) * %ld + (f0 + c0) * %ld + f1 + c1", x[1].stride,
-                               C * plane, u[1]);
+  const char *strided = arena_printf(e->a, "phase + (r0 * %d + r1) * %ld + (f0 + c0) * %ld + f1 + c1", x[1].stride,
+                                     C * plane, u[1]);
+  /* the other side, on the grid of outputs o: the box's corner, rows of out1 */
+  const char *plain = arena_printf(e->a, "%s + n * %ld + f0 * %d + f1", ar->adjoint ? z : y,
+                                   (ar->adjoint ? s : d)->size, g.out[1]);
+  const char *plain_step = num(e, ar->adjoint ? src_sz : dst_sz);
   emit_call(e, "mm_grid", (EmitArg[]){
-      {"m", num(e, d->shape.channels)}, {"n", "(e0 - f0) * (e1 - f1)"}, {"k", num(e, C)}, {"kn", num(e, C)},
-      {"nn", "e1 - f1"},
+      {"m", num(e, d->shape.channels)}, {"n", "(e0 - f0) * (e1 - f1)"}, {"k", num(e, s->shape.channels)},
+      {"kn", num(e, s->shape.channels)}, {"nn", "e1 - f1"},
       {"a", ix_at(e->a, emit_pname(e, ar->w.param), w0)}, {"ai", num(e, wdst)}, {"ap1", "0"},
       {"ap0", num(e, wsrc)},
-      {"b", b}, {"bp1", "0"}, {"bp0", num(e, plane)}, {"bj1", num(e, u[1])}, {"bj0", "1"},
-      {"c", arena_printf(e->a, "%s + n * %ld + f0 * %d + f1", y, d->size, g.out[1])}, {"ci", num(e, dst_sz)},
-      {"cj1", num(e, g.out[1])}, {"cj0", "1"}, {"work", "work"}}, (int[]){5, 4, 5, 5}, 4);
+      {"b", ar->adjoint ? plain : strided}, {"bp1", "0"}, {"bp0", ar->adjoint ? plain_step : num(e, plane)},
+      {"bj1", ar->adjoint ? num(e, g.out[1]) : num(e, u[1])}, {"bj0", "1"},
+      {"c", ar->adjoint ? strided : plain}, {"ci", ar->adjoint ? num(e, plane) : plain_step},
+      {"cj1", ar->adjoint ? num(e, u[1]) : num(e, g.out[1])}, {"cj0", "1"}, {"work", "work"}},
+      (int[]){5, 4, 5, 5}, 4);
+  emit_close_to(e, taps_base);
+  if (ar->adjoint) { /* the planes onto y */
+    emit_head(e, "for (long c = 0; c < %ld; c++)", C);
+    emit_head(e, "for (long x0 = 0; x0 < %d; x0++)", g.in[0]);
+    emit_head(e, "%sfor (long x1 = 0; x1 < %d; x1++)", emit_short(e, g.in[1]), g.in[1]);
+    emit_line(e, "%s += %s;", at_grid, at_phase);
+  }
   emit_close_to(e, base);
   if (grid + phases > e->work)
     e->work = grid + phases;
