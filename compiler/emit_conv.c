@@ -262,10 +262,10 @@ static Cols cols_of(Emit *e, const IrArrow *ar, const Geom *g, const Taps *tp, b
   return c;
 }
 
-/* An mm_grid call of inner dimension k packs its panels in the function's
- * scratch, work (emit_grid_work). */
-static void grid_work(Emit *e, long k) {
-  long need = emit_grid_work(k, emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64));
+/* An mm_grid call of inner dimension k and m rows packs its panels in the
+ * function's scratch, work (emit_grid_work). */
+static void grid_work(Emit *e, long k, long m) {
+  long need = emit_grid_work(k, m, emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64));
   if (need > e->work)
     e->work = need;
 }
@@ -903,7 +903,8 @@ static bool conv_phases(Emit *e, const IrArrow *ar, const char *y, const char *z
   for (int a = 0; a < 2; a++)
     u[a] = (g.in[a] + x[a].stride - 1) / x[a].stride;
   plane = u[0] * u[1];
-  long grid = emit_grid_work(s->shape.channels, emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64));
+  long grid = emit_grid_work(s->shape.channels, d->shape.channels,
+                             emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64));
   long phases = (long)x[0].stride * x[1].stride * C * plane;
   if ((grid + phases) * (e->o->f32 ? 4 : 8) > WORK_BYTES)
     return false;
@@ -1022,7 +1023,7 @@ static void conv_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
       {"c", ix_at(e->a, y, yc.off)}, {"ci", num(e, dst_sz)}, {"cj1", num(e, yc.step1)},
       {"cj0", num(e, yc.step0)}, {"work", "work"}}, (int[]){5, 4, 5, 5}, 4);
   emit_close_to(e, base);
-  grid_work(e, s->shape.channels);
+  grid_work(e, s->shape.channels, d->shape.channels);
 }
 
 /* Whether every output of arrow ar reads inside the grid at every tap (no
@@ -1249,5 +1250,5 @@ void emit_conv_grad(Emit *e, const IrArrow *ar, const char *dw, const char *z, c
       {"bj1", "0"}, {"bj0", num(e, dst_sz)},
       {"c", ix_at(e->a, dw, w0)}, {"ci", num(e, wsrc)}, {"cj1", "0"}, {"cj0", num(e, wdst)}, {"work", "work"}}, (int[]){5, 4, 5, 5}, 4);
   emit_close_to(e, base);
-  grid_work(e, LONG_MAX); /* k: the positions of a tap's box, times the batch */
+  grid_work(e, LONG_MAX, s->shape.channels); /* k: the positions of a tap's box, times the batch */
 }

@@ -110,8 +110,8 @@ long emit_nb(bool f32, int vec_bytes);
  * prelude's hint not to vectorize) when n is less than a vector, else "". */
 const char *emit_short(const Emit *e, long n);
 /* The scratch of one mm_grid call of inner dimension k (LONG_MAX: known only
- * when it runs), in scalars: its packed panels. */
-long emit_grid_work(long k, long nb);
+ * when it runs) and m rows, in scalars: its packed panels. */
+long emit_grid_work(long k, long m, long nb);
 const char *emit_pname(Emit *e, int param); /* a parameter's C name, marked used */
 /* y_dst += the arrow applied to z_src (conv, pooling), writing only times
  * [t0, t1) on axis 0 when t0 is not NULL. */
