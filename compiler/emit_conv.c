@@ -883,63 +883,71 @@ int emit_conv_grad_windows(Emit *e, const int *list, const char *const *zs, cons
  * stride (its adjoint, the dual's, writes at such steps), which mm_grid
  * would gather (scatter) one element at a time. The grid at those steps is
  * held split into its stride phases instead, per sample:
- *   phase[r0, r1][ci][u0, u1] = grid[n, ci, u0 * s0 + r0, u1 * s1 + r1]
+ *   phase[r0, r1][c][u0, u1] = grid[n, c, u0 * s0 + r0, u1 * s1 + r1]
  * so that tap k, at input o * s + k * d - p0 = (o + c) * s + r (c the floor
  * of (k d - p0) / s, r what is left), reads (writes) plane (r0, r1) from
- * (o0 + c0, o1 + c1) on: rows of unit stride. The forward splits z into the
- * planes first; the adjoint zeroes them, adds each tap's product there and
- * then adds the planes to y. They take the grid's size (rounded up to whole
- * strides), after mm_grid's panels in work. Returns false, writing nothing,
- * where it does not apply (other grids, too large a grid). */
-static bool conv_phases(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0) {
-  const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
-  Geom g = geom_of(e->m, ar);
-  if (t0 || g.g != 2 || (ar->ax[0].stride == 1 && ar->ax[1].stride == 1))
-    return false;
+ * (o0 + c0, o1 + c1) on: rows of unit stride. The forward and the kernel
+ * gradient split z into the planes first; the adjoint zeroes them, adds each
+ * tap's product there and then adds the planes to y. They take the grid's
+ * size (rounded up to whole strides), after mm_grid's panels in work. */
+typedef struct Phases {
+  long C, u[2], plane, size; /* channels, plane extents, one plane, all */
+  long grid;                 /* mm_grid's panels before them in work */
+  const char *at_phase, *at_grid; /* element (c, x0, x1) in the planes, in the grid */
+} Phases;
+
+/* The phases of arrow ar's strided grid (buf, of block side) for mm_grid
+ * calls of k and m; false where they do not apply (other grids, chunks of
+ * time, a grid too large for the scratch). */
+static bool phases_of(Emit *e, const IrArrow *ar, const Geom *g, const IrBlock *side, const char *buf, long k,
+                      long m, Phases *ph) {
   const ConvAxis *x = ar->ax;
-  const IrBlock *side = ar->adjoint ? d : s; /* the block on the strided grid */
-  const char *buf = ar->adjoint ? y : z;
-  long C = side->shape.channels, u[2], plane;
-  for (int a = 0; a < 2; a++)
-    u[a] = (g.in[a] + x[a].stride - 1) / x[a].stride;
-  plane = u[0] * u[1];
-  long grid = emit_grid_work(s->shape.channels, d->shape.channels,
-                             emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64));
-  long phases = (long)x[0].stride * x[1].stride * C * plane;
-  if ((grid + phases) * (e->o->f32 ? 4 : 8) > WORK_BYTES)
+  if (g->g != 2 || (x[0].stride == 1 && x[1].stride == 1))
     return false;
-  Taps tp = taps_of(e, ar);
-  long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels, wsrc, wdst;
-  weight_strides(e, ar, &wsrc, &wdst);
-  const char *out, *in;
-  pos_texts(e, ar, &tp, &out, &in);
-  emit_line(e, " * for each tap k: y[n, co, %s] += sum over ci of W[k, ci, co] z[n, ci, %s],",
-            ar->adjoint ? in : out, ar->adjoint ? out : in);
-  emit_line(e, " * the product (co x ci) (ci x positions) over the tap's box [f, e) of outputs, %s %s",
-            ar->adjoint ? "y" : "z", ar->adjoint ? "written" : "read");
-  emit_line(e, " * through its stride phases: phase[r0, r1][c][u0, u1] = %s[n, c, u0 * %d + r0, u1 * %d + r1] */",
-            ar->adjoint ? "y" : "z", x[0].stride, x[1].stride);
-  int base = e->depth;
+  ph->C = side->shape.channels;
+  for (int a = 0; a < 2; a++)
+    ph->u[a] = (g->in[a] + x[a].stride - 1) / x[a].stride;
+  ph->plane = ph->u[0] * ph->u[1];
+  ph->size = (long)x[0].stride * x[1].stride * ph->C * ph->plane;
+  ph->grid = emit_grid_work(k, m, emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64));
+  if ((ph->grid + ph->size) * (e->o->f32 ? 4 : 8) > WORK_BYTES)
+    return false;
+  ph->at_phase = arena_printf(e->a, "phase[((x0 %% %d * %d + x1 %% %d) * %ld + c) * %ld + x0 / %d * %ld + x1 / %d]",
+                              x[0].stride, x[1].stride, x[1].stride, ph->C, ph->plane, x[0].stride, ph->u[1],
+                              x[1].stride);
+  ph->at_grid = arena_printf(e->a, "%s[n * %ld + c * %ld + x0 * %d + x1]", buf, side->size, side->size / ph->C,
+                             g->in[1]);
+  if (ph->grid + ph->size > e->work)
+    e->work = ph->grid + ph->size;
+  return true;
+}
+
+/* The loops over the planes' elements: a statement follows. */
+static void open_phase_elems(Emit *e, const Geom *g, const Phases *ph) {
+  emit_head(e, "for (long c = 0; c < %ld; c++)", ph->C);
+  emit_head(e, "for (long x0 = 0; x0 < %d; x0++)", g->in[0]);
+  emit_head(e, "%sfor (long x1 = 0; x1 < %d; x1++)", emit_short(e, g->in[1]), g->in[1]);
+}
+
+/* Opens the sample loop with the planes (split from the grid, or zeroed),
+ * then the taps, skipping empty boxes, with each tap's (c, r). Returns the
+ * depth of the sample loop's body. */
+static int open_phase_taps(Emit *e, const IrArrow *ar, const Geom *g, const Taps *tp, const Phases *ph,
+                           bool split) {
+  const ConvAxis *x = ar->ax;
   emit_open(e, "for (long n = 0; n < batch; n++)");
-  emit_line(e, "real *const phase = work + %ld; /* after mm_grid's panels */", grid);
-  const char *at_phase = arena_printf(e->a, "phase[((x0 %% %d * %d + x1 %% %d) * %ld + c) * %ld + x0 / %d * %ld + x1 / %d]",
-                                      x[0].stride, x[1].stride, x[1].stride, C, plane, x[0].stride, u[1],
-                                      x[1].stride);
-  const char *at_grid = arena_printf(e->a, "%s[n * %ld + c * %ld + x0 * %d + x1]", buf, side->size,
-                                     side->size / C, g.in[1]);
-  if (ar->adjoint) {
-    emit_head(e, "for (long q = 0; q < %ld; q++)", phases);
-    emit_line(e, "phase[q] = 0;");
+  int body = e->depth;
+  emit_line(e, "real *const phase = work + %ld; /* after mm_grid's panels */", ph->grid);
+  if (split) {
+    open_phase_elems(e, g, ph);
+    emit_line(e, "%s = %s;", ph->at_phase, ph->at_grid);
   } else {
-    emit_head(e, "for (long c = 0; c < %ld; c++)", C);
-    emit_head(e, "for (long x0 = 0; x0 < %d; x0++)", g.in[0]);
-    emit_head(e, "%sfor (long x1 = 0; x1 < %d; x1++)", emit_short(e, g.in[1]), g.in[1]);
-    emit_line(e, "%s = %s;", at_phase, at_grid);
+    emit_head(e, "for (long q = 0; q < %ld; q++)", ph->size);
+    emit_line(e, "phase[q] = 0;");
   }
-  e->depth = base + 1;
-  int taps_base = e->depth;
-  open_taps(e, ar, &g, &tp, NULL, NULL, true);
-  if (tp.loops) {
+  e->depth = body;
+  open_taps(e, ar, g, tp, NULL, NULL, true);
+  if (tp->loops) {
     int dd = e->depth;
     emit_head(e, "if (f0 >= e0 || f1 >= e1)");
     emit_line(e, "continue; /* no output reads this tap inside the grid */");
@@ -951,7 +959,7 @@ static bool conv_phases(Emit *e, const IrArrow *ar, const char *y, const char *z
    * shifted by m whole strides so that C's division rounds down */
   for (int a = 0; a < 2; a++) {
     long m = (x[a].pad0 + x[a].stride - 1) / x[a].stride, v;
-    Ix kd = ix_addc(ix_scale(e->a, tp.k[a], x[a].dilation), m * x[a].stride - x[a].pad0);
+    Ix kd = ix_addc(ix_scale(e->a, tp->k[a], x[a].dilation), m * x[a].stride - x[a].pad0);
     if (ix_is_const(kd, &v)) {
       emit_line(e, "const long c%d = %ld, r%d = %ld;", a, v / x[a].stride - m, a, v % x[a].stride);
       continue;
@@ -962,9 +970,39 @@ static bool conv_phases(Emit *e, const IrArrow *ar, const char *y, const char *z
     const char *shift = m ? arena_printf(e->a, " - %ld", m) : "";
     emit_line(e, "const long c%d = %s / %d%s, r%d = %s %% %d;", a, t, x[a].stride, shift, a, t, x[a].stride);
   }
+  return body;
+}
+
+/* Where tap (c, r) starts in the planes. */
+static const char *phase_at(Emit *e, const IrArrow *ar, const Phases *ph) {
+  return arena_printf(e->a, "phase + (r0 * %d + r1) * %ld + (f0 + c0) * %ld + f1 + c1", ar->ax[1].stride,
+                      ph->C * ph->plane, ph->u[1]);
+}
+
+/* y += the strided conv ar of z through the phases; false, writing nothing,
+ * where they do not apply. */
+static bool conv_phases(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0) {
+  const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
+  Geom g = geom_of(e->m, ar);
+  Phases ph;
+  if (t0 || !phases_of(e, ar, &g, ar->adjoint ? d : s, ar->adjoint ? y : z, s->shape.channels, d->shape.channels,
+                       &ph))
+    return false;
+  Taps tp = taps_of(e, ar);
+  long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels, wsrc, wdst;
+  weight_strides(e, ar, &wsrc, &wdst);
+  const char *out, *in;
+  pos_texts(e, ar, &tp, &out, &in);
+  emit_line(e, " * for each tap k: y[n, co, %s] += sum over ci of W[k, ci, co] z[n, ci, %s],",
+            ar->adjoint ? in : out, ar->adjoint ? out : in);
+  emit_line(e, " * the product (co x ci) (ci x positions) over the tap's box [f, e) of outputs, %s %s",
+            ar->adjoint ? "y" : "z", ar->adjoint ? "written" : "read");
+  emit_line(e, " * through its stride phases: phase[r0, r1][c][u0, u1] = %s[n, c, u0 * %d + r0, u1 * %d + r1] */",
+            ar->adjoint ? "y" : "z", ar->ax[0].stride, ar->ax[1].stride);
+  int base = e->depth;
+  int body = open_phase_taps(e, ar, &g, &tp, &ph, !ar->adjoint);
   Ix w0 = weight_ix(e, ar, tp.k, ix_const(0), ix_const(0));
-  const char *strided = arena_printf(e->a, "phase + (r0 * %d + r1) * %ld + (f0 + c0) * %ld + f1 + c1", x[1].stride,
-                                     C * plane, u[1]);
+  const char *strided = phase_at(e, ar, &ph);
   /* the other side, on the grid of outputs o: the box's corner, rows of out1 */
   const char *plain = arena_printf(e->a, "%s + n * %ld + f0 * %d + f1", ar->adjoint ? z : y,
                                    (ar->adjoint ? s : d)->size, g.out[1]);
@@ -974,21 +1012,44 @@ static bool conv_phases(Emit *e, const IrArrow *ar, const char *y, const char *z
       {"kn", num(e, s->shape.channels)}, {"nn", "e1 - f1"},
       {"a", ix_at(e->a, emit_pname(e, ar->w.param), w0)}, {"ai", num(e, wdst)}, {"ap1", "0"},
       {"ap0", num(e, wsrc)},
-      {"b", ar->adjoint ? plain : strided}, {"bp1", "0"}, {"bp0", ar->adjoint ? plain_step : num(e, plane)},
-      {"bj1", ar->adjoint ? num(e, g.out[1]) : num(e, u[1])}, {"bj0", "1"},
-      {"c", ar->adjoint ? strided : plain}, {"ci", ar->adjoint ? num(e, plane) : plain_step},
-      {"cj1", ar->adjoint ? num(e, u[1]) : num(e, g.out[1])}, {"cj0", "1"}, {"work", "work"}},
+      {"b", ar->adjoint ? plain : strided}, {"bp1", "0"}, {"bp0", ar->adjoint ? plain_step : num(e, ph.plane)},
+      {"bj1", ar->adjoint ? num(e, g.out[1]) : num(e, ph.u[1])}, {"bj0", "1"},
+      {"c", ar->adjoint ? strided : plain}, {"ci", ar->adjoint ? num(e, ph.plane) : plain_step},
+      {"cj1", ar->adjoint ? num(e, ph.u[1]) : num(e, g.out[1])}, {"cj0", "1"}, {"work", "work"}},
       (int[]){5, 4, 5, 5}, 4);
-  emit_close_to(e, taps_base);
+  emit_close_to(e, body);
   if (ar->adjoint) { /* the planes onto y */
-    emit_head(e, "for (long c = 0; c < %ld; c++)", C);
-    emit_head(e, "for (long x0 = 0; x0 < %d; x0++)", g.in[0]);
-    emit_head(e, "%sfor (long x1 = 0; x1 < %d; x1++)", emit_short(e, g.in[1]), g.in[1]);
-    emit_line(e, "%s += %s;", at_grid, at_phase);
+    open_phase_elems(e, &g, &ph);
+    emit_line(e, "%s += %s;", ph.at_grid, ph.at_phase);
   }
   emit_close_to(e, base);
-  if (grid + phases > e->work)
-    e->work = grid + phases;
+  return true;
+}
+
+/* dW += the correlation of z with ybar for a strided conv, z read through
+ * its phases (samples outermost: each tap's dW still adds the samples in
+ * order); false, writing nothing, where they do not apply. */
+static bool conv_grad_phases(Emit *e, const IrArrow *ar, const char *dw, const char *z, const char *ybar) {
+  const IrBlock *s = IR_BLOCK(e->primal, ar->src), *d = IR_BLOCK(e->primal, ar->dst);
+  Geom g = geom_of(e->primal, ar);
+  Phases ph;
+  if (ar->adjoint || !phases_of(e, ar, &g, s, z, LONG_MAX, s->shape.channels, &ph))
+    return false;
+  Taps tp = taps_of(e, ar);
+  long dst_sz = d->size / d->shape.channels, wsrc, wdst;
+  weight_strides(e, ar, &wsrc, &wdst);
+  int base = e->depth;
+  open_phase_taps(e, ar, &g, &tp, &ph, true);
+  Ix w0 = weight_ix(e, ar, tp.k, ix_const(0), ix_const(0));
+  emit_call(e, "mm_grid", (EmitArg[]){
+      {"m", num(e, s->shape.channels)}, {"n", num(e, d->shape.channels)}, {"k", "(e0 - f0) * (e1 - f1)"},
+      {"kn", "e1 - f1"}, {"nn", num(e, d->shape.channels)},
+      {"a", phase_at(e, ar, &ph)}, {"ai", num(e, ph.plane)}, {"ap1", num(e, ph.u[1])}, {"ap0", "1"},
+      {"b", arena_printf(e->a, "%s + n * %ld + f0 * %d + f1", ybar, d->size, g.out[1])},
+      {"bp1", num(e, g.out[1])}, {"bp0", "1"}, {"bj1", "0"}, {"bj0", num(e, dst_sz)},
+      {"c", ix_at(e->a, dw, w0)}, {"ci", num(e, wsrc)}, {"cj1", "0"}, {"cj0", num(e, wdst)}, {"work", "work"}},
+      (int[]){5, 4, 5, 5}, 4);
+  emit_close_to(e, base);
   return true;
 }
 
@@ -1231,6 +1292,8 @@ void emit_conv_grad(Emit *e, const IrArrow *ar, const char *dw, const char *z, c
     conv_grad_loops(e, ar, dw, z, ybar);
     return;
   }
+  if (conv_grad_phases(e, ar, dw, z, ybar))
+    return;
   Geom g = geom_of(e->primal, ar);
   Taps tp = taps_of(e, ar);
   long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
