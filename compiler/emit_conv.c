@@ -1119,11 +1119,11 @@ static bool tiles(const IrArrow *ar, const Geom *g) {
 }
 
 /* What y[yk] starts from when the pooling writes all of y (first): the
- * input, the bias of channel ch, or nothing. */
-static const char *first_term(Emit *e, const EmitFirst *first) {
+ * input, the bias of channel ch (an index), or nothing. */
+static const char *first_term(Emit *e, const EmitFirst *first, Ix ch) {
   if (first->init)
     return arena_printf(e->a, "%s[yk]", first->init);
-  return first->bias ? arena_printf(e->a, "%s[ch]", first->bias) : NULL;
+  return first->bias ? arena_printf(e->a, "%s[%s]", first->bias, ix_text(e->a, ch)) : NULL;
 }
 
 /* Average pooling: one channel to the same channel, weight 1 / taps. With
@@ -1164,7 +1164,7 @@ static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
       from = ix_addv(from, arena_printf(e->a, "%s / %d", x, ar->ax[a].kernel), g.out_str[a]);
     }
     emit_line(e, "const long yk = %s;", ix_text(e->a, ix_add(row, at)));
-    const char *t = first_term(e, first);
+    const char *t = first_term(e, first, idx[1]);
     emit_line(e, "%s[yk] = %s%sw * zs[%s];", y, t ? t : "", t ? " + " : "", ix_text(e->a, from));
     if (act)
       emit_line(e, "%s[yk] = %s;", act->z, act->expr(e, act->block, y, "yk"));
@@ -1178,7 +1178,7 @@ static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
     const char *out = ix_text(e->a, out_ix(e, &g));
     if (first) {
       emit_line(e, "const long yk = %s;", ix_text(e->a, ix_add(row, out_ix(e, &g))));
-      const char *t = first_term(e, first);
+      const char *t = first_term(e, first, idx[1]);
       emit_line(e, "real t = %s;", t ? t : "0");
     } else {
       emit_line(e, "real t = yd[%s];", out);

@@ -163,7 +163,8 @@ static const char banded_src[] =
  * the sum of its window (with a bias and sigmoid, and alone); in the dual,
  * adjoints whose windows tile the grid, each position one term (onto the
  * cotangent of an output block, and alone), with sigma' in the same loop.
- * And a padded strided convolution, read from the stride phases of h. */
+ * One channel (no loop over channels: the bias of channel 0). And a padded
+ * strided convolution, read from the stride phases of h. */
 static const char pooled_src[] =
     "machine pooled {\n"
     "    input  x : 2 @ [4, 6]\n"
@@ -172,7 +173,9 @@ static const char pooled_src[] =
     "    block  g : 2 @ [4, 6] = softplus(conv(x, k = 1))\n"
     "    block  r : 2 @ [2, 2] = avgpool(g, k = [2, 3], stride = [2, 3])\n"
     "    block  v : 4 @ [2, 3] = tanh(conv(h, k = 3, stride = 2, pad = [1, 0, 1, 0]))\n"
-    "    output y : 2 = dense(p, r, v) + bias\n"
+    "    block  o : 1 @ [4, 6] = softplus(conv(x, k = 1))\n"
+    "    block  q : 1 @ [2, 3] = sigmoid(avgpool(o, k = 2, stride = 2) + bias)\n"
+    "    output y : 2 = dense(p, r, v, q) + bias\n"
     "}\n";
 
 static const char convmachine_src[] =
