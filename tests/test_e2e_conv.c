@@ -178,6 +178,22 @@ static const char pooled_src[] =
     "    output y : 2 = dense(p, r, v, q) + bias\n"
     "}\n";
 
+/* Strided convolutions of every shape the stride phases take: a stride on
+ * one axis, 1x1 taps, stride with dilation, one input channel, beside
+ * poolings that do not take the one-pass path (pads) and a 3-D one that does
+ * (its dual tiles). */
+static const char phases_src[] =
+    "machine phases {\n"
+    "    input  x : 1 @ [9, 8]\n"
+    "    block  a : 3 @ [5, 8] = tanh(conv(x, k = [3, 1], stride = [2, 1], pad = [1, 1, 0, 0]))\n"
+    "    block  b : 4 @ [3, 4] = sigmoid(conv(a, k = 1, stride = 2))\n"
+    "    block  c : 4 @ [2, 3] = softplus(conv(a, k = 2, stride = [2, 3], dilation = [2, 1]) + bias)\n"
+    "    block  d : 3 @ [3, 4] = avgpool(a, k = [2, 2], stride = [2, 2], pad = [0, 1, 0, 0])\n"
+    "    input  g : 3 @ [4, 4, 4]\n"
+    "    block  e : 3 @ [2, 2, 2] = tanh(avgpool(g, k = 2, stride = 2) + bias)\n"
+    "    output y : 2 = dense(b, c, d, e) + bias\n"
+    "}\n";
+
 static const char convmachine_src[] =
     "import \"conv.mach\"\n"
     "machine convm {\n"
@@ -220,6 +236,7 @@ Test(conv_grad, conv1d_asymmetric_pad_stride_dilation) { check_gradients(conv1d_
 Test(conv_grad, conv2d_pooling_skip) { check_gradients(conv2d_src, "conv2d"); }
 Test(conv_grad, conv3d_strided_pooled) { check_gradients(conv3d_src, "conv3d"); }
 Test(conv_grad, poolings_written_in_one_pass) { check_gradients(pooled_src, "pooled"); }
+Test(conv_grad, strided_convolutions_through_phases) { check_gradients(phases_src, "phases"); }
 Test(conv_grad, paper_conv_machine_2d_asymmetric) { check_gradients(convmachine_src, "convm"); }
 Test(conv_grad, wide_1d_as_matrix_products) { check_gradients(wide1d_src, "wide1d"); }
 Test(conv_grad, wide_3d_as_matrix_products) { check_gradients(wide3d_src, "wide3d"); }
