@@ -401,11 +401,13 @@ static void emit_block(Emit *e, int bi, bool chunked) {
         .bias = !b->has_input && b->bias >= 0 ? pname(e, b->bias) : NULL,
         .init = b->has_input ? arena_printf(e->a, "%s[%d]", e->nm.inputs, input_slot(e->m, bi)) : NULL,
         .act = plain ? &act : NULL};
-    int wrote = 0;
-    if (whole && n == 1 && emit_pool_first(e, IR_ARROW(e->m, list[0]), y, zs[0], &first))
-      wrote = done[0] = true;
-    else
+    int wrote; /* arrows the first pass wrote: a pooling alone, or windowed products */
+    if (whole && n == 1 && emit_pool_first(e, IR_ARROW(e->m, list[0]), y, zs[0], &first)) {
+      done[0] = true;
+      wrote = 1;
+    } else {
       wrote = emit_conv_windows(e, list, zs, n, y, whole ? &first : NULL, done);
+    }
     if (wrote && wrote == n && whole && plain)
       return;
     for (int more = wrote; more;)

@@ -683,6 +683,11 @@ static Set set_of(const IrMachine *m, const int *list, const char *const *zs, in
 /* y += the arrows of set (with first: y = their sum, + first's bias or
  * init, and z = sigma(y) with its act), as one windowed product per group
  * of samples. */
+/* z[k] = sigma(y[k]) for the block act solves, k the text of an index. */
+static void emit_act(Emit *e, const EmitAct *act, const char *y, const char *k) {
+  emit_line(e, "%s[%s] = %s;", act->z, k, act->expr(e, act->block, y, k));
+}
+
 static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, const EmitFirst *first) {
   const EmitAct *act = first ? first->act : NULL;
   const IrBlock *d = IR_BLOCK(e->m, set->ar[0]->dst);
@@ -749,7 +754,7 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, const
       emit_line(e, "%s[yk] = prod[%s] + %s[%s];", y, pk, bias, ct);
     else
       emit_line(e, "%s[yk] = prod[%s];", y, pk);
-    emit_line(e, "%s[yk] = %s;", act->z, act->expr(e, act->block, y, "yk"));
+    emit_act(e, act, y, "yk");
   } else if (!rows) {
     if (!first)
       emit_line(e, "%s[%s] += prod[%s];", y, yt, pt);
@@ -771,9 +776,9 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, const
   emit_close_to(e, outs);
   if (act && !rows) { /* z = sigma(y) over the group's samples, while their y is in cache */
     long size = d->size;
-    emit_line(e, "for (long k = %s; k < %s; k++)", ix_text(e->a, ix_term("n0", size)),
+    emit_head(e, "for (long k = %s; k < %s; k++)", ix_text(e->a, ix_term("n0", size)),
               ix_text(e->a, ix_term("(n0 + group)", size)));
-    emit_line(e, "    %s[k] = %s;", act->z, act->expr(e, act->block, y, "k"));
+    emit_act(e, act, y, "k");
   }
   emit_close_to(e, base);
   long need = e->o->standalone ? at : w->wk_sz;
@@ -897,8 +902,9 @@ typedef struct Phases {
 } Phases;
 
 /* The phases of arrow ar's strided grid (buf, of block side) for mm_grid
- * calls of k and m; false where they do not apply (other grids, chunks of
- * time, a grid too large for the scratch). */
+ * calls of k and m, their scratch reserved in e->work; false, reserving
+ * nothing, where they do not apply (other grids, a grid too large for the
+ * scratch; the callers leave out chunks of time). */
 static bool phases_of(Emit *e, const IrArrow *ar, const Geom *g, const IrBlock *side, const char *buf, long k,
                       long m, Phases *ph) {
   const ConvAxis *x = ar->ax;
@@ -1167,7 +1173,7 @@ static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
     const char *t = first_term(e, first, idx[1]);
     emit_line(e, "%s[yk] = %s%sw * zs[%s];", y, t ? t : "", t ? " + " : "", ix_text(e->a, from));
     if (act)
-      emit_line(e, "%s[yk] = %s;", act->z, act->expr(e, act->block, y, "yk"));
+      emit_act(e, act, y, "yk");
     emit_close_to(e, base);
     return;
   }
@@ -1193,7 +1199,7 @@ static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
     if (first) {
       emit_line(e, "%s[yk] = t;", y);
       if (act)
-        emit_line(e, "%s[yk] = %s;", act->z, act->expr(e, act->block, y, "yk"));
+        emit_act(e, act, y, "yk");
     } else {
       emit_line(e, "yd[%s] = t;", out);
     }
