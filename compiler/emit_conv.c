@@ -342,7 +342,14 @@ static void weight_strides(Emit *e, const IrArrow *ar, long *src, long *dst) {
  * first axis). The product that writes all of a block's y adds the bias or
  * the block's input as it copies, and applies the activation there (rows)
  * or over the group's samples right after (EmitFirst). A product into one
- * channel runs mm_taps_row, one row by 4 NB columns. */
+ * channel runs mm_taps_row, one row by 4 NB columns.
+ *
+ * A strided conv (not its adjoint) runs as the same windowed product over
+ * its stride phases (see Phases below): along an axis of stride s, tap k
+ * reads input (o + c) s + r, c = floor((k d - p0) / s) and r what is left,
+ * so pad holds the grid split by r, pad[ci, r, u - cmin, n] = z[n, ci,
+ * u s + r] (cmin the least c), and the tap's window starts at plane r,
+ * position c - cmin: windows of unit stride again, one per tap. */
 enum { GROUP_BYTES = 384 * 1024, WORK_BYTES = 2048 * 1024, MAX_GROUP = 64, COLS = 512, MR_ = 4 };
 
 static long round_up(long v, long m) { return (v + m - 1) / m * m; }
@@ -363,6 +370,8 @@ typedef struct Win {
   long ci, co, taps, kk;  /* channels, kernel taps, inner dimension taps * ci */
   long nb;                /* the prelude's NB */
   long ext[IR_MAX_GRID], pstr[IR_MAX_GRID], plane, span;
+  long cmin[IR_MAX_GRID]; /* per axis, the least c of a tap: position u is held at u - cmin */
+  long phases;            /* planes per channel: the product of the strides */
   long group, ld;
   long pad_sz, wk_sz, prod_sz, yu_sz, dwk_sz; /* workspace pieces, scalars */
 } Win;
@@ -384,21 +393,18 @@ typedef struct Set {
   int n;
 } Set;
 
-static bool windowed(const IrArrow *ar) {
-  if (ar->kind != ARROW_CONV || ar->adjoint)
-    return false;
-  for (int a = 0; a < ar->ngrid; a++)
-    if (ar->ax[a].stride != 1)
-      return false;
-  return true;
-}
+static bool windowed(const IrArrow *ar) { return ar->kind == ARROW_CONV && !ar->adjoint; }
+
+/* floor(a / b) for b > 0 */
+static long floor_div(long a, long b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
 static bool same_window(const IrArrow *a, const IrArrow *b) {
   if (a->ngrid != b->ngrid)
     return false;
   for (int x = 0; x < a->ngrid; x++)
     if (a->ax[x].kernel != b->ax[x].kernel || a->ax[x].pad0 != b->ax[x].pad0 ||
-        a->ax[x].pad1 != b->ax[x].pad1 || a->ax[x].dilation != b->ax[x].dilation)
+        a->ax[x].pad1 != b->ax[x].pad1 || a->ax[x].dilation != b->ax[x].dilation ||
+        a->ax[x].stride != b->ax[x].stride)
       return false;
   return true;
 }
@@ -414,13 +420,26 @@ static bool win_of(Emit *e, const IrMachine *m, const Set *set, bool grad, Win *
   if (grad && 4 * w->co < w->nb) /* the gradient's panel would be mostly padding */
     return false;
   long esz = e->o->f32 ? 4 : 8;
+  w->phases = 1;
   for (int a = 0; a < g->g; a++) {
-    w->taps *= ar->ax[a].kernel;
-    w->ext[a] = g->out[a] + (long)(ar->ax[a].kernel - 1) * ar->ax[a].dilation;
+    const ConvAxis *x = &ar->ax[a];
+    w->taps *= x->kernel;
+    w->phases *= x->stride;
+    w->cmin[a] = floor_div(-x->pad0, x->stride);
+    long cmax = floor_div((long)(x->kernel - 1) * x->dilation - x->pad0, x->stride);
+    long held = (g->in[a] + x->stride - 1) / x->stride - w->cmin[a]; /* the longest phase, from u = cmin */
+    w->ext[a] = g->out[a] + cmax - w->cmin[a];
+    if (x->stride > 1 && held > w->ext[a])
+      w->ext[a] = held;
     if (a > 0) { /* the zeros between two rows pad both: the left of one, the right of the other */
-      long p = ar->ax[a].pad0 > ar->ax[a].pad1 ? ar->ax[a].pad0 : ar->ax[a].pad1;
-      long shared = g->in[a] + (p > 0 ? p : 0);
-      w->ext[a] = shared > g->out[a] ? shared : g->out[a];
+      if (x->stride == 1) {
+        long p = x->pad0 > x->pad1 ? x->pad0 : x->pad1;
+        held = g->in[a] + (p > 0 ? p : 0);
+      } else { /* a window running past its row reads the next row's zeros before u = 0 */
+        long need = g->out[a] + cmax - (w->cmin[a] > 0 ? w->cmin[a] : 0);
+        held = held > need ? held : need;
+      }
+      w->ext[a] = held > g->out[a] ? held : g->out[a];
     }
   }
   w->kk = w->taps * w->ci;
@@ -441,7 +460,7 @@ static bool win_of(Emit *e, const IrMachine *m, const Set *set, bool grad, Win *
     long cols = w->span * n;
     w->group = n;
     w->ld = round_up(cols, cb);
-    w->pad_sz = w->ci * n * w->plane + cb;
+    w->pad_sz = w->ci * n * w->phases * w->plane + cb;
     if (grad) {
       w->yu_sz = cols * cp;
       w->dwk_sz = kp * cp;
@@ -479,12 +498,16 @@ static void emit_tap_at(Emit *e, const IrArrow *ar, const Win *w) {
   }
   StrBuf sb = {0};
   for (long t = 0; t < w->taps; t++) {
-    long off = 0, rest = t;
+    long off = 0, rest = t, phase = 0, inner = 1; /* phase: r in mixed radix, the last axis fastest */
     for (int a = w->g.g - 1; a >= 0; a--) {
-      off += rest % ar->ax[a].kernel * ar->ax[a].dilation * w->pstr[a];
-      rest /= ar->ax[a].kernel;
+      const ConvAxis *x = &ar->ax[a];
+      long q = rest % x->kernel * x->dilation - x->pad0, c = floor_div(q, x->stride);
+      off += (c - w->cmin[a]) * w->pstr[a];
+      phase += (q - c * x->stride) * inner;
+      inner *= x->stride;
+      rest /= x->kernel;
     }
-    sb_printf(&sb, "%s%s", t ? ", " : "", ix_text(e->a, by_gs(e, w, ix_const(off))));
+    sb_printf(&sb, "%s%s", t ? ", " : "", ix_text(e->a, by_gs(e, w, ix_const(phase * w->plane + off))));
   }
   emit_line(e, "const long tap_at[%ld] = {%s};", w->taps, sb.data);
   sb_free(&sb);
@@ -494,8 +517,10 @@ static void emit_tap_at(Emit *e, const IrArrow *ar, const Win *w) {
   long per_k0 = w->taps / x->kernel, row = w->g.g > 1 ? w->pstr[0] : 1;
   StrBuf on = {0};
   for (long t = 0; t < w->taps; t++) {
-    long k0 = t / per_k0, shift = k0 * x->dilation - x->pad0;
-    long lo = -shift > 0 ? -shift : 0, hi = w->g.in[0] - shift < w->g.out[0] ? w->g.in[0] - shift : w->g.out[0];
+    long k0 = t / per_k0, shift = k0 * x->dilation - x->pad0; /* o s + shift in [0, in) */
+    long lo = -floor_div(shift, x->stride), hi = -floor_div(shift - w->g.in[0], x->stride);
+    lo = lo > 0 ? lo : 0;
+    hi = hi < w->g.out[0] ? hi : w->g.out[0];
     if (hi < lo)
       hi = lo;
     sb_printf(&on, "%s%s, %s", t ? ", " : "", ix_text(e->a, by_gs(e, w, ix_const(lo * row))),
@@ -527,14 +552,17 @@ static void emit_scratch(Emit *e, const char *name, long size, long *at, const c
 }
 
 static void emit_pad_decl(Emit *e, const Win *w, long *at) {
+  const char *what = w->phases == 1 ? arena_printf(e->a, "pad[ci, x, n]: %ld x %ld", w->ci, w->plane)
+                                    : arena_printf(e->a, "pad[ci, r, x, n]: %ld x %ld x %ld", w->ci, w->phases,
+                                                   w->plane);
   emit_scratch(e, "pad", w->pad_sz, at,
-               arena_printf(e->a, "pad[ci, x, n]: %ld x %ld x %s, + NB read past the end", w->ci, w->plane,
-                            w->group == 1 ? "1" : "gs"));
+               arena_printf(e->a, "%s x %s, + NB read past the end", what, w->group == 1 ? "1" : "gs"));
 }
 
-/* The step between two channels of pad: a padded plane of every sample. */
+/* The step between two channels of pad: the padded planes of every sample. */
 static const char *channel_step(Emit *e, const Win *w) {
-  return w->group == 1 ? num(e, w->plane) : arena_printf(e->a, "%ld * gs", w->plane);
+  long step = w->phases * w->plane;
+  return w->group == 1 ? num(e, step) : arena_printf(e->a, "%ld * gs", step);
 }
 
 /* The loop over a group's samples: "group" of them, or the one sample n0
@@ -574,30 +602,44 @@ static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w, 
   }
   for (int j = 0; j < set->n; j++) {
     const IrBlock *s = IR_BLOCK(m, set->ar[j]->src);
-    EmitLoop l[2 + IR_MAX_GRID] = {{.var = "ci", .n = s->shape.channels}, group_loop(w)};
+    /* per axis, the phase r (one when the stride is 1) and the position u of
+     * the input u s + r, held at x = u - cmin: the x whose input lies in
+     * [0, in) (within the plane for stride 1; a strided plane holds them all) */
+    EmitLoop l[2 + 2 * IR_MAX_GRID] = {{.var = "ci", .n = s->shape.channels}, group_loop(w)};
     for (int a = 0; a < g->g; a++) {
-      int pa = ar->ax[a].pad0;
-      /* the padded positions x whose input x - pa lies in [0, in) */
-      long lo = pa > 0 ? pa : 0, hi = g->in[a] + pa < w->ext[a] ? g->in[a] + pa : w->ext[a];
-      l[2 + a] = (EmitLoop){.var = var(e, 'x', a), .lo = lo, .n = hi - lo};
+      int st = ar->ax[a].stride;
+      long lo = -w->cmin[a] > 0 ? -w->cmin[a] : 0;
+      l[2 + 2 * a] = (EmitLoop){.var = var(e, 'r', a), .n = st};
+      if (st == 1)
+        l[3 + 2 * a] = (EmitLoop){.var = var(e, 'x', a), .lo = lo,
+                                  .n = (g->in[a] - w->cmin[a] < w->ext[a] ? g->in[a] - w->cmin[a] : w->ext[a]) - lo};
+      else
+        l[3 + 2 * a] = (EmitLoop){.var = var(e, 'x', a), .lo = lo,
+                                  .hi = arena_printf(e->a, "(%ld - r%d) / %d", g->in[a] + st - 1 - w->cmin[a] * st, a,
+                                                     st)};
     }
-    Ix idx[2 + IR_MAX_GRID];
+    Ix idx[2 + 2 * IR_MAX_GRID];
     /* one sample per group: the last axis, unit stride on both sides, is one
      * row copy */
-    bool rows = w->group == 1;
-    int base = emit_loops(e, l, 2 + g->g - rows, false, idx);
+    int last = 1 + 2 * g->g;
+    bool rows = w->group == 1 && ar->ax[g->g - 1].stride == 1;
+    int base = emit_loops(e, l, last + !rows, false, idx);
     if (rows)
-      idx[1 + g->g] = ix_const(l[1 + g->g].lo);
-    Ix pi = ix_scale(e->a, ix_add(ix_const(set->off[j]), idx[0]), w->plane);
+      idx[last] = ix_const(l[last].lo);
+    Ix phase = ix_const(0);
+    for (int a = 0; a < g->g; a++)
+      phase = ix_nest(e->a, phase, ar->ax[a].stride, idx[2 + 2 * a]);
+    Ix pi = ix_scale(e->a, ix_nest(e->a, ix_add(ix_const(set->off[j]), idx[0]), w->phases, phase), w->plane);
     Ix zi = ix_add(ix_scale(e->a, ix_add(ix_var("n0"), idx[1]), s->size), ix_scale(e->a, idx[0], g->in_size));
     for (int a = 0; a < g->g; a++) {
-      pi = ix_add(pi, ix_scale(e->a, idx[2 + a], w->pstr[a]));
-      zi = ix_add(zi, ix_scale(e->a, ix_addc(idx[2 + a], -ar->ax[a].pad0), g->in_str[a]));
+      Ix u = ix_addc(idx[3 + 2 * a], w->cmin[a]); /* input u s + r */
+      pi = ix_add(pi, ix_scale(e->a, idx[3 + 2 * a], w->pstr[a]));
+      zi = ix_add(zi, ix_scale(e->a, ix_add(ix_scale(e->a, u, ar->ax[a].stride), idx[2 + 2 * a]), g->in_str[a]));
     }
     pi = ix_add(by_gs(e, w, pi), rows ? ix_const(0) : idx[1]);
     if (rows)
       emit_line(e, "memcpy(%s, %s, sizeof(real) * %ld);", ix_at(e->a, "pad", pi), ix_at(e->a, set->z[j], zi),
-                l[1 + g->g].n);
+                l[last].n);
     else
       emit_line(e, "pad[%s] = %s[%s];", ix_text(e->a, pi), set->z[j], ix_text(e->a, zi));
     emit_close_to(e, base);
@@ -745,7 +787,7 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, const
   const char *yt = ix_text(e->a, yi), *pt = ix_text(e->a, pi), *ct = ix_text(e->a, co);
   if (act && rows) { /* y = prod (+ bias or init) and z = sigma(y) along a row, while y is in registers */
     const char *o = var(e, 'o', w->g.g - 1);
-    emit_open(e, "for (long %s = 0; %s < %ld; %s++)", o, o, row, o);
+    emit_open(e, "%sfor (long %s = 0; %s < %ld; %s++)", emit_masked(e, row), o, o, row, o);
     emit_line(e, "const long yk = %s;", ix_text(e->a, ix_add(yi, ix_var(o))));
     const char *pk = ix_text(e->a, ix_add(pi, ix_var(o)));
     if (init)
