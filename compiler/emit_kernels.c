@@ -865,6 +865,17 @@ static const char k_short_loop[] =
     "#define SHORT_LOOP\n"
     "#endif\n";
 
+static const char k_masked_tail[] =
+    "/* A row of an activation a few vectors long whose length is not a multiple\n"
+    " * of one (a 28-wide grid: 16 + 12): its last vector is masked, not left\n"
+    " * to scalar code, which would take most of the row's time (an exp per\n"
+    " * element). Only where masks are cheap (AVX-512). */\n"
+    "#if defined(__clang__) && defined(__AVX512F__)\n"
+    "#define MASKED_TAIL _Pragma(\"clang loop vectorize_predicate(enable)\")\n"
+    "#else\n"
+    "#define MASKED_TAIL\n"
+    "#endif\n";
+
 static const char k_o_first[] =
     "/* The output positions o of a grid arrow whose input position o * s + off\n"
     " * lies in [lo, hi): from o_first(off, s, lo) to o_end(off, s, hi, out). */\n"
@@ -1022,6 +1033,7 @@ static const Kernel kernels[] = {
     {"bias_grad", "PAR_WORK bias_grad_ch", KS_TUNED, k_tuned_bias_grad},
     {"bias_grad", "", KS_PLAIN, k_plain_bias_grad},
     {"SHORT_LOOP", "", KS_ALL, k_short_loop},
+    {"MASKED_TAIL", "", KS_ALL, k_masked_tail},
     {"o_first", "", KS_ALL, k_o_first},
     {"o_end", "", KS_ALL, k_o_end},
     {"add_to", "", KS_ALL, k_add_to},
@@ -1172,6 +1184,11 @@ long emit_nb(bool f32, int vec_bytes) { return 2 * vec_bytes / (f32 ? 4 : 8); }
 
 const char *emit_short(const Emit *e, long n) {
   return n < emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64) / 2 ? "SHORT_LOOP " : "";
+}
+
+const char *emit_masked(const Emit *e, long n) {
+  long v = emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64) / 2;
+  return n % v && n < 8 * v ? "MASKED_TAIL " : "";
 }
 
 long emit_grid_work(long k, long m, long nb) {
