@@ -398,24 +398,31 @@ static const char k_taps_row[] =
     "/* mm_taps for a convolution into one channel: C[1 x n], A((t, q)) = a[t * ch + q],\n"
     " * 4 NB columns a call. A row of A meets each element of B once, so each\n"
     " * multiply-add loads its own vector of B, and the accumulators are the\n"
-    " * columns: the MR-row micro-kernel would compute MR - 1 rows of zeros. */\n"
+    " * columns: the MR-row micro-kernel would compute MR - 1 rows of zeros.\n"
+    " * The channels go in chunks whose rows of B (taps x chunk of 4 NB) stay in\n"
+    " * L1 while every tap passes: all channels at once, each tap would stream\n"
+    " * the whole of B from L2. */\n"
     "static void taps_row(long taps, long ch, const real *restrict a, const real *restrict b,\n"
     "                     const long *restrict tap_at, const long *restrict tap_on, long j0, long bcs,\n"
     "                     real *restrict c)\n"
     "{\n"
     "    real acc[4 * NB] = {0};\n"
-    "    for (long t = 0; t < taps; t++) {\n"
-    "        if (tap_on[2 * t] >= j0 + 4 * NB || tap_on[2 * t + 1] <= j0)\n"
-    "            continue;\n"
-    "        const real *restrict bt = b + tap_at[t];\n"
-    "        const real *restrict at = a + t * ch;\n"
+    "    const long chunk = KC / (4 * taps) > 0 ? KC / (4 * taps) : 1;\n"
+    "    for (long q0 = 0; q0 < ch; q0 += chunk) {\n"
+    "        const long qc = ch - q0 < chunk ? ch - q0 : chunk;\n"
+    "        for (long t = 0; t < taps; t++) {\n"
+    "            if (tap_on[2 * t] >= j0 + 4 * NB || tap_on[2 * t + 1] <= j0)\n"
+    "                continue;\n"
+    "            const real *restrict bt = b + tap_at[t] + q0 * bcs;\n"
+    "            const real *restrict at = a + t * ch + q0;\n"
     "#if defined(__clang__) /* unrolled, clang spills the accumulators */\n"
     "#pragma clang loop unroll(disable)\n"
     "#endif\n"
-    "        for (long q = 0; q < ch; q++) {\n"
-    "            real aq = at[q];\n"
-    "            for (int s = 0; s < 4 * NB; s++)\n"
-    "                acc[s] += aq * bt[q * bcs + s];\n"
+    "            for (long q = 0; q < qc; q++) {\n"
+    "                real aq = at[q];\n"
+    "                for (int s = 0; s < 4 * NB; s++)\n"
+    "                    acc[s] += aq * bt[q * bcs + s];\n"
+    "            }\n"
     "        }\n"
     "    }\n"
     "    for (int s = 0; s < 4 * NB; s++)\n"
@@ -1012,7 +1019,7 @@ static const Kernel kernels[] = {
     {"taps_cols", "MR KC taps_micro", KS_TUNED, k_taps_cols},
     {"mm_taps", "NB PAR_WORK taps_cols", KS_TUNED, k_tuned_mm_taps},
     {"mm_taps", "", KS_PLAIN, k_plain_mm_taps},
-    {"taps_row", "NB", KS_TUNED, k_taps_row},
+    {"taps_row", "NB KC", KS_TUNED, k_taps_row},
     {"mm_taps_row", "NB PAR_WORK taps_row", KS_TUNED, k_tuned_mm_taps_row},
     {"mm_taps_row", "mm_taps", KS_PLAIN, k_plain_mm_taps_row},
     {"rows_micro", "MR NB", KS_TUNED, k_rows_micro},
