@@ -1101,9 +1101,204 @@ static bool conv_grad_phases(Emit *e, const IrArrow *ar, const char *dw, const c
   return true;
 }
 
+/* The adjoint of a strided conv (the dual's), y[n, ci, x] += sum over k, co
+ * of W[k, ci, co] z[n, co, o] at x = o s + k d - p0, as windowed products:
+ * split x into its phase, x = u s + r, and the taps that write phase r are
+ * those of that r (c, r as for the forward), each reading z at o = u - c.
+ * Per sample, z is copied once into pad[co, o + cmax] (zeros around, rows
+ * sharing them as the forward's do); each phase is then one product
+ * (ci x (k of r, co)) ((k of r, co) x u) by mm_taps, its taps' windows
+ * starting at cmax - c, and its columns are added to y at the phase's
+ * positions. False, writing nothing, where the products do not apply (few
+ * channels, chunks of time, buffers too large). */
+static bool conv_adjoint_win(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0) {
+  const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
+  Geom g = geom_of(e->m, ar); /* in: y's grid, written; out: z's, read */
+  long cs = s->shape.channels, cd = d->shape.channels, nb = emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64);
+  if (t0 || !ar->adjoint || ar->kind != ARROW_CONV || cd < MR_ || cs * cd < SMALL)
+    return false;
+  long taps = 1, phases = 1, cmin[IR_MAX_GRID] = {0}, cmax[IR_MAX_GRID] = {0}, nu[IR_MAX_GRID] = {0},
+       ext[IR_MAX_GRID] = {0}, pstr[IR_MAX_GRID] = {0};
+  for (int a = 0; a < g.g; a++) {
+    const ConvAxis *x = &ar->ax[a];
+    taps *= x->kernel;
+    phases *= x->stride;
+    cmin[a] = floor_div(-x->pad0, x->stride);
+    cmax[a] = floor_div((long)(x->kernel - 1) * x->dilation - x->pad0, x->stride);
+    nu[a] = (g.in[a] + x->stride - 1) / x->stride;
+    long reach = nu[a] + cmax[a] - cmin[a], data = g.out[a] + cmax[a]; /* the indices read, written */
+    ext[a] = reach > data ? reach : data;
+    if (a > 0) { /* a window past its row reads the next row's zeros before o = 0 */
+      long wrap = reach - (cmax[a] > 0 ? cmax[a] : 0);
+      ext[a] = data > nu[a] ? data : nu[a];
+      ext[a] = wrap > ext[a] ? wrap : ext[a];
+    }
+  }
+  pstr[g.g - 1] = 1;
+  for (int a = g.g - 2; a >= 0; a--)
+    pstr[a] = pstr[a + 1] * ext[a + 1];
+  long plane = pstr[0] * ext[0], span = 1;
+  for (int a = 0; a < g.g; a++)
+    span += (nu[a] - 1) * pstr[a];
+  long mp = round_up(cd, MR_), ld = round_up(span, nb), esz = e->o->f32 ? 4 : 8;
+  long pad_sz = cs * plane + nb, prod_sz = mp * ld, wk_sz = taps * cs * mp;
+  if (esz * (pad_sz + prod_sz) > GROUP_BYTES || esz * (pad_sz + prod_sz + wk_sz) > WORK_BYTES)
+    return false;
+  /* the taps by phase: slot[t] their order, ph_first / ph_taps each phase's */
+  long *slot = arena_alloc(e->a, sizeof(long) * (size_t)taps), *phase = arena_alloc(e->a, sizeof(long) * (size_t)taps);
+  long *at = arena_alloc(e->a, sizeof(long) * (size_t)taps), *on = arena_alloc(e->a, sizeof(long) * 2 * (size_t)taps);
+  for (long t = 0; t < taps; t++) {
+    long rest = t, inner = 1;
+    phase[t] = at[t] = 0;
+    for (int a = g.g - 1; a >= 0; a--) {
+      const ConvAxis *x = &ar->ax[a];
+      long q = rest % x->kernel * x->dilation - x->pad0, c = floor_div(q, x->stride);
+      at[t] += (cmax[a] - c) * pstr[a];
+      phase[t] += (q - c * x->stride) * inner;
+      inner *= x->stride;
+      rest /= x->kernel;
+      if (a == 0) { /* the rows u0 whose o0 = u0 - c lies in [0, out0) */
+        long lo = c > 0 ? c : 0, hi = g.out[0] + c < nu[0] ? g.out[0] + c : nu[0];
+        on[2 * t] = lo * (g.g > 1 ? pstr[0] : 1);
+        on[2 * t + 1] = (hi > lo ? hi : lo) * (g.g > 1 ? pstr[0] : 1);
+      }
+    }
+  }
+  StrBuf sl = {0}, ta = {0}, to = {0}, pf = {0}, pt = {0};
+  long n = 0;
+  for (long ph = 0; ph < phases; ph++) {
+    sb_printf(&pf, "%s%ld", ph ? ", " : "", n);
+    long count = 0;
+    for (long t = 0; t < taps; t++)
+      if (phase[t] == ph)
+        slot[t] = n + count++;
+    sb_printf(&pt, "%s%ld", ph ? ", " : "", count);
+    n += count;
+  }
+  long *by_slot = arena_alloc(e->a, sizeof(long) * (size_t)taps);
+  for (long t = 0; t < taps; t++) {
+    by_slot[slot[t]] = t;
+    sb_printf(&sl, "%s%ld", t ? ", " : "", slot[t]);
+  }
+  for (long j = 0; j < taps; j++) {
+    sb_printf(&ta, "%s%ld", j ? ", " : "", at[by_slot[j]]);
+    sb_printf(&to, "%s%ld, %ld", j ? ", " : "", on[2 * by_slot[j]], on[2 * by_slot[j] + 1]);
+  }
+  Taps tp = taps_of(e, ar);
+  const char *out, *in;
+  pos_texts(e, ar, &tp, &out, &in);
+  emit_line(e, " * y[n, ci, %s] += sum over k, co of W[k, ci, co] z[n, co, %s]:", in, out);
+  emit_line(e, " * per phase r of the positions x = u s + r of y, one product (ci x (k, co))");
+  emit_line(e, " * ((k, co) x u) over the taps of phase r, each reading z at o = u - c, z");
+  emit_line(e, " * zero-padded into the workspace per sample (pad[co, o + cmax]) */");
+  int base = e->depth;
+  emit_scope(e);
+  long wsrc, wdst;
+  weight_strides(e, ar, &wsrc, &wdst);
+  emit_line(e, "real *const wk = work; /* wk[(slot[k], co) * %ld + ci] = W[k, ci, co]%s */", mp,
+            mp > cd ? ", 0 past the channels" : "");
+  if (mp > cd)
+    emit_line(e, "memset(wk, 0, sizeof(real) * %ld);", wk_sz);
+  emit_line(e, "const long slot[%ld] = {%s}; /* the taps in the order of their phases */", taps, sl.data);
+  {
+    EmitLoop l[IR_MAX_GRID + 2];
+    Ix idx[IR_MAX_GRID + 2];
+    for (int a = 0; a < g.g; a++)
+      l[a] = (EmitLoop){.var = var(e, 'k', a), .n = ar->ax[a].kernel};
+    l[g.g] = (EmitLoop){.var = "co", .n = cs};
+    l[g.g + 1] = (EmitLoop){.var = "ci", .n = cd};
+    int rows = emit_loops(e, l, g.g + 2, false, idx);
+    Ix tap = ix_const(0);
+    for (int a = 0; a < g.g; a++)
+      tap = ix_nest(e->a, tap, ar->ax[a].kernel, idx[a]);
+    Ix w = ix_add(ix_add(weight_ix(e, ar, idx, ix_const(0), ix_const(0)), ix_scale(e->a, idx[g.g], wsrc)),
+                  ix_scale(e->a, idx[g.g + 1], wdst));
+    emit_line(e, "wk[(slot[%s] * %ld + co) * %ld + ci] = %s[%s];", ix_text(e->a, tap), cs, mp,
+              emit_pname(e, ar->w.param), ix_text(e->a, w));
+    emit_close_to(e, rows);
+  }
+  emit_line(e, "const long tap_at[%ld] = {%s}; /* by slot: where the window starts in pad */", taps, ta.data);
+  emit_line(e, "/* by slot: the tap reads the grid for the columns [tap_on[2 j], tap_on[2 j + 1]) */");
+  emit_line(e, "const long tap_on[%ld] = {%s};", 2 * taps, to.data);
+  emit_line(e, "const long ph_first[%ld] = {%s}, ph_taps[%ld] = {%s}; /* each phase's slots */", phases, pf.data,
+            phases, pt.data);
+  sb_free(&sl), sb_free(&ta), sb_free(&to), sb_free(&pf), sb_free(&pt);
+  if (!e->o->standalone)
+    emit_omp(e->c, "parallel if (split_groups(batch, (double)batch * %ld))", cd * cs * taps / phases * span);
+  emit_scope(e);
+  long wat = wk_sz;
+  emit_scratch(e, "pad", pad_sz, &wat, arena_printf(e->a, "pad[co, x]: %ld x %ld, + NB read past the end", cs, plane));
+  emit_scratch(e, "prod", prod_sz, &wat, arena_printf(e->a, "prod[ci, u]: %ld x %ld", mp, ld));
+  emit_line(e, "memset(pad, 0, sizeof(real) * %ld);", pad_sz);
+  if (!e->o->standalone)
+    emit_omp(e->c, "for schedule(static)");
+  emit_open(e, "for (long n0 = 0; n0 < batch; n0++)");
+  int sample = e->depth;
+  { /* pad[co, o + cmax] = z[n0, co, o], a row of the last axis at a time */
+    EmitLoop l[IR_MAX_GRID + 1] = {{.var = "co", .n = cs}};
+    Ix idx[IR_MAX_GRID + 1];
+    for (int a = 0; a < g.g; a++) {
+      long lo = -cmax[a] > 0 ? -cmax[a] : 0;
+      l[1 + a] = (EmitLoop){.var = var(e, 'o', a), .lo = lo, .n = g.out[a] - lo};
+    }
+    emit_loops(e, l, g.g, false, idx);
+    idx[g.g] = ix_const(l[g.g].lo);
+    Ix pi = ix_scale(e->a, idx[0], plane), zi = ix_add(ix_term("n0", s->size), ix_scale(e->a, idx[0], g.out_size));
+    for (int a = 0; a < g.g; a++) {
+      pi = ix_add(pi, ix_scale(e->a, ix_addc(idx[1 + a], cmax[a]), pstr[a]));
+      zi = ix_add(zi, ix_scale(e->a, idx[1 + a], g.out_str[a]));
+    }
+    emit_line(e, "memcpy(%s, %s, sizeof(real) * %ld);", ix_at(e->a, "pad", pi), ix_at(e->a, z, zi), l[g.g].n);
+    e->depth = sample;
+  }
+  EmitLoop rl[IR_MAX_GRID];
+  Ix r[IR_MAX_GRID];
+  for (int a = 0; a < g.g; a++)
+    rl[a] = (EmitLoop){.var = var(e, 'r', a), .n = ar->ax[a].stride};
+  emit_loops(e, rl, g.g, true, r);
+  Ix ph = ix_const(0);
+  for (int a = 0; a < g.g; a++)
+    ph = ix_nest(e->a, ph, ar->ax[a].stride, r[a]);
+  emit_line(e, "const long ph = %s;", ix_text(e->a, ph));
+  int body = e->depth;
+  emit_head(e, "if (!ph_taps[ph])");
+  emit_line(e, "continue; /* no tap writes this phase */");
+  emit_close_to(e, body);
+  emit_line(e, "/* prod[ci, u] = sum over the phase's k, co of wk[(slot[k], co), ci] pad[co, u + tap_at[slot[k]]] */");
+  emit_call(e, "mm_taps", (EmitArg[]){{"m", num(e, mp)}, {"n", num(e, span)}, {"taps", "ph_taps[ph]"},
+                                      {"ch", num(e, cs)}, {"a", arena_printf(e->a, "wk + ph_first[ph] * %ld", cs * mp)},
+                                      {"b", "pad"}, {"tap_at", "tap_at + ph_first[ph]"},
+                                      {"tap_on", "tap_on + 2 * ph_first[ph]"}, {"bcs", num(e, plane)},
+                                      {"c", "prod"}, {"ldc", num(e, ld)}},
+            (int[]){4, 4, 3}, 3);
+  {
+    EmitLoop l[IR_MAX_GRID + 1] = {{.var = "ci", .n = cd}};
+    Ix idx[IR_MAX_GRID + 1];
+    for (int a = 0; a < g.g; a++) {
+      int st = ar->ax[a].stride;
+      l[1 + a] = st == 1 ? (EmitLoop){.var = var(e, 'u', a), .n = g.in[a]}
+                         : (EmitLoop){.var = var(e, 'u', a),
+                                      .hi = arena_printf(e->a, "(%ld - r%d) / %d", g.in[a] + st - 1L, a, st)};
+    }
+    int outs = emit_loops(e, l, g.g + 1, false, idx);
+    Ix yi = ix_add(ix_term("n0", d->size), ix_scale(e->a, idx[0], g.in_size)), pi = ix_scale(e->a, idx[0], ld);
+    for (int a = 0; a < g.g; a++) {
+      yi = ix_add(yi, ix_scale(e->a, ix_add(ix_scale(e->a, idx[1 + a], ar->ax[a].stride), r[a]), g.in_str[a]));
+      pi = ix_add(pi, ix_scale(e->a, idx[1 + a], pstr[a]));
+    }
+    emit_line(e, "%s[%s] += prod[%s];", y, ix_text(e->a, yi), ix_text(e->a, pi));
+    emit_close_to(e, outs);
+  }
+  emit_close_to(e, base);
+  long need = e->o->standalone ? wat : wk_sz;
+  if (need > e->work)
+    e->work = need;
+  return true;
+}
+
 static void conv_apply(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
                        const char *t1) {
-  if (conv_phases(e, ar, y, z, t0))
+  if (conv_adjoint_win(e, ar, y, z, t0) || conv_phases(e, ar, y, z, t0))
     return;
   const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
   Geom g = geom_of(e->m, ar);

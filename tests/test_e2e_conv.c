@@ -194,6 +194,24 @@ static const char phases_src[] =
     "    output y : 2 = dense(b, c, d, e) + bias\n"
     "}\n";
 
+/* Strided convolutions with channels enough for the windowed products, the
+ * adjoints included (one product per stride phase): stride on one axis, 1x1
+ * taps with stride 2 (phases no tap writes), stride with dilation, stride 3
+ * with asymmetric pads, a 3-D and a 1-D grid. */
+static const char windowed_strides_src[] =
+    "machine wstride {\n"
+    "    input  x : 4 @ [9, 8]\n"
+    "    block  a : 4 @ [5, 8] = tanh(conv(x, k = [3, 1], stride = [2, 1], pad = [1, 1, 0, 0]))\n"
+    "    block  b : 5 @ [3, 4] = sigmoid(conv(a, k = 1, stride = 2))\n"
+    "    block  c : 4 @ [2, 3] = softplus(conv(a, k = 2, stride = [2, 3], dilation = [2, 1]) + bias)\n"
+    "    block  e : 4 @ [3, 3] = tanh(conv(x, k = 3, stride = 3, pad = [1, 1, 0, 1]))\n"
+    "    input  g : 4 @ [7, 6, 5]\n"
+    "    block  h : 4 @ [3, 3, 3] = tanh(conv(g, k = 3, stride = 2, pad = [1, 0, 0, 1, 1, 1]))\n"
+    "    input  s : 4 @ [17]\n"
+    "    block  t : 4 @ [8] = tanh(conv(s, k = 3, stride = 2))\n"
+    "    output y : 2 = dense(b, c, e, h, t) + bias\n"
+    "}\n";
+
 static const char convmachine_src[] =
     "import \"conv.mach\"\n"
     "machine convm {\n"
@@ -237,6 +255,7 @@ Test(conv_grad, conv2d_pooling_skip) { check_gradients(conv2d_src, "conv2d"); }
 Test(conv_grad, conv3d_strided_pooled) { check_gradients(conv3d_src, "conv3d"); }
 Test(conv_grad, poolings_written_in_one_pass) { check_gradients(pooled_src, "pooled"); }
 Test(conv_grad, strided_convolutions_through_phases) { check_gradients(phases_src, "phases"); }
+Test(conv_grad, strided_convolutions_as_windowed_products) { check_gradients(windowed_strides_src, "wstride"); }
 Test(conv_grad, paper_conv_machine_2d_asymmetric) { check_gradients(convmachine_src, "convm"); }
 Test(conv_grad, wide_1d_as_matrix_products) { check_gradients(wide1d_src, "wide1d"); }
 Test(conv_grad, wide_3d_as_matrix_products) { check_gradients(wide3d_src, "wide3d"); }
