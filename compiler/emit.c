@@ -401,8 +401,8 @@ static void emit_block(Emit *e, int bi, bool chunked) {
         .bias = !b->has_input && b->bias >= 0 ? pname(e, b->bias) : NULL,
         .init = b->has_input ? arena_printf(e->a, "%s[%d]", e->nm.inputs, input_slot(e->m, bi)) : NULL,
         .act = plain ? &act : NULL};
-    int wrote; /* arrows the first pass wrote: a pooling alone, or windowed products */
-    if (whole && n == 1 && emit_pool_first(e, IR_ARROW(e->m, list[0]), y, zs[0], &first)) {
+    int wrote; /* arrows the first pass wrote: one arrow in one pass, or windowed products */
+    if (whole && n == 1 && emit_one_pass(e, IR_ARROW(e->m, list[0]), y, zs[0], &first)) {
       done[0] = true;
       wrote = 1;
     } else {

@@ -1111,7 +1111,8 @@ static bool conv_grad_phases(Emit *e, const IrArrow *ar, const char *dw, const c
  * starting at cmax - c, and its columns are added to y at the phase's
  * positions. False, writing nothing, where the products do not apply (few
  * channels, chunks of time, buffers too large). */
-static bool conv_adjoint_win(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0) {
+static bool conv_adjoint_win(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
+                             const EmitFirst *first) {
   const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
   Geom g = geom_of(e->m, ar); /* in: y's grid, written; out: z's, read */
   long cs = s->shape.channels, cd = d->shape.channels, nb = emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64);
@@ -1164,6 +1165,13 @@ static bool conv_adjoint_win(Emit *e, const IrArrow *ar, const char *y, const ch
       }
     }
   }
+  for (long ph = 0; first && ph < phases; ph++) { /* first: every phase written, so all of y */
+    bool written = false;
+    for (long t = 0; t < taps; t++)
+      written |= phase[t] == ph;
+    if (!written)
+      return false;
+  }
   StrBuf sl = {0}, ta = {0}, to = {0}, pf = {0}, pt = {0};
   long n = 0;
   for (long ph = 0; ph < phases; ph++) {
@@ -1187,6 +1195,10 @@ static bool conv_adjoint_win(Emit *e, const IrArrow *ar, const char *y, const ch
   Taps tp = taps_of(e, ar);
   const char *out, *in;
   pos_texts(e, ar, &tp, &out, &in);
+  if (first)
+    emit_line(e, "/* %s = %s%s%s", y, first->init ? arena_printf(e->a, "%s + ", first->init) : "",
+              ir_arrow_text(e->a, e->m, ar, z, IR_TEXT_MATH),
+              first->bias ? arena_printf(e->a, " + %s", first->bias) : "");
   emit_line(e, " * y[n, ci, %s] += sum over k, co of W[k, ci, co] z[n, co, %s]:", in, out);
   emit_line(e, " * per phase r of the positions x = u s + r of y, one product (ci x (k, co))");
   emit_line(e, " * ((k, co) x u) over the taps of phase r, each reading z at o = u - c, z");
@@ -1280,13 +1292,26 @@ static bool conv_adjoint_win(Emit *e, const IrArrow *ar, const char *y, const ch
                          : (EmitLoop){.var = var(e, 'u', a),
                                       .hi = arena_printf(e->a, "(%ld - r%d) / %d", g.in[a] + st - 1L, a, st)};
     }
-    int outs = emit_loops(e, l, g.g + 1, false, idx);
+    int outs = emit_loops(e, l, g.g + 1, first != NULL, idx);
     Ix yi = ix_add(ix_term("n0", d->size), ix_scale(e->a, idx[0], g.in_size)), pi = ix_scale(e->a, idx[0], ld);
     for (int a = 0; a < g.g; a++) {
       yi = ix_add(yi, ix_scale(e->a, ix_add(ix_scale(e->a, idx[1 + a], ar->ax[a].stride), r[a]), g.in_str[a]));
       pi = ix_add(pi, ix_scale(e->a, idx[1 + a], pstr[a]));
     }
-    emit_line(e, "%s[%s] += prod[%s];", y, ix_text(e->a, yi), ix_text(e->a, pi));
+    const char *pk = ix_text(e->a, pi);
+    if (!first) {
+      emit_line(e, "%s[%s] += prod[%s];", y, ix_text(e->a, yi), pk);
+    } else { /* every position written once: y set, and z = sigma(y) beside it */
+      emit_line(e, "const long yk = %s;", ix_text(e->a, yi));
+      if (first->init)
+        emit_line(e, "%s[yk] = %s[yk] + prod[%s];", y, first->init, pk);
+      else if (first->bias)
+        emit_line(e, "%s[yk] = prod[%s] + %s[ci];", y, pk, first->bias);
+      else
+        emit_line(e, "%s[yk] = prod[%s];", y, pk);
+      if (first->act)
+        emit_act(e, first->act, y, "yk");
+    }
     emit_close_to(e, outs);
   }
   emit_close_to(e, base);
@@ -1298,7 +1323,7 @@ static bool conv_adjoint_win(Emit *e, const IrArrow *ar, const char *y, const ch
 
 static void conv_apply(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
                        const char *t1) {
-  if (conv_adjoint_win(e, ar, y, z, t0) || conv_phases(e, ar, y, z, t0))
+  if (conv_adjoint_win(e, ar, y, z, t0, NULL) || conv_phases(e, ar, y, z, t0))
     return;
   const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
   Geom g = geom_of(e->m, ar);
@@ -1450,7 +1475,9 @@ static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
   emit_close_to(e, base);
 }
 
-bool emit_pool_first(Emit *e, const IrArrow *ar, const char *y, const char *z, const EmitFirst *first) {
+bool emit_one_pass(Emit *e, const IrArrow *ar, const char *y, const char *z, const EmitFirst *first) {
+  if (ar->kind == ARROW_CONV)
+    return conv_adjoint_win(e, ar, y, z, NULL, first);
   if (ar->kind != ARROW_AVGPOOL)
     return false;
   Geom g = geom_of(e->m, ar);

@@ -143,10 +143,11 @@ typedef struct EmitFirst {
  * each arrow alone). */
 int emit_conv_windows(Emit *e, const int *list, const char *const *z, int n, const char *y,
                       const EmitFirst *first, bool *done);
-/* y = as first says, the average pooling ar of z, when one pass writes every
- * position of y (every tap reads inside the grid; or an adjoint whose
- * windows tile the grid); false, writing nothing, otherwise. */
-bool emit_pool_first(Emit *e, const IrArrow *ar, const char *y, const char *z, const EmitFirst *first);
+/* y = as first says, the one arrow ar of z, when one pass writes every
+ * position of y: an average pooling (every tap reads inside the grid; or an
+ * adjoint whose windows tile the grid), or the adjoint of a strided conv
+ * whose every stride phase has taps; false, writing nothing, otherwise. */
+bool emit_one_pass(Emit *e, const IrArrow *ar, const char *y, const char *z, const EmitFirst *first);
 /* The same for their kernel gradients (dw[i] the gradient of list[i]'s
  * weight, ybar the block's cotangent), for arrows of the primal machine. */
 int emit_conv_grad_windows(Emit *e, const int *list, const char *const *z, const char *const *dw, int n,
