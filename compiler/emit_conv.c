@@ -588,6 +588,28 @@ static void open_group_region(Emit *e, const Win *w) {
  * so that any number of threads gives the same bits) and copies the group's
  * inputs into pad[c, x, n] = z_j[n0 + n, c - off[j], x - p0], zero off the
  * grid: zeroed once, as every group writes the same positions on the grid. */
+/* The copy of one element (or with `row`, a row of that many) of source j
+ * into pad, ix the loop indices (ci, n, r0, x0, r1, x1, ...). */
+static void pad_line(Emit *e, const Set *set, const Win *w, int j, const IrBlock *s, const Ix *ix, long row) {
+  const Geom *g = &w->g;
+  const IrArrow *ar = set->ar[0];
+  Ix phase = ix_const(0);
+  for (int a = 0; a < g->g; a++)
+    phase = ix_nest(e->a, phase, ar->ax[a].stride, ix[2 + 2 * a]);
+  Ix pi = ix_scale(e->a, ix_nest(e->a, ix_add(ix_const(set->off[j]), ix[0]), w->phases, phase), w->plane);
+  Ix zi = ix_add(ix_scale(e->a, ix_add(ix_var("n0"), ix[1]), s->size), ix_scale(e->a, ix[0], g->in_size));
+  for (int a = 0; a < g->g; a++) {
+    Ix u = ix_addc(ix[3 + 2 * a], w->cmin[a]); /* input u s + r */
+    pi = ix_add(pi, ix_scale(e->a, ix[3 + 2 * a], w->pstr[a]));
+    zi = ix_add(zi, ix_scale(e->a, ix_add(ix_scale(e->a, u, ar->ax[a].stride), ix[2 + 2 * a]), g->in_str[a]));
+  }
+  pi = ix_add(by_gs(e, w, pi), row ? ix_const(0) : ix[1]);
+  if (row)
+    emit_line(e, "memcpy(%s, %s, sizeof(real) * %ld);", ix_at(e->a, "pad", pi), ix_at(e->a, set->z[j], zi), row);
+  else
+    emit_line(e, "pad[%s] = %s[%s];", ix_text(e->a, pi), set->z[j], ix_text(e->a, zi));
+}
+
 static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w, bool ordered) {
   const Geom *g = &w->g;
   const IrArrow *ar = set->ar[0];
@@ -619,30 +641,39 @@ static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w, 
                                                      st)};
     }
     Ix idx[2 + 2 * IR_MAX_GRID];
-    /* one sample per group: the last axis, unit stride on both sides, is one
-     * row copy */
-    int last = 1 + 2 * g->g;
-    bool rows = w->group == 1 && ar->ax[g->g - 1].stride == 1;
-    int base = emit_loops(e, l, last + !rows, false, idx);
-    if (rows)
+    int last = 1 + 2 * g->g, st = ar->ax[g->g - 1].stride;
+    if (w->group == 1 && st == 1) { /* the last axis, unit stride on both sides: one row copy */
+      int base = emit_loops(e, l, last, false, idx);
       idx[last] = ix_const(l[last].lo);
-    Ix phase = ix_const(0);
-    for (int a = 0; a < g->g; a++)
-      phase = ix_nest(e->a, phase, ar->ax[a].stride, idx[2 + 2 * a]);
-    Ix pi = ix_scale(e->a, ix_nest(e->a, ix_add(ix_const(set->off[j]), idx[0]), w->phases, phase), w->plane);
-    Ix zi = ix_add(ix_scale(e->a, ix_add(ix_var("n0"), idx[1]), s->size), ix_scale(e->a, idx[0], g->in_size));
-    for (int a = 0; a < g->g; a++) {
-      Ix u = ix_addc(idx[3 + 2 * a], w->cmin[a]); /* input u s + r */
-      pi = ix_add(pi, ix_scale(e->a, idx[3 + 2 * a], w->pstr[a]));
-      zi = ix_add(zi, ix_scale(e->a, ix_add(ix_scale(e->a, u, ar->ax[a].stride), idx[2 + 2 * a]), g->in_str[a]));
+      pad_line(e, set, w, j, s, idx, l[last].n);
+      emit_close_to(e, base);
+    } else if (w->group == 1) {
+      /* a strided last axis: a row of z read as it lies, its phases dealt
+       * out in turn (clang vectorizes the strided reads with shuffles), the
+       * positions all phases hold first, then those of the first phases */
+      long cm = w->cmin[g->g - 1], lo = l[last].lo, full = floor_div(g->in[g->g - 1] - cm * st, st);
+      long rem = full >= lo ? g->in[g->g - 1] - (full + cm) * st : 0;
+      int base = emit_loops(e, l, last - 1, rem > 0, idx);
+      int inner = e->depth;
+      EmitLoop xr[2] = {{.var = l[last].var, .lo = lo, .n = full > lo ? full - lo : 0}, l[last - 1]};
+      Ix xi[2];
+      if (xr[0].n > 0) {
+        emit_loops(e, xr, 2, false, xi);
+        idx[last] = xi[0], idx[last - 1] = xi[1];
+        pad_line(e, set, w, j, s, idx, 0);
+        emit_close_to(e, inner);
+      }
+      if (rem > 0) { /* x = full: the phases r < rem only */
+        emit_loops(e, &(EmitLoop){.var = l[last - 1].var, .n = rem}, 1, false, &idx[last - 1]);
+        idx[last] = ix_const(full);
+        pad_line(e, set, w, j, s, idx, 0);
+      }
+      emit_close_to(e, base);
+    } else {
+      int base = emit_loops(e, l, last + 1, false, idx);
+      pad_line(e, set, w, j, s, idx, 0);
+      emit_close_to(e, base);
     }
-    pi = ix_add(by_gs(e, w, pi), rows ? ix_const(0) : idx[1]);
-    if (rows)
-      emit_line(e, "memcpy(%s, %s, sizeof(real) * %ld);", ix_at(e->a, "pad", pi), ix_at(e->a, set->z[j], zi),
-                l[last].n);
-    else
-      emit_line(e, "pad[%s] = %s[%s];", ix_text(e->a, pi), set->z[j], ix_text(e->a, zi));
-    emit_close_to(e, base);
   }
 }
 
