@@ -197,7 +197,8 @@ static const char phases_src[] =
 /* Strided convolutions with channels enough for the windowed products, the
  * adjoints included (one product per stride phase): stride on one axis, 1x1
  * taps with stride 2 (phases no tap writes), stride with dilation, stride 3
- * with asymmetric pads, a 3-D and a 1-D grid. */
+ * with asymmetric pads, a 3-D and a 1-D grid, and rows long enough for one
+ * sample a group (101 = 50 x 2 + 1: a last position only phase 0 holds). */
 static const char windowed_strides_src[] =
     "machine wstride {\n"
     "    input  x : 4 @ [9, 8]\n"
@@ -209,7 +210,9 @@ static const char windowed_strides_src[] =
     "    block  h : 4 @ [3, 3, 3] = tanh(conv(g, k = 3, stride = 2, pad = [1, 0, 0, 1, 1, 1]))\n"
     "    input  s : 4 @ [17]\n"
     "    block  t : 4 @ [8] = tanh(conv(s, k = 3, stride = 2))\n"
-    "    output y : 2 = dense(b, c, e, h, t) + bias\n"
+    "    input  w : 2 @ [11, 101]\n"
+    "    block  v : 4 @ [11, 50] = tanh(conv(w, k = [1, 3], stride = [1, 2]))\n"
+    "    output y : 2 = dense(b, c, e, h, t, v) + bias\n"
     "}\n";
 
 static const char convmachine_src[] =
