@@ -295,6 +295,34 @@ Test(emit_text, short_loops_are_not_vectorized) {
   free(code);
 }
 
+/* A row of activations 28 floats long (16 + 12 with AVX-512) carries
+ * MASKED_TAIL, its last vector masked; a row of 32, two whole vectors, does
+ * not. */
+Test(emit_text, rows_of_activations_mask_their_last_vector) {
+  const char *dir = e2e_tmpdir();
+  e2e_write_text(e2e_path(dir, "m.mach"), "machine m {\n"
+                                          "    input  x : 8 @ [28, 28]\n"
+                                          "    block  a : 8 @ [28, 28] = sigmoid(conv(x, k = 3, pad = same))\n"
+                                          "    input  w : 8 @ [32, 32]\n"
+                                          "    block  b : 8 @ [32, 32] = sigmoid(conv(w, k = 3, pad = same))\n"
+                                          "    output y : 2 = dense(a, b)\n"
+                                          "}\n");
+  E2eRun r = e2e_runl(dir, 60, e2e_machc(), "-S", "--march=x86-64-v4", "--dtype", "f32", "m.mach", "-o", "m.c",
+                      NULL);
+  e2e_check_ok(&r, "machc -S m.mach");
+  e2e_run_free(&r);
+  char *code = e2e_read_file(e2e_path(dir, "m.c"), NULL);
+  static const char *const want[] = {
+      "#define MASKED_TAIL _Pragma(\"clang loop vectorize_predicate(enable)\")",
+      "MASKED_TAIL for (long o1 = 0; o1 < 28; o1++) {",
+      "for (long o1 = 0; o1 < 32; o1++) {",
+  };
+  expect_all(code, want, sizeof want / sizeof *want);
+  static const char *const never[] = {"MASKED_TAIL for (long o1 = 0; o1 < 32; o1++)"};
+  expect_none(code, never, 1, "a row of whole vectors masked");
+  free(code);
+}
+
 /* A grid arrow's comment quotes it as the IR writes it; the dual's, in its
  * transposed form. */
 Test(emit_text, arrow_comments_quote_the_arrow) {
