@@ -10,6 +10,8 @@
  * small updates to rounding in the intermediate terms.
  */
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "rt.h"
 
@@ -153,6 +155,27 @@ double mach_sched_lr(const struct mach_sched *s, double lr, long t) {
     break;
   }
   return lr * f;
+}
+
+/* inf and nan have every exponent bit set: an OR of that test over the
+ * stretch, with no early exit, vectorizes (a loop that returns at the first
+ * non-finite value does not; train runs this over every parameter twice a
+ * step). */
+VECTOR_CLONES int mach_all_finite(const mach_real *p, long n) {
+#ifdef MACH_F32
+  typedef uint32_t bits_t;
+  const bits_t exp = 0x7f800000u;
+#else
+  typedef uint64_t bits_t;
+  const bits_t exp = 0x7ff0000000000000u;
+#endif
+  bits_t bad = 0;
+  for (long i = 0; i < n; i++) {
+    bits_t b;
+    memcpy(&b, p + i, sizeof b);
+    bad |= (b & exp) == exp;
+  }
+  return !bad;
 }
 
 double mach_clip_norm(mach_real *g, long n, double max_norm) {

@@ -494,6 +494,8 @@ struct mach_sched {
 };
 
 double mach_sched_lr(const struct mach_sched *s, double lr, long t);
+/* Whether p[0, n) holds no inf and no nan. */
+int mach_all_finite(const mach_real *p, long n);
 /* Scales g (n scalars) down to L2 norm max_norm when it is longer; returns
  * the norm before scaling. */
 double mach_clip_norm(mach_real *g, long n, double max_norm);

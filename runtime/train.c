@@ -410,13 +410,6 @@ static void gather_batch(struct trainer *t, long start, long b) {
   }
 }
 
-static int all_finite(const mach_real *p, long n) {
-  for (long i = 0; i < n; i++)
-    if (!isfinite(p[i]))
-      return 0;
-  return 1;
-}
-
 /* The passes over parameter-sized buffers around an update, among the
  * threads (mach_par_for), on the entries the machine reads: whether check is
  * finite there and, when backup is set, params copied to it. bad is set by
@@ -432,7 +425,7 @@ struct guard_pass {
 static void guard_stretch(void *ctx, long off, long n, int decay) {
   struct guard_pass *g = ctx;
   (void)decay;
-  if (!all_finite(g->check + off, n))
+  if (!mach_all_finite(g->check + off, n))
     atomic_store_explicit(&g->bad, 1, memory_order_relaxed);
   if (g->backup)
     memcpy(g->backup + off, g->params + off, (size_t)n * sizeof(mach_real));

@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -618,6 +619,28 @@ Test(cli, usage_errors_exit_2) {
 /* ---- train -------------------------------------------------------------------- */
 
 TestSuite(train, .init = make_tmpdir, .fini = remove_tmpdir);
+
+/* The finiteness check of train's guards: one inf or nan anywhere in a
+ * stretch (first, last, inside a vector or in the scalar tail) makes it
+ * non-finite; the largest double, subnormals and -0 are finite. */
+Test(train, all_finite_finds_any_inf_or_nan) {
+  enum { N = 67 };
+  double p[N];
+  for (int i = 0; i < N; i++)
+    p[i] = (i % 3 ? 1.0 : -1.0) * (i + 0.5);
+  p[5] = DBL_MAX, p[6] = -DBL_MAX, p[7] = 4.9e-324, p[8] = -0.0;
+  for (long n = 0; n <= N; n++)
+    cr_assert(mach_all_finite(p, n), "%ld finite values", n);
+  const double bad[] = {INFINITY, -INFINITY, NAN, -NAN};
+  for (int b = 0; b < 4; b++)
+    for (int at = 0; at < N; at++) {
+      double keep = p[at];
+      p[at] = bad[b];
+      cr_assert_not(mach_all_finite(p, N), "%g at %d", bad[b], at);
+      cr_assert(mach_all_finite(p, at), "before %d", at);
+      p[at] = keep;
+    }
+}
 
 /* N samples of a target the net can represent: 0.7 tanh(0.8 x1 - 0.5 x2) + 0.1 */
 static void regression_data(long n) {
