@@ -10,6 +10,7 @@
  * small updates to rounding in the intermediate terms.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -28,39 +29,70 @@
 #define VECTOR_CLONES
 #endif
 
+/* inf and nan have every exponent bit set: the test as integer arithmetic,
+ * which an OR over a stretch (no early exit) vectorizes. */
+#ifdef MACH_F32
+typedef uint32_t real_bits;
+#define EXP_BITS 0x7f800000u
+#else
+typedef uint64_t real_bits;
+#define EXP_BITS 0x7ff0000000000000u
+#endif
+
+static inline real_bits not_finite(mach_real x) {
+  real_bits b;
+  memcpy(&b, &x, sizeof b);
+  return (b & EXP_BITS) == EXP_BITS;
+}
+
 int mach_optim_slots(enum mach_optim kind) {
   return kind == MACH_OPTIM_SGD ? 0 : kind == MACH_OPTIM_MOMENTUM ? 1 : 2;
 }
 
-VECTOR_CLONES static void sgd(const struct mach_optim_cfg *o, double wd, mach_real *restrict p,
-                              const mach_real *restrict g, long n) {
+/* Each update returns whether a parameter it wrote is not finite (checked
+ * as it is written: no second pass over the parameters). */
+VECTOR_CLONES static int sgd(const struct mach_optim_cfg *o, double wd, mach_real *restrict p,
+                             const mach_real *restrict g, long n) {
   const double lr = o->lr;
-  for (long i = 0; i < n; i++)
-    p[i] = (mach_real)(p[i] - lr * (g[i] + wd * p[i]));
+  real_bits bad = 0;
+  for (long i = 0; i < n; i++) {
+    mach_real pi = (mach_real)(p[i] - lr * (g[i] + wd * p[i]));
+    p[i] = pi;
+    bad |= not_finite(pi);
+  }
+  return bad != 0;
 }
 
-VECTOR_CLONES static void momentum(const struct mach_optim_cfg *o, double wd, mach_real *restrict p,
-                                   const mach_real *restrict g, mach_real *restrict v, long n) {
+VECTOR_CLONES static int momentum(const struct mach_optim_cfg *o, double wd, mach_real *restrict p,
+                                  const mach_real *restrict g, mach_real *restrict v, long n) {
   const double lr = o->lr, mu = o->momentum;
+  real_bits bad = 0;
   for (long i = 0; i < n; i++) {
     mach_real vi = (mach_real)(mu * v[i] + g[i] + wd * p[i]);
     v[i] = vi;
-    p[i] = (mach_real)(p[i] - lr * vi);
+    mach_real pi = (mach_real)(p[i] - lr * vi);
+    p[i] = pi;
+    bad |= not_finite(pi);
   }
+  return bad != 0;
 }
 
-VECTOR_CLONES static void adam(const struct mach_optim_cfg *o, double wd, mach_real *restrict p,
-                               const mach_real *restrict g, mach_real *restrict m,
-                               mach_real *restrict v, long n, double c1, double c2) {
+VECTOR_CLONES static int adam(const struct mach_optim_cfg *o, double wd, mach_real *restrict p,
+                              const mach_real *restrict g, mach_real *restrict m,
+                              mach_real *restrict v, long n, double c1, double c2) {
   const double lr = o->lr, b1 = o->beta1, b2 = o->beta2, eps = o->eps;
+  real_bits bad = 0;
   for (long i = 0; i < n; i++) {
-    double pi = p[i] - lr * wd * p[i];
+    double pd = p[i] - lr * wd * p[i];
     mach_real mi = (mach_real)(b1 * m[i] + (1.0 - b1) * g[i]);
     mach_real vi = (mach_real)(b2 * v[i] + (1.0 - b2) * (double)g[i] * g[i]);
     m[i] = mi;
     v[i] = vi;
-    p[i] = (mach_real)(pi - lr * (mi / c1) / (sqrt(vi / c2) + eps));
+    mach_real pi = (mach_real)(pd - lr * (mi / c1) / (sqrt(vi / c2) + eps));
+    p[i] = pi;
+    bad |= not_finite(pi);
   }
+  return bad != 0;
 }
 
 /* One update's settings and buffers, shared by the pieces of the pass. */
@@ -70,26 +102,30 @@ struct optim_pass {
   mach_real *params, *state;
   const mach_real *grad;
   double c1, c2; /* Adam's bias corrections 1 - beta1^t, 1 - beta2^t */
+  atomic_int bad; /* set by any piece that wrote a non-finite parameter */
 };
 
 /* The update of one stretch of entries, which share their weight decay. */
 static void update(void *ctx, long off, long n, int decay) {
-  const struct optim_pass *s = ctx;
+  struct optim_pass *s = ctx;
   const struct mach_optim_cfg *o = s->o;
   double wd = decay ? o->weight_decay : 0.0;
   long P = s->m->param_size;
+  int bad = 0;
   switch (o->kind) {
   case MACH_OPTIM_SGD:
-    sgd(o, wd, s->params + off, s->grad + off, n);
+    bad = sgd(o, wd, s->params + off, s->grad + off, n);
     break;
   case MACH_OPTIM_MOMENTUM:
-    momentum(o, wd, s->params + off, s->grad + off, s->state + off, n);
+    bad = momentum(o, wd, s->params + off, s->grad + off, s->state + off, n);
     break;
   case MACH_OPTIM_ADAM:
-    adam(o, wd, s->params + off, s->grad + off, s->state + off, s->state + P + off, n, s->c1,
-         s->c2);
+    bad = adam(o, wd, s->params + off, s->grad + off, s->state + off, s->state + P + off, n, s->c1,
+               s->c2);
     break;
   }
+  if (bad)
+    atomic_store_explicit(&s->bad, 1, memory_order_relaxed);
 }
 
 long mach_live_size(const struct mach_model *m) {
@@ -124,15 +160,16 @@ void mach_live_stretches(const struct mach_model *m, long lo, long hi,
 /* A piece of the pass (mach_par_for). Each entry's update depends on that
  * entry alone, so any cut gives the same bits. */
 static void optim_piece(void *ctx, long lo, long hi) {
-  const struct optim_pass *s = ctx;
+  struct optim_pass *s = ctx;
   mach_live_stretches(s->m, lo, hi, update, ctx);
 }
 
-void mach_optim_step(const struct mach_optim_cfg *o, const struct mach_model *m,
-                     mach_real *params, const mach_real *grad, mach_real *state, long t) {
+int mach_optim_step(const struct mach_optim_cfg *o, const struct mach_model *m,
+                    mach_real *params, const mach_real *grad, mach_real *state, long t) {
   struct optim_pass s = {o, m, params, state, grad, 1.0 - pow(o->beta1, (double)t),
-                         1.0 - pow(o->beta2, (double)t)};
+                         1.0 - pow(o->beta2, (double)t), 0};
   mach_par_for(m, mach_live_size(m), optim_piece, &s);
+  return !atomic_load(&s.bad);
 }
 
 /* ---- learning-rate schedules and gradient clipping ------------------------ */
@@ -157,24 +194,13 @@ double mach_sched_lr(const struct mach_sched *s, double lr, long t) {
   return lr * f;
 }
 
-/* inf and nan have every exponent bit set: an OR of that test over the
- * stretch, with no early exit, vectorizes (a loop that returns at the first
- * non-finite value does not; train runs this over every parameter twice a
- * step). */
+/* An OR over the stretch, with no early exit: a loop that returns at the
+ * first non-finite value does not vectorize (train runs this over the
+ * gradient every step). */
 VECTOR_CLONES int mach_all_finite(const mach_real *p, long n) {
-#ifdef MACH_F32
-  typedef uint32_t bits_t;
-  const bits_t exp = 0x7f800000u;
-#else
-  typedef uint64_t bits_t;
-  const bits_t exp = 0x7ff0000000000000u;
-#endif
-  bits_t bad = 0;
-  for (long i = 0; i < n; i++) {
-    bits_t b;
-    memcpy(&b, p + i, sizeof b);
-    bad |= (b & exp) == exp;
-  }
+  real_bits bad = 0;
+  for (long i = 0; i < n; i++)
+    bad |= not_finite(p[i]);
   return !bad;
 }
 

@@ -506,8 +506,7 @@ static const char *step(struct trainer *t, long start, long b, double *loss, lon
   if (t->cfg.clip_norm > 0)
     mach_clip_norm(t->grad, P, t->cfg.clip_norm);
   o.lr = current_lr(t);
-  mach_optim_step(&o, m, t->params, t->grad, t->ostate, t->k.step + 1);
-  if (!guard(t, t->params, NULL)) {
+  if (!mach_optim_step(&o, m, t->params, t->grad, t->ostate, t->k.step + 1)) {
     memcpy(t->params, t->backup, (size_t)P * sizeof(mach_real));
     return "parameters are not finite after the update";
   }
