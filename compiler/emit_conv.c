@@ -9,7 +9,10 @@
  * skipped, never read), run by the prelude's mm_grid. With very few channels
  * the plain loops are written instead: for each sample, channel pair and
  * tap, a loop over the box, the last grid axis innermost with unit stride.
- * Pooling always uses the plain loops.
+ * Pooling always uses the plain loops. Most convolutions with channels
+ * enough run neither way but as windowed products (further down): stride 1
+ * over a zero-padded input, strided ones and their adjoints over the stride
+ * phases of the grid.
  *
  * An arrow marked adjoint (the dual of a strided conv or of a pooling)
  * scatters instead: in[o*s + k*d - p0] += out[o], with the roles of its
