@@ -271,18 +271,23 @@ Test(emit_text, windowed_products_write_z_with_y) {
  * vectorized): a chunk of 5 steps of time of a 2-channel RecurMachine, its
  * positions and its element-wise passes; a loop over all 16 steps (a kernel
  * gradient) is as long as a vector of 16 floats and does not. */
-Test(emit_text, short_loops_are_not_vectorized) {
+/* The f32 C of machine src for an AVX-512 target (x86-64-v4). */
+static char *f32_avx512_code(const char *src) {
   const char *dir = e2e_tmpdir();
-  e2e_write_text(e2e_path(dir, "r.mach"), "import \"recurrent.mach\"\n"
-                                          "machine r {\n"
-                                          "    use m = recur_machine([2, 2, 2], sigmoid, 6, 5, 16)\n"
-                                          "    output y : 2 @ [16] = conv(m.x[0 .. 3], k = 1) + bias\n"
-                                          "}\n");
-  E2eRun r = e2e_runl(dir, 60, e2e_machc(), "-S", "--march=x86-64-v4", "--dtype", "f32", "r.mach", "-o", "r.c",
+  e2e_write_text(e2e_path(dir, "m.mach"), src);
+  E2eRun r = e2e_runl(dir, 60, e2e_machc(), "-S", "--march=x86-64-v4", "--dtype", "f32", "m.mach", "-o", "m.c",
                       NULL);
-  e2e_check_ok(&r, "machc -S r.mach");
+  e2e_check_ok(&r, "machc -S m.mach");
   e2e_run_free(&r);
-  char *code = e2e_read_file(e2e_path(dir, "r.c"), NULL);
+  return e2e_read_file(e2e_path(dir, "m.c"), NULL);
+}
+
+Test(emit_text, short_loops_are_not_vectorized) {
+  char *code = f32_avx512_code("import \"recurrent.mach\"\n"
+                               "machine r {\n"
+                               "    use m = recur_machine([2, 2, 2], sigmoid, 6, 5, 16)\n"
+                               "    output y : 2 @ [16] = conv(m.x[0 .. 3], k = 1) + bias\n"
+                               "}\n");
   static const char *const want[] = {
       "#define SHORT_LOOP _Pragma(\"clang loop vectorize(disable) interleave(disable)\")",
       "SHORT_LOOP for (long o0 = f0; o0 < e0; o0++)\n                            yd[o0] += w * zs[o0 + k0 - 6];",
@@ -299,19 +304,13 @@ Test(emit_text, short_loops_are_not_vectorized) {
  * MASKED_TAIL, its last vector masked; a row of 32, two whole vectors, does
  * not. */
 Test(emit_text, rows_of_activations_mask_their_last_vector) {
-  const char *dir = e2e_tmpdir();
-  e2e_write_text(e2e_path(dir, "m.mach"), "machine m {\n"
-                                          "    input  x : 8 @ [28, 28]\n"
-                                          "    block  a : 8 @ [28, 28] = sigmoid(conv(x, k = 3, pad = same))\n"
-                                          "    input  w : 8 @ [32, 32]\n"
-                                          "    block  b : 8 @ [32, 32] = sigmoid(conv(w, k = 3, pad = same))\n"
-                                          "    output y : 2 = dense(a, b)\n"
-                                          "}\n");
-  E2eRun r = e2e_runl(dir, 60, e2e_machc(), "-S", "--march=x86-64-v4", "--dtype", "f32", "m.mach", "-o", "m.c",
-                      NULL);
-  e2e_check_ok(&r, "machc -S m.mach");
-  e2e_run_free(&r);
-  char *code = e2e_read_file(e2e_path(dir, "m.c"), NULL);
+  char *code = f32_avx512_code("machine m {\n"
+                               "    input  x : 8 @ [28, 28]\n"
+                               "    block  a : 8 @ [28, 28] = sigmoid(conv(x, k = 3, pad = same))\n"
+                               "    input  w : 8 @ [32, 32]\n"
+                               "    block  b : 8 @ [32, 32] = sigmoid(conv(w, k = 3, pad = same))\n"
+                               "    output y : 2 = dense(a, b)\n"
+                               "}\n");
   static const char *const want[] = {
       "#define MASKED_TAIL _Pragma(\"clang loop vectorize_predicate(enable)\")",
       "MASKED_TAIL for (long o1 = 0; o1 < 28; o1++) {",
