@@ -317,7 +317,7 @@ static void weight_strides(Emit *e, const IrArrow *ar, long *src, long *dst) {
   *dst = swap ? cout : 1;
 }
 
-/* ---- stride-1 convolutions as one product over a zero-padded input -----------
+/* ---- convolutions as one product over a zero-padded input --------------------
  *
  * Per tap, the product above has an inner dimension of only the input
  * channels, and every tap re-reads and re-writes the output. For a stride-1
@@ -363,11 +363,12 @@ static long round_up(long v, long m) { return (v + m - 1) / m * m; }
 static long panel_cols(long co, long nb) { return co <= nb / 2 ? nb / 2 : round_up(co, nb); }
 
 
-/* The padded geometry of a stride-1 arrow: ext[a] the padded extent per
- * axis (outputs + the kernel's reach on the first, rows sharing their
- * zeros on the others), pstr its strides, plane = one
- * sample's padded grid, span = the padded positions from the first output
- * to the last + 1, group samples per product, ld the product's row length. */
+/* The padded geometry of a windowed arrow: ext[a] the padded extent per
+ * axis of a plane (outputs + the kernel's reach on the first, rows sharing
+ * their zeros on the others), pstr its strides, plane = one sample's padded
+ * grid (one stride phase of it), span = the padded positions from the first
+ * output to the last + 1, group samples per product, ld the product's row
+ * length. */
 typedef struct Win {
   Geom g;
   long ci, co, taps, kk;  /* channels, kernel taps, inner dimension taps * ci */
@@ -383,8 +384,8 @@ typedef struct Win {
  * for mm_taps, or the one of mm_taps_row. */
 static long product_rows(const Win *w) { return w->co == 1 ? 1 : round_up(w->co, MR_); }
 
-/* The stride-1 arrows one windowed product computes together: arrows into
- * one block with the same kernel, pads and dilation, their sources' channels
+/* The arrows one windowed product computes together: arrows into one
+ * block with the same kernel, pads, dilation and stride, their sources' channels
  * stacked in the padded buffer (source j's from off[j]). */
 enum { SET_MAX = 64 }; /* arrows in one windowed product */
 

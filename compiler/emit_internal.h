@@ -136,7 +136,7 @@ typedef struct EmitFirst {
   const char *bias, *init;
   const EmitAct *act;
 } EmitFirst;
-/* y += (with first: y = as first says) the stride-1 convolutions among the
+/* y += (with first: y = as first says) the convolutions (not adjoints) among the
  * arrows list[0 .. n) into one block (z[i] the source buffer of list[i])
  * that share one geometry, as one windowed product over their stacked
  * channels; marks them in done[] and returns how many (0: none fits, emit
