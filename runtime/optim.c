@@ -49,36 +49,38 @@ int mach_optim_slots(enum mach_optim kind) {
   return kind == MACH_OPTIM_SGD ? 0 : kind == MACH_OPTIM_MOMENTUM ? 1 : 2;
 }
 
-/* Each update returns whether a parameter it wrote is not finite (checked
- * as it is written: no second pass over the parameters). */
-VECTOR_CLONES static int sgd(const struct mach_optim_cfg *o, double wd, mach_real *restrict p,
-                             const mach_real *restrict g, long n) {
+/* Each update reads the parameters p and writes the new ones to q, and
+ * returns whether one it wrote is not finite (checked as it is written: no
+ * second pass over the parameters). */
+VECTOR_CLONES static int sgd(const struct mach_optim_cfg *o, double wd, const mach_real *restrict p,
+                             mach_real *restrict q, const mach_real *restrict g, long n) {
   const double lr = o->lr;
   real_bits bad = 0;
   for (long i = 0; i < n; i++) {
     mach_real pi = (mach_real)(p[i] - lr * (g[i] + wd * p[i]));
-    p[i] = pi;
+    q[i] = pi;
     bad |= not_finite(pi);
   }
   return bad != 0;
 }
 
-VECTOR_CLONES static int momentum(const struct mach_optim_cfg *o, double wd, mach_real *restrict p,
-                                  const mach_real *restrict g, mach_real *restrict v, long n) {
+VECTOR_CLONES static int momentum(const struct mach_optim_cfg *o, double wd, const mach_real *restrict p,
+                                  mach_real *restrict q, const mach_real *restrict g, mach_real *restrict v,
+                                  long n) {
   const double lr = o->lr, mu = o->momentum;
   real_bits bad = 0;
   for (long i = 0; i < n; i++) {
     mach_real vi = (mach_real)(mu * v[i] + g[i] + wd * p[i]);
     v[i] = vi;
     mach_real pi = (mach_real)(p[i] - lr * vi);
-    p[i] = pi;
+    q[i] = pi;
     bad |= not_finite(pi);
   }
   return bad != 0;
 }
 
-VECTOR_CLONES static int adam(const struct mach_optim_cfg *o, double wd, mach_real *restrict p,
-                              const mach_real *restrict g, mach_real *restrict m,
+VECTOR_CLONES static int adam(const struct mach_optim_cfg *o, double wd, const mach_real *restrict p,
+                              mach_real *restrict q, const mach_real *restrict g, mach_real *restrict m,
                               mach_real *restrict v, long n, double c1, double c2) {
   const double lr = o->lr, b1 = o->beta1, b2 = o->beta2, eps = o->eps;
   real_bits bad = 0;
@@ -89,7 +91,7 @@ VECTOR_CLONES static int adam(const struct mach_optim_cfg *o, double wd, mach_re
     m[i] = mi;
     v[i] = vi;
     mach_real pi = (mach_real)(pd - lr * (mi / c1) / (sqrt(vi / c2) + eps));
-    p[i] = pi;
+    q[i] = pi;
     bad |= not_finite(pi);
   }
   return bad != 0;
@@ -99,7 +101,8 @@ VECTOR_CLONES static int adam(const struct mach_optim_cfg *o, double wd, mach_re
 struct optim_pass {
   const struct mach_optim_cfg *o;
   const struct mach_model *m;
-  mach_real *params, *state;
+  const mach_real *params;
+  mach_real *next, *state;
   const mach_real *grad;
   double c1, c2; /* Adam's bias corrections 1 - beta1^t, 1 - beta2^t */
   atomic_int bad; /* set by any piece that wrote a non-finite parameter */
@@ -114,14 +117,14 @@ static void update(void *ctx, long off, long n, int decay) {
   int bad = 0;
   switch (o->kind) {
   case MACH_OPTIM_SGD:
-    bad = sgd(o, wd, s->params + off, s->grad + off, n);
+    bad = sgd(o, wd, s->params + off, s->next + off, s->grad + off, n);
     break;
   case MACH_OPTIM_MOMENTUM:
-    bad = momentum(o, wd, s->params + off, s->grad + off, s->state + off, n);
+    bad = momentum(o, wd, s->params + off, s->next + off, s->grad + off, s->state + off, n);
     break;
   case MACH_OPTIM_ADAM:
-    bad = adam(o, wd, s->params + off, s->grad + off, s->state + off, s->state + P + off, n, s->c1,
-               s->c2);
+    bad = adam(o, wd, s->params + off, s->next + off, s->grad + off, s->state + off, s->state + P + off, n,
+               s->c1, s->c2);
     break;
   }
   if (bad)
@@ -164,9 +167,9 @@ static void optim_piece(void *ctx, long lo, long hi) {
   mach_live_stretches(s->m, lo, hi, update, ctx);
 }
 
-int mach_optim_step(const struct mach_optim_cfg *o, const struct mach_model *m,
-                    mach_real *params, const mach_real *grad, mach_real *state, long t) {
-  struct optim_pass s = {o, m, params, state, grad, 1.0 - pow(o->beta1, (double)t),
+int mach_optim_step(const struct mach_optim_cfg *o, const struct mach_model *m, const mach_real *params,
+                    mach_real *next, const mach_real *grad, mach_real *state, long t) {
+  struct optim_pass s = {o, m, params, next, state, grad, 1.0 - pow(o->beta1, (double)t),
                          1.0 - pow(o->beta2, (double)t), 0};
   mach_par_for(m, mach_live_size(m), optim_piece, &s);
   return !atomic_load(&s.bad);

@@ -472,12 +472,12 @@ int mach_optim_slots(enum mach_optim kind);
 long mach_live_size(const struct mach_model *m);
 void mach_live_stretches(const struct mach_model *m, long lo, long hi,
                          void (*fn)(void *ctx, long off, long n, int decay), void *ctx);
-/* One update; t counts steps from 1 (Adam's bias correction). state holds
- * mach_optim_slots * param_size zero-initialised scalars. Returns 0 when a
- * parameter it wrote is not finite (1: all are). */
-int mach_optim_step(const struct mach_optim_cfg *o, const struct mach_model *m,
-                    mach_real *params, const mach_real *grad, mach_real *state,
-                    long t);
+/* One update of the entries the machine reads, from params into next (its
+ * other entries untouched); t counts steps from 1 (Adam's bias correction).
+ * state holds mach_optim_slots * param_size zero-initialised scalars, updated
+ * in place. Returns 0 when a parameter it wrote is not finite (1: all are). */
+int mach_optim_step(const struct mach_optim_cfg *o, const struct mach_model *m, const mach_real *params,
+                    mach_real *next, const mach_real *grad, mach_real *state, long t);
 
 /* Learning-rate schedules, per step t = 0, 1, ... (S steps per epoch, T in
  * all, W warmup steps): the rate of step t is lr * warm(t) * decay(t), with

@@ -7,12 +7,13 @@
  * learning rate), then validation and bookkeeping; checkpoints are written
  * by save_checkpoint alone.
  *
- * Memory: the parameters, their gradient, a backup, the best epoch's
+ * Memory: the parameters, their gradient, a spare, the best epoch's
  * parameters and the optimizer state are carved from one allocation; the
  * forward and dual states, the gathered minibatch and the cotangents from
- * another. The backup holds the parameters before the current update, so
- * when a step goes wrong (non-finite loss, gradient or parameters) the
- * weights saved are the last good ones.
+ * another. An update writes the new parameters into the spare, which then
+ * trades places with them; when a step goes wrong (non-finite loss,
+ * gradient or parameters) the parameters are still the last good ones,
+ * and so are the weights saved.
  *
  * Shuffling uses its own xoshiro256** stream, seeded from --seed xor a
  * constant so it does not replay the numbers init drew from the same seed;
@@ -65,7 +66,8 @@ struct trainer {
   struct mach_ckpt k;     /* counters, stream and sums: all a resume needs */
   struct mach_rng rng;
   long *perm, *lbatch;    /* [n_train], [batch] labels */
-  mach_real *params, *grad, *backup, *best, *ostate; /* one allocation */
+  mach_real *mem; /* one allocation for the five below; params and spare trade places in it */
+  mach_real *params, *grad, *spare, *best, *ostate;
   mach_real *state, *dstate, *xb[64], *tb, *cot[64]; /* one allocation */
   long cap_log;
   FILE *logf;             /* open for the whole run, flushed every epoch */
@@ -216,14 +218,14 @@ static int alloc_buffers(struct trainer *t) {
   const struct mach_model *m = t->m;
   long P = m->param_size, B = t->batch, total, maxout = 1;
   int slots = mach_optim_slots(t->cfg.opt.kind);
-  t->params = mach_alloc(t->c, (size_t)(P * (4 + slots)) + 1, sizeof(mach_real));
+  t->params = t->mem = mach_alloc(t->c, (size_t)(P * (4 + slots)) + 1, sizeof(mach_real));
   t->perm = mach_alloc(t->c, (size_t)(t->n_train + B) + 1, sizeof(long));
   if (!t->params || !t->perm)
     return 1;
   t->grad = t->params + P;
   t->sum = mach_allreduce_new(t->c, t->grad, P);
-  t->backup = t->grad + P;
-  t->best = t->backup + P;
+  t->spare = t->grad + P;
+  t->best = t->spare + P;
   t->ostate = t->best + P;
   t->lbatch = t->perm + t->n_train;
   total = 2 * B * m->state_size + B * t->d.size;
@@ -338,12 +340,12 @@ static int resume(struct trainer *t) {
   int has_last = 0;
   t->k.perm = t->perm;
   t->k.ostate = t->ostate;
-  if (mach_ckpt_load(t->c, t->cfg.resume, t->params, t->backup, &has_last, &t->k))
+  if (mach_ckpt_load(t->c, t->cfg.resume, t->params, t->spare, &has_last, &t->k))
     return 1;
   t->cap_log = t->k.n_log;
   if (has_last) { /* the weights entries hold the best epoch's */
     memcpy(t->best, t->params, (size_t)t->m->param_size * sizeof(mach_real));
-    memcpy(t->params, t->backup, (size_t)t->m->param_size * sizeof(mach_real));
+    memcpy(t->params, t->spare, (size_t)t->m->param_size * sizeof(mach_real));
   } else if (t->cfg.keep_best && t->k.best_epoch > 0) {
     mach_err(t->c, "%s: written without --keep-best; its best epoch's weights are not in it",
              t->cfg.resume);
@@ -387,7 +389,8 @@ static int setup(struct trainer *t, const struct mach_args *a) {
   } else {
     mach_init_params(t->m, t->cfg.seed, t->params);
   }
-  memcpy(t->backup, t->params, (size_t)t->m->param_size * sizeof(mach_real)); /* see guard */
+  /* the entries no update writes keep their first values in both */
+  memcpy(t->spare, t->params, (size_t)t->m->param_size * sizeof(mach_real));
   t->t0 = mach_now() - t->k.seconds;
   return 0;
 }
@@ -410,15 +413,13 @@ static void gather_batch(struct trainer *t, long start, long b) {
   }
 }
 
-/* The passes over parameter-sized buffers around an update, among the
- * threads (mach_par_for), on the entries the machine reads: whether check is
- * finite there and, when backup is set, params copied to it. bad is set by
- * any piece that finds a non-finite value, so the answer does not depend on
- * the cut. */
+/* The check of the gradient before an update, among the threads
+ * (mach_par_for), on the entries the machine reads: whether check is finite
+ * there. bad is set by any piece that finds a non-finite value, so the
+ * answer does not depend on the cut. */
 struct guard_pass {
   const struct mach_model *m;
-  const mach_real *check, *params;
-  mach_real *backup;
+  const mach_real *check;
   atomic_int bad;
 };
 
@@ -427,8 +428,6 @@ static void guard_stretch(void *ctx, long off, long n, int decay) {
   (void)decay;
   if (!mach_all_finite(g->check + off, n))
     atomic_store_explicit(&g->bad, 1, memory_order_relaxed);
-  if (g->backup)
-    memcpy(g->backup + off, g->params + off, (size_t)n * sizeof(mach_real));
 }
 
 static void guard_piece(void *ctx, long lo, long hi) {
@@ -436,12 +435,10 @@ static void guard_piece(void *ctx, long lo, long hi) {
   mach_live_stretches(g->m, lo, hi, guard_stretch, ctx);
 }
 
-/* Whether check is finite on the entries the machine reads; copies those of
- * params to backup unless NULL. The others keep their first values in all
- * three (the optimizer never touches them, their gradient is 0), so the
- * backup is filled whole once, before the first step. */
-static int guard(const struct trainer *t, const mach_real *check, mach_real *backup) {
-  struct guard_pass g = {t->m, check, t->params, backup, 0};
+/* Whether check is finite on the entries the machine reads (the others
+ * are 0 in a gradient: the machine never reads them). */
+static int guard(const struct trainer *t, const mach_real *check) {
+  struct guard_pass g = {t->m, check, 0};
   mach_par_for(t->m, mach_live_size(t->m), guard_piece, &g);
   return !atomic_load(&g.bad);
 }
@@ -501,15 +498,15 @@ static const char *step(struct trainer *t, long start, long b, double *loss, lon
   *hits += h;
   if (!isfinite(*loss))
     return isnan(*loss) ? "loss is nan" : "loss is inf";
-  if (!guard(t, t->grad, t->backup)) /* the backup: the parameters before the update */
+  if (!guard(t, t->grad))
     return "gradient is not finite";
   if (t->cfg.clip_norm > 0)
     mach_clip_norm(t->grad, P, t->cfg.clip_norm);
   o.lr = current_lr(t);
-  if (!mach_optim_step(&o, m, t->params, t->grad, t->ostate, t->k.step + 1)) {
-    memcpy(t->params, t->backup, (size_t)P * sizeof(mach_real));
-    return "parameters are not finite after the update";
-  }
+  if (!mach_optim_step(&o, m, t->params, t->spare, t->grad, t->ostate, t->k.step + 1))
+    return "parameters are not finite after the update"; /* params: still the last good ones */
+  mach_real *old = t->params;
+  t->params = t->spare, t->spare = old;
   t->k.step++;
   return NULL;
 }
@@ -837,7 +834,7 @@ int mach_cmd_train(const struct mach_ctx *c, int argc, char **argv) {
   mach_dataset_free(&t.d);
   mach_dataset_free(&t.vd);
   mach_allreduce_free(t.sum);
-  free(t.params);
+  free(t.mem);
   free(t.perm);
   free(t.state);
   free(t.k.log);

@@ -695,14 +695,17 @@ Test(train, adam_fits_regression) {
   }
 }
 
-/* An update that overflows (lr 1e308 times a gradient of 2e4: past the
- * largest double) stops training at its first step with the reason. */
+/* An update that overflows (lr times a gradient of 2e4: past the largest
+ * double) stops training with the reason: at the first step (lr 1e308),
+ * with nothing written; at the second (lr 1e-3, then 1e304 from epoch 2 on),
+ * keeping the first step's weights, which are finite (train --init takes
+ * them). */
 Test(train, update_to_inf_stops_with_a_reason) {
   double x[2 * 16], t[16];
   long xs[2] = {16, 2}, ts[2] = {16, 1};
   unsigned long seed = 7;
   for (int i = 0; i < 16; i++)
-    x[2 * i] = lcg(&seed), x[2 * i + 1] = lcg(&seed), t[i] = 1e4; /* a gradient of about -2e4 */
+    x[2 * i] = lcg(&seed), x[2 * i + 1] = lcg(&seed), t[i] = 1e4;
   save_npy(P("x.npy"), 2, xs, x);
   save_npy(P("t.npy"), 2, ts, t);
   const char *opts[] = {"sgd", "momentum"};
@@ -711,8 +714,18 @@ Test(train, update_to_inf_stops_with_a_reason) {
                  "--optimizer", opts[k], "--lr", "1e308", "--epochs", "1", "--batch", "16", "--seed", "1",
                  "--out", P("inf.npz"), "--quiet");
     cr_assert_neq(rc, 0, "%s: %s", opts[k], out_text);
-    cr_assert(strstr(err_text, "step 1: parameters are not finite after the update"), "%s: %s", opts[k],
-              err_text);
+    cr_assert(strstr(err_text, "step 1: parameters are not finite after the update; no step succeeded"),
+              "%s: %s", opts[k], err_text);
+    rc = RUN(&fake_reg, "train", "--data", P("x.npy"), "--targets", P("t.npy"), "--loss", "mse", "--optimizer",
+             opts[k], "--lr", "1e-3", "--lr-schedule", "step:1:1e307", "--epochs", "2", "--batch", "16",
+             "--seed", "1", "--out", P("kept.npz"), "--quiet");
+    cr_assert_neq(rc, 0, "%s: %s", opts[k], out_text);
+    cr_assert(strstr(err_text, "epoch 2, step 2: parameters are not finite after the update; kept the last "
+                               "good weights"),
+              "%s: %s", opts[k], err_text);
+    cr_assert_eq(RUN(&fake_reg, "train", "--data", P("x.npy"), "--targets", P("t.npy"), "--loss", "mse",
+                     "--init", P("kept.npz"), "--epochs", "1", "--batch", "16", "--out", P("ok.npz"), "--quiet"),
+                 0, "%s: %s", opts[k], err_text);
   }
 }
 
