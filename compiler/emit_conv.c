@@ -822,7 +822,8 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, const
   const char *yt = ix_text(e->a, yi), *pt = ix_text(e->a, pi), *ct = ix_text(e->a, co);
   if (act && rows) { /* y = prod (+ bias or init) and z = sigma(y) along a row, while y is in registers */
     const char *o = var(e, 'o', w->g.g - 1);
-    emit_open(e, "%sfor (long %s = 0; %s < %ld; %s++)", emit_masked(e, row), o, o, row, o);
+    const char *masked = emit_masked(e, row, act->expr(e, act->block, y, "yk"));
+    emit_open(e, "%sfor (long %s = 0; %s < %ld; %s++)", masked, o, o, row, o);
     emit_line(e, "const long yk = %s;", ix_text(e->a, ix_add(yi, ix_var(o))));
     const char *pk = ix_text(e->a, ix_add(pi, ix_var(o)));
     if (init)

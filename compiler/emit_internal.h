@@ -109,10 +109,11 @@ long emit_nb(bool f32, int vec_bytes);
 /* The prefix of a loop head of at most n iterations: "SHORT_LOOP " (the
  * prelude's hint not to vectorize) when n is less than a vector, else "". */
 const char *emit_short(const Emit *e, long n);
-/* The prefix of the head of a loop of n activations: "MASKED_TAIL " (the
- * prelude's hint to mask the last vector) when n is a few vectors long and
- * not a multiple of one, else "". */
-const char *emit_masked(const Emit *e, long n);
+/* The prefix of the head of a loop of n activations, stmt the text of what
+ * it computes: "MASKED_TAIL " (the prelude's hint to mask the last vector)
+ * when n is a few vectors long and not a multiple of one and every call in
+ * stmt vectorizes, else "". */
+const char *emit_masked(const Emit *e, long n, const char *stmt);
 /* The scratch of one mm_grid call of inner dimension k (LONG_MAX: known only
  * when it runs) and m rows, in scalars: its packed panels. */
 long emit_grid_work(long k, long m, long nb);

@@ -1193,9 +1193,35 @@ const char *emit_short(const Emit *e, long n) {
   return n < emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64) / 2 ? "SHORT_LOOP " : "";
 }
 
-const char *emit_masked(const Emit *e, long n) {
+/* Whether every function the statement calls vectorizes: the arithmetic
+ * activations always, tanh and sigmoid (and d_softplus through sigmoid)
+ * where they run on exp_vec; libm's erf, log1p, sin, or exp in double, never
+ * (clang would then warn that it could not do what MASKED_TAIL asks). */
+static bool calls_vectorize(const Emit *e, const char *stmt) {
+  static const char *const always[] = {"act_relu", "act_leaky_relu", "d_tanh", "d_sigmoid", "d_relu",
+                                       "d_leaky_relu"};
+  static const char *const on_exp_vec[] = {"act_tanh", "act_sigmoid", "d_softplus"};
+  bool vexp = in_set(KS_VEXP, e->o->plain_kernels, e->o->f32);
+  for (const char *p = strchr(stmt, '('); p; p = strchr(p + 1, '(')) {
+    const char *q = p;
+    while (q > stmt && (q[-1] == '_' || (q[-1] >= 'a' && q[-1] <= 'z')))
+      q--;
+    if (q == p) /* a parenthesis or a cast, not a call */
+      continue;
+    bool ok = false;
+    for (size_t i = 0; i < sizeof always / sizeof *always; i++)
+      ok |= strlen(always[i]) == (size_t)(p - q) && !strncmp(q, always[i], (size_t)(p - q));
+    for (size_t i = 0; vexp && i < sizeof on_exp_vec / sizeof *on_exp_vec; i++)
+      ok |= strlen(on_exp_vec[i]) == (size_t)(p - q) && !strncmp(q, on_exp_vec[i], (size_t)(p - q));
+    if (!ok)
+      return false;
+  }
+  return true;
+}
+
+const char *emit_masked(const Emit *e, long n, const char *stmt) {
   long v = emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64) / 2;
-  return n % v && n < 8 * v ? "MASKED_TAIL " : "";
+  return n % v && n < 8 * v && calls_vectorize(e, stmt) ? "MASKED_TAIL " : "";
 }
 
 long emit_grid_work(long k, long m, long nb) {
