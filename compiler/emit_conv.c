@@ -402,6 +402,26 @@ static bool windowed(const IrArrow *ar) { return ar->kind == ARROW_CONV && !ar->
 /* floor(a / b) for b > 0 */
 static long floor_div(long a, long b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
+/* The whole strides c of tap k's offset k d - p0 along an axis: tap k reads
+ * input (o + c) s + r, r what is left (its stride phase). */
+static long tap_strides(const ConvAxis *x, long k) { return floor_div(k * x->dilation - x->pad0, x->stride); }
+
+/* Tap t (row-major over the kernel's axes) split per axis: c[a] its whole
+ * strides; returns its stride phase, the r of every axis in mixed radix
+ * (the last axis fastest). */
+static long tap_phase(const IrArrow *ar, long t, long *c) {
+  long phase = 0, inner = 1;
+  for (int a = ar->ngrid - 1; a >= 0; a--) {
+    const ConvAxis *x = &ar->ax[a];
+    long k = t % x->kernel;
+    c[a] = tap_strides(x, k);
+    phase += (k * x->dilation - x->pad0 - c[a] * x->stride) * inner;
+    inner *= x->stride;
+    t /= x->kernel;
+  }
+  return phase;
+}
+
 static bool same_window(const IrArrow *a, const IrArrow *b) {
   if (a->ngrid != b->ngrid)
     return false;
@@ -429,8 +449,8 @@ static bool win_of(Emit *e, const IrMachine *m, const Set *set, bool grad, Win *
     const ConvAxis *x = &ar->ax[a];
     w->taps *= x->kernel;
     w->phases *= x->stride;
-    w->cmin[a] = floor_div(-x->pad0, x->stride);
-    long cmax = floor_div((long)(x->kernel - 1) * x->dilation - x->pad0, x->stride);
+    w->cmin[a] = tap_strides(x, 0);
+    long cmax = tap_strides(x, x->kernel - 1);
     long held = (g->in[a] + x->stride - 1) / x->stride - w->cmin[a]; /* the longest phase, from u = cmin */
     w->ext[a] = g->out[a] + cmax - w->cmin[a];
     if (x->stride > 1 && held > w->ext[a])
@@ -502,16 +522,10 @@ static void emit_tap_at(Emit *e, const IrArrow *ar, const Win *w) {
   }
   StrBuf sb = {0};
   for (long t = 0; t < w->taps; t++) {
-    long off = 0, rest = t, phase = 0, inner = 1; /* phase: r in mixed radix, the last axis fastest */
-    for (int a = w->g.g - 1; a >= 0; a--) {
-      const ConvAxis *x = &ar->ax[a];
-      long q = rest % x->kernel * x->dilation - x->pad0, c = floor_div(q, x->stride);
-      off += (c - w->cmin[a]) * w->pstr[a];
-      phase += (q - c * x->stride) * inner;
-      inner *= x->stride;
-      rest /= x->kernel;
-    }
-    sb_printf(&sb, "%s%s", t ? ", " : "", ix_text(e->a, by_gs(e, w, ix_const(phase * w->plane + off))));
+    long c[IR_MAX_GRID], off = tap_phase(ar, t, c) * w->plane;
+    for (int a = 0; a < w->g.g; a++)
+      off += (c[a] - w->cmin[a]) * w->pstr[a];
+    sb_printf(&sb, "%s%s", t ? ", " : "", ix_text(e->a, by_gs(e, w, ix_const(off))));
   }
   emit_line(e, "const long tap_at[%ld] = {%s};", w->taps, sb.data);
   sb_free(&sb);
@@ -1160,8 +1174,8 @@ static bool conv_adjoint_win(Emit *e, const IrArrow *ar, const char *y, const ch
     const ConvAxis *x = &ar->ax[a];
     taps *= x->kernel;
     phases *= x->stride;
-    cmin[a] = floor_div(-x->pad0, x->stride);
-    cmax[a] = floor_div((long)(x->kernel - 1) * x->dilation - x->pad0, x->stride);
+    cmin[a] = tap_strides(x, 0);
+    cmax[a] = tap_strides(x, x->kernel - 1);
     nu[a] = (g.in[a] + x->stride - 1) / x->stride;
     long reach = nu[a] + cmax[a] - cmin[a], data = g.out[a] + cmax[a]; /* the indices read, written */
     ext[a] = reach > data ? reach : data;
@@ -1185,21 +1199,15 @@ static bool conv_adjoint_win(Emit *e, const IrArrow *ar, const char *y, const ch
   long *slot = arena_alloc(e->a, sizeof(long) * (size_t)taps), *phase = arena_alloc(e->a, sizeof(long) * (size_t)taps);
   long *at = arena_alloc(e->a, sizeof(long) * (size_t)taps), *on = arena_alloc(e->a, sizeof(long) * 2 * (size_t)taps);
   for (long t = 0; t < taps; t++) {
-    long rest = t, inner = 1;
-    phase[t] = at[t] = 0;
-    for (int a = g.g - 1; a >= 0; a--) {
-      const ConvAxis *x = &ar->ax[a];
-      long q = rest % x->kernel * x->dilation - x->pad0, c = floor_div(q, x->stride);
-      at[t] += (cmax[a] - c) * pstr[a];
-      phase[t] += (q - c * x->stride) * inner;
-      inner *= x->stride;
-      rest /= x->kernel;
-      if (a == 0) { /* the rows u0 whose o0 = u0 - c lies in [0, out0) */
-        long lo = c > 0 ? c : 0, hi = g.out[0] + c < nu[0] ? g.out[0] + c : nu[0];
-        on[2 * t] = lo * (g.g > 1 ? pstr[0] : 1);
-        on[2 * t + 1] = (hi > lo ? hi : lo) * (g.g > 1 ? pstr[0] : 1);
-      }
-    }
+    long c[IR_MAX_GRID];
+    phase[t] = tap_phase(ar, t, c);
+    at[t] = 0;
+    for (int a = 0; a < g.g; a++)
+      at[t] += (cmax[a] - c[a]) * pstr[a];
+    /* the rows u0 whose o0 = u0 - c lies in [0, out0) */
+    long lo = c[0] > 0 ? c[0] : 0, hi = g.out[0] + c[0] < nu[0] ? g.out[0] + c[0] : nu[0];
+    on[2 * t] = lo * (g.g > 1 ? pstr[0] : 1);
+    on[2 * t + 1] = (hi > lo ? hi : lo) * (g.g > 1 ? pstr[0] : 1);
   }
   for (long ph = 0; first && ph < phases; ph++) { /* first: every phase written, so all of y */
     bool written = false;
