@@ -245,6 +245,15 @@ static void expect_none(const char *code, const char *const *never, size_t n, co
     cr_assert_null(strstr(code, never[i]), "%s: '%s'", why, never[i]);
 }
 
+/* Every string of the array want in code and none of never (why they would
+ * be), then code freed. */
+#define EXPECT_TEXT(code, want, never, why)                                                                \
+  do {                                                                                                     \
+    expect_all(code, want, sizeof want / sizeof *want);                                                    \
+    expect_none(code, never, sizeof never / sizeof *never, why);                                           \
+    free(code);                                                                                            \
+  } while (0)
+
 /* The Fashion-MNIST CNN: a block one windowed product solves gets z with y,
  * in the product's loop over a row (c1, one sample a group) or right after
  * the group's copy (c2, samples innermost), never in a pass of its own; the
@@ -258,13 +267,11 @@ Test(emit_text, windowed_products_write_z_with_y) {
       "mm_taps_row(/* n */",
       "const long tap_on[18] = {29, 812, 29, 812, 29, 812, 0, 812",
   };
-  expect_all(code, want, sizeof want / sizeof *want);
   static const char *const never[] = {
       "for (long k = 0; k < batch * 25088; k++)\n        z_c1[k]",
       "for (long k = 0; k < batch * 12544; k++)\n        z_c2[k]",
   };
-  expect_none(code, never, sizeof never / sizeof *never, "a pass of its own");
-  free(code);
+  EXPECT_TEXT(code, want, never, "a pass of its own");
 }
 
 /* A loop that holds fewer iterations than a vector carries SHORT_LOOP (not
@@ -294,10 +301,8 @@ Test(emit_text, short_loops_are_not_vectorized) {
       "SHORT_LOOP for (long k = r * 16 + t0; k < r * 16 + t1; k++)\n                z_m_x_0[k] = act_sigmoid(",
       "                    for (long o0 = f0; o0 < e0; o0++)\n                        t += zs[o0] * yd[o0];",
   };
-  expect_all(code, want, sizeof want / sizeof *want);
   static const char *const never[] = {"SHORT_LOOP for (long o0 = f0; o0 < e0; o0++)\n                        t +="};
-  expect_none(code, never, 1, "a kernel gradient over 16 steps marked short");
-  free(code);
+  EXPECT_TEXT(code, want, never, "a kernel gradient over 16 steps marked short");
 }
 
 /* A row of activations 28 floats long (16 + 12 with AVX-512) carries
@@ -325,10 +330,8 @@ Test(emit_text, rows_of_activations_mask_their_last_vector) {
       "MASKED_TAIL for (long o1 = 0; o1 < 28; o1++) {",
       "for (long o1 = 0; o1 < 32; o1++) {",
   };
-  expect_all(code, want, sizeof want / sizeof *want);
   static const char *const never[] = {"MASKED_TAIL for (long o1 = 0; o1 < 32; o1++)"};
-  expect_none(code, never, 1, "a row of whole vectors masked");
-  free(code);
+  EXPECT_TEXT(code, want, never, "a row of whole vectors masked");
 }
 
 /* A grid arrow's comment quotes it as the IR writes it; the dual's, in its
