@@ -164,7 +164,8 @@ static void emit_dense_chunk(Emit *e, const IrArrow *ar, const char *w, long ld)
   emit_close_to(e, base);
 }
 
-static void emit_dense(Emit *e, const IrArrow *ar, bool chunked) {
+/* y += z W (or z W^T); set: y = z W, the first term of a y that starts at 0. */
+static void emit_dense(Emit *e, const IrArrow *ar, bool chunked, bool set) {
   const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
   const IrParam *p = IR_PARAM(e->m, ar->w.param);
   long ld = p->shape[1];
@@ -174,11 +175,11 @@ static void emit_dense(Emit *e, const IrArrow *ar, bool chunked) {
     return;
   }
   if (!ar->w.transposed) /* y[B, D] += z[B, S] W[S, D] */
-    sb_printf(e->c, "    mm_acc(batch, %ld, %ld, %s, %ld, 1, %s, %ld, %s, %ld);\n", d->size,
-              s->size, zbuf(e, ar->src), s->size, w, ld, ybuf(e, ar->dst), d->size);
+    sb_printf(e->c, "    %s(batch, %ld, %ld, %s, %ld, 1, %s, %ld, %s, %ld);\n", set ? "mm_set" : "mm_acc",
+              d->size, s->size, zbuf(e, ar->src), s->size, w, ld, ybuf(e, ar->dst), d->size);
   else /* y[B, D] += z[B, S] W[D, S]^T */
-    sb_printf(e->c, "    mm_nt(batch, %ld, %ld, %s, %ld, %s, %ld, %s, %ld);\n", d->size, s->size,
-              zbuf(e, ar->src), s->size, w, ld, ybuf(e, ar->dst), d->size);
+    sb_printf(e->c, "    %s(batch, %ld, %ld, %s, %ld, %s, %ld, %s, %ld);\n", set ? "mm_nt_set" : "mm_nt",
+              d->size, s->size, zbuf(e, ar->src), s->size, w, ld, ybuf(e, ar->dst), d->size);
 }
 
 /* Elements among the threads when a sample alone is worth it (an activation
@@ -232,7 +233,7 @@ static void emit_softmax_gate(Emit *e, const IrArrow *ar, bool chunked) {
 static void emit_arrow(Emit *e, const IrArrow *ar, bool chunked) {
   switch (ar->kind) {
   case ARROW_DENSE:
-    emit_dense(e, ar, chunked);
+    emit_dense(e, ar, chunked, false);
     break;
   case ARROW_IDENTITY:
     if (!chunked) {
@@ -415,8 +416,17 @@ static void emit_block(Emit *e, int bi, bool chunked) {
     if (wrote)
       whole = false;
   }
-  if (whole)
-    emit_init(e, bi, chunked);
+  if (whole) {
+    int first = 0;
+    while (first < n && done[first])
+      first++;
+    if (!b->has_input && b->bias < 0 && first < n && IR_ARROW(e->m, list[first])->kind == ARROW_DENSE) {
+      /* y = 0 + z W: the product writes y, no zeros first (the same bits) */
+      emit_dense(e, IR_ARROW(e->m, list[first]), false, true);
+      done[first] = true;
+    } else
+      emit_init(e, bi, chunked);
+  }
   for (int j = 0; j < n; j++)
     if (!done[j])
       emit_arrow(e, IR_ARROW(e->m, list[j]), chunked);
@@ -531,7 +541,33 @@ static void grad_operands(Emit *e, const IrArrow *ar, const char **z, const char
   *yb = arena_printf(e->a, "%s_%s", d->act.kind == ACT_IDENTITY ? "zbar" : "ybar", d->cname);
 }
 
-/* dW += z_src^T ybar_dst for one weighted arrow. */
+/* Marks the gradients rows x cols at off (row stride ld) of dparams as
+ * written here, by a product that can set them (sets) or only add. Returns
+ * true when it sets them: none was written before, and the zeroing before
+ * the sweep skips them. Else those not written before are added to zeros. */
+static bool grad_first(Emit *e, long off, long rows, long cols, long ld, bool sets) {
+  unsigned char *how = e->dp_how;
+  if (!how)
+    return false;
+  bool first = sets;
+  for (long r = 0; r < rows; r++)
+    for (long c = 0; c < cols; c++)
+      first &= how[off + r * ld + c] == DP_NONE;
+  for (long r = 0; r < rows; r++)
+    for (long c = 0; c < cols; c++)
+      if (how[off + r * ld + c] == DP_NONE)
+        how[off + r * ld + c] = first ? DP_SET : DP_ADDED;
+  return first;
+}
+
+/* A gradient added to all of parameter p (a kernel's, a bias's). */
+static void grad_adds(Emit *e, int p) {
+  const IrParam *q = IR_PARAM(e->primal, p);
+  grad_first(e, q->offset, 1, q->size, q->size, false);
+}
+
+/* dW += z_src^T ybar_dst for one weighted arrow (dW = z^T ybar when it is
+ * the first gradient written there). */
 static void emit_weight_grad(Emit *e, const IrArrow *ar) {
   const IrMachine *m = e->primal;
   StrBuf *c = e->c;
@@ -545,16 +581,18 @@ static void emit_weight_grad(Emit *e, const IrArrow *ar) {
     emit_conv_grad(e, ar, arena_printf(e->a, "d%s", p->cname), z, yb);
     return;
   }
-  long ld = p->shape[1];
-  const char *dw = ix_at(e->a, arena_printf(e->a, "d%s", p->cname),
-                         ix_const((long)ar->w.in_off * ld + ar->w.out_off));
-  sb_printf(c, "    /* d%s += %s^T %s */\n", ir_arrow_weight(e->a, m, ar, IR_TEXT_MATH), z, yb);
+  long ld = p->shape[1], at = (long)ar->w.in_off * ld + ar->w.out_off;
+  const char *dw = ix_at(e->a, arena_printf(e->a, "d%s", p->cname), ix_const(at));
+  /* the arrow read W^T: its gradient lands transposed */
+  long rows = ar->w.transposed ? d->size : s->size, cols = ar->w.transposed ? s->size : d->size;
+  bool set = grad_first(e, p->offset + at, rows, cols, ld, true);
+  sb_printf(c, "    /* d%s %s %s^T %s */\n", ir_arrow_weight(e->a, m, ar, IR_TEXT_MATH), set ? "=" : "+=", z, yb);
   if (!ar->w.transposed)
-    sb_printf(c, "    mm_acc(%ld, %ld, batch, %s, 1, %ld, %s, %ld, %s, %ld);\n", s->size, d->size, z,
-              s->size, yb, d->size, dw, ld);
-  else /* the arrow read W^T: its gradient lands transposed */
-    sb_printf(c, "    mm_acc(%ld, %ld, batch, %s, 1, %ld, %s, %ld, %s, %ld);\n", d->size, s->size, yb,
-              d->size, z, s->size, dw, ld);
+    sb_printf(c, "    %s(%ld, %ld, batch, %s, 1, %ld, %s, %ld, %s, %ld);\n", set ? "mm_set" : "mm_acc",
+              s->size, d->size, z, s->size, yb, d->size, dw, ld);
+  else
+    sb_printf(c, "    %s(%ld, %ld, batch, %s, 1, %ld, %s, %ld, %s, %ld);\n", set ? "mm_set" : "mm_acc",
+              d->size, s->size, yb, d->size, z, s->size, dw, ld);
 }
 
 /* dW += z_src^T ybar_dst for each weighted arrow into block bi (the
@@ -572,6 +610,8 @@ static void emit_block_grads(Emit *e, int bi) {
     const IrArrow *ar = IR_ARROW(m, list[j]);
     done[j] = ar->kind != ARROW_DENSE && ar->kind != ARROW_CONV;
     if (!done[j]) {
+      if (ar->kind == ARROW_CONV)
+        grad_adds(e, ar->w.param);
       grad_operands(e, ar, &zs[j], &yb);
       dws[j] = arena_printf(e->a, "d%s", IR_PARAM(m, ar->w.param)->cname);
       e->grads_left[ar->w.param]--;
@@ -586,6 +626,7 @@ static void emit_block_grads(Emit *e, int bi) {
     return;
   e->used_dp[b->bias] = true;
   e->grads_left[b->bias]--;
+  grad_adds(e, b->bias);
   e->used_z[bi] |= b->act.kind != ACT_IDENTITY;
   e->used_y[bi] |= b->act.kind == ACT_IDENTITY;
   sb_printf(e->c, "    bias_grad(d%s, %s_%s, batch, %d, %ld);\n", IR_PARAM(m, b->bias)->cname,
@@ -640,6 +681,47 @@ static void emit_level_grads(Emit *e, const int *blocks, int nb) {
   if (body.len)
     emit_grads_section(e, out, "dW += z^T ybar, db += sum of ybar: this level's gradients", body.data);
   sb_free(&body);
+}
+
+/* Zeros count runs of len scalars of dparams, step apart, from lo. */
+static void emit_zero_runs(Arena *a, StrBuf *c, long lo, long len, long step, long count) {
+  Ix at = count > 1 ? ix_addv(ix_const(lo), "r", step) : ix_const(lo);
+  const char *run = len == 1 ? arena_printf(a, "dparams[%s] = 0;", ix_text(a, at))
+                             : arena_printf(a, "memset(%s, 0, sizeof(real) * %ld);", ix_at(a, "dparams", at), len);
+  if (count * len >= 1 << 17) /* PAR_WORK: zeroing megabytes pays on several threads */
+    emit_omp(c, "parallel for schedule(static)");
+  if (count > 1)
+    sb_printf(c, "        for (long r = 0; r < %ld; r++)\n            %s\n", count, run);
+  else if (len >= 1 << 17)
+    sb_printf(c, "        for (long k = %ld; k < %ld; k++)\n            dparams[k] = 0;\n", lo, lo + len);
+  else
+    sb_printf(c, "        %s\n", run);
+}
+
+/* Zeros dparams where no product sets the gradient first (how[k] != DP_SET;
+ * all of it without how): each run once, runs of equal length at equal steps
+ * (a shared weight's unread columns, row after row) in one loop. */
+static void emit_grad_zeros(Arena *a, const unsigned char *how, long size, StrBuf *c) {
+  long lo = 0, len = 0, step = 0, count = 0; /* the progression of runs so far */
+  for (long k = 0; k < size;) {
+    if (how && how[k] == DP_SET) {
+      k++;
+      continue;
+    }
+    long at = k;
+    while (k < size && (!how || how[k] != DP_SET))
+      k++;
+    if (count && k - at == len && (count == 1 || at == lo + count * step)) {
+      step = count == 1 ? at - lo : step;
+      count++;
+      continue;
+    }
+    if (count)
+      emit_zero_runs(a, c, lo, len, step, count);
+    lo = at, len = k - at, count = 1;
+  }
+  if (count)
+    emit_zero_runs(a, c, lo, len, step, count);
 }
 
 /* ------------------------------------------------------------ functions */
@@ -825,6 +907,8 @@ static long emit_backward_fn(Arena *a, const IrMachine *dual, const EmitOptions 
   e.grads_left = arena_alloc(a, sizeof(int) * ((size_t)m->params.len + 1));
   e.used_dp = arena_alloc(a, (size_t)m->params.len + 1);
   e.reported = arena_alloc(a, (size_t)m->params.len + 1);
+  if (m->param_size <= 1L << 26) /* a byte per gradient at compile time */
+    e.dp_how = arena_alloc(a, (size_t)m->param_size + 1);
   for (int i = 0; i < m->arrows.len; i++)
     if (IR_ARROW(m, i)->w.param >= 0)
       e.grads_left[IR_ARROW(m, i)->w.param]++;
@@ -860,12 +944,10 @@ static long emit_backward_fn(Arena *a, const IrMachine *dual, const EmitOptions 
   declare_state(&e, c, "state", true, "y_", "z_", e.used_py, e.used_pz);
   declare_state(&e, c, "dstate", false, "zbar_", "ybar_", e.used_y, e.used_z);
   declare_work(&e, c, "dstate");
-  if (m->param_size >= 1 << 17) { /* PAR_WORK: zeroing megabytes pays on several threads */
-    sb_puts(c, "    if (dparams) {\n");
-    emit_omp(c, "parallel for schedule(static)");
-    sb_printf(c, "        for (long k = 0; k < %ld; k++)\n            dparams[k] = 0;\n", m->param_size);
-  } else
-    sb_printf(c, "    if (dparams) {\n        memset(dparams, 0, sizeof(real) * %ld);\n", m->param_size);
+  sb_puts(c, "    if (dparams) {\n");
+  if (e.dp_how)
+    sb_puts(c, "        /* zeros where no product writes the gradient first */\n");
+  emit_grad_zeros(a, e.dp_how, m->param_size, c);
   if (unread.len)
     emit_indented(c, unread.data);
   sb_puts(c, "    }\n");

@@ -41,9 +41,15 @@ typedef struct Emit {
                              arrows and biases of each parameter still to do
                              (NULL: it does not) */
   bool *used_dp;          /* parameter gradients the current level writes */
+  unsigned char *dp_how;  /* per scalar of dparams, how its gradient is first
+                             written: DP_NONE not yet, DP_SET by a product
+                             that sets it, DP_ADDED added to zeros written
+                             before the sweep (NULL: every one) */
   bool *reported;         /* parameter gradients already reported final */
   IrGroups pinto;         /* the arrows into each block of the primal */
 } Emit;
+
+enum { DP_NONE, DP_SET, DP_ADDED };
 
 /* emit_index.c: affine index expressions, c + sum of coef * atom, folded as
  * they are built (no `* 1`, `+ 0`, `0 * x`; constants summed) and printed

@@ -46,15 +46,16 @@ static const char k_tuned_sizes[] =
     "       PAR_WORK = 1 << 17 };\n";
 
 static const char k_mm_micro[] =
-    "/* C[MR x NB] += A[MR x kc] P[kc x NB], P a packed panel of B: the accumulators\n"
-    " * stay in registers while p runs. A(i, p) = a[i * ars + p * acs]. */\n"
+    "/* C[MR x NB] += A[MR x kc] P[kc x NB] (add), or C = A P (C not read), P a\n"
+    " * packed panel of B: the accumulators stay in registers while p runs.\n"
+    " * A(i, p) = a[i * ars + p * acs]. */\n"
     "static void mm_micro(long kc, const real *restrict a, long ars, long acs,\n"
-    "                     const real *restrict panel, real *restrict c, long ldc)\n"
+    "                     const real *restrict panel, real *restrict c, long ldc, int add)\n"
     "{\n"
     "    real acc[MR][NB];\n"
     "    for (int r = 0; r < MR; r++)\n"
     "        for (int s = 0; s < NB; s++)\n"
-    "            acc[r][s] = c[r * ldc + s];\n"
+    "            acc[r][s] = add ? c[r * ldc + s] : 0;\n"
     "#if defined(__clang__) /* unrolled, clang spills the accumulators */\n"
     "#pragma clang loop unroll(disable)\n"
     "#endif\n"
@@ -74,12 +75,12 @@ static const char k_mm_micro_half[] =
     " * vector, as many accumulators, none of them idle. The panel is mm_gen_seq's\n"
     " * (rows of NB, zero past the block). */\n"
     "static void mm_micro_half(long kc, const real *restrict a, long ars, long acs,\n"
-    "                          const real *restrict panel, real *restrict c, long ldc)\n"
+    "                          const real *restrict panel, real *restrict c, long ldc, int add)\n"
     "{\n"
     "    real acc[2 * MR][NB / 2];\n"
     "    for (int r = 0; r < 2 * MR; r++)\n"
     "        for (int s = 0; s < NB / 2; s++)\n"
-    "            acc[r][s] = c[r * ldc + s];\n"
+    "            acc[r][s] = add ? c[r * ldc + s] : 0;\n"
     "#if defined(__clang__)\n"
     "#pragma clang loop unroll(disable)\n"
     "#endif\n"
@@ -95,7 +96,8 @@ static const char k_mm_micro_half[] =
     "}\n";
 
 static const char k_mm_gen_seq[] =
-    "/* C[m x n] += A[m x k] B[k x n], with A(i, p) = a[i * ars + p * acs] and\n"
+    "/* C[m x n] += A[m x k] B[k x n] (add), or C = A B (C not read: no zeros\n"
+    " * written first), with A(i, p) = a[i * ars + p * acs] and\n"
     " * B(p, j) = b[p * bps + j * bjs]: any of A, B may be read transposed. Panels\n"
     " * of B (KC x NB) are copied to a contiguous buffer on the stack first, so\n"
     " * the micro-kernel reads them with unit stride whatever B's layout (a slice\n"
@@ -105,15 +107,20 @@ static const char k_mm_gen_seq[] =
     " * nb <= NB / 2): their panel is zero past nb, and the kernel works on a\n"
     " * copy of C's tile; standalone code, for small stacks, takes plain loops\n"
     " * for them instead. Any chunks and tiles add each C(i, j)'s terms in the\n"
-    " * order of p. */\n"
+    " * order of p, after C's value (add) or from 0: C = A B gives the bits of\n"
+    " * C = 0 and C += A B. */\n"
     "static void mm_gen_seq(long m, long n, long k, const real *restrict a, long ars, long acs,\n"
-    "                       const real *restrict b, long bps, long bjs, real *restrict c, long ldc)\n"
+    "                       const real *restrict b, long bps, long bjs, real *restrict c, long ldc,\n"
+    "                       int add)\n"
     "{\n"
     "    real panel[KC * NB], tile[MR * NB];\n"
     "    const long chunks = (k + KC - 1) / KC, kstep = chunks ? (k + chunks - 1) / chunks : 0;\n"
     "    for (long j = 0; j < n; j += NB) {\n"
     "        long nb = n - j < NB ? n - j : NB;\n"
     "        if (nb < NB && SMALL_STACK) {\n"
+    "            for (long i = 0; i < m; i++)\n"
+    "                for (long s = j; s < n && !add; s++)\n"
+    "                    c[i * ldc + s] = 0;\n"
     "            for (long i = 0; i < m; i++)\n"
     "                for (long p = 0; p < k; p++) {\n"
     "                    real ar = a[i * ars + p * acs];\n"
@@ -124,6 +131,7 @@ static const char k_mm_gen_seq[] =
     "        }\n"
     "        for (long p0 = 0; p0 < k; p0 += kstep) {\n"
     "            long kc = k - p0 < kstep ? k - p0 : kstep, p = 0;\n"
+    "            const int keep = add || p0 > 0; /* C holds terms to add to */\n"
     "            if (nb < NB)\n"
     "                for (long q = 0; q < kc * NB; q++)\n"
     "                    panel[q] = 0;\n"
@@ -154,13 +162,13 @@ static const char k_mm_gen_seq[] =
     "                for (; i + 2 * MR <= m; i += 2 * MR) {\n"
     "                    const real *restrict ai = a + i * ars + p0 * acs;\n"
     "                    if (2 * nb == NB) {\n"
-    "                        mm_micro_half(kc, ai, ars, acs, panel, c + i * ldc + j, ldc);\n"
+    "                        mm_micro_half(kc, ai, ars, acs, panel, c + i * ldc + j, ldc, keep);\n"
     "                        continue;\n"
     "                    }\n"
     "                    for (int r = 0; r < 2 * MR; r++)\n"
     "                        for (long s = 0; s < NB / 2; s++)\n"
-    "                            tile[r * NB / 2 + s] = s < nb ? c[(i + r) * ldc + j + s] : 0;\n"
-    "                    mm_micro_half(kc, ai, ars, acs, panel, tile, NB / 2);\n"
+    "                            tile[r * NB / 2 + s] = keep && s < nb ? c[(i + r) * ldc + j + s] : 0;\n"
+    "                    mm_micro_half(kc, ai, ars, acs, panel, tile, NB / 2, 1);\n"
     "                    for (int r = 0; r < 2 * MR; r++)\n"
     "                        for (long s = 0; s < nb; s++)\n"
     "                            c[(i + r) * ldc + j + s] = tile[r * NB / 2 + s];\n"
@@ -168,23 +176,26 @@ static const char k_mm_gen_seq[] =
     "            for (; i + MR <= m; i += MR) {\n"
     "                const real *restrict ai = a + i * ars + p0 * acs;\n"
     "                if (nb == NB) {\n"
-    "                    mm_micro(kc, ai, ars, acs, panel, c + i * ldc + j, ldc);\n"
+    "                    mm_micro(kc, ai, ars, acs, panel, c + i * ldc + j, ldc, keep);\n"
     "                    continue;\n"
     "                }\n"
     "                for (int r = 0; r < MR; r++)\n"
     "                    for (long s = 0; s < NB; s++)\n"
-    "                        tile[r * NB + s] = s < nb ? c[(i + r) * ldc + j + s] : 0;\n"
-    "                mm_micro(kc, ai, ars, acs, panel, tile, NB);\n"
+    "                        tile[r * NB + s] = keep && s < nb ? c[(i + r) * ldc + j + s] : 0;\n"
+    "                mm_micro(kc, ai, ars, acs, panel, tile, NB, 1);\n"
     "                for (int r = 0; r < MR; r++)\n"
     "                    for (long s = 0; s < nb; s++)\n"
     "                        c[(i + r) * ldc + j + s] = tile[r * NB + s];\n"
     "            }\n"
-    "            for (; i < m; i++)\n"
+    "            for (; i < m; i++) {\n"
+    "                for (long s = 0; s < nb && !keep; s++)\n"
+    "                    c[i * ldc + j + s] = 0;\n"
     "                for (long p = 0; p < kc; p++) {\n"
     "                    real ar = a[i * ars + (p0 + p) * acs];\n"
     "                    for (long s = 0; s < nb; s++)\n"
     "                        c[i * ldc + j + s] += ar * panel[p * NB + s];\n"
     "                }\n"
+    "            }\n"
     "        }\n"
     "    }\n"
     "}\n";
@@ -196,7 +207,7 @@ static const char k_mm_gen[] =
     " * forward and dual products, the input features in dW = z^T ybar (each\n"
     " * thread summing the whole batch for its rows of dW). */\n"
     "static void mm_gen(long m, long n, long k, const real *restrict a, long ars, long acs,\n"
-    "                   const real *restrict b, long bps, long bjs, real *restrict c, long ldc)\n"
+    "                   const real *restrict b, long bps, long bjs, real *restrict c, long ldc, int add)\n"
     "{\n"
     "#ifdef _OPENMP\n"
     "    if (m >= 2 * MR && (double)m * n * k >= PAR_WORK && omp_get_max_threads() > 1 && !omp_in_parallel()) {\n"
@@ -207,12 +218,12 @@ static const char k_mm_gen[] =
     "            if (hi > m)\n"
     "                hi = m;\n"
     "            if (lo < hi)\n"
-    "                mm_gen_seq(hi - lo, n, k, a + lo * ars, ars, acs, b, bps, bjs, c + lo * ldc, ldc);\n"
+    "                mm_gen_seq(hi - lo, n, k, a + lo * ars, ars, acs, b, bps, bjs, c + lo * ldc, ldc, add);\n"
     "        }\n"
     "        return;\n"
     "    }\n"
     "#endif\n"
-    "    mm_gen_seq(m, n, k, a, ars, acs, b, bps, bjs, c, ldc);\n"
+    "    mm_gen_seq(m, n, k, a, ars, acs, b, bps, bjs, c, ldc, add);\n"
     "}\n";
 
 static const char k_tuned_mm_grid[] =
@@ -293,12 +304,10 @@ static const char k_tuned_mm_grid[] =
     "            }\n"
     "            for (long i = 0; i < m; i += MR) {\n"
     "                long mr = m - i < MR ? m - i : MR;\n"
-    "                for (long q = 0; q < MR * NB; q++)\n"
-    "                    tile[q] = 0;\n"
     "                if (a_even && mr == MR)\n"
-    "                    mm_micro(kc, a + i * ai + (p0 / kn) * ap1 + (p0 % kn) * ap0, ai, ap0, bpanel, tile, NB);\n"
+    "                    mm_micro(kc, a + i * ai + (p0 / kn) * ap1 + (p0 % kn) * ap0, ai, ap0, bpanel, tile, NB, 0);\n"
     "                else\n"
-    "                    mm_micro(kc, apanel + i * kc, 1, MR, bpanel, tile, NB);\n"
+    "                    mm_micro(kc, apanel + i * kc, 1, MR, bpanel, tile, NB, 0);\n"
     "                for (long r = 0; r < mr; r++) {\n"
     "                    real *restrict cr = c + (i + r) * ci;\n"
     "                    for (long u = 0; u < runs && !by_run; u++)\n"
@@ -565,7 +574,15 @@ static const char k_tuned_mm_acc[] =
     "static void mm_acc(long m, long n, long k, const real *restrict a, long ars, long acs,\n"
     "                   const real *restrict b, long ldb, real *restrict c, long ldc)\n"
     "{\n"
-    "    mm_gen(m, n, k, a, ars, acs, b, ldb, 1, c, ldc);\n"
+    "    mm_gen(m, n, k, a, ars, acs, b, ldb, 1, c, ldc, 1);\n"
+    "}\n";
+
+static const char k_tuned_mm_set[] =
+    "/* C[m x n] = A B: mm_acc writing C, not adding to it (no zeros written first). */\n"
+    "static void mm_set(long m, long n, long k, const real *restrict a, long ars, long acs,\n"
+    "                   const real *restrict b, long ldb, real *restrict c, long ldc)\n"
+    "{\n"
+    "    mm_gen(m, n, k, a, ars, acs, b, ldb, 1, c, ldc, 0);\n"
     "}\n";
 
 static const char k_tuned_mm_nt[] =
@@ -573,7 +590,15 @@ static const char k_tuned_mm_nt[] =
     "static void mm_nt(long m, long n, long k, const real *restrict a, long lda,\n"
     "                  const real *restrict b, long ldb, real *restrict c, long ldc)\n"
     "{\n"
-    "    mm_gen(m, n, k, a, lda, 1, b, 1, ldb, c, ldc);\n"
+    "    mm_gen(m, n, k, a, lda, 1, b, 1, ldb, c, ldc, 1);\n"
+    "}\n";
+
+static const char k_tuned_mm_nt_set[] =
+    "/* C[m x n] = A[m x k] B[n x k]^T: mm_nt writing C, not adding to it. */\n"
+    "static void mm_nt_set(long m, long n, long k, const real *restrict a, long lda,\n"
+    "                      const real *restrict b, long ldb, real *restrict c, long ldc)\n"
+    "{\n"
+    "    mm_gen(m, n, k, a, lda, 1, b, 1, ldb, c, ldc, 0);\n"
     "}\n";
 
 static const char k_bias_grad_ch[] =
@@ -806,6 +831,20 @@ static const char k_plain_mm_acc[] =
     "        }\n"
     "}\n";
 
+static const char k_plain_mm_set[] =
+    "/* C[m x n] = A[m x k] B[k x n], A and B as mm_acc reads them */\n"
+    "static void mm_set(long m, long n, long k, const real *restrict a, long ars, long acs,\n"
+    "                   const real *restrict b, long ldb, real *restrict c, long ldc)\n"
+    "{\n"
+    "    for (long i = 0; i < m; i++)\n"
+    "        for (long j = 0; j < n; j++) {\n"
+    "            real sum = 0;\n"
+    "            for (long p = 0; p < k; p++)\n"
+    "                sum += a[i * ars + p * acs] * b[p * ldb + j];\n"
+    "            c[i * ldc + j] = sum;\n"
+    "        }\n"
+    "}\n";
+
 static const char k_plain_mm_nt[] =
     "/* C[m x n] += A[m x k] B[n x k]^T (the dual of a dense arrow reads W^T):\n"
     " *   A(i, p) = a[i * lda + p]\n"
@@ -820,6 +859,20 @@ static const char k_plain_mm_nt[] =
     "            for (long p = 0; p < k; p++)\n"
     "                sum += a[i * lda + p] * b[j * ldb + p];\n"
     "            c[i * ldc + j] += sum;\n"
+    "        }\n"
+    "}\n";
+
+static const char k_plain_mm_nt_set[] =
+    "/* C[m x n] = A[m x k] B[n x k]^T, A and B as mm_nt reads them */\n"
+    "static void mm_nt_set(long m, long n, long k, const real *restrict a, long lda,\n"
+    "                      const real *restrict b, long ldb, real *restrict c, long ldc)\n"
+    "{\n"
+    "    for (long i = 0; i < m; i++)\n"
+    "        for (long j = 0; j < n; j++) {\n"
+    "            real sum = 0;\n"
+    "            for (long p = 0; p < k; p++)\n"
+    "                sum += a[i * lda + p] * b[j * ldb + p];\n"
+    "            c[i * ldc + j] = sum;\n"
     "        }\n"
     "}\n";
 
@@ -1029,8 +1082,12 @@ static const Kernel kernels[] = {
     {"mm_rows", "NB", KS_PLAIN, k_plain_mm_rows},
     {"mm_acc", "mm_gen", KS_TUNED, k_tuned_mm_acc},
     {"mm_acc", "", KS_PLAIN, k_plain_mm_acc},
+    {"mm_set", "mm_gen", KS_TUNED, k_tuned_mm_set},
+    {"mm_set", "", KS_PLAIN, k_plain_mm_set},
     {"mm_nt", "mm_gen", KS_TUNED, k_tuned_mm_nt},
     {"mm_nt", "", KS_PLAIN, k_plain_mm_nt},
+    {"mm_nt_set", "mm_gen", KS_TUNED, k_tuned_mm_nt_set},
+    {"mm_nt_set", "", KS_PLAIN, k_plain_mm_nt_set},
     {"split_groups", "PAR_WORK", KS_TUNED, k_tuned_split_groups},
     {"split_groups", "", KS_PLAIN, k_plain_split_groups},
     {"bias_sample", "", KS_TUNED, k_bias_sample},
