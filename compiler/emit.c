@@ -683,11 +683,16 @@ static void emit_level_grads(Emit *e, const int *blocks, int nb) {
   sb_free(&body);
 }
 
-/* Zeros count runs of len scalars of dparams, step apart, from lo. */
+/* Zeros count runs of len scalars of dparams, step apart, from lo: a short
+ * run as a loop clang writes inline (a call per row of a shared weight's
+ * unread columns cost more than the zeros), a long one by memset. */
 static void emit_zero_runs(Arena *a, StrBuf *c, long lo, long len, long step, long count) {
   Ix at = count > 1 ? ix_addv(ix_const(lo), "r", step) : ix_const(lo);
   const char *run = len == 1 ? arena_printf(a, "dparams[%s] = 0;", ix_text(a, at))
-                             : arena_printf(a, "memset(%s, 0, sizeof(real) * %ld);", ix_at(a, "dparams", at), len);
+                    : len < 1024
+                        ? arena_printf(a, "for (long c = 0; c < %ld; c++)\n%*sdparams[%s] = 0;", len,
+                                       count > 1 ? 16 : 12, "", ix_text(a, ix_addv(at, "c", 1)))
+                        : arena_printf(a, "memset(%s, 0, sizeof(real) * %ld);", ix_at(a, "dparams", at), len);
   if (count * len >= 1 << 17) /* PAR_WORK: zeroing megabytes pays on several threads */
     emit_omp(c, "parallel for schedule(static)");
   if (count > 1)
