@@ -417,13 +417,13 @@ static void emit_block(Emit *e, int bi, bool chunked) {
       whole = false;
   }
   if (whole) {
-    int first = 0;
-    while (first < n && done[first])
-      first++;
-    if (!b->has_input && b->bias < 0 && first < n && IR_ARROW(e->m, list[first])->kind == ARROW_DENSE) {
+    int next = 0; /* the first arrow left */
+    while (next < n && done[next])
+      next++;
+    if (!b->has_input && b->bias < 0 && next < n && IR_ARROW(e->m, list[next])->kind == ARROW_DENSE) {
       /* y = 0 + z W: the product writes y, no zeros first (the same bits) */
-      emit_dense(e, IR_ARROW(e->m, list[first]), false, true);
-      done[first] = true;
+      emit_dense(e, IR_ARROW(e->m, list[next]), false, true);
+      done[next] = true;
     } else
       emit_init(e, bi, chunked);
   }
@@ -708,6 +708,14 @@ static void emit_zero_runs(Arena *a, StrBuf *c, long lo, long len, long step, lo
  * (a shared weight's unread columns, row after row) in one loop. */
 static void emit_grad_zeros(Arena *a, const unsigned char *how, long size, StrBuf *c) {
   long lo = 0, len = 0, step = 0, count = 0; /* the progression of runs so far */
+  if (how) {
+    long k = 0;
+    while (k < size && how[k] == DP_SET)
+      k++;
+    if (k == size)
+      return; /* every gradient set by a product */
+    sb_puts(c, "        /* zeros where no product writes the gradient first */\n");
+  }
   for (long k = 0; k < size;) {
     if (how && how[k] == DP_SET) {
       k++;
@@ -950,8 +958,6 @@ static long emit_backward_fn(Arena *a, const IrMachine *dual, const EmitOptions 
   declare_state(&e, c, "dstate", false, "zbar_", "ybar_", e.used_y, e.used_z);
   declare_work(&e, c, "dstate");
   sb_puts(c, "    if (dparams) {\n");
-  if (e.dp_how)
-    sb_puts(c, "        /* zeros where no product writes the gradient first */\n");
   emit_grad_zeros(a, e.dp_how, m->param_size, c);
   if (unread.len)
     emit_indented(c, unread.data);
