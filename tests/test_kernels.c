@@ -277,11 +277,15 @@ static double compare(const char *what, const double *a, const double *b, long n
   return worst;
 }
 
-/* One model's buffers; inputs, parameters and cotangents drawn from seed. */
 /* Forward, then backward (the whole dual machine, input gradients included,
- * and the parameter gradients). */
+ * and the parameter gradients), into buffers poisoned with nan: a kernel
+ * that writes its result (mm_set) must not read what was there. */
 static E2ePass run_pass(const char *src, const char *prefix, const char *flag, long batch) {
   E2ePass p = e2e_pass_new(e2e_load_model_with(src, prefix, flag), batch, 11, 0.5, 1);
+  for (long i = 0; i < batch * p.m->state_size; i++)
+    p.state[i] = p.dstate[i] = NAN;
+  for (long i = 0; i < p.m->param_size; i++)
+    p.dparams[i] = NAN;
   p.m->forward(p.params, (const double *const *)p.in, p.state, batch);
   p.m->backward(p.params, p.state, (const double *const *)p.cot, p.dstate, p.dparams, batch, 1, NULL,
                 NULL);
