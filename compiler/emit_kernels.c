@@ -832,17 +832,14 @@ static const char k_plain_mm_acc[] =
     "}\n";
 
 static const char k_plain_mm_set[] =
-    "/* C[m x n] = A[m x k] B[k x n], A and B as mm_acc reads them */\n"
+    "/* C[m x n] = A[m x k] B[k x n]: C = 0, then mm_acc */\n"
     "static void mm_set(long m, long n, long k, const real *restrict a, long ars, long acs,\n"
     "                   const real *restrict b, long ldb, real *restrict c, long ldc)\n"
     "{\n"
     "    for (long i = 0; i < m; i++)\n"
-    "        for (long j = 0; j < n; j++) {\n"
-    "            real sum = 0;\n"
-    "            for (long p = 0; p < k; p++)\n"
-    "                sum += a[i * ars + p * acs] * b[p * ldb + j];\n"
-    "            c[i * ldc + j] = sum;\n"
-    "        }\n"
+    "        for (long j = 0; j < n; j++)\n"
+    "            c[i * ldc + j] = 0;\n"
+    "    mm_acc(m, n, k, a, ars, acs, b, ldb, c, ldc);\n"
     "}\n";
 
 static const char k_plain_mm_nt[] =
@@ -863,17 +860,14 @@ static const char k_plain_mm_nt[] =
     "}\n";
 
 static const char k_plain_mm_nt_set[] =
-    "/* C[m x n] = A[m x k] B[n x k]^T, A and B as mm_nt reads them */\n"
+    "/* C[m x n] = A[m x k] B[n x k]^T: C = 0, then mm_nt */\n"
     "static void mm_nt_set(long m, long n, long k, const real *restrict a, long lda,\n"
     "                      const real *restrict b, long ldb, real *restrict c, long ldc)\n"
     "{\n"
     "    for (long i = 0; i < m; i++)\n"
-    "        for (long j = 0; j < n; j++) {\n"
-    "            real sum = 0;\n"
-    "            for (long p = 0; p < k; p++)\n"
-    "                sum += a[i * lda + p] * b[j * ldb + p];\n"
-    "            c[i * ldc + j] = sum;\n"
-    "        }\n"
+    "        for (long j = 0; j < n; j++)\n"
+    "            c[i * ldc + j] = 0;\n"
+    "    mm_nt(m, n, k, a, lda, b, ldb, c, ldc);\n"
     "}\n";
 
 static const char k_plain_bias_grad[] =
@@ -1083,11 +1077,11 @@ static const Kernel kernels[] = {
     {"mm_acc", "mm_gen", KS_TUNED, k_tuned_mm_acc},
     {"mm_acc", "", KS_PLAIN, k_plain_mm_acc},
     {"mm_set", "mm_gen", KS_TUNED, k_tuned_mm_set},
-    {"mm_set", "", KS_PLAIN, k_plain_mm_set},
+    {"mm_set", "mm_acc", KS_PLAIN, k_plain_mm_set},
     {"mm_nt", "mm_gen", KS_TUNED, k_tuned_mm_nt},
     {"mm_nt", "", KS_PLAIN, k_plain_mm_nt},
     {"mm_nt_set", "mm_gen", KS_TUNED, k_tuned_mm_nt_set},
-    {"mm_nt_set", "", KS_PLAIN, k_plain_mm_nt_set},
+    {"mm_nt_set", "mm_nt", KS_PLAIN, k_plain_mm_nt_set},
     {"split_groups", "PAR_WORK", KS_TUNED, k_tuned_split_groups},
     {"split_groups", "", KS_PLAIN, k_plain_split_groups},
     {"bias_sample", "", KS_TUNED, k_bias_sample},
