@@ -268,7 +268,7 @@ static Cols cols_of(Emit *e, const IrArrow *ar, const Geom *g, const Taps *tp, b
 /* An mm_grid call of inner dimension k and m rows packs its panels in the
  * function's scratch, work (emit_grid_work). */
 static void grid_work(Emit *e, long k, long m) {
-  long need = emit_grid_work(k, m, emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64));
+  long need = emit_grid_work(k, m, emit_nb(e->o));
   if (need > e->work)
     e->work = need;
 }
@@ -440,7 +440,7 @@ static bool win_of(Emit *e, const IrMachine *m, const Set *set, bool grad, Win *
   if (w->ci * w->co < SMALL)
     return false;
   const Geom *g = &w->g;
-  w->nb = emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64);
+  w->nb = emit_nb(e->o);
   if (grad && 4 * w->co < w->nb) /* the gradient's panel would be mostly padding */
     return false;
   long esz = e->o->f32 ? 4 : 8;
@@ -1007,7 +1007,7 @@ static bool phases_of(Emit *e, const IrArrow *ar, const Geom *g, const IrBlock *
     ph->u[a] = (g->in[a] + x[a].stride - 1) / x[a].stride;
   ph->plane = ph->u[0] * ph->u[1];
   ph->size = (long)x[0].stride * x[1].stride * ph->C * ph->plane;
-  ph->grid = emit_grid_work(k, m, emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64));
+  ph->grid = emit_grid_work(k, m, emit_nb(e->o));
   if ((ph->grid + ph->size) * (e->o->f32 ? 4 : 8) > WORK_BYTES)
     return false;
   ph->at_phase = arena_printf(e->a, "phase[((x0 %% %d * %d + x1 %% %d) * %ld + c) * %ld + x0 / %d * %ld + x1 / %d]",
@@ -1165,7 +1165,7 @@ static bool conv_adjoint_win(Emit *e, const IrArrow *ar, const char *y, const ch
                              const EmitFirst *first) {
   const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
   Geom g = geom_of(e->m, ar); /* in: y's grid, written; out: z's, read */
-  long cs = s->shape.channels, cd = d->shape.channels, nb = emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64);
+  long cs = s->shape.channels, cd = d->shape.channels, nb = emit_nb(e->o);
   if (t0 || !ar->adjoint || ar->kind != ARROW_CONV || cd < MR_ || cs * cd < SMALL)
     return false;
   long taps = 1, phases = 1, cmin[IR_MAX_GRID] = {0}, cmax[IR_MAX_GRID] = {0}, nu[IR_MAX_GRID] = {0},

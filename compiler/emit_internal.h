@@ -110,8 +110,9 @@ void emit_call(Emit *e, const char *fn, const EmitArg *args, const int *lines, i
 /* The prelude: the kernels and activations that `body` uses, with what they
  * call, each once, callees first; tuned or plain (o->plain_kernels). */
 void emit_kernels(StrBuf *c, const EmitOptions *o, const char *body);
-/* NB, the columns of the kernels' register tile: two vectors of the target. */
-long emit_nb(bool f32, int vec_bytes);
+/* NB, the columns of the kernels' register tile: two vectors of the target
+ * (--march's; AVX-512's 64 bytes when none is set). */
+long emit_nb(const EmitOptions *o);
 /* The prefix of a loop head of at most n iterations: "SHORT_LOOP " (the
  * prelude's hint not to vectorize) when n is less than a vector, else "". */
 const char *emit_short(const Emit *e, long n);

@@ -1238,10 +1238,10 @@ static void expand(StrBuf *c, const char *text, const Param *params, int np) {
   }
 }
 
-long emit_nb(bool f32, int vec_bytes) { return 2 * vec_bytes / (f32 ? 4 : 8); }
+long emit_nb(const EmitOptions *o) { return 2 * (o->vec_bytes ? o->vec_bytes : 64) / (o->f32 ? 4 : 8); }
 
 const char *emit_short(const Emit *e, long n) {
-  return n < emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64) / 2 ? "SHORT_LOOP " : "";
+  return n < emit_nb(e->o) / 2 ? "SHORT_LOOP " : "";
 }
 
 /* Whether every function the statement calls vectorizes: the arithmetic
@@ -1249,29 +1249,26 @@ const char *emit_short(const Emit *e, long n) {
  * where they run on exp_vec; libm's erf, log1p, sin, or exp in double, never
  * (clang would then warn that it could not do what MASKED_TAIL asks). */
 static bool calls_vectorize(const Emit *e, const char *stmt) {
-  static const char *const always[] = {"act_relu", "act_leaky_relu", "d_tanh", "d_sigmoid", "d_relu",
-                                       "d_leaky_relu"};
-  static const char *const on_exp_vec[] = {"act_tanh", "act_sigmoid", "d_softplus"};
+  /* space-separated, each name between spaces */
+  static const char always[] = " act_relu act_leaky_relu d_tanh d_sigmoid d_relu d_leaky_relu ";
+  static const char on_exp_vec[] = " act_tanh act_sigmoid d_softplus ";
   bool vexp = in_set(KS_VEXP, e->o->plain_kernels, e->o->f32);
   for (const char *p = strchr(stmt, '('); p; p = strchr(p + 1, '(')) {
     const char *q = p;
-    while (q > stmt && (q[-1] == '_' || (q[-1] >= 'a' && q[-1] <= 'z')))
+    while (q > stmt && is_word(q[-1]))
       q--;
     if (q == p) /* a parenthesis or a cast, not a call */
       continue;
-    bool ok = false;
-    for (size_t i = 0; i < sizeof always / sizeof *always; i++)
-      ok |= strlen(always[i]) == (size_t)(p - q) && !strncmp(q, always[i], (size_t)(p - q));
-    for (size_t i = 0; vexp && i < sizeof on_exp_vec / sizeof *on_exp_vec; i++)
-      ok |= strlen(on_exp_vec[i]) == (size_t)(p - q) && !strncmp(q, on_exp_vec[i], (size_t)(p - q));
-    if (!ok)
+    char name[64];
+    snprintf(name, sizeof name, " %.*s ", (int)(p - q), q);
+    if (!strstr(always, name) && !(vexp && strstr(on_exp_vec, name)))
       return false;
   }
   return true;
 }
 
 const char *emit_masked(const Emit *e, long n, const char *stmt) {
-  long v = emit_nb(e->o->f32, e->o->vec_bytes ? e->o->vec_bytes : 64) / 2;
+  long v = emit_nb(e->o) / 2;
   return n % v && n < 8 * v && calls_vectorize(e, stmt) ? "MASKED_TAIL " : "";
 }
 
@@ -1284,7 +1281,7 @@ void emit_kernels(StrBuf *c, const EmitOptions *o, const char *body) {
   bool plain = o->plain_kernels, f32 = o->f32;
   /* two vectors of columns per row: 32 floats with AVX-512, 16 with AVX2 */
   int vec = o->vec_bytes ? o->vec_bytes : 64;
-  long nb = emit_nb(f32, vec);
+  long nb = emit_nb(o);
   /* rows of W^T that mm_gen_seq transposes at a time: what clang, which
    * turns the copy into shuffles, did fastest for each target (a 784 x 128
    * W: 12 us for 8 rows in f32 with AVX-512, 28 us for a row at a time) */
