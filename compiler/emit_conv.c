@@ -1161,64 +1161,93 @@ static bool conv_grad_phases(Emit *e, const IrArrow *ar, const char *dw, const c
  * starting at cmax - c, and its columns are added to y at the phase's
  * positions. False, writing nothing, where the products do not apply (few
  * channels, chunks of time, buffers too large). */
-static bool conv_adjoint_win(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
-                             const EmitFirst *first) {
+/* The padded geometry of a strided conv's adjoint: per axis, cmin / cmax
+ * the least and greatest whole strides c of a tap, nu the positions u of a
+ * phase of y, ext the padded extent of z's plane (rows sharing their zeros)
+ * and pstr its strides; span the columns of a phase's product, mp its rows
+ * (ci rounded up to MR), ld its row length; the workspace pieces. */
+typedef struct AdjWin {
+  Geom g;
+  long cs, cd, taps, phases;
+  long cmin[IR_MAX_GRID], cmax[IR_MAX_GRID], nu[IR_MAX_GRID], ext[IR_MAX_GRID], pstr[IR_MAX_GRID];
+  long plane, span, mp, ld;
+  long pad_sz, prod_sz, wk_sz;
+} AdjWin;
+
+/* False where the products do not apply (few channels, chunks of time,
+ * buffers too large). */
+static bool adjoint_win_of(Emit *e, const IrArrow *ar, const char *t0, AdjWin *w) {
   const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
-  Geom g = geom_of(e->m, ar); /* in: y's grid, written; out: z's, read */
-  long cs = s->shape.channels, cd = d->shape.channels, nb = emit_nb(e->o);
+  *w = (AdjWin){.g = geom_of(e->m, ar)}; /* g.in: y's grid, written; g.out: z's, read */
+  Geom g = w->g;
+  long cs = w->cs = s->shape.channels, cd = w->cd = d->shape.channels, nb = emit_nb(e->o);
   if (t0 || !ar->adjoint || ar->kind != ARROW_CONV || cd < MR_ || cs * cd < SMALL)
     return false;
-  long taps = 1, phases = 1, cmin[IR_MAX_GRID] = {0}, cmax[IR_MAX_GRID] = {0}, nu[IR_MAX_GRID] = {0},
-       ext[IR_MAX_GRID] = {0}, pstr[IR_MAX_GRID] = {0};
+  w->taps = w->phases = 1;
   for (int a = 0; a < g.g; a++) {
     const ConvAxis *x = &ar->ax[a];
-    taps *= x->kernel;
-    phases *= x->stride;
-    cmin[a] = tap_strides(x, 0);
-    cmax[a] = tap_strides(x, x->kernel - 1);
-    nu[a] = (g.in[a] + x->stride - 1) / x->stride;
-    long reach = nu[a] + cmax[a] - cmin[a], data = g.out[a] + cmax[a]; /* the indices read, written */
-    ext[a] = reach > data ? reach : data;
+    w->taps *= x->kernel;
+    w->phases *= x->stride;
+    w->cmin[a] = tap_strides(x, 0);
+    w->cmax[a] = tap_strides(x, x->kernel - 1);
+    w->nu[a] = (g.in[a] + x->stride - 1) / x->stride;
+    long reach = w->nu[a] + w->cmax[a] - w->cmin[a], data = g.out[a] + w->cmax[a]; /* the indices read, written */
+    w->ext[a] = reach > data ? reach : data;
     if (a > 0) { /* a window past its row reads the next row's zeros before o = 0 */
-      long wrap = reach - (cmax[a] > 0 ? cmax[a] : 0);
-      ext[a] = data > nu[a] ? data : nu[a];
-      ext[a] = wrap > ext[a] ? wrap : ext[a];
+      long wrap = reach - (w->cmax[a] > 0 ? w->cmax[a] : 0);
+      w->ext[a] = data > w->nu[a] ? data : w->nu[a];
+      w->ext[a] = wrap > w->ext[a] ? wrap : w->ext[a];
     }
   }
-  pstr[g.g - 1] = 1;
+  w->pstr[g.g - 1] = 1;
   for (int a = g.g - 2; a >= 0; a--)
-    pstr[a] = pstr[a + 1] * ext[a + 1];
-  long plane = pstr[0] * ext[0], span = 1;
+    w->pstr[a] = w->pstr[a + 1] * w->ext[a + 1];
+  w->plane = w->pstr[0] * w->ext[0], w->span = 1;
   for (int a = 0; a < g.g; a++)
-    span += (nu[a] - 1) * pstr[a];
-  long mp = round_up(cd, MR_), ld = round_up(span, nb), esz = e->o->f32 ? 4 : 8;
-  long pad_sz = cs * plane + nb, prod_sz = mp * ld, wk_sz = taps * cs * mp;
-  if (esz * (pad_sz + prod_sz) > GROUP_BYTES || esz * (pad_sz + prod_sz + wk_sz) > WORK_BYTES)
-    return false;
-  /* the taps by phase: slot[t] their order, ph_first / ph_taps each phase's */
+    w->span += (w->nu[a] - 1) * w->pstr[a];
+  w->mp = round_up(cd, MR_), w->ld = round_up(w->span, nb);
+  long esz = e->o->f32 ? 4 : 8;
+  w->pad_sz = cs * w->plane + nb, w->prod_sz = w->mp * w->ld, w->wk_sz = w->taps * cs * w->mp;
+  return esz * (w->pad_sz + w->prod_sz) <= GROUP_BYTES && esz * (w->pad_sz + w->prod_sz + w->wk_sz) <= WORK_BYTES;
+}
+
+/* Whether a tap of every stride phase writes y (so one pass writes all of it). */
+static bool every_phase_written(const IrArrow *ar, const AdjWin *w) {
+  for (long ph = 0; ph < w->phases; ph++) {
+    bool written = false;
+    for (long t = 0; t < w->taps; t++) {
+      long c[IR_MAX_GRID];
+      written |= tap_phase(ar, t, c) == ph;
+    }
+    if (!written)
+      return false;
+  }
+  return true;
+}
+
+/* The taps sorted by phase, as tables: slot[t] a tap's place, tap_at and
+ * tap_on by slot (where its window starts in pad, the rows it reads inside
+ * the grid), ph_first / ph_taps each phase's slots; and the weights packed
+ * by slot, wk[(slot[k], co) * mp + ci] = W[k, ci, co]. */
+static void emit_adjoint_tables(Emit *e, const IrArrow *ar, const AdjWin *w) {
+  const Geom *g = &w->g;
+  long taps = w->taps, cs = w->cs, cd = w->cd, mp = w->mp;
   long *slot = arena_alloc(e->a, sizeof(long) * (size_t)taps), *phase = arena_alloc(e->a, sizeof(long) * (size_t)taps);
   long *at = arena_alloc(e->a, sizeof(long) * (size_t)taps), *on = arena_alloc(e->a, sizeof(long) * 2 * (size_t)taps);
   for (long t = 0; t < taps; t++) {
     long c[IR_MAX_GRID];
     phase[t] = tap_phase(ar, t, c);
     at[t] = 0;
-    for (int a = 0; a < g.g; a++)
-      at[t] += (cmax[a] - c[a]) * pstr[a];
+    for (int a = 0; a < g->g; a++)
+      at[t] += (w->cmax[a] - c[a]) * w->pstr[a];
     /* the rows u0 whose o0 = u0 - c lies in [0, out0) */
-    long lo = c[0] > 0 ? c[0] : 0, hi = g.out[0] + c[0] < nu[0] ? g.out[0] + c[0] : nu[0];
-    on[2 * t] = lo * (g.g > 1 ? pstr[0] : 1);
-    on[2 * t + 1] = (hi > lo ? hi : lo) * (g.g > 1 ? pstr[0] : 1);
-  }
-  for (long ph = 0; first && ph < phases; ph++) { /* first: every phase written, so all of y */
-    bool written = false;
-    for (long t = 0; t < taps; t++)
-      written |= phase[t] == ph;
-    if (!written)
-      return false;
+    long lo = c[0] > 0 ? c[0] : 0, hi = g->out[0] + c[0] < w->nu[0] ? g->out[0] + c[0] : w->nu[0];
+    on[2 * t] = lo * (g->g > 1 ? w->pstr[0] : 1);
+    on[2 * t + 1] = (hi > lo ? hi : lo) * (g->g > 1 ? w->pstr[0] : 1);
   }
   StrBuf sl = {0}, ta = {0}, to = {0}, pf = {0}, pt = {0};
   long n = 0;
-  for (long ph = 0; ph < phases; ph++) {
+  for (long ph = 0; ph < w->phases; ph++) {
     sb_printf(&pf, "%s%ld", ph ? ", " : "", n);
     long count = 0;
     for (long t = 0; t < taps; t++)
@@ -1236,6 +1265,80 @@ static bool conv_adjoint_win(Emit *e, const IrArrow *ar, const char *y, const ch
     sb_printf(&ta, "%s%ld", j ? ", " : "", at[by_slot[j]]);
     sb_printf(&to, "%s%ld, %ld", j ? ", " : "", on[2 * by_slot[j]], on[2 * by_slot[j] + 1]);
   }
+  long wsrc, wdst;
+  weight_strides(e, ar, &wsrc, &wdst);
+  emit_line(e, "real *const wk = work; /* wk[(slot[k], co) * %ld + ci] = W[k, ci, co]%s */", mp,
+            mp > cd ? ", 0 past the channels" : "");
+  if (mp > cd)
+    emit_line(e, "memset(wk, 0, sizeof(real) * %ld);", w->wk_sz);
+  emit_line(e, "const long slot[%ld] = {%s}; /* the taps in the order of their phases */", taps, sl.data);
+  EmitLoop l[IR_MAX_GRID + 2];
+  Ix idx[IR_MAX_GRID + 2];
+  for (int a = 0; a < g->g; a++)
+    l[a] = (EmitLoop){.var = var(e, 'k', a), .n = ar->ax[a].kernel};
+  l[g->g] = (EmitLoop){.var = "co", .n = cs};
+  l[g->g + 1] = (EmitLoop){.var = "ci", .n = cd};
+  int rows = emit_loops(e, l, g->g + 2, false, idx);
+  Ix tap = ix_const(0);
+  for (int a = 0; a < g->g; a++)
+    tap = ix_nest(e->a, tap, ar->ax[a].kernel, idx[a]);
+  Ix wi = ix_add(ix_add(weight_ix(e, ar, idx, ix_const(0), ix_const(0)), ix_scale(e->a, idx[g->g], wsrc)),
+                 ix_scale(e->a, idx[g->g + 1], wdst));
+  emit_line(e, "wk[(slot[%s] * %ld + co) * %ld + ci] = %s[%s];", ix_text(e->a, tap), cs, mp,
+            emit_pname(e, ar->w.param), ix_text(e->a, wi));
+  emit_close_to(e, rows);
+  emit_line(e, "const long tap_at[%ld] = {%s}; /* by slot: where the window starts in pad */", taps, ta.data);
+  emit_line(e, "/* by slot: the tap reads the grid for the columns [tap_on[2 j], tap_on[2 j + 1]) */");
+  emit_line(e, "const long tap_on[%ld] = {%s};", 2 * taps, to.data);
+  emit_line(e, "const long ph_first[%ld] = {%s}, ph_taps[%ld] = {%s}; /* each phase's slots */", w->phases,
+            pf.data, w->phases, pt.data);
+  sb_free(&sl), sb_free(&ta), sb_free(&to), sb_free(&pf), sb_free(&pt);
+}
+
+/* y's positions of phase (r...) from prod: added to (or, with first, y set
+ * as first says and z = sigma(y) beside it). */
+static void emit_adjoint_out(Emit *e, const IrArrow *ar, const AdjWin *w, const Ix *r, const char *y,
+                             const EmitFirst *first) {
+  const Geom *g = &w->g;
+  const IrBlock *d = IR_BLOCK(e->m, ar->dst);
+  EmitLoop l[IR_MAX_GRID + 1] = {{.var = "ci", .n = w->cd}};
+  Ix idx[IR_MAX_GRID + 1];
+  for (int a = 0; a < g->g; a++) {
+    int st = ar->ax[a].stride;
+    l[1 + a] = st == 1 ? (EmitLoop){.var = var(e, 'u', a), .n = g->in[a]}
+                       : (EmitLoop){.var = var(e, 'u', a),
+                                    .hi = arena_printf(e->a, "(%ld - r%d) / %d", g->in[a] + st - 1L, a, st)};
+  }
+  int outs = emit_loops(e, l, g->g + 1, first != NULL, idx);
+  Ix yi = ix_add(ix_term("n0", d->size), ix_scale(e->a, idx[0], g->in_size)), pi = ix_scale(e->a, idx[0], w->ld);
+  for (int a = 0; a < g->g; a++) {
+    yi = ix_add(yi, ix_scale(e->a, ix_add(ix_scale(e->a, idx[1 + a], ar->ax[a].stride), r[a]), g->in_str[a]));
+    pi = ix_add(pi, ix_scale(e->a, idx[1 + a], w->pstr[a]));
+  }
+  const char *pk = ix_text(e->a, pi);
+  if (!first) {
+    emit_line(e, "%s[%s] += prod[%s];", y, ix_text(e->a, yi), pk);
+  } else { /* every position written once: y set, and z = sigma(y) beside it */
+    emit_line(e, "const long yk = %s;", ix_text(e->a, yi));
+    if (first->init)
+      emit_line(e, "%s[yk] = %s[yk] + prod[%s];", y, first->init, pk);
+    else if (first->bias)
+      emit_line(e, "%s[yk] = prod[%s] + %s[ci];", y, pk, first->bias);
+    else
+      emit_line(e, "%s[yk] = prod[%s];", y, pk);
+    if (first->act)
+      emit_act(e, first->act, y, "yk");
+  }
+  emit_close_to(e, outs);
+}
+
+static bool conv_adjoint_win(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
+                             const EmitFirst *first) {
+  AdjWin w;
+  if (!adjoint_win_of(e, ar, t0, &w) || (first && !every_phase_written(ar, &w)))
+    return false;
+  const Geom *g = &w.g;
+  const IrBlock *s = IR_BLOCK(e->m, ar->src);
   Taps tp = taps_of(e, ar);
   const char *out, *in;
   pos_texts(e, ar, &tp, &out, &in);
@@ -1249,71 +1352,42 @@ static bool conv_adjoint_win(Emit *e, const IrArrow *ar, const char *y, const ch
   emit_line(e, " * zero-padded into the workspace per sample (pad[co, o + cmax]) */");
   int base = e->depth;
   emit_scope(e);
-  long wsrc, wdst;
-  weight_strides(e, ar, &wsrc, &wdst);
-  emit_line(e, "real *const wk = work; /* wk[(slot[k], co) * %ld + ci] = W[k, ci, co]%s */", mp,
-            mp > cd ? ", 0 past the channels" : "");
-  if (mp > cd)
-    emit_line(e, "memset(wk, 0, sizeof(real) * %ld);", wk_sz);
-  emit_line(e, "const long slot[%ld] = {%s}; /* the taps in the order of their phases */", taps, sl.data);
-  {
-    EmitLoop l[IR_MAX_GRID + 2];
-    Ix idx[IR_MAX_GRID + 2];
-    for (int a = 0; a < g.g; a++)
-      l[a] = (EmitLoop){.var = var(e, 'k', a), .n = ar->ax[a].kernel};
-    l[g.g] = (EmitLoop){.var = "co", .n = cs};
-    l[g.g + 1] = (EmitLoop){.var = "ci", .n = cd};
-    int rows = emit_loops(e, l, g.g + 2, false, idx);
-    Ix tap = ix_const(0);
-    for (int a = 0; a < g.g; a++)
-      tap = ix_nest(e->a, tap, ar->ax[a].kernel, idx[a]);
-    Ix w = ix_add(ix_add(weight_ix(e, ar, idx, ix_const(0), ix_const(0)), ix_scale(e->a, idx[g.g], wsrc)),
-                  ix_scale(e->a, idx[g.g + 1], wdst));
-    emit_line(e, "wk[(slot[%s] * %ld + co) * %ld + ci] = %s[%s];", ix_text(e->a, tap), cs, mp,
-              emit_pname(e, ar->w.param), ix_text(e->a, w));
-    emit_close_to(e, rows);
-  }
-  emit_line(e, "const long tap_at[%ld] = {%s}; /* by slot: where the window starts in pad */", taps, ta.data);
-  emit_line(e, "/* by slot: the tap reads the grid for the columns [tap_on[2 j], tap_on[2 j + 1]) */");
-  emit_line(e, "const long tap_on[%ld] = {%s};", 2 * taps, to.data);
-  emit_line(e, "const long ph_first[%ld] = {%s}, ph_taps[%ld] = {%s}; /* each phase's slots */", phases, pf.data,
-            phases, pt.data);
-  sb_free(&sl), sb_free(&ta), sb_free(&to), sb_free(&pf), sb_free(&pt);
+  emit_adjoint_tables(e, ar, &w);
   if (!e->o->standalone)
-    emit_omp(e->c, "parallel if (split_groups(batch, (double)batch * %ld))", cd * cs * taps / phases * span);
+    emit_omp(e->c, "parallel if (split_groups(batch, (double)batch * %ld))", w.cd * w.cs * w.taps / w.phases * w.span);
   emit_scope(e);
-  long wat = wk_sz;
-  emit_scratch(e, "pad", pad_sz, &wat, arena_printf(e->a, "pad[co, x]: %ld x %ld, + NB read past the end", cs, plane));
-  emit_scratch(e, "prod", prod_sz, &wat, arena_printf(e->a, "prod[ci, u]: %ld x %ld", mp, ld));
-  emit_line(e, "memset(pad, 0, sizeof(real) * %ld);", pad_sz);
+  long wat = w.wk_sz;
+  emit_scratch(e, "pad", w.pad_sz, &wat, arena_printf(e->a, "pad[co, x]: %ld x %ld, + NB read past the end", w.cs, w.plane));
+  emit_scratch(e, "prod", w.prod_sz, &wat, arena_printf(e->a, "prod[ci, u]: %ld x %ld", w.mp, w.ld));
+  emit_line(e, "memset(pad, 0, sizeof(real) * %ld);", w.pad_sz);
   if (!e->o->standalone)
     emit_omp(e->c, "for schedule(static)");
   emit_open(e, "for (long n0 = 0; n0 < batch; n0++)");
   int sample = e->depth;
   { /* pad[co, o + cmax] = z[n0, co, o], a row of the last axis at a time */
-    EmitLoop l[IR_MAX_GRID + 1] = {{.var = "co", .n = cs}};
+    EmitLoop l[IR_MAX_GRID + 1] = {{.var = "co", .n = w.cs}};
     Ix idx[IR_MAX_GRID + 1];
-    for (int a = 0; a < g.g; a++) {
-      long lo = -cmax[a] > 0 ? -cmax[a] : 0;
-      l[1 + a] = (EmitLoop){.var = var(e, 'o', a), .lo = lo, .n = g.out[a] - lo};
+    for (int a = 0; a < g->g; a++) {
+      long lo = -w.cmax[a] > 0 ? -w.cmax[a] : 0;
+      l[1 + a] = (EmitLoop){.var = var(e, 'o', a), .lo = lo, .n = g->out[a] - lo};
     }
-    emit_loops(e, l, g.g, false, idx);
-    idx[g.g] = ix_const(l[g.g].lo);
-    Ix pi = ix_scale(e->a, idx[0], plane), zi = ix_add(ix_term("n0", s->size), ix_scale(e->a, idx[0], g.out_size));
-    for (int a = 0; a < g.g; a++) {
-      pi = ix_add(pi, ix_scale(e->a, ix_addc(idx[1 + a], cmax[a]), pstr[a]));
-      zi = ix_add(zi, ix_scale(e->a, idx[1 + a], g.out_str[a]));
+    emit_loops(e, l, g->g, false, idx);
+    idx[g->g] = ix_const(l[g->g].lo);
+    Ix pi = ix_scale(e->a, idx[0], w.plane), zi = ix_add(ix_term("n0", s->size), ix_scale(e->a, idx[0], g->out_size));
+    for (int a = 0; a < g->g; a++) {
+      pi = ix_add(pi, ix_scale(e->a, ix_addc(idx[1 + a], w.cmax[a]), w.pstr[a]));
+      zi = ix_add(zi, ix_scale(e->a, idx[1 + a], g->out_str[a]));
     }
-    emit_line(e, "memcpy(%s, %s, sizeof(real) * %ld);", ix_at(e->a, "pad", pi), ix_at(e->a, z, zi), l[g.g].n);
+    emit_line(e, "memcpy(%s, %s, sizeof(real) * %ld);", ix_at(e->a, "pad", pi), ix_at(e->a, z, zi), l[g->g].n);
     e->depth = sample;
   }
   EmitLoop rl[IR_MAX_GRID];
   Ix r[IR_MAX_GRID];
-  for (int a = 0; a < g.g; a++)
+  for (int a = 0; a < g->g; a++)
     rl[a] = (EmitLoop){.var = var(e, 'r', a), .n = ar->ax[a].stride};
-  emit_loops(e, rl, g.g, true, r);
+  emit_loops(e, rl, g->g, true, r);
   Ix ph = ix_const(0);
-  for (int a = 0; a < g.g; a++)
+  for (int a = 0; a < g->g; a++)
     ph = ix_nest(e->a, ph, ar->ax[a].stride, r[a]);
   emit_line(e, "const long ph = %s;", ix_text(e->a, ph));
   int body = e->depth;
@@ -1321,45 +1395,15 @@ static bool conv_adjoint_win(Emit *e, const IrArrow *ar, const char *y, const ch
   emit_line(e, "continue; /* no tap writes this phase */");
   emit_close_to(e, body);
   emit_line(e, "/* prod[ci, u] = sum over the phase's k, co of wk[(slot[k], co), ci] pad[co, u + tap_at[slot[k]]] */");
-  emit_call(e, "mm_taps", (EmitArg[]){{"m", num(e, mp)}, {"n", num(e, span)}, {"taps", "ph_taps[ph]"},
-                                      {"ch", num(e, cs)}, {"a", arena_printf(e->a, "wk + ph_first[ph] * %ld", cs * mp)},
+  emit_call(e, "mm_taps", (EmitArg[]){{"m", num(e, w.mp)}, {"n", num(e, w.span)}, {"taps", "ph_taps[ph]"},
+                                      {"ch", num(e, w.cs)}, {"a", arena_printf(e->a, "wk + ph_first[ph] * %ld", w.cs * w.mp)},
                                       {"b", "pad"}, {"tap_at", "tap_at + ph_first[ph]"},
-                                      {"tap_on", "tap_on + 2 * ph_first[ph]"}, {"bcs", num(e, plane)},
-                                      {"c", "prod"}, {"ldc", num(e, ld)}},
+                                      {"tap_on", "tap_on + 2 * ph_first[ph]"}, {"bcs", num(e, w.plane)},
+                                      {"c", "prod"}, {"ldc", num(e, w.ld)}},
             (int[]){4, 4, 3}, 3);
-  {
-    EmitLoop l[IR_MAX_GRID + 1] = {{.var = "ci", .n = cd}};
-    Ix idx[IR_MAX_GRID + 1];
-    for (int a = 0; a < g.g; a++) {
-      int st = ar->ax[a].stride;
-      l[1 + a] = st == 1 ? (EmitLoop){.var = var(e, 'u', a), .n = g.in[a]}
-                         : (EmitLoop){.var = var(e, 'u', a),
-                                      .hi = arena_printf(e->a, "(%ld - r%d) / %d", g.in[a] + st - 1L, a, st)};
-    }
-    int outs = emit_loops(e, l, g.g + 1, first != NULL, idx);
-    Ix yi = ix_add(ix_term("n0", d->size), ix_scale(e->a, idx[0], g.in_size)), pi = ix_scale(e->a, idx[0], ld);
-    for (int a = 0; a < g.g; a++) {
-      yi = ix_add(yi, ix_scale(e->a, ix_add(ix_scale(e->a, idx[1 + a], ar->ax[a].stride), r[a]), g.in_str[a]));
-      pi = ix_add(pi, ix_scale(e->a, idx[1 + a], pstr[a]));
-    }
-    const char *pk = ix_text(e->a, pi);
-    if (!first) {
-      emit_line(e, "%s[%s] += prod[%s];", y, ix_text(e->a, yi), pk);
-    } else { /* every position written once: y set, and z = sigma(y) beside it */
-      emit_line(e, "const long yk = %s;", ix_text(e->a, yi));
-      if (first->init)
-        emit_line(e, "%s[yk] = %s[yk] + prod[%s];", y, first->init, pk);
-      else if (first->bias)
-        emit_line(e, "%s[yk] = prod[%s] + %s[ci];", y, pk, first->bias);
-      else
-        emit_line(e, "%s[yk] = prod[%s];", y, pk);
-      if (first->act)
-        emit_act(e, first->act, y, "yk");
-    }
-    emit_close_to(e, outs);
-  }
+  emit_adjoint_out(e, ar, &w, r, y, first);
   emit_close_to(e, base);
-  long need = e->o->standalone ? wat : wk_sz;
+  long need = e->o->standalone ? wat : w.wk_sz;
   if (need > e->work)
     e->work = need;
   return true;
