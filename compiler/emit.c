@@ -560,10 +560,29 @@ static bool grad_first(Emit *e, long off, long rows, long cols, long ld, bool se
   return first;
 }
 
-/* A gradient added to all of parameter p (a kernel's, a bias's). */
+/* A gradient added to all of parameter p (a bias's). */
 static void grad_adds(Emit *e, int p) {
   const IrParam *q = IR_PARAM(e->primal, p);
   grad_first(e, q->offset, 1, q->size, q->size, false);
+}
+
+struct added_run {
+  Emit *e;
+  long offset;
+};
+
+static void grad_adds_run(void *ctx, long start, long len) {
+  struct added_run *r = ctx;
+  grad_first(r->e, r->offset + start, 1, len, len, false);
+}
+
+/* A gradient added to the entries of its weight that conv arrow ar reads
+ * (the others, never read, are left alone). */
+static void grad_adds_read(Emit *e, const IrArrow *ar) {
+  const IrParam *p = IR_PARAM(e->primal, ar->w.param);
+  struct added_run r = {e, p->offset};
+  if (e->dp_how)
+    emit_weight_runs(e->primal, ar, p, grad_adds_run, &r);
 }
 
 /* dW += z_src^T ybar_dst for one weighted arrow (dW = z^T ybar when it is
@@ -611,7 +630,7 @@ static void emit_block_grads(Emit *e, int bi) {
     done[j] = ar->kind != ARROW_DENSE && ar->kind != ARROW_CONV;
     if (!done[j]) {
       if (ar->kind == ARROW_CONV)
-        grad_adds(e, ar->w.param);
+        grad_adds_read(e, ar);
       grad_operands(e, ar, &zs[j], &yb);
       dws[j] = arena_printf(e->a, "d%s", IR_PARAM(m, ar->w.param)->cname);
       e->grads_left[ar->w.param]--;
@@ -703,26 +722,27 @@ static void emit_zero_runs(Arena *a, StrBuf *c, long lo, long len, long step, lo
     sb_printf(c, "        %s\n", run);
 }
 
-/* Zeros dparams where no product sets the gradient first (how[k] != DP_SET;
- * all of it without how): each run once, runs of equal length at equal steps
- * (a shared weight's unread columns, row after row) in one loop. */
+/* Zeros dparams where a gradient is added to what is there (how[k] ==
+ * DP_ADDED; all of it without how): not where a product sets it first, nor
+ * where the machine never reads the parameter (DP_NONE, left as it is).
+ * Each run once; runs of equal length at equal steps in one loop. */
 static void emit_grad_zeros(Arena *a, const unsigned char *how, long size, StrBuf *c) {
   long lo = 0, len = 0, step = 0, count = 0; /* the progression of runs so far */
   if (how) {
     long k = 0;
-    while (k < size && how[k] == DP_SET)
+    while (k < size && how[k] != DP_ADDED)
       k++;
     if (k == size)
       return; /* every gradient set by a product */
-    sb_puts(c, "        /* zeros where no product writes the gradient first */\n");
+    sb_puts(c, "        /* zeros where a gradient is added to them */\n");
   }
   for (long k = 0; k < size;) {
-    if (how && how[k] == DP_SET) {
+    if (how && how[k] != DP_ADDED) {
       k++;
       continue;
     }
     long at = k;
-    while (k < size && (!how || how[k] != DP_SET))
+    while (k < size && (!how || how[k] == DP_ADDED))
       k++;
     if (count && k - at == len && (count == 1 || at == lo + count * step)) {
       step = count == 1 ? at - lo : step;
@@ -928,7 +948,7 @@ static long emit_backward_fn(Arena *a, const IrMachine *dual, const EmitOptions 
   for (int i = 0; i < m->blocks.len; i++)
     if (IR_BLOCK(m, i)->bias >= 0)
       e.grads_left[IR_BLOCK(m, i)->bias]++;
-  StrBuf unread = {0}; /* parameters no arrow reads: their gradient is 0 */
+  StrBuf unread = {0}; /* parameters no arrow reads: final from the start */
   e.c = &unread;
   emit_ready(&e);
   e.c = &body;
@@ -938,9 +958,10 @@ static long emit_backward_fn(Arena *a, const IrMachine *dual, const EmitOptions 
                " * holding dLoss/dz of output block k; zbar and ybar go to dstate (laid out\n"
                " * like state): of every block when input_grads is set, else of those the\n"
                " * parameter gradients read. With dparams, each level is followed by the\n"
-               " * parameter gradients it gives (dparams is overwritten: dW = z^T ybar,\n"
-               " * db = sum of ybar), and ready(ctx, lo, hi), when given, is told as soon as\n"
-               " * dparams[lo, hi) is final. */\n"
+               " * parameter gradients it gives (dW = z^T ybar, db = sum of ybar: every\n"
+               " * entry the machine reads is overwritten, the others are left as they are),\n"
+               " * and ready(ctx, lo, hi), when given, is told as soon as dparams[lo, hi) is\n"
+               " * final. */\n"
                "void %s_backward(const real *restrict params, const real *restrict state,\n"
                "        const real *const *cotangents, real *restrict dstate,\n"
                "        real *restrict dparams, long batch, int input_grads,\n"
@@ -957,11 +978,15 @@ static long emit_backward_fn(Arena *a, const IrMachine *dual, const EmitOptions 
   declare_state(&e, c, "state", true, "y_", "z_", e.used_py, e.used_pz);
   declare_state(&e, c, "dstate", false, "zbar_", "ybar_", e.used_y, e.used_z);
   declare_work(&e, c, "dstate");
-  sb_puts(c, "    if (dparams) {\n");
-  emit_grad_zeros(a, e.dp_how, m->param_size, c);
-  if (unread.len)
-    emit_indented(c, unread.data);
-  sb_puts(c, "    }\n");
+  StrBuf zeros = {0};
+  emit_grad_zeros(a, e.dp_how, m->param_size, &zeros);
+  if (zeros.len || unread.len) {
+    sb_printf(c, "    if (dparams) {\n%s", zeros.len ? zeros.data : "");
+    if (unread.len)
+      emit_indented(c, unread.data);
+    sb_puts(c, "    }\n");
+  }
+  sb_free(&zeros);
   sb_puts(c, body.data ? body.data : "");
   sb_puts(c, "}\n");
   sb_printf(c, "\n/* The dual machine alone: the backward pass without parameter gradients. */\n"

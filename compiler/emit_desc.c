@@ -41,10 +41,14 @@ static void int_array(StrBuf *c, const char *name, const int *v, int n) {
   sb_printf(c, "%s};\n", n ? "" : "0");
 }
 
-/* Marks in read[] the entries of parameter p that arrow ar reads: a dense
- * weight's slice, or a kernel's taps by channel slice (a transposed weight,
- * or an adjoint arrow, reads W's input axis with its destination channels). */
-static void mark_reads(const IrMachine *m, const IrArrow *ar, const IrParam *p, bool *read) {
+/* Calls fn(ctx, start, len) for each run of parameter p's entries (start
+ * from p's first entry) that arrow ar reads: a dense weight's slice, a row
+ * at a time, or a kernel's taps by channel slice (a transposed weight, or an
+ * adjoint arrow, reads W's input axis with its destination channels). The
+ * descriptor's live runs and the backward pass's gradient writes both come
+ * from here, so the entries the optimizer updates are those it is given. */
+void emit_weight_runs(const IrMachine *m, const IrArrow *ar, const IrParam *p,
+                      void (*fn)(void *ctx, long start, long len), void *ctx) {
   const IrBlock *s = IR_BLOCK(m, ar->src), *d = IR_BLOCK(m, ar->dst);
   bool swap = ar->w.transposed != ar->adjoint;
   bool dense = ar->kind == ARROW_DENSE;
@@ -56,10 +60,8 @@ static void mark_reads(const IrMachine *m, const IrArrow *ar, const IrParam *p, 
     long tap = 0;
     for (int a = 0; a < taps_axes; a++)
       tap = tap * p->shape[a] + ar->w.k_off[a] + k[a];
-    for (long r = 0; r < rows; r++) {
-      long base = (tap * p->shape[p->rank - 2] + ar->w.in_off + r) * p->shape[p->rank - 1] + ar->w.out_off;
-      memset(read + base, 1, (size_t)cols);
-    }
+    for (long r = 0; r < rows; r++)
+      fn(ctx, (tap * p->shape[p->rank - 2] + ar->w.in_off + r) * p->shape[p->rank - 1] + ar->w.out_off, cols);
     int a = taps_axes - 1;
     while (a >= 0 && ++k[a] == ar->ax[a].kernel)
       k[a--] = 0;
@@ -67,6 +69,8 @@ static void mark_reads(const IrMachine *m, const IrArrow *ar, const IrParam *p, 
       break;
   }
 }
+
+static void mark_run(void *ctx, long start, long len) { memset((bool *)ctx + start, 1, (size_t)len); }
 
 /* The arrows reading each parameter (a list per parameter: first[pi], then
  * next[arrow]) and whether a block reads it as its bias: gathered in one
@@ -96,24 +100,32 @@ static ParamUse param_use(Arena *a, const IrMachine *m) {
   return u;
 }
 
+/* Which of parameter pi's entries the machine reads, or NULL when it reads
+ * them all (a bias, or a weight on an arrow of another kind). */
+static const bool *param_reads(Arena *a, const IrMachine *m, const ParamUse *u, int pi) {
+  const IrParam *p = IR_PARAM(m, pi);
+  if (u->bias[pi]) /* a bias is read whole */
+    return NULL;
+  bool *read = arena_alloc(a, (size_t)p->size + 1);
+  for (int i = u->first[pi]; i >= 0; i = u->next[i]) {
+    const IrArrow *ar = IR_ARROW(m, i);
+    if (ar->kind != ARROW_DENSE && ar->kind != ARROW_CONV)
+      return NULL;
+    emit_weight_runs(m, ar, p, mark_run, read);
+  }
+  for (long i = 0; i < p->size; i++)
+    if (!read[i])
+      return read;
+  return NULL;
+}
+
 /* static const long live_P[] = {start, length, ...}: the runs of parameter
  * pi's entries that the machine reads; returns the runs' count, or -1 when it
  * reads every entry. */
 static int emit_live(Arena *a, const IrMachine *m, const ParamUse *u, int pi, StrBuf *c) {
   const IrParam *p = IR_PARAM(m, pi);
-  bool *read = arena_alloc(a, (size_t)p->size + 1);
-  for (int i = u->first[pi]; i >= 0; i = u->next[i]) {
-    const IrArrow *ar = IR_ARROW(m, i);
-    if (ar->kind != ARROW_DENSE && ar->kind != ARROW_CONV)
-      return -1;
-    mark_reads(m, ar, p, read);
-  }
-  if (u->bias[pi]) /* a bias is read whole */
-    return -1;
-  bool all = true;
-  for (long i = 0; i < p->size && all; i++)
-    all = read[i];
-  if (all)
+  const bool *read = param_reads(a, m, u, pi);
+  if (!read)
     return -1;
   int runs = 0;
   sb_printf(c, "static const long live_%s[] = {", p->cname);
@@ -131,6 +143,40 @@ static int emit_live(Arena *a, const IrMachine *m, const ParamUse *u, int pi, St
   }
   sb_printf(c, "%s};\n", runs ? "" : "0, 0");
   return runs;
+}
+
+long emit_read_runs(Arena *a, const IrMachine *m, long **runs) {
+  ParamUse use = param_use(a, m);
+  long n = 0, cap = 16, end = -1; /* end: where the last run ends */
+  long *r = arena_alloc(a, sizeof(long) * (size_t)cap);
+  for (int pi = 0; pi < m->params.len; pi++) {
+    const IrParam *p = IR_PARAM(m, pi);
+    const bool *read = param_reads(a, m, &use, pi);
+    for (long i = 0; i < p->size;) {
+      if (read && !read[i]) {
+        i++;
+        continue;
+      }
+      long j = i;
+      while (j < p->size && (!read || read[j]))
+        j++;
+      if (p->offset + i == end) { /* goes on from the last run */
+        r[2 * n - 1] += j - i;
+      } else {
+        if (2 * n + 2 > cap) {
+          long *more = arena_alloc(a, sizeof(long) * (size_t)(cap *= 2));
+          memcpy(more, r, sizeof(long) * (size_t)(2 * n));
+          r = more;
+        }
+        r[2 * n] = p->offset + i, r[2 * n + 1] = j - i;
+        n++;
+      }
+      end = p->offset + j;
+      i = j;
+    }
+  }
+  *runs = r;
+  return n;
 }
 
 void emit_descriptor(const IrMachine *m, const Layout *lay, const EmitOptions *o, const char *prefix,

@@ -42,9 +42,11 @@ typedef struct Emit {
                              (NULL: it does not) */
   bool *used_dp;          /* parameter gradients the current level writes */
   unsigned char *dp_how;  /* per scalar of dparams, how its gradient is first
-                             written: DP_NONE not yet, DP_SET by a product
-                             that sets it, DP_ADDED added to zeros written
-                             before the sweep (NULL: every one) */
+                             written: DP_NONE not yet (after the sweep: an
+                             entry the machine never reads, left as it is),
+                             DP_SET by a product that sets it, DP_ADDED
+                             added to zeros written before the sweep (NULL:
+                             every one zeroed) */
   bool *reported;         /* parameter gradients already reported final */
   IrGroups pinto;         /* the arrows into each block of the primal */
 } Emit;
@@ -165,6 +167,13 @@ void emit_conv_grad(Emit *e, const IrArrow *ar, const char *dw, const char *z, c
 void emit_layout(Arena *a, const IrMachine *m, Layout *lay);
 void emit_descriptor(const IrMachine *m, const Layout *lay, const EmitOptions *o, const char *prefix,
                      StrBuf *c);
+/* fn(ctx, start, len) for each run of p's entries (from p's first) that the
+ * dense or conv arrow ar reads. */
+void emit_weight_runs(const IrMachine *m, const IrArrow *ar, const IrParam *p,
+                      void (*fn)(void *ctx, long start, long len), void *ctx);
+/* The runs of dparams the machine reads, (start, length) pairs in *runs
+ * (adjacent runs merged, in a); returns their count. */
+long emit_read_runs(Arena *a, const IrMachine *m, long **runs);
 
 /* emit_stream.c: why machine m cannot stream (NULL when it can: every block
  * on one time axis, every arrow a causal convolution in time or a skip); the

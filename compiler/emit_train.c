@@ -76,21 +76,45 @@ static const char *par_update(long P) {
   return P >= 1 << 16 ? "#ifdef _OPENMP\n#pragma omp parallel for schedule(static)\n#endif\n" : "";
 }
 
-static void emit_update(const EmitOptions *o, long P, StrBuf *c) {
+/* The update's loop over the entries the machine reads: all of params, or
+ * its runs live[] (the DenseMachine's W is 56% unread: its gradient there is
+ * not written, and the parameter never changes), each element by the lines
+ * of body. */
+static void emit_update_loop(long P, long nruns, const char *const *body, StrBuf *c) {
+  const char *in = nruns >= 0 ? "            " : "        ";
+  sb_puts(c, par_update(P));
+  if (nruns > 0)
+    sb_printf(c, "    for (long r = 0; r < %ld; r++)\n"
+                 "        for (long i = live[2 * r]; i < live[2 * r] + live[2 * r + 1]; i++) {\n",
+              nruns);
+  else
+    sb_printf(c, "    for (long i = 0; i < %ld; i++) {\n", P);
+  for (; *body; body++)
+    sb_printf(c, "%s%s\n", in, *body);
+  sb_printf(c, "%s}\n", in + 4);
+}
+
+static void emit_update(const EmitOptions *o, long P, long nruns, StrBuf *c) {
+  static const char *const sgd[] = {"params[i] = (real)(params[i] - (double)lr * dparams[i]);", NULL};
+  static const char *const momentum[] = {"opt_state[i] = (real)(0.9 * opt_state[i] + dparams[i]);",
+                                         "params[i] = (real)(params[i] - (double)lr * opt_state[i]);", NULL};
+  static const char *const adam[] = {
+      "double p = params[i];",
+      "m1[i] = (real)(0.9 * m1[i] + (1.0 - 0.9) * dparams[i]);",
+      "m2[i] = (real)(0.999 * m2[i] + (1.0 - 0.999) * (double)dparams[i] * dparams[i]);",
+      "params[i] = (real)(p - (double)lr * (m1[i] / c1) / (sqrt(m2[i] / c2) + 1e-8));", NULL};
+  if (!nruns) {
+    sb_puts(c, "    (void)lr, (void)opt_state; /* the machine reads none of its parameters */\n");
+    return;
+  }
   switch (o->optimizer) {
   case 0:
-    sb_printf(c, "    /* sgd: p -= lr g */\n"
-                 "%s"
-                 "    for (long i = 0; i < %ld; i++)\n"
-                 "        params[i] = (real)(params[i] - (double)lr * dparams[i]);\n", par_update(P), P);
+    sb_puts(c, "    /* sgd: p -= lr g */\n");
+    emit_update_loop(P, nruns, sgd, c);
     break;
   case 1:
-    sb_printf(c, "    /* momentum (heavy ball): v = 0.9 v + g, p -= lr v */\n"
-                 "%s"
-                 "    for (long i = 0; i < %ld; i++) {\n"
-                 "        opt_state[i] = (real)(0.9 * opt_state[i] + dparams[i]);\n"
-                 "        params[i] = (real)(params[i] - (double)lr * opt_state[i]);\n"
-                 "    }\n", par_update(P), P);
+    sb_puts(c, "    /* momentum (heavy ball): v = 0.9 v + g, p -= lr v */\n");
+    emit_update_loop(P, nruns, momentum, c);
     break;
   default:
     sb_printf(c, "    /* Adam: m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,\n"
@@ -98,22 +122,37 @@ static void emit_update(const EmitOptions *o, long P, StrBuf *c) {
                  "     * in opt_state[%ld] */\n"
                  "    real *const m1 = opt_state, *const m2 = opt_state + %ld;\n"
                  "    const double t = (double)(opt_state[%ld] += 1);\n"
-                 "    const double c1 = 1.0 - pow(0.9, t), c2 = 1.0 - pow(0.999, t);\n"
-                 "%s"
-                 "    for (long i = 0; i < %ld; i++) {\n"
-                 "        double p = params[i];\n"
-                 "        m1[i] = (real)(0.9 * m1[i] + (1.0 - 0.9) * dparams[i]);\n"
-                 "        m2[i] = (real)(0.999 * m2[i] + (1.0 - 0.999) * (double)dparams[i] * dparams[i]);\n"
-                 "        params[i] = (real)(p - (double)lr * (m1[i] / c1) / (sqrt(m2[i] / c2) + 1e-8));\n"
-                 "    }\n", 2 * P, P, 2 * P, par_update(P), P);
+                 "    const double c1 = 1.0 - pow(0.9, t), c2 = 1.0 - pow(0.999, t);\n",
+              2 * P, P, 2 * P);
+    emit_update_loop(P, nruns, adam, c);
     break;
   }
+}
+
+/* static const long live[]: the runs of params the machine reads, when it
+ * does not read them all; returns their count (-1: all of them). */
+static long emit_live_table(const IrMachine *m, StrBuf *c) {
+  Arena *a = arena_new();
+  long *runs, n = emit_read_runs(a, m, &runs);
+  if (n == 1 && runs[0] == 0 && runs[1] == m->param_size)
+    n = -1;
+  if (n > 0) {
+    sb_printf(c, "\n/* The parameters the machine reads, (start, length) runs: the update leaves\n"
+                 " * the others alone, as the backward pass leaves their gradient. */\n"
+                 "static const long live[%ld] = {", 2 * n);
+    for (long r = 0; r < n; r++)
+      sb_printf(c, "%s%ld, %ld", !r ? "" : r % 6 ? ", " : ",\n    ", runs[2 * r], runs[2 * r + 1]);
+    sb_puts(c, "};\n");
+  }
+  arena_free(a);
+  return n;
 }
 
 void emit_train(const IrMachine *m, const EmitOptions *o, const char *prefix, long state_size,
                 long state_scratch, long out_off, StrBuf *c) {
   long P = m->param_size, out = IR_BLOCK(m, m->outputs[0])->size, S = state_size, X = state_scratch;
   char past[32] = "", each[64] = ""; /* the convolutions' scratch after each state */
+  long nruns = emit_live_table(m, c);
   if (X) {
     snprintf(past, sizeof past, " + %ld", X);
     snprintf(each, sizeof each, ", then %ld of scratch", X);
@@ -136,6 +175,6 @@ void emit_train(const IrMachine *m, const EmitOptions *o, const char *prefix, lo
   sb_printf(c, "    %s_forward(params, inputs, state, batch);\n", prefix);
   emit_loss(o, out, c);
   sb_printf(c, "    %s_backward(params, state, cots, dstate, dparams, batch, 0, 0, 0);\n", prefix);
-  emit_update(o, P, c);
+  emit_update(o, P, nruns, c);
   sb_puts(c, "    return (real)(loss / norm);\n}\n");
 }

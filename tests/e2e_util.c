@@ -869,6 +869,21 @@ void e2e_ready_check(E2eReady *r) {
   free(r->seen);
 }
 
+bool e2e_param_read(const struct mach_model *m, long i) {
+  for (int k = 0; k < m->n_params; k++) {
+    const struct mach_param *p = &m->params[k];
+    if (i < p->offset || i >= p->offset + p->size)
+      continue;
+    if (!p->live)
+      return true;
+    for (int r = 0; r < p->n_live; r++)
+      if (i - p->offset >= p->live[2 * r] && i - p->offset < p->live[2 * r] + p->live[2 * r + 1])
+        return true;
+    return false;
+  }
+  return false;
+}
+
 static double *uniform_draws(E2eRng *rng, long n, double scale) {
   double *v = calloc((size_t)n + 1, sizeof *v);
   cr_assert(v);

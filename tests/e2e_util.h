@@ -202,6 +202,11 @@ E2eReady e2e_ready_new(const double *dparams, long n);
 void e2e_ready(void *ctx, long lo, long hi);
 void e2e_ready_check(E2eReady *r); /* and frees */
 
+/* Whether the machine reads entry i of the flat parameter buffer (it lies
+ * in one of its parameter's live runs, or the parameter has none). The
+ * backward pass leaves dparams as it is at the others. */
+bool e2e_param_read(const struct mach_model *m, long i);
+
 /* Relative difference |a-b| / max(|a| + |b|, floor). */
 double e2e_reldiff(double a, double b, double floor);
 

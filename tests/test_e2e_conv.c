@@ -45,7 +45,9 @@ static void backward(E2ePass *r) {
   e2e_pass_loss(r);
   const struct mach_model *m = r->m;
   size_t np = sizeof(double) * (size_t)m->param_size;
-  double *dp = malloc(np);
+  double *dp = malloc(np + 1); /* nan where the machine reads: each must be written */
+  for (long i = 0; i < m->param_size; i++)
+    dp[i] = e2e_param_read(m, i) ? NAN : 0;
   m->backward(r->params, r->state, (const double *const *)r->cot, r->dstate, dp, r->batch, 0, NULL, NULL);
   E2eReady ready = e2e_ready_new(r->dparams, m->param_size);
   m->backward(r->params, r->state, (const double *const *)r->cot, r->dstate, r->dparams, r->batch, 1,
