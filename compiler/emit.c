@@ -370,6 +370,34 @@ static const char *act_expr(Emit *e, int bi, const char *y, const char *k) {
 }
 
 /* Solves one block: y = [input] [+ bias] + arrows, then z = sigma(y). */
+/* In a chunk of time, the convolutions into a block that share a weight
+ * and a window, their channels its next rows (the RecurMachine's x[0 .. k)
+ * into x[k]), as one product per tap of inner dimension all their channels,
+ * rather than a product per source of a few dozen. */
+static void emit_grid_groups(Emit *e, const int *list, int n, bool *done) {
+  const IrArrow **ars = arena_alloc(e->a, sizeof *ars * ((size_t)n + 1));
+  const char **zs = arena_alloc(e->a, sizeof *zs * ((size_t)n + 1));
+  for (int j = 0; j < n; j++) {
+    const IrArrow *first = IR_ARROW(e->m, list[j]);
+    if (done[j] || !emit_grid_groupable(e, first))
+      continue;
+    int cnt = 0;
+    for (int k = j; k < n; k++) {
+      const IrArrow *ar = IR_ARROW(e->m, list[k]);
+      if (!done[k] && (k == j || emit_grid_joins(e, first, ar, cnt))) {
+        ars[cnt] = ar;
+        zs[cnt++] = zbuf(e, ar->src);
+        done[k] = true;
+      }
+    }
+    if (cnt == 1) { /* alone: emit_arrow's path */
+      done[j] = false;
+      continue;
+    }
+    emit_grid_group(e, ars, zs, cnt, ybuf(e, first->dst), "t0", "t1");
+  }
+}
+
 static void emit_block(Emit *e, int bi, bool chunked) {
   const IrBlock *b = IR_BLOCK(e->m, bi);
   StrBuf *c = e->c;
@@ -427,6 +455,8 @@ static void emit_block(Emit *e, int bi, bool chunked) {
     } else
       emit_init(e, bi, chunked);
   }
+  if (chunked)
+    emit_grid_groups(e, list, n, done);
   for (int j = 0; j < n; j++)
     if (!done[j])
       emit_arrow(e, IR_ARROW(e->m, list[j]), chunked);

@@ -1110,11 +1110,11 @@ static bool conv_phases(Emit *e, const IrArrow *ar, const char *y, const char *z
       {"kn", num(e, s->shape.channels)}, {"nn", "e1 - f1"},
       {"a", ix_at(e->a, emit_pname(e, ar->w.param), w0)}, {"ai", num(e, wdst)}, {"ap1", "0"},
       {"ap0", num(e, wsrc)},
-      {"b", ar->adjoint ? plain : strided}, {"bp1", "0"}, {"bp0", ar->adjoint ? plain_step : num(e, ph.plane)},
+      {"b", ar->adjoint ? plain : strided}, {"bs", "0"}, {"bp1", "0"}, {"bp0", ar->adjoint ? plain_step : num(e, ph.plane)},
       {"bj1", ar->adjoint ? num(e, g.out[1]) : num(e, ph.u[1])}, {"bj0", "1"},
       {"c", ar->adjoint ? strided : plain}, {"ci", ar->adjoint ? num(e, ph.plane) : plain_step},
       {"cj1", ar->adjoint ? num(e, ph.u[1]) : num(e, g.out[1])}, {"cj0", "1"}, {"work", "work"}},
-      (int[]){5, 4, 5, 5}, 4);
+      (int[]){5, 4, 6, 5}, 4);
   emit_close_to(e, body);
   if (ar->adjoint) { /* the planes onto y */
     open_phase_elems(e, &g, &ph);
@@ -1144,9 +1144,9 @@ static bool conv_grad_phases(Emit *e, const IrArrow *ar, const char *dw, const c
       {"kn", "e1 - f1"}, {"nn", num(e, d->shape.channels)},
       {"a", phase_at(e, ar, &ph)}, {"ai", num(e, ph.plane)}, {"ap1", num(e, ph.u[1])}, {"ap0", "1"},
       {"b", arena_printf(e->a, "%s + n * %ld + f0 * %d + f1", ybar, d->size, g.out[1])},
-      {"bp1", num(e, g.out[1])}, {"bp0", "1"}, {"bj1", "0"}, {"bj0", num(e, dst_sz)},
+      {"bs", "0"}, {"bp1", num(e, g.out[1])}, {"bp0", "1"}, {"bj1", "0"}, {"bj0", num(e, dst_sz)},
       {"c", ix_at(e->a, dw, w0)}, {"ci", num(e, wsrc)}, {"cj1", "0"}, {"cj0", num(e, wdst)}, {"work", "work"}},
-      (int[]){5, 4, 5, 5}, 4);
+      (int[]){5, 4, 6, 5}, 4);
   emit_close_to(e, base);
   return true;
 }
@@ -1409,38 +1409,86 @@ static bool conv_adjoint_win(Emit *e, const IrArrow *ar, const char *y, const ch
   return true;
 }
 
-static void conv_apply(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
-                       const char *t1) {
-  if (conv_adjoint_win(e, ar, y, z, t0, NULL) || conv_phases(e, ar, y, z, t0))
-    return;
+/* The per-tap products of the n sources zs of a group (one arrow: n = 1):
+ * rows p = (source, ci) of B, read where each source lies (mm_grid's bs),
+ * and of W the next channels of each source. */
+static void conv_apply_n(Emit *e, const IrArrow *ar, int n, const char *const *zs, const char *y,
+                         const char *t0, const char *t1) {
   const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
   Geom g = geom_of(e->m, ar);
   Taps tp = taps_of(e, ar);
   long src_sz = s->size / s->shape.channels, dst_sz = d->size / d->shape.channels;
-  long wsrc, wdst;
+  long wsrc, wdst, ch = s->shape.channels;
   weight_strides(e, ar, &wsrc, &wdst);
   Cols zc = cols_of(e, ar, &g, &tp, !ar->adjoint, s->size), yc = cols_of(e, ar, &g, &tp, ar->adjoint, d->size);
   const char *out, *in;
   pos_texts(e, ar, &tp, &out, &in);
   emit_line(e, " * for each tap k: y[n, co, %s] += sum over ci of W[k, ci, co] z[n, ci, %s],",
             ar->adjoint ? in : out, ar->adjoint ? out : in);
+  if (n > 1)
+    emit_line(e, " * ci over the %d sources' channels in turn (the rows of W after one another),", n);
   emit_line(e, " * the product (co x ci) (ci x %s) over the tap's box [f, e) of outputs */",
             g.g == 1 ? "(n, o0)" : "positions");
   int base = e->depth;
   const char *total, *inner;
   open_products(e, ar, &g, &tp, t0, t1, &total, &inner);
+  if (n > 1) {
+    emit_line(e, "const real *const from[%d] = { /* each source where the tap's box starts */", n);
+    for (int j = 0; j < n; j++)
+      emit_line(e, "    %s%s", ix_at(e->a, zs[j], zc.off), j + 1 < n ? "," : "};");
+  }
   Ix w0 = weight_ix(e, ar, tp.k, ix_const(0), ix_const(0));
   emit_call(e, "mm_grid", (EmitArg[]){
-      {"m", num(e, d->shape.channels)}, {"n", total}, {"k", num(e, s->shape.channels)},
-      {"kn", num(e, s->shape.channels)}, {"nn", inner},
-      {"a", ix_at(e->a, emit_pname(e, ar->w.param), w0)}, {"ai", num(e, wdst)}, {"ap1", "0"},
-      {"ap0", num(e, wsrc)},
-      {"b", ix_at(e->a, z, zc.off)}, {"bp1", "0"}, {"bp0", num(e, src_sz)},
-      {"bj1", num(e, zc.step1)}, {"bj0", num(e, zc.step0)},
+      {"m", num(e, d->shape.channels)}, {"n", total}, {"k", num(e, n * ch)},
+      {"kn", num(e, ch)}, {"nn", inner},
+      {"a", ix_at(e->a, emit_pname(e, ar->w.param), w0)}, {"ai", num(e, wdst)},
+      {"ap1", num(e, n > 1 ? ch * wsrc : 0)}, {"ap0", num(e, wsrc)},
+      {"b", n > 1 ? "from[0]" : ix_at(e->a, zs[0], zc.off)}, {"bs", n > 1 ? "from" : "0"}, {"bp1", "0"},
+      {"bp0", num(e, src_sz)}, {"bj1", num(e, zc.step1)}, {"bj0", num(e, zc.step0)},
       {"c", ix_at(e->a, y, yc.off)}, {"ci", num(e, dst_sz)}, {"cj1", num(e, yc.step1)},
-      {"cj0", num(e, yc.step0)}, {"work", "work"}}, (int[]){5, 4, 5, 5}, 4);
+      {"cj0", num(e, yc.step0)}, {"work", "work"}}, (int[]){5, 4, 6, 5}, 4);
   emit_close_to(e, base);
-  grid_work(e, s->shape.channels, d->shape.channels);
+  grid_work(e, n * ch, d->shape.channels);
+}
+
+static void conv_apply(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
+                       const char *t1) {
+  if (conv_adjoint_win(e, ar, y, z, t0, NULL) || conv_phases(e, ar, y, z, t0))
+    return;
+  conv_apply_n(e, ar, 1, &z, y, t0, t1);
+}
+
+bool emit_grid_groupable(const Emit *e, const IrArrow *ar) {
+  if (ar->kind != ARROW_CONV || ar->adjoint)
+    return false;
+  for (int a = 0; a < ar->ngrid; a++)
+    if (ar->ax[a].stride != 1) /* strided: conv_phases */
+      return false;
+  const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
+  return (long)s->shape.channels * d->shape.channels >= SMALL;
+}
+
+bool emit_grid_joins(const Emit *e, const IrArrow *first, const IrArrow *ar, int pos) {
+  const IrBlock *s = IR_BLOCK(e->m, ar->src), *s0 = IR_BLOCK(e->m, first->src);
+  if (!emit_grid_groupable(e, ar) || ar->dst != first->dst || ar->w.param != first->w.param ||
+      ar->w.transposed != first->w.transposed || !same_window(first, ar) ||
+      s->shape.channels != s0->shape.channels || s->size != s0->size)
+    return false;
+  for (int a = 0; a < ar->ngrid; a++)
+    if (ar->w.k_off[a] != first->w.k_off[a])
+      return false;
+  long next = (long)pos * s0->shape.channels; /* the weight's rows after the first's */
+  if (ar->w.transposed) /* W's input axis indexed by the destination's channels */
+    return ar->w.in_off == first->w.in_off && ar->w.out_off == first->w.out_off + next;
+  return ar->w.out_off == first->w.out_off && ar->w.in_off == first->w.in_off + next;
+}
+
+void emit_grid_group(Emit *e, const IrArrow *const *ars, const char *const *zs, int n, const char *y,
+                     const char *t0, const char *t1) {
+  for (int j = 0; j < n; j++)
+    emit_line(e, "%s%s%s", j ? " *    + " : arena_printf(e->a, "/* %s += ", y),
+              ir_arrow_text(e->a, e->m, ars[j], zs[j], IR_TEXT_MATH), j + 1 == n ? ":" : "");
+  conv_apply_n(e, ars[0], n, zs, y, t0, t1);
 }
 
 /* Whether every output of arrow ar reads inside the grid at every tap (no
@@ -1667,9 +1715,9 @@ void emit_conv_grad(Emit *e, const IrArrow *ar, const char *dw, const char *z, c
       {"nn", num(e, d->shape.channels)},
       {"a", ix_at(e->a, z, zc.off)}, {"ai", num(e, src_sz)}, {"ap1", num(e, zc.step1)},
       {"ap0", num(e, zc.step0)},
-      {"b", ix_at(e->a, ybar, yc.off)}, {"bp1", num(e, yc.step1)}, {"bp0", num(e, yc.step0)},
+      {"b", ix_at(e->a, ybar, yc.off)}, {"bs", "0"}, {"bp1", num(e, yc.step1)}, {"bp0", num(e, yc.step0)},
       {"bj1", "0"}, {"bj0", num(e, dst_sz)},
-      {"c", ix_at(e->a, dw, w0)}, {"ci", num(e, wsrc)}, {"cj1", "0"}, {"cj0", num(e, wdst)}, {"work", "work"}}, (int[]){5, 4, 5, 5}, 4);
+      {"c", ix_at(e->a, dw, w0)}, {"ci", num(e, wsrc)}, {"cj1", "0"}, {"cj0", num(e, wdst)}, {"work", "work"}}, (int[]){5, 4, 6, 5}, 4);
   emit_close_to(e, base);
   grid_work(e, LONG_MAX, s->shape.channels); /* k: the positions of a tap's box, times the batch */
 }

@@ -253,6 +253,15 @@ static char *recur_src(int pad, int tb, int length) {
                  "}\n", pad, tb, length, length);
 }
 
+/* Blocks of equal width: in each chunk of time, the arrows into a block from
+ * x[0 .. 3) share a weight and a window, and run as one product per tap over
+ * their channels in turn (the dual's too). */
+static const char stacked_recur_src[] = "import \"recurrent.mach\"\n"
+                                        "machine srecur {\n"
+                                        "    use m = recur_machine([4, 4, 4], tanh, 3, 2, 9)\n"
+                                        "    output y : 1 @ [9] = conv(m.x[0 .. 3], k = 1) + bias\n"
+                                        "}\n";
+
 /* ---- gradients ---------------------------------------------------------------- */
 
 Test(conv_grad, conv1d_asymmetric_pad_stride_dilation) { check_gradients(conv1d_src, "conv1d"); }
@@ -267,6 +276,7 @@ Test(conv_grad, wide_3d_as_matrix_products) { check_gradients(wide3d_src, "wide3
 Test(conv_grad, banded_2d_patch_products) { check_gradients(banded_src, "banded"); }
 Test(conv_grad, recurrence_through_two_blocks) { check_gradients(two_block_src, "twoblock"); }
 Test(conv_grad, recurrent_core_with_whole_stages) { check_gradients(staged_src, "staged"); }
+Test(conv_grad, recur_machine_sources_stacked) { check_gradients(stacked_recur_src, "srecur"); }
 
 /* (pad, timeblock, length): a timeblock above pad (no cycle), below it
  * (cycles through time), equal, one that does not divide the length. */

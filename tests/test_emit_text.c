@@ -223,7 +223,7 @@ static void check_code(const char *rel, const char *flag, const char *what, int 
 }
 
 Test(emit_text, recurrent_machine_reads_clean) {
-  check_code("examples/waves.mach", NULL, "waves", 20);
+  check_code("examples/waves.mach", NULL, "waves", 16); /* products of stacked sources among them */
   check_code("examples/sine.mach", "--standalone", "sine", 0); /* the stream too */
 }
 
