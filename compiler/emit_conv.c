@@ -1558,18 +1558,30 @@ static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
   emit_line(e, "const real w = (real)1 / %ld;", taps);
   const EmitAct *act = first ? first->act : NULL;
   if (first && ar->adjoint) {
-    /* one pass over y, each position's one term: y[x] = w z[x / kernel] */
+    /* one pass over y, each position's one term: y[x] = w z[x / kernel];
+     * along the last axis from a row of those terms written first, so that
+     * the pass reads and writes in order and clang vectorizes it (reading
+     * z[x / kernel] there made it scalar) */
     Ix at = ix_const(0), from = ix_const(0);
-    for (int a = 0; a < g.g; a++) {
+    int last = g.g - 1;
+    for (int a = 0; a < last; a++) {
       const char *x = var(e, 'x', a);
-      (a + 1 < g.g ? emit_head : emit_open)(e, "%sfor (long %s = 0; %s < %d; %s++)",
-                                            a + 1 < g.g ? "" : emit_short(e, g.in[a]), x, x, g.in[a], x);
+      (a + 1 < last ? emit_head : emit_open)(e, "for (long %s = 0; %s < %d; %s++)", x, x, g.in[a], x);
       at = ix_addv(at, x, g.in_str[a]);
       from = ix_addv(from, arena_printf(e->a, "%s / %d", x, ar->ax[a].kernel), g.out_str[a]);
     }
+    const char *xl = var(e, 'x', last);
+    int kl = ar->ax[last].kernel;
+    emit_line(e, "real v[%d]; /* the terms of this row of y: each of z's %d times */", g.in[last], kl);
+    emit_head(e, "for (long u = 0; u < %d; u++)", g.out[last]);
+    emit_head(e, "for (long k = 0; k < %d; k++)", kl);
+    emit_line(e, "v[u * %d + k] = w * zs[%s];", kl, ix_text(e->a, ix_addv(from, "u", g.out_str[last])));
+    emit_close_to(e, e->depth - 2);
+    emit_open(e, "%sfor (long %s = 0; %s < %d; %s++)", emit_short(e, g.in[last]), xl, xl, g.in[last], xl);
+    at = ix_addv(at, xl, g.in_str[last]);
     emit_line(e, "const long yk = %s;", ix_text(e->a, ix_add(row, at)));
     const char *t = first_term(e, first, idx[1]);
-    emit_line(e, "%s[yk] = %s%sw * zs[%s];", y, t ? t : "", t ? " + " : "", ix_text(e->a, from));
+    emit_line(e, "%s[yk] = %s%sv[%s];", y, t ? t : "", t ? " + " : "", xl);
     if (act)
       emit_act(e, act, y, "yk");
     emit_close_to(e, base);
