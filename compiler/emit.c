@@ -369,7 +369,6 @@ static const char *act_expr(Emit *e, int bi, const char *y, const char *k) {
   }
 }
 
-/* Solves one block: y = [input] [+ bias] + arrows, then z = sigma(y). */
 /* In a chunk of time, the convolutions into a block that share a weight
  * and a window, their channels its next rows (the RecurMachine's x[0 .. k)
  * into x[k]), as one product per tap of inner dimension all their channels,
@@ -398,6 +397,7 @@ static void emit_grid_groups(Emit *e, const int *list, int n, bool *done) {
   }
 }
 
+/* Solves one block: y = [input] [+ bias] + arrows, then z = sigma(y). */
 static void emit_block(Emit *e, int bi, bool chunked) {
   const IrBlock *b = IR_BLOCK(e->m, bi);
   StrBuf *c = e->c;

@@ -1530,6 +1530,9 @@ static const char *first_term(Emit *e, const EmitFirst *first, Ix ch) {
   return first->bias ? arena_printf(e->a, "%s[%s]", first->bias, ix_text(e->a, ch)) : NULL;
 }
 
+/* The longest row of a pooling adjoint's terms kept on the stack (4 KB in f32). */
+enum { ROW_TERMS = 1024 };
+
 /* Average pooling: one channel to the same channel, weight 1 / taps. With
  * first (one pass writes every position of y: taps inside the grid, or an
  * adjoint that tiles), y = what first says + the pooling, then z = sigma(y). */
@@ -1559,29 +1562,34 @@ static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
   const EmitAct *act = first ? first->act : NULL;
   if (first && ar->adjoint) {
     /* one pass over y, each position's one term: y[x] = w z[x / kernel];
-     * along the last axis from a row of those terms written first, so that
-     * the pass reads and writes in order and clang vectorizes it (reading
-     * z[x / kernel] there made it scalar) */
+     * along the last axis, when its row fits a small array, from a row of
+     * those terms written first, so that the pass reads and writes in order
+     * and clang vectorizes it (reading z[x / kernel] there kept it scalar) */
     Ix at = ix_const(0), from = ix_const(0);
     int last = g.g - 1;
-    for (int a = 0; a < last; a++) {
+    bool by_row = g.in[last] <= ROW_TERMS;
+    for (int a = 0; a < g.g; a++) {
       const char *x = var(e, 'x', a);
-      (a + 1 < last ? emit_head : emit_open)(e, "for (long %s = 0; %s < %d; %s++)", x, x, g.in[a], x);
+      if (a == last && by_row) {
+        int kl = ar->ax[last].kernel;
+        emit_line(e, "real v[%d]; /* the terms of this row of y: each of z's %d times */", g.in[last], kl);
+        emit_head(e, "for (long u = 0; u < %d; u++)", g.out[last]);
+        emit_head(e, "for (long k = 0; k < %d; k++)", kl);
+        emit_line(e, "v[u * %d + k] = w * zs[%s];", kl, ix_text(e->a, ix_addv(from, "u", g.out_str[last])));
+        emit_close_to(e, e->depth - 2);
+      }
+      bool open = a + 1 == g.g || (a + 2 == g.g && by_row); /* the row's loops hold several statements */
+      (open ? emit_open : emit_head)(e, "%sfor (long %s = 0; %s < %d; %s++)",
+                                     a == last ? emit_short(e, g.in[a]) : "", x, x, g.in[a], x);
       at = ix_addv(at, x, g.in_str[a]);
-      from = ix_addv(from, arena_printf(e->a, "%s / %d", x, ar->ax[a].kernel), g.out_str[a]);
+      if (a < last || !by_row)
+        from = ix_addv(from, arena_printf(e->a, "%s / %d", x, ar->ax[a].kernel), g.out_str[a]);
     }
-    const char *xl = var(e, 'x', last);
-    int kl = ar->ax[last].kernel;
-    emit_line(e, "real v[%d]; /* the terms of this row of y: each of z's %d times */", g.in[last], kl);
-    emit_head(e, "for (long u = 0; u < %d; u++)", g.out[last]);
-    emit_head(e, "for (long k = 0; k < %d; k++)", kl);
-    emit_line(e, "v[u * %d + k] = w * zs[%s];", kl, ix_text(e->a, ix_addv(from, "u", g.out_str[last])));
-    emit_close_to(e, e->depth - 2);
-    emit_open(e, "%sfor (long %s = 0; %s < %d; %s++)", emit_short(e, g.in[last]), xl, xl, g.in[last], xl);
-    at = ix_addv(at, xl, g.in_str[last]);
     emit_line(e, "const long yk = %s;", ix_text(e->a, ix_add(row, at)));
     const char *t = first_term(e, first, idx[1]);
-    emit_line(e, "%s[yk] = %s%sv[%s];", y, t ? t : "", t ? " + " : "", xl);
+    const char *term = by_row ? arena_printf(e->a, "v[%s]", var(e, 'x', last))
+                              : arena_printf(e->a, "w * zs[%s]", ix_text(e->a, from));
+    emit_line(e, "%s[yk] = %s%s%s;", y, t ? t : "", t ? " + " : "", term);
     if (act)
       emit_act(e, act, y, "yk");
     emit_close_to(e, base);
