@@ -119,6 +119,19 @@ static const bool *param_reads(Arena *a, const IrMachine *m, const ParamUse *u, 
   return NULL;
 }
 
+/* The next run of entries read at or after *at (all of them without read):
+ * false when there is none, else its start and *at just past it. */
+static bool next_read_run(const bool *read, long size, long *at, long *start) {
+  long i = *at;
+  while (i < size && read && !read[i])
+    i++;
+  *start = i;
+  while (i < size && (!read || read[i]))
+    i++;
+  *at = i;
+  return *start < size;
+}
+
 /* static const long live_P[] = {start, length, ...}: the runs of parameter
  * pi's entries that the machine reads; returns the runs' count, or -1 when it
  * reads every entry. */
@@ -129,18 +142,8 @@ static int emit_live(Arena *a, const IrMachine *m, const ParamUse *u, int pi, St
     return -1;
   int runs = 0;
   sb_printf(c, "static const long live_%s[] = {", p->cname);
-  for (long i = 0; i < p->size;) {
-    if (!read[i]) {
-      i++;
-      continue;
-    }
-    long j = i;
-    while (j < p->size && read[j])
-      j++;
-    sb_printf(c, "%s%ld, %ld", !runs ? "" : runs % 8 ? ", " : ",\n    ", i, j - i);
-    runs++;
-    i = j;
-  }
+  for (long at = 0, i; next_read_run(read, p->size, &at, &i); runs++)
+    sb_printf(c, "%s%ld, %ld", !runs ? "" : runs % 8 ? ", " : ",\n    ", i, at - i);
   sb_printf(c, "%s};\n", runs ? "" : "0, 0");
   return runs;
 }
@@ -152,27 +155,18 @@ long emit_read_runs(Arena *a, const IrMachine *m, long **runs) {
   for (int pi = 0; pi < m->params.len; pi++) {
     const IrParam *p = IR_PARAM(m, pi);
     const bool *read = param_reads(a, m, &use, pi);
-    for (long i = 0; i < p->size;) {
-      if (read && !read[i]) {
-        i++;
+    for (long at = 0, i; next_read_run(read, p->size, &at, &i); end = p->offset + at) {
+      if (p->offset + i == end) { /* goes on from the last run */
+        r[2 * n - 1] += at - i;
         continue;
       }
-      long j = i;
-      while (j < p->size && (!read || read[j]))
-        j++;
-      if (p->offset + i == end) { /* goes on from the last run */
-        r[2 * n - 1] += j - i;
-      } else {
-        if (2 * n + 2 > cap) {
-          long *more = arena_alloc(a, sizeof(long) * (size_t)(cap *= 2));
-          memcpy(more, r, sizeof(long) * (size_t)(2 * n));
-          r = more;
-        }
-        r[2 * n] = p->offset + i, r[2 * n + 1] = j - i;
-        n++;
+      if (2 * n + 2 > cap) {
+        long *more = arena_alloc(a, sizeof(long) * (size_t)(cap *= 2));
+        memcpy(more, r, sizeof(long) * (size_t)(2 * n));
+        r = more;
       }
-      end = p->offset + j;
-      i = j;
+      r[2 * n] = p->offset + i, r[2 * n + 1] = at - i;
+      n++;
     }
   }
   *runs = r;
