@@ -376,22 +376,21 @@ static const char *act_expr(Emit *e, int bi, const char *y, const char *k) {
 static void emit_grid_groups(Emit *e, const int *list, int n, bool *done) {
   const IrArrow **ars = arena_alloc(e->a, sizeof *ars * ((size_t)n + 1));
   const char **zs = arena_alloc(e->a, sizeof *zs * ((size_t)n + 1));
+  int *member = arena_alloc(e->a, sizeof *member * ((size_t)n + 1)); /* indices into list */
   for (int j = 0; j < n; j++) {
     const IrArrow *first = IR_ARROW(e->m, list[j]);
     if (done[j] || !emit_grid_groupable(e, first))
       continue;
     int cnt = 0;
-    for (int k = j; k < n; k++) {
-      const IrArrow *ar = IR_ARROW(e->m, list[k]);
-      if (!done[k] && (k == j || emit_grid_joins(e, first, ar, cnt))) {
-        ars[cnt] = ar;
-        zs[cnt++] = zbuf(e, ar->src);
-        done[k] = true;
-      }
-    }
-    if (cnt == 1) { /* alone: emit_arrow's path */
-      done[j] = false;
+    for (int k = j; k < n; k++)
+      if (!done[k] && (k == j || emit_grid_joins(e, first, IR_ARROW(e->m, list[k]), cnt)))
+        member[cnt++] = k;
+    if (cnt == 1) /* alone: emit_arrow's path */
       continue;
+    for (int k = 0; k < cnt; k++) {
+      ars[k] = IR_ARROW(e->m, list[member[k]]);
+      zs[k] = zbuf(e, ars[k]->src);
+      done[member[k]] = true;
     }
     emit_grid_group(e, ars, zs, cnt, ybuf(e, first->dst), "t0", "t1");
   }
