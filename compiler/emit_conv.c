@@ -378,6 +378,8 @@ typedef struct Win {
   long phases;            /* planes per channel: the product of the strides */
   long group, ld;
   long pad_sz, wk_sz, prod_sz, yu_sz, dwk_sz; /* workspace pieces, scalars */
+  bool by_tap;            /* one output channel: a product per tap, then their sum (tap_rows) */
+  long tp, ldq;           /* its rows (the taps, a multiple of MR) and their length */
 } Win;
 
 /* The rows of a windowed product: the output channels, a multiple of MR
@@ -475,6 +477,8 @@ static bool win_of(Emit *e, const IrMachine *m, const Set *set, bool grad, Win *
   for (int a = 0; a < g->g; a++)
     w->span += (g->out[a] - 1) * w->pstr[a];
   long mp = product_rows(w), kp = round_up(w->kk, MR_), cp = panel_cols(w->co, w->nb);
+  w->by_tap = !grad && w->co == 1 && w->taps >= MR_ && w->phases == 1;
+  w->tp = round_up(w->taps, MR_);
   long cb = !grad && w->co == 1 ? 4 * w->nb : w->nb; /* a block of the product's columns */
   /* standalone code, built for small memories, puts one sample in each
    * group of a product's columns: they are independent, so the outputs are
@@ -488,11 +492,15 @@ static bool win_of(Emit *e, const IrMachine *m, const Set *set, bool grad, Win *
     if (grad) {
       w->yu_sz = cols * cp;
       w->dwk_sz = kp * cp;
+    } else if (w->by_tap) {
+      w->ldq = round_up(w->plane * n, w->nb);
+      w->wk_sz = w->tp * w->ci;
+      w->prod_sz = w->ld;
     } else {
       w->wk_sz = w->kk * mp;
       w->prod_sz = mp * w->ld;
     }
-    long group = esz * (w->pad_sz + w->prod_sz + w->yu_sz);
+    long group = esz * (w->pad_sz + w->prod_sz + w->yu_sz + (w->by_tap ? w->tp * w->ldq : 0));
     long all = esz * (w->pad_sz + w->prod_sz + w->yu_sz + w->wk_sz + w->dwk_sz);
     if ((group <= GROUP_BYTES || n == 1) && all <= WORK_BYTES)
       return true;
@@ -511,6 +519,12 @@ static Ix by_gs(Emit *e, const Win *w, Ix pos) {
     return ix_term("gs", pos.t[0].coef);
   bool bare = pos.n == 1 && !pos.t[0].sum && pos.t[0].coef == 1;
   return ix_var(arena_printf(e->a, bare ? "%s * gs" : "(%s) * gs", ix_text(e->a, pos)));
+}
+
+/* The step between two channels of pad: the padded planes of every sample. */
+static const char *channel_step(Emit *e, const Win *w) {
+  long step = w->phases * w->plane;
+  return w->group == 1 ? num(e, step) : arena_printf(e->a, "%ld * gs", step);
 }
 
 /* Where the tap k starts in a sample's padded grid (k*d along each axis),
@@ -544,8 +558,12 @@ static void emit_tap_at(Emit *e, const IrArrow *ar, const Win *w) {
     sb_printf(&on, "%s%s, %s", t ? ", " : "", ix_text(e->a, by_gs(e, w, ix_const(lo * row))),
               ix_text(e->a, by_gs(e, w, ix_const(hi * row))));
   }
-  emit_line(e, "/* tap k reads the grid for the columns [tap_on[2 k], tap_on[2 k + 1]): zeros elsewhere */");
-  emit_line(e, "const long tap_on[%ld] = {%s};", 2 * w->taps, on.data);
+  if (w->by_tap) { /* tap_rows's product of one tap over the whole plane */
+    emit_line(e, "const long whole[1] = {0}, all[2] = {0, %s};", channel_step(e, w));
+  } else {
+    emit_line(e, "/* tap k reads the grid for the columns [tap_on[2 k], tap_on[2 k + 1]): zeros elsewhere */");
+    emit_line(e, "const long tap_on[%ld] = {%s};", 2 * w->taps, on.data);
+  }
   sb_free(&on);
 }
 
@@ -575,12 +593,6 @@ static void emit_pad_decl(Emit *e, const Win *w, long *at) {
                                                    w->plane);
   emit_scratch(e, "pad", w->pad_sz, at,
                arena_printf(e->a, "%s x %s, + NB read past the end", what, w->group == 1 ? "1" : "gs"));
-}
-
-/* The step between two channels of pad: the padded planes of every sample. */
-static const char *channel_step(Emit *e, const Win *w) {
-  long step = w->phases * w->plane;
-  return w->group == 1 ? num(e, step) : arena_printf(e->a, "%ld * gs", step);
 }
 
 /* The loop over a group's samples: "group" of them, or the one sample n0
@@ -780,20 +792,26 @@ static Ix open_outputs(Emit *e, const Win *w, const IrBlock *d, bool rows, Ix *y
 /* The loops over the taps and the channels of source j, p = (k, off[j] + ci)
  * the row of the stacked patch matrix, for reading or writing its W[k, ci, co]
  * beside the packed wk[p, co]; then the loop over co. Sets *wix to the index
- * of W[k, ci, co], and returns the index of p and the depth to close to. */
-static Ix open_kernel_rows(Emit *e, const Set *set, int j, const Win *w, Ix *wix, int *base) {
+ * of W[k, ci, co], *base to the depth to close to, and returns co's index.
+ * With tap_ci, p is not declared: tap_ci gets the tap's index and the
+ * stacked channel's, off[j] + ci. */
+static Ix open_kernel_rows(Emit *e, const Set *set, int j, const Win *w, Ix *wix, int *base, Ix *tap_ci) {
   const IrArrow *ar = set->ar[j];
   EmitLoop l[1 + IR_MAX_GRID];
   for (int a = 0; a < w->g.g; a++)
     l[a] = (EmitLoop){.var = var(e, 'k', a), .n = ar->ax[a].kernel};
   l[w->g.g] = (EmitLoop){.var = "ci", .n = set->off[j + 1] - set->off[j]};
   Ix idx[1 + IR_MAX_GRID];
-  *base = emit_loops(e, l, w->g.g + 1, true, idx);
+  *base = emit_loops(e, l, w->g.g + 1, !tap_ci, idx);
   Ix tap = ix_const(0); /* the tap's index, k0 * K1 + k1 ... */
   for (int a = 0; a < w->g.g; a++)
     tap = ix_nest(e->a, tap, ar->ax[a].kernel, idx[a]);
   Ix ci = idx[w->g.g];
-  emit_line(e, "const long p = %s;", ix_text(e->a, ix_add(ix_addc(ix_scale(e->a, tap, w->ci), set->off[j]), ci)));
+  if (tap_ci) { /* the stacked channel's row of taps instead of p */
+    tap_ci[0] = tap, tap_ci[1] = ix_addc(ci, set->off[j]);
+  } else {
+    emit_line(e, "const long p = %s;", ix_text(e->a, ix_add(ix_addc(ix_scale(e->a, tap, w->ci), set->off[j]), ci)));
+  }
   Ix co;
   emit_loops(e, &(EmitLoop){.var = "co", .n = w->co}, 1, false, &co);
   *wix = weight_ix(e, ar, idx, ci, co);
@@ -837,6 +855,32 @@ static void emit_act(Emit *e, const EmitAct *act, const char *y, const char *k) 
   emit_line(e, "%s[%s] = %s;", act->z, k, act->expr(e, act->block, y, k));
 }
 
+/* The product into one output channel, as many rows as taps: with a row of
+ * C per tap, q[k, (x, n)] = sum over ci of wk[ci, k] pad[ci, x, n] over the
+ * whole padded plane is mm_taps's product of one tap (MR rows of C for each
+ * load of B); then prod[(u, n)] = sum over k of q[k, (u, n) + tap_at[k]], in
+ * the order of the taps. mm_taps_row, one row of C, loads a vector of B for
+ * each multiply-add: the input adjoint of conv2d[1,16*4] ran at a quarter of
+ * the products' speed. */
+static void tap_rows(Emit *e, const Win *w) {
+  const char *cols = group_cols(e, w), *plane = channel_step(e, w);
+  emit_line(e, "/* q[k, (x, n)] = sum over ci of wk[ci, k] pad[ci, x, n]: each tap's product */");
+  emit_call(e, "mm_taps", (EmitArg[]){{"m", num(e, w->tp)}, {"n", plane}, {"taps", "1"},
+                                      {"ch", num(e, w->ci)}, {"a", "wk"}, {"b", "pad"},
+                                      {"tap_at", "whole"}, {"tap_on", "all"},
+                                      {"bcs", plane}, {"c", "q"}, {"ldc", num(e, w->ldq)}},
+            (int[]){4, 4, 3}, 3);
+  emit_line(e, "/* prod[(u, n)] = sum over k of q[k, (u, n) + tap_at[k]] */");
+  int base = e->depth;
+  emit_head(e, "for (long u = 0; u < %s; u++)", cols);
+  emit_line(e, "prod[u] = q[tap_at[0] + u];");
+  emit_close_to(e, base);
+  emit_head(e, "for (long k = 1; k < %ld; k++)", w->taps);
+  emit_head(e, "for (long u = 0; u < %s; u++)", cols);
+  emit_line(e, "prod[u] += q[k * %ld + tap_at[k] + u];", w->ldq);
+  emit_close_to(e, base);
+}
+
 static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, const EmitFirst *first) {
   const EmitAct *act = first ? first->act : NULL;
   const IrBlock *d = IR_BLOCK(e->m, set->ar[0]->dst);
@@ -844,35 +888,48 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, const
   win_comment(e, set, y);
   emit_line(e, " * per group of %ld sample%s, z zero-padded into the workspace, then one product", w->group,
             w->group > 1 ? "s" : "");
-  emit_line(e, " * (co x (k, ci)) ((k, ci) x (u, n)) of inner dimension %ld, the patch matrix", w->kk);
-  emit_line(e, " * read in place from the padded input (u: padded positions); the groups are");
+  if (w->by_tap) {
+    emit_line(e, " * (k x ci) (ci x (x, n)) of inner dimension %ld, a row per tap over the whole padded", w->ci);
+    emit_line(e, " * input, then the sum of the taps' rows, each shifted by its tap; the groups are");
+  } else {
+    emit_line(e, " * (co x (k, ci)) ((k, ci) x (u, n)) of inner dimension %ld, the patch matrix", w->kk);
+    emit_line(e, " * read in place from the padded input (u: padded positions); the groups are");
+  }
   emit_line(e, " * independent, shared out among the threads */");
   int base = e->depth;
   emit_scope(e);
   long at = 0;
-  if (mp == 1)
+  if (w->by_tap)
+    emit_line(e, "real *const wk = work; /* wk[ci * %ld + k] = W[k, ci, 0], the one output channel%s */", w->tp,
+              w->tp > w->taps ? ", 0 past the taps" : "");
+  else if (mp == 1)
     emit_line(e, "real *const wk = work; /* wk[(k, ci)] = W[k, ci, 0], the one output channel */");
   else
     emit_line(e, "real *const wk = work; /* wk[(k, ci) * %ld + co] = W[k, ci, co]%s */", mp,
               mp > w->co ? ", 0 past the channels" : "");
   at += w->wk_sz;
-  if (mp > w->co)
+  if (mp > w->co || (w->by_tap && w->tp > w->taps))
     emit_line(e, "memset(wk, 0, sizeof(real) * %ld);", w->wk_sz);
   for (int j = 0; j < set->n; j++) {
-    Ix wix;
+    Ix wix, tap_ci[2];
     int rows;
-    Ix co = open_kernel_rows(e, set, j, w, &wix, &rows);
-    emit_line(e, "wk[%s] = %s[%s];", ix_text(e->a, ix_add(ix_term("p", mp), co)),
-              emit_pname(e, set->ar[j]->w.param), ix_text(e->a, wix));
+    Ix co = open_kernel_rows(e, set, j, w, &wix, &rows, w->by_tap ? tap_ci : NULL);
+    Ix wi = w->by_tap ? ix_add(ix_scale(e->a, tap_ci[1], w->tp), tap_ci[0]) : ix_add(ix_term("p", mp), co);
+    emit_line(e, "wk[%s] = %s[%s];", ix_text(e->a, wi), emit_pname(e, set->ar[j]->w.param), ix_text(e->a, wix));
     emit_close_to(e, rows);
   }
   emit_tap_at(e, set->ar[0], w);
   open_group_region(e, w);
   emit_pad_decl(e, w, &at);
   emit_scratch(e, "prod", w->prod_sz, &at, arena_printf(e->a, "prod[co, (u, n)]: %ld x %ld", mp, w->ld));
+  if (w->by_tap)
+    emit_scratch(e, "q", w->tp * w->ldq, &at, arena_printf(e->a, "q[k, (x, n)]: %ld x %ld", w->tp, w->ldq));
   emit_pad(e, e->m, set, w, false);
-  emit_line(e, "/* prod[co, (u, n)] = sum over k, ci of wk[(k, ci), co] pad[ci, u + tap_at[k], n] */");
-  if (mp == 1)
+  if (!w->by_tap)
+    emit_line(e, "/* prod[co, (u, n)] = sum over k, ci of wk[(k, ci), co] pad[ci, u + tap_at[k], n] */");
+  if (w->by_tap)
+    tap_rows(e, w);
+  else if (mp == 1)
     emit_call(e, "mm_taps_row", (EmitArg[]){{"n", group_cols(e, w)}, {"taps", num(e, w->taps)},
                                             {"ch", num(e, w->ci)}, {"a", "wk"}, {"b", "pad"},
                                             {"tap_at", "tap_at"}, {"tap_on", "tap_on"},
@@ -991,7 +1048,7 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
     emit_line(e, "/* d%s[k, ci, co] += dwk[(k, ci), co] */", IR_PARAM(e->primal, set->ar[k]->w.param)->name);
     Ix wix;
     int rows;
-    Ix c = open_kernel_rows(e, set, k, w, &wix, &rows);
+    Ix c = open_kernel_rows(e, set, k, w, &wix, &rows, NULL);
     emit_line(e, "%s[%s] += dwk[%s];", set->dw[k], ix_text(e->a, wix), ix_text(e->a, ix_add(ix_term("p", cp), c)));
     emit_close_to(e, rows);
   }

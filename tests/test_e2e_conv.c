@@ -451,15 +451,16 @@ static void grad_tap(void *p, long o, long t, long k) {
 
 /* Many samples on a small grid: each windowed product's group holds 19 of
  * the 37, which the copies into the padded buffer move in blocks of a
- * vector's width and then one by one (the last group, 18, too). The state,
- * the dual state and dW against the references. */
+ * vector's width and then one by one (the last group, 18, too); the dual
+ * into the one input channel is a product per tap, then their sum. The
+ * state, the dual state and dW against the references. */
 static const char many_src[] = "machine many {\n"
-                               "    input  x : 3 @ [3, 5]\n"
-                               "    output h : 4 @ [3, 5] = tanh(conv(x, k = 3, pad = same))\n"
+                               "    input  x : 1 @ [3, 5]\n"
+                               "    output h : 8 @ [3, 5] = tanh(conv(x, k = 3, pad = same))\n"
                                "}\n";
 
 Test(conv_equations, many_samples_to_a_group) {
-  enum { N = 37 };
+  enum { N = 37, CI = 1, CO = 8, K = 9, P = 15 };
   static const Geo geo = {2, {3, 5}, {3, 5}, {3, 3}, {1, 1}, {1, 1}, {1, 1}};
   E2ePass r = run_new(many_src, "many", N, 19);
   backward(&r);
@@ -467,14 +468,14 @@ Test(conv_equations, many_samples_to_a_group) {
   int x = e2e_model_block(m, "x"), h = e2e_model_block(m, "h");
   long nh = N * m->blocks[h].size, nx = N * m->blocks[x].size;
   double *yh = calloc((size_t)nh, sizeof(double)), *zbar_x = calloc((size_t)nx, sizeof(double));
-  double dw[9 * 3 * 4] = {0};
+  double dw[K * CI * CO] = {0};
   const double *W = param(&r, "W_h_x"), *zx = e2e_pass_z(&r, r.state, x), *ybar = e2e_pass_z(&r, r.dstate, h);
-  ref_conv(&geo, W, 3, 4, zx, yh, N, false);
-  ref_conv(&geo, W, 3, 4, ybar, zbar_x, N, true);
+  ref_conv(&geo, W, CI, CO, zx, yh, N, false);
+  ref_conv(&geo, W, CI, CO, ybar, zbar_x, N, true);
   for (long n = 0; n < N; n++)
-    for (int ci = 0; ci < 3; ci++)
-      for (int co = 0; co < 4; co++) {
-        GradCtx c = {zx + (n * 3 + ci) * 15, ybar + (n * 4 + co) * 15, dw + ci * 4 + co, 12};
+    for (int ci = 0; ci < CI; ci++)
+      for (int co = 0; co < CO; co++) {
+        GradCtx c = {zx + (n * CI + ci) * P, ybar + (n * CO + co) * P, dw + ci * CO + co, CI * CO};
         each_tap(&geo, grad_tap, &c);
       }
   for (long i = 0; i < nh; i++) {
@@ -486,7 +487,7 @@ Test(conv_equations, many_samples_to_a_group) {
     cr_assert(fabs(e2e_pass_y(&r, r.dstate, x)[i] - zbar_x[i]) < 1e-12, "zbar_x[%ld]: %.17g vs %.17g", i,
               e2e_pass_y(&r, r.dstate, x)[i], zbar_x[i]);
   const double *dW = r.dparams + m->params[e2e_model_param(m, "W_h_x")].offset;
-  for (int i = 0; i < 9 * 3 * 4; i++)
+  for (int i = 0; i < K * CI * CO; i++)
     cr_assert(fabs(dW[i] - dw[i]) < 1e-12, "dW[%d]: %.17g vs %.17g", i, dW[i], dw[i]);
   free(yh);
   free(zbar_x);

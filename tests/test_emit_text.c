@@ -264,8 +264,10 @@ Test(emit_text, windowed_products_write_z_with_y) {
   static const char *const want[] = {
       "z_c1[yk] = act_relu(y_c1[yk]);",
       "z_c2[k] = act_relu(y_c2[k]);",
-      "mm_taps_row(/* n */",
       "const long tap_on[18] = {29, 812, 29, 812, 29, 812, 0, 812",
+      /* the input's adjoint, into one channel: a row per tap, then their sum */
+      "mm_taps(/* m */ 12, /* n */ 870, /* taps */ 1, /* ch */ 32,",
+      "prod[u] += q[k * 896 + tap_at[k] + u];",
   };
   static const char *const never[] = {
       "for (long k = 0; k < batch * 25088; k++)\n        z_c1[k]",
