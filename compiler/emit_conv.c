@@ -648,11 +648,12 @@ static void pad_line(Emit *e, const Set *set, const Win *w, int j, const IrBlock
  * scatters the stores); through a block run[TB][L] of TB samples' rows of the
  * last axis, read as they lie and written turned, clang transposes with
  * shuffles (conv[32]*5's forward: 504 -> 471 us). Unit strides only, rows
- * of at most ROW_RUN. The samples past the last whole block go one by one. */
+ * of at most ROW_RUN; not in standalone code, whose stack is small. The
+ * samples past the last whole block go one by one. */
 enum { ROW_RUN = 64 };
 
-static bool pad_by_blocks(const Win *w, const EmitLoop *l, int last) {
-  return w->phases == 1 && !l[last].hi && l[last].n > 1 && l[last].n <= ROW_RUN;
+static bool pad_by_blocks(const Emit *e, const Win *w, const EmitLoop *l, int last) {
+  return !e->o->standalone && w->phases == 1 && !l[last].hi && l[last].n > 1 && l[last].n <= ROW_RUN;
 }
 
 static void pad_blocks(Emit *e, const Set *set, const Win *w, int j, const IrBlock *s, const EmitLoop *l, int last) {
@@ -755,7 +756,7 @@ static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w, 
         pad_line(e, set, w, j, s, idx, 0);
       }
       emit_close_to(e, base);
-    } else if (pad_by_blocks(w, l, last)) {
+    } else if (pad_by_blocks(e, w, l, last)) {
       pad_blocks(e, set, w, j, s, l, last);
     } else {
       int base = emit_loops(e, l, last + 1, false, idx);
