@@ -766,28 +766,81 @@ static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w, 
   }
 }
 
-/* Opens the loops over (co, n, o...) of a group's outputs, all but the
- * last axis when `rows` (the caller moves a row);
- * returns the index of (u, n) in a row of the product, u = o . pstr, and
- * sets *yi to the index of y[n0 + n, co, o] in block d and *co to the
- * channel's. */
-static Ix open_outputs(Emit *e, const Win *w, const IrBlock *d, bool rows, Ix *yi, Ix *co) {
+/* For the indices idx = (co, n, o...) of a group's output: returns the
+ * index of (u, n) in a row of the product, u = o . pstr, and sets *yi to
+ * the index of y[n0 + n, co, o] in block d. */
+static Ix outputs_ix(Emit *e, const Win *w, const IrBlock *d, const Ix *idx, Ix *yi) {
   const Geom *g = &w->g;
-  EmitLoop l[2 + IR_MAX_GRID] = {{.var = "co", .n = w->co}, group_loop(w)};
-  for (int a = 0; a < g->g; a++)
-    l[2 + a] = (EmitLoop){.var = var(e, 'o', a), .n = g->out[a]};
-  Ix idx[2 + IR_MAX_GRID];
-  emit_loops(e, l, 1 + g->g + !rows, false, idx);
-  if (rows)
-    idx[1 + g->g] = ix_const(0);
   Ix u = ix_const(0);
   *yi = ix_add(ix_scale(e->a, ix_add(ix_var("n0"), idx[1]), d->size), ix_scale(e->a, idx[0], g->out_size));
   for (int a = 0; a < g->g; a++) {
     u = ix_add(u, ix_scale(e->a, idx[2 + a], w->pstr[a]));
     *yi = ix_add(*yi, ix_scale(e->a, idx[2 + a], g->out_str[a]));
   }
-  *co = idx[0];
   return w->group == 1 ? u : ix_add(by_gs(e, w, u), idx[1]);
+}
+
+/* The loops over (co, n, o...) of a group's outputs. */
+static void output_loops(Emit *e, const Win *w, EmitLoop *l) {
+  l[0] = (EmitLoop){.var = "co", .n = w->co}, l[1] = group_loop(w);
+  for (int a = 0; a < w->g.g; a++)
+    l[2 + a] = (EmitLoop){.var = var(e, 'o', a), .n = w->g.out[a]};
+}
+
+/* Opens the loops over (co, n, o...) of a group's outputs, all but the
+ * last axis when `rows` (the caller moves a row); returns outputs_ix's
+ * index of (u, n) and sets its *yi, and *co to the channel's index. */
+static Ix open_outputs(Emit *e, const Win *w, const IrBlock *d, bool rows, Ix *yi, Ix *co) {
+  const Geom *g = &w->g;
+  EmitLoop l[2 + IR_MAX_GRID];
+  output_loops(e, w, l);
+  Ix idx[2 + IR_MAX_GRID];
+  emit_loops(e, l, 1 + g->g + !rows, false, idx);
+  if (rows)
+    idx[1 + g->g] = ix_const(0);
+  *co = idx[0];
+  return outputs_ix(e, w, d, idx, yi);
+}
+
+/* yu[(u, n), co] = ybar[n0 + n, co, o] over a group's outputs: a transpose
+ * of the channels and the positions, by blocks run[TB][L] of TB channels'
+ * rows of the last axis where they fill one (as pad_blocks; the channels
+ * past the last whole block one by one). */
+static void emit_yu(Emit *e, const Win *w, const IrBlock *d, const char *ybar, long cp) {
+  const Geom *g = &w->g;
+  EmitLoop l[2 + IR_MAX_GRID];
+  output_loops(e, w, l);
+  Ix idx[2 + IR_MAX_GRID], yi;
+  int last = 1 + g->g, base = e->depth;
+  long tb = emit_nb(e->o) / 2, len = g->out[g->g - 1], whole = w->co / tb * tb;
+  if (e->o->standalone || whole == 0 || len < 2 || len > ROW_RUN)
+    whole = 0;
+  if (whole > 0) {
+    if (whole > tb)
+      emit_head(e, "for (long c0 = 0; c0 < %ld; c0 += %ld)", whole, tb);
+    emit_loops(e, l + 1, last - 1, true, idx + 1);
+    emit_line(e, "real run[%ld][%ld]; /* %ld channels' rows, turned on their way into yu */", tb, len, tb);
+    idx[0] = whole > tb ? ix_add(ix_var("c0"), ix_var("q")) : ix_var("q");
+    idx[last] = ix_var("x");
+    Ix u = outputs_ix(e, w, d, idx, &yi);
+    Ix c0 = whole > tb ? ix_var("c0") : ix_const(0);
+    int block = e->depth;
+    emit_head(e, "for (int q = 0; q < %ld; q++)", tb);
+    emit_head(e, "for (int x = 0; x < %ld; x++)", len);
+    emit_line(e, "run[q][x] = %s[%s];", ybar, ix_text(e->a, yi));
+    emit_close_to(e, block);
+    emit_head(e, "for (int x = 0; x < %ld; x++)", len);
+    emit_head(e, "for (int q = 0; q < %ld; q++)", tb);
+    emit_line(e, "yu[%s] = run[q][x];", ix_text(e->a, ix_add(ix_add(ix_scale(e->a, u, cp), c0), ix_var("q"))));
+    emit_close_to(e, base);
+    l[0] = (EmitLoop){.var = "co", .lo = whole, .n = w->co - whole};
+  }
+  if (w->co > whole) {
+    emit_loops(e, l, last + 1, false, idx);
+    Ix u = outputs_ix(e, w, d, idx, &yi);
+    emit_line(e, "yu[%s] = %s[%s];", ix_text(e->a, ix_add(ix_scale(e->a, u, cp), idx[0])), ybar, ix_text(e->a, yi));
+    emit_close_to(e, base);
+  }
 }
 
 /* The loops over the taps and the channels of source j, p = (k, off[j] + ci)
@@ -1021,11 +1074,7 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
     emit_line(e, "memset(yu, 0, sizeof(real) * %ld);", w->yu_sz);
     emit_close_to(e, last);
   }
-  Ix yi, co;
-  int outs = e->depth;
-  Ix u = open_outputs(e, w, d, false, &yi, &co);
-  emit_line(e, "yu[%s] = %s[%s];", ix_text(e->a, ix_add(ix_scale(e->a, u, cp), co)), ybar, ix_text(e->a, yi));
-  emit_close_to(e, outs);
+  emit_yu(e, w, d, ybar, cp);
   emit_line(e, "memset(dwk, 0, sizeof(real) * %ld);", w->dwk_sz);
   emit_line(e, "/* dwk[(k, ci), co] = sum over (u, n) of pad[ci, u + tap_at[k], n] yu[(u, n), co] */");
   Ix j = ix_const(0); /* blocks of NB columns of co; one block: no loop */

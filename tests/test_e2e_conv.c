@@ -452,15 +452,17 @@ static void grad_tap(void *p, long o, long t, long k) {
 /* Many samples on a small grid: each windowed product's group holds 19 of
  * the 37, which the copies into the padded buffer move in blocks of a
  * vector's width and then one by one (the last group, 18, too); the dual
- * into the one input channel is a product per tap, then their sum. The
- * state, the dual state and dW against the references. */
+ * into the one input channel is a product per tap, then their sum; dW's
+ * product takes the 20 channels of ybar by blocks of a vector's width and
+ * the last 4 one by one. The state, the dual state and dW against the
+ * references. */
 static const char many_src[] = "machine many {\n"
                                "    input  x : 1 @ [3, 5]\n"
-                               "    output h : 8 @ [3, 5] = tanh(conv(x, k = 3, pad = same))\n"
+                               "    output h : 20 @ [3, 5] = tanh(conv(x, k = 3, pad = same))\n"
                                "}\n";
 
 Test(conv_equations, many_samples_to_a_group) {
-  enum { N = 37, CI = 1, CO = 8, K = 9, P = 15 };
+  enum { N = 37, CI = 1, CO = 20, K = 9, P = 15 };
   static const Geo geo = {2, {3, 5}, {3, 5}, {3, 3}, {1, 1}, {1, 1}, {1, 1}};
   E2ePass r = run_new(many_src, "many", N, 19);
   backward(&r);
