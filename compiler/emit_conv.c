@@ -345,7 +345,8 @@ static void weight_strides(Emit *e, const IrArrow *ar, long *src, long *dst) {
  * first axis). The product that writes all of a block's y adds the bias or
  * the block's input as it copies, and applies the activation there (rows)
  * or over the group's samples right after (EmitFirst). A product into one
- * channel runs mm_taps_row, one row by 4 NB columns.
+ * channel of MR taps or more runs a product per tap and sums their rows
+ * (tap_rows); with fewer, mm_taps_row, one row by 4 NB columns.
  *
  * A strided conv (not its adjoint) runs as the same windowed product over
  * its stride phases (see Phases below): along an axis of stride s, tap k
