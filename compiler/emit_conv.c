@@ -644,6 +644,27 @@ static void pad_line(Emit *e, const Set *set, const Win *w, int j, const IrBlock
     emit_line(e, "pad[%s] = %s[%s];", ix_text(e->a, pi), set->z[j], ix_text(e->a, zi));
 }
 
+/* base[ix] as text */
+static const char *ix_at_text(Emit *e, const char *base, Ix ix) {
+  return arena_printf(e->a, "%s[%s]", base, ix_text(e->a, ix));
+}
+
+/* A block of a transpose through run[tb][len]: run[q][x] = from (read as
+ * it lies, x innermost), then to = run[q][x] (q innermost); from and to are
+ * element texts in q and x, what the comment on run. */
+static void emit_turn(Emit *e, long tb, long len, const char *what, const char *from, const char *to) {
+  emit_line(e, "real run[%ld][%ld]; /* %s */", tb, len, what);
+  int block = e->depth;
+  emit_head(e, "for (int q = 0; q < %ld; q++)", tb);
+  emit_head(e, "for (int x = 0; x < %ld; x++)", len);
+  emit_line(e, "run[q][x] = %s;", from);
+  emit_close_to(e, block);
+  emit_head(e, "for (int x = 0; x < %ld; x++)", len);
+  emit_head(e, "for (int q = 0; q < %ld; q++)", tb);
+  emit_line(e, "%s = run[q][x];", to);
+  emit_close_to(e, block);
+}
+
 /* pad holds the samples of a group innermost, z outermost: the copy is a
  * transpose. Element by element it is a scalar load and store each (clang
  * scatters the stores); through a block run[TB][L] of TB samples' rows of the
@@ -672,19 +693,11 @@ static void pad_blocks(Emit *e, const Set *set, const Win *w, int j, const IrBlo
     emit_open(e, "for (; n + %ld <= group; n += %ld)", tb, tb);
     emit_loops(e, l + 2, last - 2, false, idx + 2);
   }
-  emit_line(e, "real run[%ld][%ld]; /* %ld samples' rows, turned on their way into pad */", tb, len, tb);
   idx[1] = ix_add(ix_var("n"), ix_var("q"));
   idx[last] = ix_addc(ix_var("x"), l[last].lo);
   pad_ixs(e, set, w, j, s, idx, false, &pi, &zi);
-  int block = e->depth;
-  emit_head(e, "for (int q = 0; q < %ld; q++)", tb);
-  emit_head(e, "for (int x = 0; x < %ld; x++)", len);
-  emit_line(e, "run[q][x] = %s[%s];", set->z[j], ix_text(e->a, zi));
-  emit_close_to(e, block);
-  emit_head(e, "for (int x = 0; x < %ld; x++)", len);
-  emit_head(e, "for (int q = 0; q < %ld; q++)", tb);
-  emit_line(e, "pad[%s] = run[q][x];", ix_text(e->a, pi));
-  emit_close_to(e, block);
+  emit_turn(e, tb, len, arena_printf(e->a, "%ld samples' rows, turned on their way into pad", tb),
+            ix_at_text(e, set->z[j], zi), ix_at_text(e, "pad", pi));
   emit_close_to(e, base + 1);
   emit_head(e, "for (; n < group; n++)");
   emit_loops(e, l + 2, last - 1, false, idx + 2);
@@ -820,19 +833,12 @@ static void emit_yu(Emit *e, const Win *w, const IrBlock *d, const char *ybar, l
     if (whole > tb)
       emit_head(e, "for (long c0 = 0; c0 < %ld; c0 += %ld)", whole, tb);
     emit_loops(e, l + 1, last - 1, true, idx + 1);
-    emit_line(e, "real run[%ld][%ld]; /* %ld channels' rows, turned on their way into yu */", tb, len, tb);
     idx[0] = whole > tb ? ix_add(ix_var("c0"), ix_var("q")) : ix_var("q");
     idx[last] = ix_var("x");
     Ix u = outputs_ix(e, w, d, idx, &yi);
     Ix c0 = whole > tb ? ix_var("c0") : ix_const(0);
-    int block = e->depth;
-    emit_head(e, "for (int q = 0; q < %ld; q++)", tb);
-    emit_head(e, "for (int x = 0; x < %ld; x++)", len);
-    emit_line(e, "run[q][x] = %s[%s];", ybar, ix_text(e->a, yi));
-    emit_close_to(e, block);
-    emit_head(e, "for (int x = 0; x < %ld; x++)", len);
-    emit_head(e, "for (int q = 0; q < %ld; q++)", tb);
-    emit_line(e, "yu[%s] = run[q][x];", ix_text(e->a, ix_add(ix_add(ix_scale(e->a, u, cp), c0), ix_var("q"))));
+    emit_turn(e, tb, len, arena_printf(e->a, "%ld channels' rows, turned on their way into yu", tb),
+              ix_at_text(e, ybar, yi), ix_at_text(e, "yu", ix_add(ix_add(ix_scale(e->a, u, cp), c0), ix_var("q"))));
     emit_close_to(e, base);
     l[0] = (EmitLoop){.var = "co", .lo = whole, .n = w->co - whole};
   }
