@@ -544,6 +544,10 @@ static void emit_tap_at(Emit *e, const IrArrow *ar, const Win *w) {
   }
   emit_line(e, "const long tap_at[%ld] = {%s};", w->taps, sb.data);
   sb_free(&sb);
+  if (w->by_tap) { /* tap_rows's product of one tap over the whole plane */
+    emit_line(e, "const long whole[1] = {0}, all[2] = {0, %s};", channel_step(e, w));
+    return;
+  }
   /* the rows o0 of outputs whose input o0 + k0 d - p0 lies in [0, in) on
    * the first axis, as columns: their padded positions times gs */
   const ConvAxis *x = &ar->ax[0];
@@ -559,12 +563,8 @@ static void emit_tap_at(Emit *e, const IrArrow *ar, const Win *w) {
     sb_printf(&on, "%s%s, %s", t ? ", " : "", ix_text(e->a, by_gs(e, w, ix_const(lo * row))),
               ix_text(e->a, by_gs(e, w, ix_const(hi * row))));
   }
-  if (w->by_tap) { /* tap_rows's product of one tap over the whole plane */
-    emit_line(e, "const long whole[1] = {0}, all[2] = {0, %s};", channel_step(e, w));
-  } else {
-    emit_line(e, "/* tap k reads the grid for the columns [tap_on[2 k], tap_on[2 k + 1]): zeros elsewhere */");
-    emit_line(e, "const long tap_on[%ld] = {%s};", 2 * w->taps, on.data);
-  }
+  emit_line(e, "/* tap k reads the grid for the columns [tap_on[2 k], tap_on[2 k + 1]): zeros elsewhere */");
+  emit_line(e, "const long tap_on[%ld] = {%s};", 2 * w->taps, on.data);
   sb_free(&on);
 }
 
@@ -986,22 +986,23 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, const
   if (w->by_tap)
     emit_scratch(e, "q", w->tp * w->ldq, &at, arena_printf(e->a, "q[k, (x, n)]: %ld x %ld", w->tp, w->ldq));
   emit_pad(e, e->m, set, w, false);
-  if (!w->by_tap)
-    emit_line(e, "/* prod[co, (u, n)] = sum over k, ci of wk[(k, ci), co] pad[ci, u + tap_at[k], n] */");
-  if (w->by_tap)
+  if (w->by_tap) {
     tap_rows(e, w);
-  else if (mp == 1)
-    emit_call(e, "mm_taps_row", (EmitArg[]){{"n", group_cols(e, w)}, {"taps", num(e, w->taps)},
-                                            {"ch", num(e, w->ci)}, {"a", "wk"}, {"b", "pad"},
-                                            {"tap_at", "tap_at"}, {"tap_on", "tap_on"},
-                                            {"bcs", channel_step(e, w)}, {"c", "prod"}},
-              (int[]){3, 4, 2}, 3);
-  else
-    emit_call(e, "mm_taps", (EmitArg[]){{"m", num(e, mp)}, {"n", group_cols(e, w)}, {"taps", num(e, w->taps)},
-                                        {"ch", num(e, w->ci)}, {"a", "wk"}, {"b", "pad"},
-                                        {"tap_at", "tap_at"}, {"tap_on", "tap_on"},
-                                        {"bcs", channel_step(e, w)}, {"c", "prod"}, {"ldc", num(e, w->ld)}},
-              (int[]){4, 4, 3}, 3);
+  } else {
+    emit_line(e, "/* prod[co, (u, n)] = sum over k, ci of wk[(k, ci), co] pad[ci, u + tap_at[k], n] */");
+    if (mp == 1)
+      emit_call(e, "mm_taps_row", (EmitArg[]){{"n", group_cols(e, w)}, {"taps", num(e, w->taps)},
+                                              {"ch", num(e, w->ci)}, {"a", "wk"}, {"b", "pad"},
+                                              {"tap_at", "tap_at"}, {"tap_on", "tap_on"},
+                                              {"bcs", channel_step(e, w)}, {"c", "prod"}},
+                (int[]){3, 4, 2}, 3);
+    else
+      emit_call(e, "mm_taps", (EmitArg[]){{"m", num(e, mp)}, {"n", group_cols(e, w)}, {"taps", num(e, w->taps)},
+                                          {"ch", num(e, w->ci)}, {"a", "wk"}, {"b", "pad"},
+                                          {"tap_at", "tap_at"}, {"tap_on", "tap_on"},
+                                          {"bcs", channel_step(e, w)}, {"c", "prod"}, {"ldc", num(e, w->ld)}},
+                (int[]){4, 4, 3}, 3);
+  }
   Ix yi, co;
   int outs = e->depth;
   bool rows = w->group == 1; /* then a row of y is a run of prod */
@@ -1745,10 +1746,11 @@ static void pool_apply(Emit *e, const IrArrow *ar, const char *y, const char *z,
       if (a == last && by_row) {
         int kl = ar->ax[last].kernel;
         emit_line(e, "real v[%d]; /* the terms of this row of y: each of z's %d times */", g.in[last], kl);
+        int terms = e->depth;
         emit_head(e, "for (long u = 0; u < %d; u++)", g.out[last]);
         emit_head(e, "for (long k = 0; k < %d; k++)", kl);
         emit_line(e, "v[u * %d + k] = w * zs[%s];", kl, ix_text(e->a, ix_addv(from, "u", g.out_str[last])));
-        emit_close_to(e, e->depth - 2);
+        emit_close_to(e, terms);
       }
       bool open = a + 1 == g.g || (a + 2 == g.g && by_row); /* the row's loops hold several statements */
       (open ? emit_open : emit_head)(e, "%sfor (long %s = 0; %s < %d; %s++)",

@@ -127,8 +127,6 @@ const char *emit_masked(const Emit *e, long n, const char *stmt);
  * when it runs) and m rows, in scalars: its packed panels. */
 long emit_grid_work(long k, long m, long nb);
 const char *emit_pname(Emit *e, int param); /* a parameter's C name, marked used */
-/* y_dst += the arrow applied to z_src (conv, pooling), writing only times
- * [t0, t1) on axis 0 when t0 is not NULL. */
 /* Whether conv arrow ar takes the per-tap product of emit_grid_arrow, and
  * whether ar can be source pos of one with first: the same weight, taps and
  * window, its channels the next rows of the weight. */
@@ -138,6 +136,8 @@ bool emit_grid_joins(const Emit *e, const IrArrow *first, const IrArrow *ar, int
  * one product per tap, their channels in turn. */
 void emit_grid_group(Emit *e, const IrArrow *const *ars, const char *const *zs, int n, const char *y,
                      const char *t0, const char *t1);
+/* y_dst += the arrow applied to z_src (conv, pooling), writing only times
+ * [t0, t1) on axis 0 when t0 is not NULL. */
 void emit_grid_arrow(Emit *e, const IrArrow *ar, const char *y, const char *z, const char *t0,
                      const char *t1);
 /* A block's pointwise activation: expr(e, block, y, k) is the text of
