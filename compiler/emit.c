@@ -404,10 +404,10 @@ static void emit_block(Emit *e, int bi, bool chunked) {
   /* y starting at 0, at the bias or at the input is written, not set and
    * added to, by the first windowed product, which writes all of it (prod +
    * bias, input + prod: the same bits) */
-  bool whole = !chunked && (!b->has_input || b->bias < 0);
+  bool whole = !b->has_input || b->bias < 0;
   const int *list = e->into.order + e->into.start[bi];
   int n = e->into.start[bi + 1] - e->into.start[bi];
-  if (whole && !n && b->has_input && pointwise(&b->act)) {
+  if (!chunked && whole && !n && b->has_input && pointwise(&b->act)) {
     /* y = the input alone (the cotangent of an output nothing else reads):
      * z = sigma(y) in the same pass */
     omp_elements(e, b);
@@ -415,47 +415,57 @@ static void emit_block(Emit *e, int bi, bool chunked) {
               b->size, y, e->nm.inputs, input_slot(e->m, bi), zbuf(e, bi), act_expr(e, bi, y, "k"));
     return;
   }
-  if (!whole)
-    emit_init(e, bi, chunked);
   bool *done = arena_alloc(e->a, (size_t)n + 1);
-  if (!chunked) { /* the convolutions of one geometry as one product */
-    const char **zs = arena_alloc(e->a, sizeof(char *) * ((size_t)n + 1));
-    for (int j = 0; j < n; j++)
-      zs[j] = zbuf(e, IR_ARROW(e->m, list[j])->src);
-    /* a pointwise activation goes with the product that writes all of y */
-    bool plain = pointwise(&b->act);
-    EmitAct act = {.expr = act_expr, .block = bi, .z = plain ? zbuf(e, bi) : NULL};
-    EmitFirst first = {
-        .bias = !b->has_input && b->bias >= 0 ? pname(e, b->bias) : NULL,
-        .init = b->has_input ? arena_printf(e->a, "%s[%d]", e->nm.inputs, input_slot(e->m, bi)) : NULL,
-        .act = plain ? &act : NULL};
+  const char **zs = arena_alloc(e->a, sizeof(char *) * ((size_t)n + 1));
+  for (int j = 0; j < n; j++)
+    zs[j] = zbuf(e, IR_ARROW(e->m, list[j])->src);
+  /* a pointwise activation goes with the product that writes all of y */
+  bool plain = pointwise(&b->act);
+  EmitAct act = {.expr = act_expr, .block = bi, .z = plain ? zbuf(e, bi) : NULL};
+  EmitFirst first = {
+      .bias = !b->has_input && b->bias >= 0 ? pname(e, b->bias) : NULL,
+      .init = b->has_input ? arena_printf(e->a, "%s[%d]", e->nm.inputs, input_slot(e->m, bi)) : NULL,
+      .act = plain ? &act : NULL};
+  if (chunked) {
+    /* one product for all the arrows writes y (and z); else y first, then
+     * the products and arrows add to it */
+    if (whole && n && emit_chunk_windows(e, list, zs, n, y, &first, done) == n) {
+      if (plain)
+        return;
+    } else {
+      emit_init(e, bi, chunked);
+      for (int more = 1; more;) /* a product per width of the sources */
+        more = emit_chunk_windows(e, list, zs, n, y, NULL, done);
+      emit_grid_groups(e, list, n, done);
+    }
+  } else if (whole) { /* the convolutions of one geometry as one product */
     int wrote; /* arrows the first pass wrote: one arrow in one pass, or windowed products */
-    if (whole && n == 1 && emit_one_pass(e, IR_ARROW(e->m, list[0]), y, zs[0], &first)) {
+    if (n == 1 && emit_one_pass(e, IR_ARROW(e->m, list[0]), y, zs[0], &first)) {
       done[0] = true;
       wrote = 1;
     } else {
-      wrote = emit_conv_windows(e, list, zs, n, y, whole ? &first : NULL, done);
+      wrote = emit_conv_windows(e, list, zs, n, y, &first, done);
     }
-    if (wrote && wrote == n && whole && plain)
+    if (wrote && wrote == n && plain)
       return;
     for (int more = wrote; more;)
       more = emit_conv_windows(e, list, zs, n, y, NULL, done);
-    if (wrote)
-      whole = false;
+    if (!wrote) {
+      int next = 0; /* the first arrow left */
+      while (next < n && done[next])
+        next++;
+      if (!b->has_input && b->bias < 0 && next < n && IR_ARROW(e->m, list[next])->kind == ARROW_DENSE) {
+        /* y = 0 + z W: the product writes y, no zeros first (the same bits) */
+        emit_dense(e, IR_ARROW(e->m, list[next]), false, true);
+        done[next] = true;
+      } else
+        emit_init(e, bi, chunked);
+    }
+  } else {
+    emit_init(e, bi, chunked);
+    for (int more = 1; more;)
+      more = emit_conv_windows(e, list, zs, n, y, NULL, done);
   }
-  if (whole) {
-    int next = 0; /* the first arrow left */
-    while (next < n && done[next])
-      next++;
-    if (!b->has_input && b->bias < 0 && next < n && IR_ARROW(e->m, list[next])->kind == ARROW_DENSE) {
-      /* y = 0 + z W: the product writes y, no zeros first (the same bits) */
-      emit_dense(e, IR_ARROW(e->m, list[next]), false, true);
-      done[next] = true;
-    } else
-      emit_init(e, bi, chunked);
-  }
-  if (chunked)
-    emit_grid_groups(e, list, n, done);
   for (int j = 0; j < n; j++)
     if (!done[j])
       emit_arrow(e, IR_ARROW(e->m, list[j]), chunked);
@@ -526,10 +536,15 @@ static void emit_solve(Emit *e) {
     return;
   }
   emit_levels(e, 0, m->chunk_lo, false);
-  StrBuf body = {0}, *out = e->c;
+  StrBuf body = {0}, before = {0}, *out = e->c;
   e->c = &body;
+  e->before_chunks = &before;
   emit_levels(e, m->chunk_lo, m->chunk_hi, true);
+  e->before_chunks = NULL;
   e->c = out;
+  if (before.len)
+    sb_printf(out, "\n%s", before.data);
+  sb_free(&before);
   long T = m->time_length, tb = m->timeblock, nchunks = (T + tb - 1) / tb;
   const char *which = m->chunk_hi - m->chunk_lo == 1
                           ? arena_printf(e->a, "Level %d runs over chunks", m->chunk_lo)

@@ -123,7 +123,7 @@ static Ix out_ix(Emit *e, const Geom *g) {
 
 /* Index of W[k.., cin, cout] for the taps k and channels (ci, co) of the
  * arrow: a transposed weight is read flipped, with its channels swapped. */
-static Ix weight_ix(Emit *e, const IrArrow *ar, const Ix *k, Ix ci, Ix co) {
+Ix emit_weight_ix(Emit *e, const IrArrow *ar, const Ix *k, Ix ci, Ix co) {
   const IrParam *p = IR_PARAM(e->m, ar->w.param);
   Ix at = ix_const(0);
   for (int a = 0; a < ar->ngrid; a++) {
@@ -189,7 +189,7 @@ static void conv_loops(Emit *e, const IrArrow *ar, const char *y, const char *z,
   open_pairs(e, e->m, ar, z, y, false, &ci, &co);
   open_taps(e, ar, &g, &tp, t0, t1, false);
   emit_line(e, "const real w = %s[%s];", emit_pname(e, ar->w.param),
-            ix_text(e->a, weight_ix(e, ar, tp.k, ci, co)));
+            ix_text(e->a, emit_weight_ix(e, ar, tp.k, ci, co)));
   open_positions(e, &g, t0 != NULL);
   const char *in = ix_text(e->a, in_ix(e, ar, &g, &tp)), *out = ix_text(e->a, out_ix(e, &g));
   emit_line(e, "yd[%s] += w * zs[%s];", ar->adjoint ? in : out, ar->adjoint ? out : in);
@@ -210,7 +210,7 @@ static void conv_grad_loops(Emit *e, const IrArrow *ar, const char *dw, const ch
   const char *in = ix_text(e->a, in_ix(e, ar, &g, &tp)), *out = ix_text(e->a, out_ix(e, &g));
   emit_line(e, "t += zs[%s] * yd[%s];", ar->adjoint ? out : in, ar->adjoint ? in : out);
   emit_close_to(e, inner);
-  emit_line(e, "%s[%s] += t;", dw, ix_text(e->a, weight_ix(e, ar, tp.k, ci, co)));
+  emit_line(e, "%s[%s] += t;", dw, ix_text(e->a, emit_weight_ix(e, ar, tp.k, ci, co)));
   emit_close_to(e, base);
 }
 
@@ -875,7 +875,7 @@ static Ix open_kernel_rows(Emit *e, const Set *set, int j, const Win *w, Ix *wix
   }
   Ix co;
   emit_loops(e, &(EmitLoop){.var = "co", .n = w->co}, 1, false, &co);
-  *wix = weight_ix(e, ar, idx, ci, co);
+  *wix = emit_weight_ix(e, ar, idx, ci, co);
   return co;
 }
 
@@ -1272,7 +1272,7 @@ static bool conv_phases(Emit *e, const IrArrow *ar, const char *y, const char *z
             ar->adjoint ? "y" : "z", ar->ax[0].stride, ar->ax[1].stride);
   int base = e->depth;
   int body = open_phase_taps(e, ar, &g, &tp, &ph, !ar->adjoint);
-  Ix w0 = weight_ix(e, ar, tp.k, ix_const(0), ix_const(0));
+  Ix w0 = emit_weight_ix(e, ar, tp.k, ix_const(0), ix_const(0));
   const char *strided = phase_at(e, ar, &ph);
   /* the other side, on the grid of outputs o: the box's corner, rows of out1 */
   const char *plain = arena_printf(e->a, "%s + n * %ld + f0 * %d + f1", ar->adjoint ? z : y,
@@ -1311,7 +1311,7 @@ static bool conv_grad_phases(Emit *e, const IrArrow *ar, const char *dw, const c
   weight_strides(e, ar, &wsrc, &wdst);
   int base = e->depth;
   open_phase_taps(e, ar, &g, &tp, &ph, true);
-  Ix w0 = weight_ix(e, ar, tp.k, ix_const(0), ix_const(0));
+  Ix w0 = emit_weight_ix(e, ar, tp.k, ix_const(0), ix_const(0));
   emit_call(e, "mm_grid", (EmitArg[]){
       {"m", num(e, s->shape.channels)}, {"n", num(e, d->shape.channels)}, {"k", "(e0 - f0) * (e1 - f1)"},
       {"kn", "e1 - f1"}, {"nn", num(e, d->shape.channels)},
@@ -1455,7 +1455,7 @@ static void emit_adjoint_tables(Emit *e, const IrArrow *ar, const AdjWin *w) {
   Ix tap = ix_const(0);
   for (int a = 0; a < g->g; a++)
     tap = ix_nest(e->a, tap, ar->ax[a].kernel, idx[a]);
-  Ix wi = ix_add(ix_add(weight_ix(e, ar, idx, ix_const(0), ix_const(0)), ix_scale(e->a, idx[g->g], wsrc)),
+  Ix wi = ix_add(ix_add(emit_weight_ix(e, ar, idx, ix_const(0), ix_const(0)), ix_scale(e->a, idx[g->g], wsrc)),
                  ix_scale(e->a, idx[g->g + 1], wdst));
   emit_line(e, "wk[(slot[%s] * %ld + co) * %ld + ci] = %s[%s];", ix_text(e->a, tap), cs, mp,
             emit_pname(e, ar->w.param), ix_text(e->a, wi));
@@ -1610,7 +1610,7 @@ static void conv_apply_n(Emit *e, const IrArrow *ar, int n, const char *const *z
     for (int j = 0; j < n; j++)
       emit_line(e, "    %s%s", ix_at(e->a, zs[j], zc.off), j + 1 < n ? "," : "};");
   }
-  Ix w0 = weight_ix(e, ar, tp.k, ix_const(0), ix_const(0));
+  Ix w0 = emit_weight_ix(e, ar, tp.k, ix_const(0), ix_const(0));
   emit_call(e, "mm_grid", (EmitArg[]){
       {"m", num(e, d->shape.channels)}, {"n", total}, {"k", num(e, n * ch)},
       {"kn", num(e, ch)}, {"nn", inner},
@@ -1903,7 +1903,7 @@ void emit_conv_grad(Emit *e, const IrArrow *ar, const char *dw, const char *z, c
   int base = e->depth;
   const char *total, *inner;
   open_products(e, ar, &g, &tp, NULL, NULL, &total, &inner);
-  Ix w0 = weight_ix(e, ar, tp.k, ix_const(0), ix_const(0));
+  Ix w0 = emit_weight_ix(e, ar, tp.k, ix_const(0), ix_const(0));
   emit_call(e, "mm_grid", (EmitArg[]){
       {"m", num(e, s->shape.channels)}, {"n", num(e, d->shape.channels)}, {"k", total}, {"kn", inner},
       {"nn", num(e, d->shape.channels)},

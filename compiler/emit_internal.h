@@ -49,6 +49,9 @@ typedef struct Emit {
                              every one zeroed) */
   bool *reported;         /* parameter gradients already reported final */
   IrGroups pinto;         /* the arrows into each block of the primal */
+  StrBuf *before_chunks;  /* while the chunked levels are emitted: what runs
+                             once before the loop over chunks of time */
+  long chunk_packed;      /* scalars of weights packed there (emit_chunk.c) */
 } Emit;
 
 enum { DP_NONE, DP_SET, DP_ADDED };
@@ -155,6 +158,16 @@ typedef struct EmitFirst {
   const char *bias, *init;
   const EmitAct *act;
 } EmitFirst;
+/* Index of W[k.., cin, cout] for the taps k and channels (ci, co) of conv
+ * arrow ar: a transposed weight is read flipped, with its channels swapped. */
+Ix emit_weight_ix(Emit *e, const IrArrow *ar, const Ix *k, Ix ci, Ix co);
+/* emit_chunk.c: y += the convolutions in time among the arrows list[0 .. n)
+ * into one block of a chunked level (z[i] the source of list[i]), as one
+ * product per group of samples over all their taps; marks them in done[]
+ * and returns how many (0: none fits). With first, only when the product
+ * takes every arrow: it writes y (and z) as first says. */
+int emit_chunk_windows(Emit *e, const int *list, const char *const *z, int n, const char *y,
+                       const EmitFirst *first, bool *done);
 /* y += (with first: y = as first says) the convolutions (not adjoints) among the
  * arrows list[0 .. n) into one block (z[i] the source buffer of list[i])
  * that share one geometry, as one windowed product over their stacked
