@@ -638,6 +638,70 @@ Test(conv_equations, dual_equations_of_a_staged_recurrence) {
   e2e_pass_free(&r);
 }
 
+/* The RecurMachine's arrow from x[j] into x[i], of one weight W[pad + 1,
+ * 24, 24]: for j < i every lag 0 ..= pad (W[0 ..= pad]), else the lags tb
+ * ..= pad (W[0 ..= pad - tb]); an independent reference copies W's slice
+ * out and runs ref_conv (the adjoint: the dual's arrow back). */
+enum { GW = 8, GB = 3, GPAD = 3, GTB = 2, GT = 9, GBATCH = 71 };
+
+static void ref_recur_arrow(const double *W, int j, int i, const double *src, double *dst, bool adjoint) {
+  int k = j < i ? GPAD + 1 : GPAD - GTB + 1;
+  const Geo g = {1, {GT}, {GT}, {k}, {GPAD}, {1}, {1}};
+  double *sub = malloc(sizeof(double) * k * GW * GW);
+  for (int t = 0; t < k; t++)
+    for (int a = 0; a < GW; a++)
+      for (int b = 0; b < GW; b++)
+        sub[(t * GW + a) * GW + b] = W[(t * GW * GB + j * GW + a) * GW * GB + i * GW + b];
+  ref_conv(&g, sub, GW, GW, src, dst, GBATCH, adjoint);
+  free(sub);
+}
+
+/* Blocks of 8 channels on 9 steps, every one an output, a batch of 71: in
+ * each chunk the arrows into a block run as one product of all their taps
+ * per group of samples (groups of 36 and 35; the last chunk one step), which
+ * writes y and z, and in the dual zbar and ybar (sigma' read from the
+ * primal state). Every block's equation against the reference, both ways. */
+static const char wide_recur_src[] = "import \"recurrent.mach\"\n"
+                                     "machine wrecur {\n"
+                                     "    use m = recur_machine([8, 8, 8], tanh, 3, 2, 9)\n"
+                                     "    output m.x[0 .. 3]\n"
+                                     "}\n";
+
+Test(conv_equations, recur_machine_in_groups_of_samples) {
+  E2ePass r = run_new(wide_recur_src, "wrecur", GBATCH, 19);
+  backward(&r);
+  const double *W = param(&r, "m.W");
+  int blk[GB];
+  for (int i = 0; i < GB; i++)
+    blk[i] = e2e_model_block(r.m, e2e_fmt("m.x[%d]", i));
+  long n = (long)GBATCH * GW * GT;
+  double *want = malloc(sizeof(double) * n);
+  for (int i = 0; i < GB; i++) { /* y_i = input + sum over j of conv_ji(z_j) */
+    for (long k = 0; k < n; k++)
+      want[k] = i == 0 ? r.in[0][k] : 0;
+    for (int j = 0; j < GB; j++)
+      ref_recur_arrow(W, j, i, e2e_pass_z(&r, r.state, blk[j]), want, false);
+    const double *y = e2e_pass_y(&r, r.state, blk[i]), *z = e2e_pass_z(&r, r.state, blk[i]);
+    for (long k = 0; k < n; k++) {
+      cr_assert(fabs(y[k] - want[k]) < 1e-12, "y of x[%d] at %ld: %.17g vs %.17g", i, k, y[k], want[k]);
+      cr_assert(fabs(z[k] - tanh(want[k])) < 1e-12, "z of x[%d] at %ld", i, k);
+    }
+  }
+  for (int j = 0; j < GB; j++) { /* zbar_j = cot_j + sum over i of conv_ji^T(ybar_i) */
+    memcpy(want, r.cot[j], sizeof(double) * n);
+    for (int i = 0; i < GB; i++)
+      ref_recur_arrow(W, j, i, e2e_pass_z(&r, r.dstate, blk[i]), want, true);
+    const double *zbar = e2e_pass_y(&r, r.dstate, blk[j]), *ybar = e2e_pass_z(&r, r.dstate, blk[j]);
+    const double *z = e2e_pass_z(&r, r.state, blk[j]);
+    for (long k = 0; k < n; k++) {
+      cr_assert(fabs(zbar[k] - want[k]) < 1e-12, "zbar of x[%d] at %ld: %.17g vs %.17g", j, k, zbar[k], want[k]);
+      cr_assert(fabs(ybar[k] - (1 - z[k] * z[k]) * want[k]) < 1e-12, "ybar of x[%d] at %ld", j, k);
+    }
+  }
+  free(want);
+  e2e_pass_free(&r);
+}
+
 /* ---- the schedule does not change the numbers ------------------------------ */
 
 /* h reads itself at lags 3 ..= 4: chunks of 1, 2 or 3 steps are legal and
