@@ -200,7 +200,9 @@ $(EXAMPLE_TEST_BIN): $(EXAMPLE_TEST_SRCS) tests/*.h $(LIB_OBJS) $(RT_LIBS)
 	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -Icompiler -I$(GEN) -Iruntime -Itests \
 	  -o $@ $(EXAMPLE_TEST_SRCS) $(LIB_OBJS) $(BUILD)/lib/libmachrt_f64.a -lcriterion -lz -lm
 
-TEST_ENV = MACHC=$(abspath $(MACHC)) MACHC_TEST_TMP=$(abspath $(BUILD)/tmp) ASAN_OPTIONS=detect_leaks=0
+comma := ,
+TEST_ENV = MACHC=$(abspath $(MACHC)) MACHC_TEST_TMP=$(abspath $(BUILD)/tmp) ASAN_OPTIONS=detect_leaks=0 \
+           $(if $(SANFLAGS),MACHC_TEST_SO_SANITIZE=-fsanitize=address$(comma)undefined)
 
 test: all $(TEST_BIN)
 	@$(TEST_ENV) $(TEST_BIN) -j2

@@ -172,11 +172,6 @@ static void emit_slot_tables(Emit *e, const Chunked *c) {
   emit_close_to(e, e->depth - 1);
 }
 
-/* pad[j ch + ci, t - t0 - low, n] = z_j[n0 + n, ci, t] over the times arrow
- * j reads in this chunk, 0 off the grid. Element by element, the samples
- * outside the times: blocks of samples turned through shuffles (emit_turn)
- * with the grid's edges masked, or the samples innermost, gathered, were
- * both slower (recur[32]*5's forward: 1.6 and 1.2 ms against 1.14). */
 /* "ch * cs + ": where row ch of pad starts, "" for row 0. */
 static const char *row_start(Emit *e, Ix ch) {
   long only;
@@ -186,17 +181,37 @@ static const char *row_start(Emit *e, Ix ch) {
   return arena_printf(e->a, alone ? "%s * cs + " : "(%s) * cs + ", ix_text(e->a, ch));
 }
 
+/* pad[j ch + ci, t - t0 - low, n] = z_j[n0 + n, ci, t] over the times
+ * [t0 + lo_j, t1 + hi_j) arrow j reads in this chunk: those on the grid,
+ * [ta, te), copied, the others zero (a test per element made clang branch
+ * on each). Element by element, the samples outside the times: blocks of
+ * samples turned through shuffles (emit_turn), or the samples innermost,
+ * gathered, were both slower (recur[32]*5's forward: 1.6 and 1.2 ms
+ * against 1.14). */
 static void emit_copy(Emit *e, const Chunked *c, int j) {
   const IrBlock *s = IR_BLOCK(e->m, c->ar[j]->src);
+  const char *from = arena_printf(e->a, "t0%s", plus(e, c->lo[j])), *to = arena_printf(e->a, "t1%s", plus(e, c->hi[j]));
+  int base = e->depth;
+  emit_scope(e);
+  emit_line(e, "/* [ta, te): the times on the grid, inside [%s, %s) */", from, to);
+  emit_line(e, "const long ta = %s < 0 ? (%s < 0 ? %s : 0) : %s;", from, to, to, from);
+  emit_line(e, "const long te = %s > %ld ? (%s > %ld ? %s : %ld) : %s;", to, c->T, from, c->T, from, c->T, to);
   EmitLoop l[2] = {{.var = "ci", .n = c->ch}, {.var = "n", .hi = "group"}};
   Ix idx[2];
-  int base = emit_loops(e, l, 2, false, idx);
-  emit_head(e, "%sfor (long t = t0%s; t < t1%s; t++)", emit_short(e, c->tb + c->hi[j] - c->lo[j]),
-            plus(e, c->lo[j]), plus(e, c->hi[j]));
+  emit_loops(e, l, 2, true, idx);
   const char *row = row_start(e, ix_addc(idx[0], j * c->ch));
+  const char *at = arena_printf(e->a, "pad[%s(t - t0%s) * gs + n]", row, plus(e, -c->low));
   Ix zi = ix_addv(ix_add(ix_scale(e->a, ix_add(ix_var("n0"), idx[1]), s->size), ix_scale(e->a, idx[0], c->T)), "t", 1);
-  emit_line(e, "pad[%s(t - t0%s) * gs + n] = t >= 0 && t < %ld ? %s[%s] : 0;", row, plus(e, -c->low), c->T,
-            c->z[j], ix_text(e->a, zi));
+  int rows = e->depth;
+  const char *shrt = emit_short(e, c->tb + c->hi[j] - c->lo[j]);
+  emit_head(e, "%sfor (long t = %s; t < ta; t++)", shrt, from);
+  emit_line(e, "%s = 0;", at);
+  emit_close_to(e, rows);
+  emit_head(e, "%sfor (long t = ta; t < te; t++)", shrt);
+  emit_line(e, "%s = %s[%s];", at, c->z[j], ix_text(e->a, zi));
+  emit_close_to(e, rows);
+  emit_head(e, "%sfor (long t = te; t < %s; t++)", shrt, to);
+  emit_line(e, "%s = 0;", at);
   emit_close_to(e, base);
 }
 
@@ -285,11 +300,14 @@ static void emit_chunk_product(Emit *e, const Chunked *c, const char *wk, const 
   emit_line(e, "real prod[%ld]; /* prod[co, (tau, n)]: %ld x %ld */", c->prod_sz, c->mp, c->ld);
   if (first && first->act && self_act(e, first->act))
     emit_line(e, "real zrow[%ld]; /* sigma of a row of prod */", c->ld);
-  emit_line(e, "memset(pad, 0, sizeof(real) * (%ld * cs + %ld)); /* what gs samples use */", c->n * c->ch,
-            emit_nb(e->o));
   emit_omp(e->c, "for schedule(static)");
   emit_open(e, "for (long n0 = 0; n0 < batch; n0 += gs)");
   emit_line(e, "const long group = batch - n0 < gs ? batch - n0 : gs;");
+  emit_line(e, "/* the product's columns: past the last whole block of NB, or samples past the group,");
+  emit_line(e, " * it reads pad beyond what the copies write; then zeros there */");
+  emit_head(e, "if (group < gs || ((t1 - t0 - 1) * gs + group) %% %ld)", emit_nb(e->o));
+  emit_line(e, "memset(pad, 0, sizeof(real) * (%ld * cs + %ld));", c->n * c->ch, emit_nb(e->o));
+  emit_close_to(e, e->depth - 1);
   for (int j = 0; j < c->n; j++)
     emit_copy(e, c, j);
   emit_call(e, "mm_taps", (EmitArg[]){{"m", arena_printf(e->a, "%ld", c->mp)}, {"n", "(t1 - t0 - 1) * gs + group"},
