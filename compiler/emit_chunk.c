@@ -14,8 +14,9 @@
  * (arrow j's channels at j ch, lo the least rel), so that row (s, q) of the
  * patch matrix is the window of channel j ch + q starting at tau = rel[s] -
  * lo, over the chunk's outputs (tau, n): mm_taps reads it in place, one
- * product (co x (s, q)) ((s, q) x (tau, n)) of inner dimension slots x ch,
- * and the product is added into y. A slot skips the blocks of columns whose
+ * product (co x (s, q)) ((s, q) x (tau, n)) of inner dimension slots x ch.
+ * The product is added into y, or, when it takes every arrow into the block,
+ * writes y (+ the input or the bias) and z = sigma(y). A slot skips the blocks of columns whose
  * window lies off the grid (tap_on, per chunk: the first steps of time read
  * no past). The weights are packed into the product's rows once, before the
  * chunks (wk_BLOCK[(s, q), co]), on the function's stack: at most
