@@ -33,7 +33,6 @@ enum {
   CHUNK_GROUP = 64,          /* samples in a group, at most */
   CHUNK_GROUP_BYTES = 384 * 1024, /* pad and prod of a group (in L2) */
   PACK_BYTES = 1024 * 1024,  /* all the packed weights of a function */
-  PAIRS_MIN = 8,             /* source x destination channels below which the plain loops win */
   ROWS = 4                   /* the product's rows come in MR = 4 */
 };
 
@@ -53,9 +52,10 @@ typedef struct Chunked {
 static long round_to(long v, long m) { return (v + m - 1) / m * m; }
 
 /* A causal (or anti-causal) convolution in time on a 1-D grid of the
- * machine's time axis, unit stride. */
+ * machine's time axis, unit stride, with channels enough for a product
+ * (emit_grid_groupable's rule). */
 static bool in_time(const Emit *e, const IrArrow *ar, long T) {
-  if (ar->kind != ARROW_CONV || ar->adjoint || ar->ngrid != 1 || ar->ax[0].stride != 1)
+  if (!emit_grid_groupable(e, ar) || ar->ngrid != 1)
     return false;
   const IrBlock *s = IR_BLOCK(e->m, ar->src), *d = IR_BLOCK(e->m, ar->dst);
   return s->size == s->shape.channels * T && d->size == d->shape.channels * T;
@@ -93,7 +93,7 @@ static bool chunked_of(Emit *e, const int *list, const char *const *zs, int n, c
     c->n++;
     c->slot0[c->n] = c->slots;
   }
-  if (!c->n || c->ch * c->co < PAIRS_MIN)
+  if (!c->n || c->co < ROWS) /* into fewer channels most of the product's rows would be zeros */
     return false;
   long hi = LONG_MIN, esz = e->o->f32 ? 4 : 8, nb = emit_nb(e->o);
   c->low = LONG_MAX;
