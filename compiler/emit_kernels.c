@@ -5,10 +5,11 @@
  * The prelude is data: a table of kernels, each with the names it defines,
  * the kernels it calls and its C text. A generated file gets the kernels its
  * code names and, transitively, what they call, each once, callees first.
- * Texts take parameters, written $NAME: the tuned kernels' tile, $MR rows by
+ * Texts take parameters, written $PARAM: the tuned kernels' tile, $MR rows by
  * $NB columns (NB: two vectors of the target), $KC rows of B per packed
  * panel, and $f, the suffix of libm's functions ("f" for float, "" for
- * double).
+ * double); a text that serves several kernels takes $NAME, the kernel's
+ * name, and $ROWS, the digits that end it or MR (taps_micro, taps_micro6).
  *
  * Two sets of kernels, same names and signatures, so the call sites are the
  * same with either:
@@ -342,14 +343,17 @@ static const char k_taps_micro[] =
     " *   B((t, q), j) = b[q * bcs + tap_at[t] + j] read up to the next multiple of NB past n\n"
     " *   C(i, j) = c[i * ldc + j]                  ldc a multiple of NB\n"
     " * Tap t reads the grid only for the columns [tap_on[2 t], tap_on[2 t + 1]),\n"
-    " * zeros elsewhere: a block of columns j0 .. j0 + NB outside skips it. */\n"
-    "static void taps_micro(long taps, long ch, const real *restrict a, long m, long ats,\n"
+    " * zeros elsewhere: a block of columns j0 .. j0 + NB outside skips it.\n"
+    " * $ROWS rows of C a call: the text serves taps_micro, MR rows, and\n"
+    " * taps_micro6, 6 rows, whose twelve vector accumulators keep both FMA\n"
+    " * pipes busy where MR's eight left them waiting (8 rows spilled). */\n"
+    "static void $NAME(long taps, long ch, const real *restrict a, long m, long ats,\n"
     "                       const real *restrict b, const long *restrict tap_at,\n"
     "                       const long *restrict tap_on, long j0, long bcs,\n"
     "                       real *restrict c, long ldc, int add)\n"
     "{\n"
-    "    real acc[MR][NB];\n"
-    "    for (int r = 0; r < MR; r++)\n"
+    "    real acc[$ROWS][NB];\n"
+    "    for (int r = 0; r < $ROWS; r++)\n"
     "        for (int s = 0; s < NB; s++)\n"
     "            acc[r][s] = add ? c[r * ldc + s] : 0;\n"
     "    for (long t = 0; t < taps; t++) {\n"
@@ -361,13 +365,13 @@ static const char k_taps_micro[] =
     "#pragma clang loop unroll(disable)\n"
     "#endif\n"
     "        for (long q = 0; q < ch; q++)\n"
-    "            for (int r = 0; r < MR; r++) {\n"
+    "            for (int r = 0; r < $ROWS; r++) {\n"
     "                real ar = at[q * m + r];\n"
     "                for (int s = 0; s < NB; s++)\n"
     "                    acc[r][s] += ar * bt[q * bcs + s];\n"
     "            }\n"
     "    }\n"
-    "    for (int r = 0; r < MR; r++)\n"
+    "    for (int r = 0; r < $ROWS; r++)\n"
     "        for (int s = 0; s < NB; s++)\n"
     "            c[r * ldc + s] = acc[r][s];\n"
     "}\n";
@@ -383,7 +387,11 @@ static const char k_taps_cols[] =
     "    long chunk = KC / taps > 0 ? KC / taps : 1;\n"
     "    for (long q0 = 0; q0 < ch; q0 += chunk) {\n"
     "        long qc = ch - q0 < chunk ? ch - q0 : chunk;\n"
-    "        for (long i = 0; i < m; i += MR)\n"
+    "        long i = 0; /* 6 rows a call, then MR: m - i stays a multiple of MR */\n"
+    "        for (; i < m / 12 * 12; i += 6)\n"
+    "            taps_micro6(taps, qc, a + q0 * m + i, m, ch * m, b + q0 * bcs, tap_at, tap_on, j0,\n"
+    "                        bcs, c + i * ldc, ldc, q0 > 0);\n"
+    "        for (; i < m; i += MR)\n"
     "            taps_micro(taps, qc, a + q0 * m + i, m, ch * m, b + q0 * bcs, tap_at, tap_on, j0,\n"
     "                       bcs, c + i * ldc, ldc, q0 > 0);\n"
     "    }\n"
@@ -473,23 +481,22 @@ static const char k_rows_micro[] =
     "/* C[m x NB] += A[m x k] P[k x NB] for the kernel gradient of a convolution:\n"
     " * row i = (t, q) of A is the window of channel q at tap t of a zero-padded\n"
     " * input, A(i, p) = a[q * acs + tap_at[t] + p]; P(p, s) = panel[p * ldp + s];\n"
-    " * C(i, s) = c[i * ldc + s]. Rows past m are computed from row 0 and dropped. */\n"
-    "static void rows_micro(long k, const real *restrict a0, const real *restrict a1,\n"
-    "                       const real *restrict a2, const real *restrict a3,\n"
-    "                       const real *restrict panel, long ldp, real *restrict c, long ldc, long mr)\n"
+    " * C(i, s) = c[i * ldc + s]. 6 rows a call, row[r] the window of row r (as\n"
+    " * taps_micro6: twelve vector accumulators; rows past m are computed from\n"
+    " * row 0 and dropped). */\n"
+    "static void rows_micro(long k, const real *const *row, const real *restrict panel, long ldp,\n"
+    "                       real *restrict c, long ldc, long mr)\n"
     "{\n"
-    "    real acc[MR][NB] = {{0}}; /* MR = 4 rows, a0 .. a3 */\n"
+    "    real acc[6][NB] = {{0}};\n"
     "#if defined(__clang__) /* unrolled, clang spills the accumulators */\n"
     "#pragma clang loop unroll(disable)\n"
     "#endif\n"
     "    for (long p = 0; p < k; p++) {\n"
     "        const real *restrict bp = panel + p * ldp;\n"
-    "        real x0 = a0[p], x1 = a1[p], x2 = a2[p], x3 = a3[p];\n"
-    "        for (int s = 0; s < NB; s++) {\n"
-    "            acc[0][s] += x0 * bp[s];\n"
-    "            acc[1][s] += x1 * bp[s];\n"
-    "            acc[2][s] += x2 * bp[s];\n"
-    "            acc[3][s] += x3 * bp[s];\n"
+    "        for (int r = 0; r < 6; r++) {\n"
+    "            real x = row[r][p];\n"
+    "            for (int s = 0; s < NB; s++)\n"
+    "                acc[r][s] += x * bp[s];\n"
     "        }\n"
     "    }\n"
     "    for (int r = 0; r < mr; r++)\n"
@@ -522,7 +529,7 @@ static const char k_rows_narrow[] =
     "}\n";
 
 static const char k_rows_block[] =
-    "/* Rows i .. i + rows of C, rows = MR for a panel of NB columns, 2 MR for\n"
+    "/* Rows i .. i + rows of C, rows = 6 for a panel of NB columns, 2 MR for\n"
     " * one of NB / 2, over the positions [p0, p1) where one of their taps\n"
     " * reads the grid (tap_on; zeros elsewhere). */\n"
     "static void rows_block(long i, long rows, long m, long k, long ch, const real *restrict a,\n"
@@ -545,10 +552,10 @@ static const char k_rows_block[] =
     "        row[r] = a + q % ch * acs + tap_at[q / ch] + p0;\n"
     "    }\n"
     "    const real *restrict pp = panel + p0 * ldp;\n"
-    "    if (rows > MR)\n"
+    "    if (rows > 6)\n"
     "        rows_narrow(p1 - p0, row, pp, ldp, c + i * ldc, ldc, mr);\n"
     "    else\n"
-    "        rows_micro(p1 - p0, row[0], row[1], row[2], row[3], pp, ldp, c + i * ldc, ldc, mr);\n"
+    "        rows_micro(p1 - p0, row, pp, ldp, c + i * ldc, ldc, mr);\n"
     "}\n";
 
 static const char k_tuned_mm_rows[] =
@@ -559,7 +566,7 @@ static const char k_tuned_mm_rows[] =
     "                    const long *restrict tap_on, long acs, const real *restrict panel, long ldp,\n"
     "                    long cols, real *restrict c, long ldc)\n"
     "{\n"
-    "    long rows = cols < NB ? 2 * MR : MR;\n"
+    "    long rows = cols < NB ? 2 * MR : 6;\n"
     "#ifdef _OPENMP\n"
     "    if ((double)m * k * cols >= PAR_WORK && m > rows && omp_get_max_threads() > 1 && !omp_in_parallel()) {\n"
     "#pragma omp parallel for schedule(static)\n"
@@ -1070,13 +1077,14 @@ static const Kernel kernels[] = {
     {"mm_grid", "MR NB KC mm_micro", KS_TUNED, k_tuned_mm_grid},
     {"mm_grid", "", KS_PLAIN, k_plain_mm_grid},
     {"taps_micro", "MR NB", KS_TUNED, k_taps_micro},
-    {"taps_cols", "MR KC taps_micro", KS_TUNED, k_taps_cols},
+    {"taps_micro6", "NB", KS_TUNED, k_taps_micro},
+    {"taps_cols", "MR KC taps_micro taps_micro6", KS_TUNED, k_taps_cols},
     {"mm_taps", "NB PAR_WORK taps_cols", KS_TUNED, k_tuned_mm_taps},
     {"mm_taps", "", KS_PLAIN, k_plain_mm_taps},
     {"taps_row", "NB KC", KS_TUNED, k_taps_row},
     {"mm_taps_row", "NB PAR_WORK taps_row", KS_TUNED, k_tuned_mm_taps_row},
     {"mm_taps_row", "mm_taps", KS_PLAIN, k_plain_mm_taps_row},
-    {"rows_micro", "MR NB", KS_TUNED, k_rows_micro},
+    {"rows_micro", "NB", KS_TUNED, k_rows_micro},
     {"rows_narrow", "MR NB", KS_TUNED, k_rows_narrow},
     {"rows_block", "MR rows_micro rows_narrow", KS_TUNED, k_rows_block},
     {"mm_rows", "MR NB PAR_WORK rows_block", KS_TUNED, k_tuned_mm_rows},
@@ -1322,7 +1330,18 @@ void emit_kernels(StrBuf *c, const EmitOptions *o, const char *body) {
   for (int k = 0; k < NKERNELS; k++)
     if (p.need[k]) {
       assert(callees_written(&p, k, written) && "the table lists a kernel before what it calls");
-      expand(c, kernels[k].text, params, (int)(sizeof params / sizeof params[0]));
+      /* a text that serves several kernels: $NAME the kernel's, $ROWS the
+       * digits that end it (taps_micro6: 6), or MR */
+      const char *name = kernels[k].names;
+      size_t len = strcspn(name, " "), d = len;
+      while (d > 0 && name[d - 1] >= '0' && name[d - 1] <= '9')
+        d--;
+      Param own[sizeof params / sizeof params[0] + 2];
+      int np = (int)(sizeof params / sizeof params[0]);
+      memcpy(own, params, sizeof params);
+      own[np++] = (Param){"NAME", arena_printf(p.a, "%.*s", (int)len, name)};
+      own[np++] = (Param){"ROWS", d < len ? arena_printf(p.a, "%.*s", (int)(len - d), name + d) : "MR"};
+      expand(c, kernels[k].text, own, np);
       sb_puts(c, "\n");
       written[k] = true;
     }
