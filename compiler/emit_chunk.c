@@ -118,10 +118,8 @@ static bool chunked_of(Emit *e, const int *list, const char *const *zs, int n, c
   return true;
 }
 
-/* " + v", " - v" or "" */
-static const char *plus(Emit *e, long v) {
-  return v > 0 ? arena_printf(e->a, " + %ld", v) : v < 0 ? arena_printf(e->a, " - %ld", -v) : "";
-}
+/* v + c as text ("t0 - 6", "t0") */
+static const char *offset(Emit *e, const char *v, long c) { return ix_text(e->a, ix_addc(ix_var(v), c)); }
 
 /* Before the chunks: wk_BLOCK[(s, q) * mp + co] = the weight of slot s at
  * channel q of its source and channel co of the destination (0 past co). */
@@ -191,7 +189,7 @@ static const char *row_start(Emit *e, Ix ch) {
  * against 1.14). */
 static void emit_copy(Emit *e, const Chunked *c, int j) {
   const IrBlock *s = IR_BLOCK(e->m, c->ar[j]->src);
-  const char *from = arena_printf(e->a, "t0%s", plus(e, c->lo[j])), *to = arena_printf(e->a, "t1%s", plus(e, c->hi[j]));
+  const char *from = offset(e, "t0", c->lo[j]), *to = offset(e, "t1", c->hi[j]);
   int base = e->depth;
   emit_scope(e);
   emit_line(e, "/* [ta, te): the times on the grid, inside [%s, %s) */", from, to);
@@ -201,7 +199,8 @@ static void emit_copy(Emit *e, const Chunked *c, int j) {
   Ix idx[2];
   emit_loops(e, l, 2, true, idx);
   const char *row = row_start(e, ix_addc(idx[0], j * c->ch));
-  const char *at = arena_printf(e->a, "pad[%s(t - t0%s) * gs + n]", row, plus(e, -c->low));
+  const char *at = arena_printf(e->a, "pad[%s(%s) * gs + n]", row,
+                                ix_text(e->a, ix_addc(ix_addv(ix_var("t"), "t0", -1), -c->low)));
   Ix zi = ix_addv(ix_add(ix_scale(e->a, ix_add(ix_var("n0"), idx[1]), s->size), ix_scale(e->a, idx[0], c->T)), "t", 1);
   int rows = e->depth;
   const char *shrt = emit_short(e, c->tb + c->hi[j] - c->lo[j]);
@@ -282,11 +281,12 @@ static void emit_chunk_product(Emit *e, const Chunked *c, const char *wk, const 
     emit_line(e, "%s%s%s", j ? " *    + " : arena_printf(e->a, "/* %s += ", y),
               ir_arrow_text(e->a, e->m, c->ar[j], c->z[j], IR_TEXT_MATH), j + 1 == c->n ? ":" : "");
   emit_line(e, " * per group of samples, the times the arrows read copied into pad[c, tau, n] (arrow j's");
-  emit_line(e, " * %s, time t0%s + tau), then one product (co x (s, q)) ((s, q) x (tau, n))",
-            c->ch > 1 ? arena_printf(e->a, "channels from c = %ld j", c->ch) : "channel at c = j", plus(e, c->low));
+  emit_line(e, " * %s, time %s + tau), then one product (co x (s, q)) ((s, q) x (tau, n))",
+            c->ch > 1 ? arena_printf(e->a, "channels from c = %ld j", c->ch) : "channel at c = j",
+            offset(e, "t0", c->low));
   emit_line(e, " * of inner dimension %ld slots x %ld channels, slot s = (arrow, tap) reading pad from", c->slots,
             c->ch);
-  emit_line(e, " * tau = rel[s]%s, %s; the groups are independent */", plus(e, -c->low),
+  emit_line(e, " * tau = %s, %s; the groups are independent */", offset(e, "rel[s]", -c->low),
             first ? "written into y" : "added into y");
   int base = e->depth;
   emit_scope(e);
