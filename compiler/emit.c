@@ -819,13 +819,17 @@ static void declare_params(Emit *e, StrBuf *out, const bool *used, const char *s
 }
 
 static void declare_state(Emit *e, StrBuf *out, const char *buf, bool cnst, const char *yp,
-                          const char *zp, const bool *uy, const bool *uz) {
+                          const char *zp, const bool *uy, const bool *uz, const char *own_y) {
   for (int i = 0; i < e->m->blocks.len; i++) {
     const IrBlock *b = IR_BLOCK(e->m, i);
     const char *shape = ir_shape_text(e->a, &b->shape);
-    if (uy[i])
-      sb_printf(out, "    %sreal *const %s%s = %s; /* [batch, %s] */\n", cnst ? "const " : "", yp, b->cname,
-                ix_at(e->a, buf, ix_term("batch", e->lay->y_off[i])), shape);
+    const char *y = ix_at(e->a, buf, ix_term("batch", e->lay->y_off[i]));
+    if (own_y && uy[i] && uz[i] && pointwise(&b->act)) /* y in z's place unless own_y */
+      sb_printf(out, "    %sreal *const %s%s = %s ? %s : %s; /* [batch, %s] */\n", cnst ? "const " : "", yp,
+                b->cname, own_y, y, ix_at(e->a, buf, ix_term("batch", e->lay->z_off[i])), shape);
+    else if (uy[i])
+      sb_printf(out, "    %sreal *const %s%s = %s; /* [batch, %s] */\n", cnst ? "const " : "", yp, b->cname, y,
+                shape);
     if (uz[i] && b->act.kind != ACT_IDENTITY)
       sb_printf(out, "    %sreal *const %s%s = %s;\n", cnst ? "const " : "", zp, b->cname,
                 ix_at(e->a, buf, ix_term("batch", e->lay->z_off[i])));
@@ -875,7 +879,7 @@ static long emit_forward(Arena *a, const IrMachine *m, const EmitOptions *o, con
                "void %s_forward(const real *restrict params, const real *const *inputs,\n"
                "        real *restrict state, long batch)\n{\n", prefix);
   declare_params(&e, c, e.used_p, "params", "", true);
-  declare_state(&e, c, "state", false, "y_", "z_", e.used_y, e.used_z);
+  declare_state(&e, c, "state", false, "y_", "z_", e.used_y, e.used_z, NULL);
   declare_work(&e, c, "state");
   sb_puts(c, body.data);
   sb_puts(c, "}\n");
@@ -1000,8 +1004,9 @@ static long emit_backward_fn(Arena *a, const IrMachine *dual, const EmitOptions 
   sb_printf(c, "\n/* The backward pass: solves the dual machine in one sweep over the levels in\n"
                " * reverse, zbar = z0bar + ybar W^T, ybar = sigma'(y) * zbar, cotangents[k]\n"
                " * holding dLoss/dz of output block k; zbar and ybar go to dstate (laid out\n"
-               " * like state): of every block when input_grads is set, else of those the\n"
-               " * parameter gradients read. With dparams, each level is followed by the\n"
+               " * like state) of every block when input_grads is set; else ybar alone, of\n"
+               " * the blocks the parameter gradients read, and zbar in ybar's place (only\n"
+               " * ybar is computed from it). With dparams, each level is followed by the\n"
                " * parameter gradients it gives (dW = z^T ybar, db = sum of ybar: every\n"
                " * entry the machine reads is overwritten, the others are left as they are),\n"
                " * and ready(ctx, lo, hi), when given, is told as soon as dparams[lo, hi) is\n"
@@ -1019,8 +1024,11 @@ static long emit_backward_fn(Arena *a, const IrMachine *dual, const EmitOptions 
   if (!m->params.len) /* every parameter is reported once: none, no call */
     sb_puts(c, "    (void)ready, (void)ctx;\n");
   declare_params(&e, c, e.used_p, "params", "", true);
-  declare_state(&e, c, "state", true, "y_", "z_", e.used_py, e.used_pz);
-  declare_state(&e, c, "dstate", false, "zbar_", "ybar_", e.used_y, e.used_z);
+  declare_state(&e, c, "state", true, "y_", "z_", e.used_py, e.used_pz, NULL);
+  /* zbar is read only by its own level's sigma' pass, index by index (ybar
+   * = sigma'(y) * zbar): a training step, which wants no zbar, keeps it in
+   * ybar's place and writes one buffer per block instead of two */
+  declare_state(&e, c, "dstate", false, "zbar_", "ybar_", e.used_y, e.used_z, "input_grads");
   declare_work(&e, c, "dstate");
   StrBuf zeros = {0};
   emit_grad_zeros(a, e.dp_how, m->param_size, &zeros);

@@ -98,14 +98,16 @@ struct mach_model {
 
   /* Solves the dual machine for the same batch. state is the forward state;
    * cotangents[k] points to B samples of dLoss/dz for output block outputs[k].
-   * Writes zbar and ybar of every block to dstate and OVERWRITES dparams with
-   * dLoss/dparams (summed over the batch and over arrows sharing a parameter)
-   * on every entry the machine reads; the entries it never reads (outside a
+   * Writes zbar and ybar of every block to dstate (but see input_grads) and
+   * OVERWRITES dparams with dLoss/dparams (summed over the batch and over
+   * arrows sharing a parameter) on every entry the machine reads; the entries it never reads (outside a
    * parameter's live runs: their gradient is 0) are left as they are, or
    * zeroed, so a caller zeroes dparams once (calloc) rather than every step.
    * With input_grads set, the gradient for input block inputs[k] is its ybar
    * in dstate; without, the blocks that only carry it are not solved (a
-   * training step needs the parameter gradients alone). The parameter
+   * training step needs the parameter gradients alone) and dstate holds
+   * ybar alone (a block's zbar, which only its own ybar is computed from,
+   * is kept in ybar's place; zbar's is not written). The parameter
    * gradients are written level by level as the dual is solved; ready, when
    * not NULL, may be called with ctx as soon as dparams[lo, hi) is final
    * (each scalar at most once; the rest is final when backward returns), so

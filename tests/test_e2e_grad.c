@@ -126,7 +126,9 @@ static void backward(Inst *t) {
 }
 
 /* The backward pass of a training step, which asks for no dLoss/dinput:
- * its parameter gradients must be bitwise those of the full pass (dp).
+ * its parameter gradients must be bitwise those of the full pass (dp), and
+ * a block of a pointwise activation keeps zbar in ybar's place, leaving
+ * zbar's own the poison (a step writes one buffer per block, not two).
  * Returns how many input blocks it left unsolved (ybar still the poison). */
 static int backward_without_input_grads(Inst *t, const double *dp) {
   const struct mach_model *m = t->m;
@@ -137,6 +139,15 @@ static int backward_without_input_grads(Inst *t, const double *dp) {
   m->backward(t->params, t->state, (const double *const *)t->g, t->dstate, t->dparams, t->N, 0, NULL, NULL);
   cr_assert(memcmp(t->dparams, dp, sizeof(double) * (size_t)m->param_size) == 0,
             "parameter gradients differ without the input gradients");
+  for (int i = 0; i < m->n_blocks; i++) {
+    const struct mach_block *b = &m->blocks[i];
+    if (strcmp(b->activation, "identity") == 0 || strstr(b->activation, "softmax"))
+      continue;
+    const double *zbar = t->dstate + t->N * b->y_offset;
+    for (long k = 0; k < b->size * t->N; k++)
+      cr_assert(isnan(zbar[k]), "%s (%s): the training step wrote zbar[%ld] = %g", b->name, b->activation,
+                k, zbar[k]);
+  }
   int skipped = 0;
   for (int q = 0; q < m->n_inputs; q++)
     skipped += isnan(t->dstate[t->N * m->blocks[m->inputs[q]].z_offset]);
