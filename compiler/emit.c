@@ -824,15 +824,15 @@ static void declare_state(Emit *e, StrBuf *out, const char *buf, bool cnst, cons
     const IrBlock *b = IR_BLOCK(e->m, i);
     const char *shape = ir_shape_text(e->a, &b->shape);
     const char *y = ix_at(e->a, buf, ix_term("batch", e->lay->y_off[i]));
-    if (own_y && uy[i] && uz[i] && pointwise(&b->act)) /* y in z's place unless own_y */
+    const char *z = ix_at(e->a, buf, ix_term("batch", e->lay->z_off[i]));
+    if (own_y && uy[i] && uz[i] && pointwise(&b->act)) /* y in z's place unless the condition own_y holds */
       sb_printf(out, "    %sreal *const %s%s = %s ? %s : %s; /* [batch, %s] */\n", cnst ? "const " : "", yp,
-                b->cname, own_y, y, ix_at(e->a, buf, ix_term("batch", e->lay->z_off[i])), shape);
+                b->cname, own_y, y, z, shape);
     else if (uy[i])
       sb_printf(out, "    %sreal *const %s%s = %s; /* [batch, %s] */\n", cnst ? "const " : "", yp, b->cname, y,
                 shape);
     if (uz[i] && b->act.kind != ACT_IDENTITY)
-      sb_printf(out, "    %sreal *const %s%s = %s;\n", cnst ? "const " : "", zp, b->cname,
-                ix_at(e->a, buf, ix_term("batch", e->lay->z_off[i])));
+      sb_printf(out, "    %sreal *const %s%s = %s;\n", cnst ? "const " : "", zp, b->cname, z);
   }
 }
 

@@ -100,9 +100,10 @@ struct mach_model {
    * cotangents[k] points to B samples of dLoss/dz for output block outputs[k].
    * Writes zbar and ybar of every block to dstate (but see input_grads) and
    * OVERWRITES dparams with dLoss/dparams (summed over the batch and over
-   * arrows sharing a parameter) on every entry the machine reads; the entries it never reads (outside a
-   * parameter's live runs: their gradient is 0) are left as they are, or
-   * zeroed, so a caller zeroes dparams once (calloc) rather than every step.
+   * arrows sharing a parameter) on every entry the machine reads; the
+   * entries it never reads (outside a parameter's live runs: their gradient
+   * is 0) are left as they are, or zeroed, so a caller zeroes dparams once
+   * (calloc) rather than every step.
    * With input_grads set, the gradient for input block inputs[k] is its ybar
    * in dstate; without, the blocks that only carry it are not solved (a
    * training step needs the parameter gradients alone) and dstate holds
