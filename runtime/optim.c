@@ -199,13 +199,18 @@ double mach_sched_lr(const struct mach_sched *s, double lr, long t) {
 
 /* An OR over the stretch, with no early exit: a loop that returns at the
  * first non-finite value does not vectorize (train runs this over the
- * gradient every step). */
-VECTOR_CLONES int mach_all_finite(const mach_real *p, long n) {
+ * gradient every step). The clones stay static, behind a plain exported
+ * function: clang 14 names the dispatcher of an exported function with
+ * target_clones "mach_all_finite.ifunc", so a runtime built with it left
+ * mach_all_finite undefined for train.c. */
+VECTOR_CLONES static int all_finite(const mach_real *p, long n) {
   real_bits bad = 0;
   for (long i = 0; i < n; i++)
     bad |= not_finite(p[i]);
   return !bad;
 }
+
+int mach_all_finite(const mach_real *p, long n) { return all_finite(p, n); }
 
 double mach_clip_norm(mach_real *g, long n, double max_norm) {
   double sq = 0, norm;
