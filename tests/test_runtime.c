@@ -4,6 +4,7 @@
  * Suites: npy (formats), cli (commands), train (training and eval). */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <float.h>
 #include <math.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 
+#include "e2e_util.h"
 #include "rt_harness.h"
 
 /* ---- npy ---------------------------------------------------------------------- */
@@ -640,6 +642,34 @@ Test(train, all_finite_finds_any_inf_or_nan) {
       cr_assert(mach_all_finite(p, at), "before %d", at);
       p[at] = keep;
     }
+}
+
+/* The same check in a runtime that clang built. clang 14 names the
+ * dispatcher of an exported function with target_clones NAME.ifunc, which
+ * left mach_all_finite undefined (machc itself did not link with CC=clang):
+ * optim.c, built by clang into a shared object, exports it, and its clones
+ * answer. */
+Test(train, all_finite_exported_when_clang_builds_the_runtime) {
+  const char *dir = e2e_tmpdir(), *so = e2e_path(dir, "optim.so");
+  E2eRun r = e2e_runl(dir, 120, "clang", "-std=c11", "-D_GNU_SOURCE", "-O2", "-fPIC", "-shared",
+                      e2e_fmt("-I%s/runtime", e2e_root()), "-o", so,
+                      e2e_path(e2e_root(), "runtime/optim.c"), "-lm", NULL);
+  e2e_check_ok(&r, "clang -shared runtime/optim.c");
+  e2e_run_free(&r);
+  void *h = dlopen(so, RTLD_LAZY | RTLD_LOCAL);
+  cr_assert(h, "dlopen %s: %s", so, dlerror());
+  int (*all_finite)(const double *, long);
+  *(void **)&all_finite = dlsym(h, "mach_all_finite");
+  cr_assert(all_finite, "optim.c built by clang does not export mach_all_finite");
+  double p[21];
+  for (int i = 0; i < 21; i++)
+    p[i] = i - 10.5;
+  cr_expect(all_finite(p, 21));
+  p[17] = NAN;
+  cr_expect_not(all_finite(p, 21));
+  cr_expect(all_finite(p, 17));
+  dlclose(h);
+  e2e_cleanup();
 }
 
 /* N samples of a target the net can represent: 0.7 tanh(0.8 x1 - 0.5 x2) + 0.1 */
