@@ -19,7 +19,9 @@
 /* The updates are elementwise passes over every parameter each step: built
  * for the machine's vector width at run time (the runtime library itself is
  * built for any x86-64), the same operations in the same order, so the same
- * bits on every path. */
+ * bits on every path. Only on static functions: clang 14 names the
+ * dispatcher of an exported one NAME.ifunc, leaving NAME undefined for the
+ * other files of a runtime it builds. */
 #if defined(__x86_64__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
 #define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -199,10 +201,7 @@ double mach_sched_lr(const struct mach_sched *s, double lr, long t) {
 
 /* An OR over the stretch, with no early exit: a loop that returns at the
  * first non-finite value does not vectorize (train runs this over the
- * gradient every step). The clones stay static, behind a plain exported
- * function: clang 14 names the dispatcher of an exported function with
- * target_clones "mach_all_finite.ifunc", so a runtime built with it left
- * mach_all_finite undefined for train.c. */
+ * gradient every step); its clones stay static, behind the exported name. */
 VECTOR_CLONES static int all_finite(const mach_real *p, long n) {
   real_bits bad = 0;
   for (long i = 0; i < n; i++)

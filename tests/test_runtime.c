@@ -644,11 +644,9 @@ Test(train, all_finite_finds_any_inf_or_nan) {
     }
 }
 
-/* The same check in a runtime that clang built. clang 14 names the
- * dispatcher of an exported function with target_clones NAME.ifunc, which
- * left mach_all_finite undefined (machc itself did not link with CC=clang):
- * optim.c, built by clang into a shared object, exports it, and its clones
- * answer. */
+/* The same check in a runtime that clang built (see VECTOR_CLONES in
+ * optim.c: machc did not link with CC=clang): optim.c, built by clang into
+ * a shared object, exports mach_all_finite, and its clones answer. */
 Test(train, all_finite_exported_when_clang_builds_the_runtime) {
   const char *dir = e2e_tmpdir(), *so = e2e_path(dir, "optim.so");
   E2eRun r = e2e_runl(dir, 120, "clang", "-std=c11", "-D_GNU_SOURCE", "-O2", "-fPIC", "-shared",
