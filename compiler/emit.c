@@ -396,6 +396,25 @@ static void emit_grid_groups(Emit *e, const int *list, int n, bool *done) {
   }
 }
 
+/* The source buffers of the arrows list[0 .. n). */
+static const char **sources_of(Emit *e, const int *list, int n) {
+  const char **zs = arena_alloc(e->a, sizeof(char *) * ((size_t)n + 1));
+  for (int j = 0; j < n; j++)
+    zs[j] = zbuf(e, IR_ARROW(e->m, list[j])->src);
+  return zs;
+}
+
+/* How the product that writes all of block bi's y starts (its bias or its
+ * input), and a pointwise activation goes with it (in *act). */
+static EmitFirst first_of(Emit *e, int bi, EmitAct *act) {
+  const IrBlock *b = IR_BLOCK(e->m, bi);
+  bool plain = pointwise(&b->act);
+  *act = (EmitAct){.expr = act_expr, .block = bi, .z = plain ? zbuf(e, bi) : NULL};
+  return (EmitFirst){.bias = !b->has_input && b->bias >= 0 ? pname(e, b->bias) : NULL,
+                     .init = b->has_input ? arena_printf(e->a, "%s[%d]", e->nm.inputs, input_slot(e->m, bi)) : NULL,
+                     .act = plain ? act : NULL};
+}
+
 /* Solves one block: y = [input] [+ bias] + arrows, then z = sigma(y). */
 static void emit_block(Emit *e, int bi, bool chunked) {
   const IrBlock *b = IR_BLOCK(e->m, bi);
@@ -416,16 +435,10 @@ static void emit_block(Emit *e, int bi, bool chunked) {
     return;
   }
   bool *done = arena_alloc(e->a, (size_t)n + 1);
-  const char **zs = arena_alloc(e->a, sizeof(char *) * ((size_t)n + 1));
-  for (int j = 0; j < n; j++)
-    zs[j] = zbuf(e, IR_ARROW(e->m, list[j])->src);
-  /* a pointwise activation goes with the product that writes all of y */
+  const char **zs = sources_of(e, list, n);
   bool plain = pointwise(&b->act);
-  EmitAct act = {.expr = act_expr, .block = bi, .z = plain ? zbuf(e, bi) : NULL};
-  EmitFirst first = {
-      .bias = !b->has_input && b->bias >= 0 ? pname(e, b->bias) : NULL,
-      .init = b->has_input ? arena_printf(e->a, "%s[%d]", e->nm.inputs, input_slot(e->m, bi)) : NULL,
-      .act = plain ? &act : NULL};
+  EmitAct act;
+  EmitFirst first = first_of(e, bi, &act);
   if (chunked) {
     /* one product for all the arrows writes y (and z); else y first, then
      * the products and arrows add to it */
@@ -509,9 +522,42 @@ static void emit_optional_blocks(Emit *e, const int *blocks, int nb, bool chunke
   sb_free(&body);
 }
 
+/* How many levels from `from` (before `to`) emit_conv_sweep solves sample
+ * by sample (0: none), their blocks in *s: levels of one block each, solved
+ * whole by their arrows, in a forward pass (a dual's levels write the
+ * parameter gradients between them). */
+static int sweep_levels(Emit *e, const IrGroups *lv_blocks, int from, int to, EmitSolve **s) {
+  if (e->grads_left || e->optional)
+    return 0;
+  *s = arena_alloc(e->a, sizeof(EmitSolve) * (size_t)(to - from + 1));
+  int n = 0;
+  for (int lv = from; lv < to && lv_blocks->start[lv + 1] - lv_blocks->start[lv] == 1; lv++, n++) {
+    int bi = lv_blocks->order[lv_blocks->start[lv]];
+    const IrBlock *b = IR_BLOCK(e->m, bi);
+    EmitSolve *t = &(*s)[n];
+    t->list = e->into.order + e->into.start[bi];
+    t->n = e->into.start[bi + 1] - e->into.start[bi];
+    if (!t->n || (b->has_input && b->bias >= 0) || !pointwise(&b->act))
+      break;
+    t->zs = sources_of(e, t->list, t->n);
+    t->y = ybuf(e, bi);
+    t->first = first_of(e, bi, arena_alloc(e->a, sizeof(EmitAct)));
+  }
+  return emit_conv_sweep_len(e, *s, n);
+}
+
 static void emit_levels(Emit *e, int from, int to, bool chunked) {
   IrGroups lv_blocks = ir_blocks_by_level(e->a, e->m);
   for (int lv = from; lv < to; lv++) {
+    EmitSolve *sweep;
+    int run = chunked ? 0 : sweep_levels(e, &lv_blocks, lv, to, &sweep);
+    if (run) {
+      for (int k = lv; k < lv + run; k++)
+        level_comment(e, k, lv_blocks.order + lv_blocks.start[k], 1);
+      emit_conv_sweep(e, sweep, run, lv);
+      lv += run - 1;
+      continue;
+    }
     const int *blocks = lv_blocks.order + lv_blocks.start[lv];
     int nb = lv_blocks.start[lv + 1] - lv_blocks.start[lv];
     level_comment(e, lv, blocks, nb);

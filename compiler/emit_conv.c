@@ -706,15 +706,13 @@ static void pad_blocks(Emit *e, const Set *set, const Win *w, int j, const IrBlo
   emit_close_to(e, base);
 }
 
-/* Opens the loop over groups of samples (shared out among the threads of
- * the region; `ordered`: their sums are added in the order of the groups,
- * so that any number of threads gives the same bits) and copies the group's
- * inputs into pad[c, x, n] = z_j[n0 + n, c - off[j], x - p0], zero off the
- * grid: zeroed once, as every group writes the same positions on the grid. */
-static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w, bool ordered) {
-  const Geom *g = &w->g;
-  const IrArrow *ar = set->ar[0];
-  emit_line(e, "memset(pad, 0, sizeof(real) * %ld);", w->pad_sz);
+/* Zeroes pad's first pad_sz scalars, once: every group writes the same
+ * positions on the grid. Then opens the loop over groups of samples
+ * (shared out among the threads of the region; `ordered`: their sums are
+ * added in the order of the groups, so that any number of threads gives the
+ * same bits). */
+static void open_groups(Emit *e, const Win *w, long pad_sz, bool ordered) {
+  emit_line(e, "memset(pad, 0, sizeof(real) * %ld);", pad_sz);
   if (!e->o->standalone)
     emit_omp(e->c, "for schedule(static%s", ordered ? ", 1) ordered" : ")");
   if (w->group > 1) {
@@ -723,7 +721,17 @@ static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w, 
   } else {
     emit_open(e, "for (long n0 = 0; n0 < batch; n0++)");
   }
+}
+
+/* Copies a group's inputs into pad[c, x, n] = z_j[n0 + n, c - off[j], x - p0],
+ * zero off the grid (inside the loop over groups), but those j with held[j]
+ * (held NULL: none), already there. */
+static void copy_group(Emit *e, const IrMachine *m, const Set *set, const Win *w, const bool *held) {
+  const Geom *g = &w->g;
+  const IrArrow *ar = set->ar[0];
   for (int j = 0; j < set->n; j++) {
+    if (held && held[j])
+      continue;
     const IrBlock *s = IR_BLOCK(m, set->ar[j]->src);
     /* per axis, the phase r (one when the stride is 1) and the position u of
      * the input u s + r, held at x = u - cmin: the x whose input lies in
@@ -778,6 +786,12 @@ static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w, 
       emit_close_to(e, base);
     }
   }
+}
+
+/* The loop over groups opened, and the group's inputs copied into pad. */
+static void emit_pad(Emit *e, const IrMachine *m, const Set *set, const Win *w, bool ordered) {
+  open_groups(e, w, w->pad_sz, ordered);
+  copy_group(e, m, set, w, NULL);
 }
 
 /* For the indices idx = (co, n, o...) of a group's output: returns the
@@ -942,67 +956,56 @@ static void tap_rows(Emit *e, const Win *w) {
   emit_close_to(e, base);
 }
 
-static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, const EmitFirst *first) {
-  const EmitAct *act = first ? first->act : NULL;
-  const IrBlock *d = IR_BLOCK(e->m, set->ar[0]->dst);
+/* wk = the weights of set, packed as the product reads them, at work + at. */
+static void win_weights(Emit *e, const Set *set, const Win *w, const char *wk, long at) {
   long mp = product_rows(w);
-  win_comment(e, set, y);
-  emit_line(e, " * per group of %ld sample%s, z zero-padded into the workspace, then one product", w->group,
-            w->group > 1 ? "s" : "");
-  if (w->by_tap) {
-    emit_line(e, " * (k x ci) (ci x (x, n)) of inner dimension %ld, a row per tap over the whole padded", w->ci);
-    emit_line(e, " * input, then the sum of the taps' rows, each shifted by its tap; the groups are");
-  } else {
-    emit_line(e, " * (co x (k, ci)) ((k, ci) x (u, n)) of inner dimension %ld, the patch matrix", w->kk);
-    emit_line(e, " * read in place from the padded input (u: padded positions); the groups are");
-  }
-  emit_line(e, " * independent, shared out among the threads */");
-  int base = e->depth;
-  emit_scope(e);
-  long at = 0;
+  const char *where = at ? arena_printf(e->a, "work + %ld", at) : "work";
   if (w->by_tap)
-    emit_line(e, "real *const wk = work; /* wk[ci * %ld + k] = W[k, ci, 0], the one output channel%s */", w->tp,
-              w->tp > w->taps ? ", 0 past the taps" : "");
+    emit_line(e, "real *const %s = %s; /* %s[ci * %ld + k] = W[k, ci, 0], the one output channel%s */", wk, where,
+              wk, w->tp, w->tp > w->taps ? ", 0 past the taps" : "");
   else if (mp == 1)
-    emit_line(e, "real *const wk = work; /* wk[(k, ci)] = W[k, ci, 0], the one output channel */");
+    emit_line(e, "real *const %s = %s; /* %s[(k, ci)] = W[k, ci, 0], the one output channel */", wk, where, wk);
   else
-    emit_line(e, "real *const wk = work; /* wk[(k, ci) * %ld + co] = W[k, ci, co]%s */", mp,
+    emit_line(e, "real *const %s = %s; /* %s[(k, ci) * %ld + co] = W[k, ci, co]%s */", wk, where, wk, mp,
               mp > w->co ? ", 0 past the channels" : "");
-  at += w->wk_sz;
   if (mp > w->co || (w->by_tap && w->tp > w->taps))
-    emit_line(e, "memset(wk, 0, sizeof(real) * %ld);", w->wk_sz);
+    emit_line(e, "memset(%s, 0, sizeof(real) * %ld);", wk, w->wk_sz);
   for (int j = 0; j < set->n; j++) {
     Ix wix, tap_ci[2];
     int rows;
     Ix co = open_kernel_rows(e, set, j, w, &wix, &rows, w->by_tap ? tap_ci : NULL);
     Ix wi = w->by_tap ? ix_add(ix_scale(e->a, tap_ci[1], w->tp), tap_ci[0]) : ix_add(ix_term("p", mp), co);
-    emit_line(e, "wk[%s] = %s[%s];", ix_text(e->a, wi), emit_pname(e, set->ar[j]->w.param), ix_text(e->a, wix));
+    emit_line(e, "%s[%s] = %s[%s];", wk, ix_text(e->a, wi), emit_pname(e, set->ar[j]->w.param), ix_text(e->a, wix));
     emit_close_to(e, rows);
   }
-  emit_tap_at(e, set->ar[0], w);
-  open_group_region(e, w);
-  emit_pad_decl(e, w, &at);
-  emit_scratch(e, "prod", w->prod_sz, &at, arena_printf(e->a, "prod[co, (u, n)]: %ld x %ld", mp, w->ld));
-  if (w->by_tap)
-    emit_scratch(e, "q", w->tp * w->ldq, &at, arena_printf(e->a, "q[k, (x, n)]: %ld x %ld", w->tp, w->ldq));
-  emit_pad(e, e->m, set, w, false);
+}
+
+/* prod = the group's product of the weights wk and the padded inputs. */
+static void win_product(Emit *e, const Win *w, const char *wk) {
+  long mp = product_rows(w);
   if (w->by_tap) {
     tap_rows(e, w);
-  } else {
-    emit_line(e, "/* prod[co, (u, n)] = sum over k, ci of wk[(k, ci), co] pad[ci, u + tap_at[k], n] */");
-    if (mp == 1)
-      emit_call(e, "mm_taps_row", (EmitArg[]){{"n", group_cols(e, w)}, {"taps", num(e, w->taps)},
-                                              {"ch", num(e, w->ci)}, {"a", "wk"}, {"b", "pad"},
-                                              {"tap_at", "tap_at"}, {"tap_on", "tap_on"},
-                                              {"bcs", channel_step(e, w)}, {"c", "prod"}},
-                (int[]){3, 4, 2}, 3);
-    else
-      emit_call(e, "mm_taps", (EmitArg[]){{"m", num(e, mp)}, {"n", group_cols(e, w)}, {"taps", num(e, w->taps)},
-                                          {"ch", num(e, w->ci)}, {"a", "wk"}, {"b", "pad"},
-                                          {"tap_at", "tap_at"}, {"tap_on", "tap_on"},
-                                          {"bcs", channel_step(e, w)}, {"c", "prod"}, {"ldc", num(e, w->ld)}},
-                (int[]){4, 4, 3}, 3);
+    return;
   }
+  emit_line(e, "/* prod[co, (u, n)] = sum over k, ci of %s[(k, ci), co] pad[ci, u + tap_at[k], n] */", wk);
+  if (mp == 1)
+    emit_call(e, "mm_taps_row", (EmitArg[]){{"n", group_cols(e, w)}, {"taps", num(e, w->taps)},
+                                            {"ch", num(e, w->ci)}, {"a", wk}, {"b", "pad"},
+                                            {"tap_at", "tap_at"}, {"tap_on", "tap_on"},
+                                            {"bcs", channel_step(e, w)}, {"c", "prod"}},
+              (int[]){3, 4, 2}, 3);
+  else
+    emit_call(e, "mm_taps", (EmitArg[]){{"m", num(e, mp)}, {"n", group_cols(e, w)}, {"taps", num(e, w->taps)},
+                                        {"ch", num(e, w->ci)}, {"a", wk}, {"b", "pad"},
+                                        {"tap_at", "tap_at"}, {"tap_on", "tap_on"},
+                                        {"bcs", channel_step(e, w)}, {"c", "prod"}, {"ldc", num(e, w->ld)}},
+              (int[]){4, 4, 3}, 3);
+}
+
+/* y (+)= the group's product (with first: as first says, and z = sigma(y)). */
+static void win_outputs(Emit *e, const Set *set, const Win *w, const char *y, const EmitFirst *first) {
+  const EmitAct *act = first ? first->act : NULL;
+  const IrBlock *d = IR_BLOCK(e->m, set->ar[0]->dst);
   Ix yi, co;
   int outs = e->depth;
   bool rows = w->group == 1; /* then a row of y is a run of prod */
@@ -1049,6 +1052,35 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, const
               ix_text(e->a, ix_term("(n0 + group)", size)));
     emit_act(e, act, y, "k");
   }
+}
+
+static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, const EmitFirst *first) {
+  long mp = product_rows(w);
+  win_comment(e, set, y);
+  emit_line(e, " * per group of %ld sample%s, z zero-padded into the workspace, then one product", w->group,
+            w->group > 1 ? "s" : "");
+  if (w->by_tap) {
+    emit_line(e, " * (k x ci) (ci x (x, n)) of inner dimension %ld, a row per tap over the whole padded", w->ci);
+    emit_line(e, " * input, then the sum of the taps' rows, each shifted by its tap; the groups are");
+  } else {
+    emit_line(e, " * (co x (k, ci)) ((k, ci) x (u, n)) of inner dimension %ld, the patch matrix", w->kk);
+    emit_line(e, " * read in place from the padded input (u: padded positions); the groups are");
+  }
+  emit_line(e, " * independent, shared out among the threads */");
+  int base = e->depth;
+  emit_scope(e);
+  long at = 0;
+  win_weights(e, set, w, "wk", 0);
+  at += w->wk_sz;
+  emit_tap_at(e, set->ar[0], w);
+  open_group_region(e, w);
+  emit_pad_decl(e, w, &at);
+  emit_scratch(e, "prod", w->prod_sz, &at, arena_printf(e->a, "prod[co, (u, n)]: %ld x %ld", mp, w->ld));
+  if (w->by_tap)
+    emit_scratch(e, "q", w->tp * w->ldq, &at, arena_printf(e->a, "q[k, (x, n)]: %ld x %ld", w->tp, w->ldq));
+  emit_pad(e, e->m, set, w, false);
+  win_product(e, w, "wk");
+  win_outputs(e, set, w, y, first);
   emit_close_to(e, base);
   long need = e->o->standalone ? at : w->wk_sz;
   if (need > e->work)
@@ -1113,6 +1145,118 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
   emit_close_to(e, ordered);
   emit_close_to(e, base);
   if (e->o->standalone && at > e->work)
+    e->work = at;
+}
+
+/* ---- levels solved sample by sample ----
+ *
+ * Consecutive levels of one block each, every block solved by one windowed
+ * product (one sample a group) of one padded geometry with its activation,
+ * can run in one loop over the samples, each sample's levels in turn: a
+ * level then copies into pad the z that the levels before it have just
+ * written, from cache, where level by level each level reads the z of the
+ * whole batch back from memory (the ConvMachine's x[i] reads all of x[0 ..
+ * i)). They share one pad: every level writes its channels at the same
+ * positions on the grid, so the zeros off the grid are written once. The
+ * same products in the same order: the same bits. */
+
+/* Whether s is solved by one windowed product of one sample a group, with
+ * z = sigma(y), in a binary (standalone code keeps its levels apart). */
+static bool sweep_win(Emit *e, const EmitSolve *s, Set *set, Win *w) {
+  if (e->o->standalone || !s->n || !s->first.act || s->n > SET_MAX)
+    return false;
+  bool done[SET_MAX] = {false};
+  *set = set_of(e->m, s->list, s->zs, s->n, done);
+  return set->n == s->n && win_of(e, e->m, set, false, w) && w->group == 1 && !w->by_tap &&
+         product_rows(w) > 1;
+}
+
+static bool same_grid(const Win *a, const Win *b) {
+  if (a->g.g != b->g.g || a->plane != b->plane || a->span != b->span || a->ld != b->ld)
+    return false;
+  for (int x = 0; x < a->g.g; x++)
+    if (a->g.in[x] != b->g.in[x] || a->g.out[x] != b->g.out[x])
+      return false;
+  return true;
+}
+
+int emit_conv_sweep_len(Emit *e, const EmitSolve *s, int n) {
+  Set first, set;
+  Win w0, w;
+  if (n < 2 || !sweep_win(e, &s[0], &first, &w0))
+    return 0;
+  long wk = w0.wk_sz, esz = e->o->f32 ? 4 : 8;
+  int k = 1;
+  for (; k < n && sweep_win(e, &s[k], &set, &w); k++) {
+    if (!same_window(first.ar[0], set.ar[0]) || !same_grid(&w0, &w) || esz * (wk + w.wk_sz) > WORK_BYTES)
+      break;
+    wk += w.wk_sz;
+  }
+  return k >= 2 ? k : 0;
+}
+
+void emit_conv_sweep(Emit *e, const EmitSolve *s, int n, int level) {
+  Set *sets = arena_alloc(e->a, sizeof(Set) * (size_t)n);
+  Win *ws = arena_alloc(e->a, sizeof(Win) * (size_t)n);
+  long pad = 0, prod = 0, rows = 0, macs = 0;
+  int widest = 0;
+  for (int k = 0; k < n; k++) {
+    sweep_win(e, &s[k], &sets[k], &ws[k]);
+    if (ws[k].pad_sz > pad)
+      pad = ws[k].pad_sz, widest = k;
+    if (ws[k].prod_sz > prod)
+      prod = ws[k].prod_sz, rows = product_rows(&ws[k]);
+    macs += ws[k].co * ws[k].kk * ws[k].span;
+  }
+  emit_line(e, "/* Levels %d to %d sample by sample: each level's product reads the z", level, level + n - 1);
+  emit_line(e, " * of the levels before it from cache, where level by level it would read");
+  emit_line(e, " * the whole batch's back from memory. One pad for all: each level writes");
+  emit_line(e, " * its inputs' channels at the same positions on the grid, the zeros off");
+  emit_line(e, " * the grid are written once. The samples are independent, shared out");
+  emit_line(e, " * among the threads. */");
+  int base = e->depth;
+  emit_scope(e);
+  long at = 0;
+  const char **wk = arena_alloc(e->a, sizeof(char *) * (size_t)n);
+  for (int k = 0; k < n; k++) {
+    wk[k] = arena_printf(e->a, "wk%d", level + k);
+    win_weights(e, &sets[k], &ws[k], wk[k], at);
+    at += ws[k].wk_sz;
+  }
+  emit_tap_at(e, sets[0].ar[0], &ws[0]);
+  emit_omp(e->c, "parallel if (split_groups(batch, (double)batch * %ld))", macs);
+  emit_scope(e);
+  long scratch = 0;
+  emit_pad_decl(e, &ws[widest], &scratch);
+  emit_scratch(e, "prod", prod, &scratch, arena_printf(e->a, "prod[co, (u, n)]: %ld x %ld", rows, ws[0].ld));
+  open_groups(e, &ws[0], pad, false);
+  /* in[c]: the source (the buffer's name) whose channel c - off holds pad's
+   * channel c, in a sample's turn through the levels, NULL: none yet */
+  long chans = pad / ws[widest].plane + 1;
+  const char **in = arena_alloc(e->a, sizeof(char *) * (size_t)chans);
+  long *off = arena_alloc(e->a, sizeof(long) * (size_t)chans);
+  for (int k = 0; k < n; k++) {
+    const Set *set = &sets[k];
+    bool held[SET_MAX], copies = false;
+    for (int j = 0; j < set->n; j++) {
+      held[j] = true;
+      for (long c = set->off[j]; c < set->off[j + 1]; c++)
+        held[j] &= in[c] && !strcmp(in[c], set->z[j]) && off[c] == set->off[j];
+      for (long c = set->off[j]; c < set->off[j + 1]; c++)
+        in[c] = set->z[j], off[c] = set->off[j];
+      copies |= !held[j];
+    }
+    emit_line(e, "/* level %d */", level + k);
+    win_comment(e, set, s[k].y);
+    emit_line(e, " * %s, then one product (co x (k, ci)) ((k, ci) x u) of",
+              copies ? "its inputs not yet in pad copied into it" : "its inputs in pad already");
+    emit_line(e, " * inner dimension %ld */", ws[k].kk);
+    copy_group(e, e->m, set, &ws[k], held);
+    win_product(e, &ws[k], wk[k]);
+    win_outputs(e, &sets[k], &ws[k], s[k].y, &s[k].first);
+  }
+  emit_close_to(e, base);
+  if (at > e->work)
     e->work = at;
 }
 

@@ -175,6 +175,21 @@ int emit_chunk_windows(Emit *e, const int *list, const char *const *z, int n, co
  * each arrow alone). */
 int emit_conv_windows(Emit *e, const int *list, const char *const *z, int n, const char *y,
                       const EmitFirst *first, bool *done);
+/* A block solved whole by its arrows list[0 .. n) (zs[i] the source of
+ * list[i]): y as first says, then z = sigma(y). */
+typedef struct EmitSolve {
+  const int *list;
+  const char *const *zs;
+  int n;
+  const char *y;
+  EmitFirst first;
+} EmitSolve;
+/* How many of s[0 .. n), the blocks of consecutive levels of one block
+ * each, from the first, emit_conv_sweep solves together (0: fewer than two). */
+int emit_conv_sweep_len(Emit *e, const EmitSolve *s, int n);
+/* Solves s[0 .. n) (levels from `level` on) sample by sample: one loop over
+ * the samples, each sample's levels in turn. */
+void emit_conv_sweep(Emit *e, const EmitSolve *s, int n, int level);
 /* y = as first says, the one arrow ar of z, when one pass writes every
  * position of y: an average pooling (every tap reads inside the grid; or an
  * adjoint whose windows tile the grid), or the adjoint of a strided conv

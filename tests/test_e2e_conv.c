@@ -920,6 +920,57 @@ Test(conv_errors, explain_shows_the_chunks) {
   free(src);
 }
 
+/* A ConvMachine whose grid, 24 x 24, fills a product's columns with one
+ * sample: its levels x[1], x[2] run in one loop over the samples, each
+ * sample's levels in turn, x[2]'s product reading x[0]'s channels where
+ * x[1]'s put them (emit_conv_sweep). Gradients against finite differences,
+ * and the machine equations of every block against the reference. */
+static const char sweep_src[] = "import \"conv.mach\"\n"
+                                "machine sweep {\n"
+                                "    use m = conv_machine([2, 4, 4], tanh, [1, 1, 0, 2], [24, 24])\n"
+                                "    output m.x[2]\n"
+                                "}\n";
+
+Test(conv_schedule, levels_solved_sample_by_sample) {
+  const char *dir = e2e_tmpdir();
+  e2e_write_text(e2e_path(dir, "sweep.mach"), sweep_src);
+  E2eRun run = e2e_runl(dir, 60, e2e_machc(), "-S", "sweep.mach", "-o", "sweep.c", NULL);
+  e2e_check_ok(&run, "machc -S sweep.mach");
+  e2e_run_free(&run);
+  char *code = e2e_read_file(e2e_path(dir, "sweep.c"), NULL);
+  cr_assert(code && strstr(code, "Levels 1 to 2 sample by sample"), "levels 1 and 2 not solved in one sweep");
+  free(code);
+  check_gradients(sweep_src, "sweep");
+
+  enum { C = 10, G = 576 };
+  static const Geo geo = {2, {24, 24}, {24, 24}, {3, 3}, {1, 0}, {1, 1}, {1, 1}};
+  static const int dims[] = {2, 4, 4}, off[] = {0, 2, 6};
+  E2ePass r = run_new(sweep_src, "sweep", BATCH, 23);
+  e2e_pass_loss(&r);
+  const double *W = param(&r, "m.W"); /* [3, 3, C, C] */
+  for (int i = 1; i < 3; i++) {
+    int bi = e2e_model_block(r.m, e2e_fmt("m.x[%d]", i));
+    long n = BATCH * (long)dims[i] * G;
+    double *y = calloc((size_t)n, sizeof(double));
+    for (int j = 0; j < i; j++) {
+      double w[9 * 4 * 4]; /* W[k, off[j] + ci, off[i] + co], as [k, ci, co] */
+      for (int k = 0; k < 9; k++)
+        for (int ci = 0; ci < dims[j]; ci++)
+          for (int co = 0; co < dims[i]; co++)
+            w[(k * dims[j] + ci) * dims[i] + co] = W[(k * C + off[j] + ci) * C + off[i] + co];
+      int bj = e2e_model_block(r.m, e2e_fmt("m.x[%d]", j));
+      ref_conv(&geo, w, dims[j], dims[i], e2e_pass_z(&r, r.state, bj), y, BATCH, false);
+    }
+    for (long k = 0; k < n; k++) {
+      cr_assert(fabs(e2e_pass_y(&r, r.state, bi)[k] - y[k]) < 1e-12, "y of x[%d] [%ld]: %.17g vs %.17g", i, k,
+                e2e_pass_y(&r, r.state, bi)[k], y[k]);
+      cr_assert(fabs(e2e_pass_z(&r, r.state, bi)[k] - tanh(y[k])) < 1e-12, "z of x[%d] [%ld]", i, k);
+    }
+    free(y);
+  }
+  e2e_pass_free(&r);
+}
+
 /* Convolutions read through zero-padded copies of their input, a group of
  * samples at a time (tests/machines/grouped.mach). Every sample's state,
  * dual state and share of the parameter gradient must be what a batch of
