@@ -524,11 +524,8 @@ static void emit_optional_blocks(Emit *e, const int *blocks, int nb, bool chunke
 
 /* How many levels from `from` (before `to`) emit_conv_sweep solves sample
  * by sample (0: none), their blocks in *s: levels of one block each, solved
- * whole by their arrows, in a forward pass (a dual's levels write the
- * parameter gradients between them). */
+ * whole by their arrows (not only for the inputs' cotangents). */
 static int sweep_levels(Emit *e, const IrGroups *lv_blocks, int from, int to, EmitSolve **s) {
-  if (e->grads_left || e->optional)
-    return 0;
   *s = arena_alloc(e->a, sizeof(EmitSolve) * (size_t)(to - from + 1));
   int n = 0;
   for (int lv = from; lv < to && lv_blocks->start[lv + 1] - lv_blocks->start[lv] == 1; lv++, n++) {
@@ -537,7 +534,7 @@ static int sweep_levels(Emit *e, const IrGroups *lv_blocks, int from, int to, Em
     EmitSolve *t = &(*s)[n];
     t->list = e->into.order + e->into.start[bi];
     t->n = e->into.start[bi + 1] - e->into.start[bi];
-    if (!t->n || (b->has_input && b->bias >= 0) || !pointwise(&b->act))
+    if (!t->n || (b->has_input && b->bias >= 0) || !pointwise(&b->act) || (e->optional && e->optional[bi]))
       break;
     t->zs = sources_of(e, t->list, t->n);
     t->y = ybuf(e, bi);
@@ -551,10 +548,12 @@ static void emit_levels(Emit *e, int from, int to, bool chunked) {
   for (int lv = from; lv < to; lv++) {
     EmitSolve *sweep;
     int run = chunked ? 0 : sweep_levels(e, &lv_blocks, lv, to, &sweep);
-    if (run) {
+    if (run) { /* a dual's parameter gradients after the sweep, level by level */
       for (int k = lv; k < lv + run; k++)
         level_comment(e, k, lv_blocks.order + lv_blocks.start[k], 1);
       emit_conv_sweep(e, sweep, run, lv);
+      for (int k = lv; e->grads_left && k < lv + run; k++)
+        emit_level_grads(e, lv_blocks.order + lv_blocks.start[k], 1);
       lv += run - 1;
       continue;
     }

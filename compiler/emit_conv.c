@@ -980,23 +980,26 @@ static void win_weights(Emit *e, const Set *set, const Win *w, const char *wk, l
   }
 }
 
-/* prod = the group's product of the weights wk and the padded inputs. */
-static void win_product(Emit *e, const Win *w, const char *wk) {
+/* prod = the group's product of the weights wk and the padded inputs, from
+ * pad's channel c0 on. */
+static void win_product(Emit *e, const Win *w, const char *wk, long c0) {
   long mp = product_rows(w);
+  const char *b = c0 ? arena_printf(e->a, "pad + %ld", c0 * w->phases * w->plane) : "pad";
   if (w->by_tap) {
     tap_rows(e, w);
     return;
   }
-  emit_line(e, "/* prod[co, (u, n)] = sum over k, ci of %s[(k, ci), co] pad[ci, u + tap_at[k], n] */", wk);
+  emit_line(e, "/* prod[co, (u, n)] = sum over k, ci of %s[(k, ci), co] pad[%sci, u + tap_at[k], n] */", wk,
+            c0 ? arena_printf(e->a, "%ld + ", c0) : "");
   if (mp == 1)
     emit_call(e, "mm_taps_row", (EmitArg[]){{"n", group_cols(e, w)}, {"taps", num(e, w->taps)},
-                                            {"ch", num(e, w->ci)}, {"a", wk}, {"b", "pad"},
+                                            {"ch", num(e, w->ci)}, {"a", wk}, {"b", b},
                                             {"tap_at", "tap_at"}, {"tap_on", "tap_on"},
                                             {"bcs", channel_step(e, w)}, {"c", "prod"}},
               (int[]){3, 4, 2}, 3);
   else
     emit_call(e, "mm_taps", (EmitArg[]){{"m", num(e, mp)}, {"n", group_cols(e, w)}, {"taps", num(e, w->taps)},
-                                        {"ch", num(e, w->ci)}, {"a", wk}, {"b", "pad"},
+                                        {"ch", num(e, w->ci)}, {"a", wk}, {"b", b},
                                         {"tap_at", "tap_at"}, {"tap_on", "tap_on"},
                                         {"bcs", channel_step(e, w)}, {"c", "prod"}, {"ldc", num(e, w->ld)}},
               (int[]){4, 4, 3}, 3);
@@ -1079,7 +1082,7 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, const
   if (w->by_tap)
     emit_scratch(e, "q", w->tp * w->ldq, &at, arena_printf(e->a, "q[k, (x, n)]: %ld x %ld", w->tp, w->ldq));
   emit_pad(e, e->m, set, w, false);
-  win_product(e, w, "wk");
+  win_product(e, w, "wk", 0);
   win_outputs(e, set, w, y, first);
   emit_close_to(e, base);
   long need = e->o->standalone ? at : w->wk_sz;
@@ -1195,6 +1198,20 @@ int emit_conv_sweep_len(Emit *e, const EmitSolve *s, int n) {
   return k >= 2 ? k : 0;
 }
 
+/* The channel of pad from which the sources of set lie where those of the
+ * widest set lie, in the same order (the ConvMachine's levels: a prefix of
+ * the last level's sources; its dual's: a suffix), else 0. */
+static long set_base(const Set *wide, const Set *set) {
+  for (int i = 0; i + set->n <= wide->n; i++) {
+    bool fits = true;
+    for (int j = 0; fits && j < set->n; j++)
+      fits = !strcmp(wide->z[i + j], set->z[j]) && wide->off[i + j] - wide->off[i] == set->off[j];
+    if (fits)
+      return wide->off[i];
+  }
+  return 0;
+}
+
 void emit_conv_sweep(Emit *e, const EmitSolve *s, int n, int level) {
   Set *sets = arena_alloc(e->a, sizeof(Set) * (size_t)n);
   Win *ws = arena_alloc(e->a, sizeof(Win) * (size_t)n);
@@ -1208,8 +1225,9 @@ void emit_conv_sweep(Emit *e, const EmitSolve *s, int n, int level) {
       prod = ws[k].prod_sz, rows = product_rows(&ws[k]);
     macs += ws[k].co * ws[k].kk * ws[k].span;
   }
-  emit_line(e, "/* Levels %d to %d sample by sample: each level's product reads the z", level, level + n - 1);
-  emit_line(e, " * of the levels before it from cache, where level by level it would read");
+  emit_line(e, "/* Levels %d to %d sample by sample: a level reads what the levels before", level,
+            level + n - 1);
+  emit_line(e, " * it wrote of the sample from cache, where level by level it would read");
   emit_line(e, " * the whole batch's back from memory. One pad for all: each level writes");
   emit_line(e, " * its inputs' channels at the same positions on the grid, the zeros off");
   emit_line(e, " * the grid are written once. The samples are independent, shared out");
@@ -1230,29 +1248,32 @@ void emit_conv_sweep(Emit *e, const EmitSolve *s, int n, int level) {
   emit_pad_decl(e, &ws[widest], &scratch);
   emit_scratch(e, "prod", prod, &scratch, arena_printf(e->a, "prod[co, (u, n)]: %ld x %ld", rows, ws[0].ld));
   open_groups(e, &ws[0], pad, false);
-  /* in[c]: the source (the buffer's name) whose channel c - off holds pad's
-   * channel c, in a sample's turn through the levels, NULL: none yet */
-  long chans = pad / ws[widest].plane + 1;
+  /* in[c]: the source (the buffer's name) whose channel c - at[c] holds
+   * pad's channel c, in a sample's turn through the levels, NULL: none yet */
+  long chans = sets[widest].off[sets[widest].n];
   const char **in = arena_alloc(e->a, sizeof(char *) * (size_t)chans);
-  long *off = arena_alloc(e->a, sizeof(long) * (size_t)chans);
+  long *from = arena_alloc(e->a, sizeof(long) * (size_t)chans);
   for (int k = 0; k < n; k++) {
-    const Set *set = &sets[k];
+    Set set = sets[k]; /* its channels where the widest level holds them */
+    long first = set_base(&sets[widest], &set);
     bool held[SET_MAX], copies = false;
-    for (int j = 0; j < set->n; j++) {
+    for (int j = 0; j <= set.n; j++)
+      set.off[j] += first;
+    for (int j = 0; j < set.n; j++) {
       held[j] = true;
-      for (long c = set->off[j]; c < set->off[j + 1]; c++)
-        held[j] &= in[c] && !strcmp(in[c], set->z[j]) && off[c] == set->off[j];
-      for (long c = set->off[j]; c < set->off[j + 1]; c++)
-        in[c] = set->z[j], off[c] = set->off[j];
+      for (long c = set.off[j]; c < set.off[j + 1]; c++)
+        held[j] &= in[c] && !strcmp(in[c], set.z[j]) && from[c] == set.off[j];
+      for (long c = set.off[j]; c < set.off[j + 1]; c++)
+        in[c] = set.z[j], from[c] = set.off[j];
       copies |= !held[j];
     }
     emit_line(e, "/* level %d */", level + k);
-    win_comment(e, set, s[k].y);
+    win_comment(e, &set, s[k].y);
     emit_line(e, " * %s, then one product (co x (k, ci)) ((k, ci) x u) of",
               copies ? "its inputs not yet in pad copied into it" : "its inputs in pad already");
     emit_line(e, " * inner dimension %ld */", ws[k].kk);
-    copy_group(e, e->m, set, &ws[k], held);
-    win_product(e, &ws[k], wk[k]);
+    copy_group(e, e->m, &set, &ws[k], held);
+    win_product(e, &ws[k], wk[k], first);
     win_outputs(e, &sets[k], &ws[k], s[k].y, &s[k].first);
   }
   emit_close_to(e, base);

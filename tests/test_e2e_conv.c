@@ -921,14 +921,16 @@ Test(conv_errors, explain_shows_the_chunks) {
 }
 
 /* A ConvMachine whose grid, 24 x 24, fills a product's columns with one
- * sample: its levels x[1], x[2] run in one loop over the samples, each
- * sample's levels in turn, x[2]'s product reading x[0]'s channels where
- * x[1]'s put them (emit_conv_sweep). Gradients against finite differences,
- * and the machine equations of every block against the reference. */
+ * sample: its levels x[1] .. x[3] run in one loop over the samples, each
+ * sample's levels in turn, a level's product reading the channels of x[0]
+ * where the levels before it put them (emit_conv_sweep); the dual's levels
+ * of x[2] and x[1] too (x[3]'s cotangent where x[2]'s product put it).
+ * Gradients against finite differences, and the machine equations of every
+ * block against the reference. */
 static const char sweep_src[] = "import \"conv.mach\"\n"
                                 "machine sweep {\n"
-                                "    use m = conv_machine([2, 4, 4], tanh, [1, 1, 0, 2], [24, 24])\n"
-                                "    output m.x[2]\n"
+                                "    use m = conv_machine([2, 4, 4, 4], tanh, [1, 1, 0, 2], [24, 24])\n"
+                                "    output m.x[3]\n"
                                 "}\n";
 
 Test(conv_schedule, levels_solved_sample_by_sample) {
@@ -938,17 +940,18 @@ Test(conv_schedule, levels_solved_sample_by_sample) {
   e2e_check_ok(&run, "machc -S sweep.mach");
   e2e_run_free(&run);
   char *code = e2e_read_file(e2e_path(dir, "sweep.c"), NULL);
-  cr_assert(code && strstr(code, "Levels 1 to 2 sample by sample"), "levels 1 and 2 not solved in one sweep");
+  cr_assert(code && strstr(code, "Levels 1 to 3 sample by sample"), "levels 1 to 3 not solved in one sweep");
+  cr_assert(strstr(code, "pad[4 + ci, u + tap_at[k], n]"), "the dual's sweep does not share its pad");
   free(code);
   check_gradients(sweep_src, "sweep");
 
-  enum { C = 10, G = 576 };
+  enum { C = 14, G = 576 };
   static const Geo geo = {2, {24, 24}, {24, 24}, {3, 3}, {1, 0}, {1, 1}, {1, 1}};
-  static const int dims[] = {2, 4, 4}, off[] = {0, 2, 6};
+  static const int dims[] = {2, 4, 4, 4}, off[] = {0, 2, 6, 10};
   E2ePass r = run_new(sweep_src, "sweep", BATCH, 23);
   e2e_pass_loss(&r);
   const double *W = param(&r, "m.W"); /* [3, 3, C, C] */
-  for (int i = 1; i < 3; i++) {
+  for (int i = 1; i < 4; i++) {
     int bi = e2e_model_block(r.m, e2e_fmt("m.x[%d]", i));
     long n = BATCH * (long)dims[i] * G;
     double *y = calloc((size_t)n, sizeof(double));
