@@ -522,25 +522,44 @@ static void emit_optional_blocks(Emit *e, const int *blocks, int nb, bool chunke
   sb_free(&body);
 }
 
+/* Block bi as emit_conv_sweep takes it: false when it does not (more than
+ * one block in its level, or a block not solved whole by its arrows, or
+ * one only for the inputs' cotangents). */
+static bool solve_of(Emit *e, const IrGroups *lv_blocks, int lv, EmitSolve *t) {
+  if (lv_blocks->start[lv + 1] - lv_blocks->start[lv] != 1)
+    return false;
+  int bi = lv_blocks->order[lv_blocks->start[lv]];
+  const IrBlock *b = IR_BLOCK(e->m, bi);
+  t->list = e->into.order + e->into.start[bi];
+  t->n = e->into.start[bi + 1] - e->into.start[bi];
+  if (!t->n || (b->has_input && b->bias >= 0) || !pointwise(&b->act) || (e->optional && e->optional[bi]))
+    return false;
+  t->zs = sources_of(e, t->list, t->n);
+  t->y = ybuf(e, bi);
+  t->first = first_of(e, bi, arena_alloc(e->a, sizeof(EmitAct)));
+  return emit_conv_sweeps(e, t);
+}
+
 /* How many levels from `from` (before `to`) emit_conv_sweep solves sample
- * by sample (0: none), their blocks in *s: levels of one block each, solved
- * whole by their arrows (not only for the inputs' cotangents). */
+ * by sample (0: fewer than two), their blocks in *s. */
 static int sweep_levels(Emit *e, const IrGroups *lv_blocks, int from, int to, EmitSolve **s) {
-  *s = arena_alloc(e->a, sizeof(EmitSolve) * (size_t)(to - from + 1));
-  int n = 0;
-  for (int lv = from; lv < to && lv_blocks->start[lv + 1] - lv_blocks->start[lv] == 1; lv++, n++) {
-    int bi = lv_blocks->order[lv_blocks->start[lv]];
-    const IrBlock *b = IR_BLOCK(e->m, bi);
-    EmitSolve *t = &(*s)[n];
-    t->list = e->into.order + e->into.start[bi];
-    t->n = e->into.start[bi + 1] - e->into.start[bi];
-    if (!t->n || (b->has_input && b->bias >= 0) || !pointwise(&b->act) || (e->optional && e->optional[bi]))
-      break;
-    t->zs = sources_of(e, t->list, t->n);
-    t->y = ybuf(e, bi);
-    t->first = first_of(e, bi, arena_alloc(e->a, sizeof(EmitAct)));
+  EmitSolve t;
+  if (from + 1 >= to || !solve_of(e, lv_blocks, from, &t))
+    return 0;
+  int n = 1, cap = 4;
+  long wk = 0;
+  *s = arena_alloc(e->a, sizeof(EmitSolve) * (size_t)cap);
+  (*s)[0] = t;
+  for (int lv = from + 1; lv < to && solve_of(e, lv_blocks, lv, &t) && emit_conv_sweep_joins(e, *s, &t, &wk);
+       lv++) {
+    if (n == cap) {
+      EmitSolve *more = arena_alloc(e->a, sizeof(EmitSolve) * (size_t)(cap *= 2));
+      memcpy(more, *s, sizeof(EmitSolve) * (size_t)n);
+      *s = more;
+    }
+    (*s)[n++] = t;
   }
-  return emit_conv_sweep_len(e, *s, n);
+  return n >= 2 ? n : 0;
 }
 
 static void emit_levels(Emit *e, int from, int to, bool chunked) {

@@ -1183,19 +1183,24 @@ static bool same_grid(const Win *a, const Win *b) {
   return true;
 }
 
-int emit_conv_sweep_len(Emit *e, const EmitSolve *s, int n) {
-  Set first, set;
+bool emit_conv_sweeps(Emit *e, const EmitSolve *s) {
+  Set set;
+  Win w;
+  return sweep_win(e, s, &set, &w);
+}
+
+bool emit_conv_sweep_joins(Emit *e, const EmitSolve *first, const EmitSolve *s, long *wk) {
+  Set set0, set;
   Win w0, w;
-  if (n < 2 || !sweep_win(e, &s[0], &first, &w0))
-    return 0;
-  long wk = w0.wk_sz, esz = e->o->f32 ? 4 : 8;
-  int k = 1;
-  for (; k < n && sweep_win(e, &s[k], &set, &w); k++) {
-    if (!same_window(first.ar[0], set.ar[0]) || !same_grid(&w0, &w) || esz * (wk + w.wk_sz) > WORK_BYTES)
-      break;
-    wk += w.wk_sz;
-  }
-  return k >= 2 ? k : 0;
+  if (!sweep_win(e, first, &set0, &w0) || !sweep_win(e, s, &set, &w))
+    return false;
+  if (!*wk)
+    *wk = w0.wk_sz;
+  if (!same_window(set0.ar[0], set.ar[0]) || !same_grid(&w0, &w) ||
+      (e->o->f32 ? 4 : 8) * (*wk + w.wk_sz) > WORK_BYTES)
+    return false;
+  *wk += w.wk_sz;
+  return true;
 }
 
 /* The channel of pad from which the sources of set lie where those of the

@@ -184,11 +184,16 @@ typedef struct EmitSolve {
   const char *y;
   EmitFirst first;
 } EmitSolve;
-/* How many of s[0 .. n), the blocks of consecutive levels of one block
- * each, from the first, emit_conv_sweep solves together (0: fewer than two). */
-int emit_conv_sweep_len(Emit *e, const EmitSolve *s, int n);
-/* Solves s[0 .. n) (levels from `level` on) sample by sample: one loop over
- * the samples, each sample's levels in turn. */
+/* Whether emit_conv_sweep can solve s: one windowed product of all its
+ * arrows, one sample a group, and sigma. */
+bool emit_conv_sweeps(Emit *e, const EmitSolve *s);
+/* Whether s, the block of the level after the last of a sweep that starts
+ * with first, joins it: one padded geometry, and the weights of all packed
+ * within the workspace (*wk: scalars of them so far, 0 at first; updated). */
+bool emit_conv_sweep_joins(Emit *e, const EmitSolve *first, const EmitSolve *s, long *wk);
+/* Solves s[0 .. n), each the block of a level of its own (levels from
+ * `level` on), sample by sample: one loop over the samples, each sample's
+ * levels in turn. */
 void emit_conv_sweep(Emit *e, const EmitSolve *s, int n, int level);
 /* y = as first says, the one arrow ar of z, when one pass writes every
  * position of y: an average pooling (every tap reads inside the grid; or an
