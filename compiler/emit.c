@@ -522,9 +522,9 @@ static void emit_optional_blocks(Emit *e, const int *blocks, int nb, bool chunke
   sb_free(&body);
 }
 
-/* Block bi as emit_conv_sweep takes it: false when it does not (more than
- * one block in its level, or a block not solved whole by its arrows, or
- * one only for the inputs' cotangents). */
+/* The block of level lv as emit_conv_sweep takes it, in *t; false when it
+ * cannot (a level of more blocks, a block not solved whole by its arrows
+ * or only for the inputs' cotangents, or arrows not one windowed product). */
 static bool solve_of(Emit *e, const IrGroups *lv_blocks, int lv, EmitSolve *t) {
   if (lv_blocks->start[lv + 1] - lv_blocks->start[lv] != 1)
     return false;

@@ -922,9 +922,6 @@ static Set set_of(const IrMachine *m, const int *list, const char *const *zs, in
   return set;
 }
 
-/* y += the arrows of set (with first: y = their sum, + first's bias or
- * init, and z = sigma(y) with its act), as one windowed product per group
- * of samples. */
 /* z[k] = sigma(y[k]) for the block act solves, k the text of an index. */
 static void emit_act(Emit *e, const EmitAct *act, const char *y, const char *k) {
   emit_line(e, "%s[%s] = %s;", act->z, k, act->expr(e, act->block, y, k));
@@ -1057,6 +1054,9 @@ static void win_outputs(Emit *e, const Set *set, const Win *w, const char *y, co
   }
 }
 
+/* y += the arrows of set (with first: y = their sum, + first's bias or
+ * init, and z = sigma(y) with its act), as one windowed product per group
+ * of samples. */
 static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, const EmitFirst *first) {
   long mp = product_rows(w);
   win_comment(e, set, y);
