@@ -934,21 +934,16 @@ static const char sweep_src[] = "import \"conv.mach\"\n"
                                 "}\n";
 
 Test(conv_schedule, levels_solved_sample_by_sample) {
-  const char *dir = e2e_tmpdir();
-  e2e_write_text(e2e_path(dir, "sweep.mach"), sweep_src);
-  E2eRun run = e2e_runl(dir, 60, e2e_machc(), "-S", "sweep.mach", "-o", "sweep.c", NULL);
-  e2e_check_ok(&run, "machc -S sweep.mach");
-  e2e_run_free(&run);
-  char *code = e2e_read_file(e2e_path(dir, "sweep.c"), NULL);
-  cr_assert(code && strstr(code, "Levels 1 to 3 sample by sample"), "levels 1 to 3 not solved in one sweep");
-  cr_assert(strstr(code, "pad[4 + ci, u + tap_at[k], n]"), "the dual's sweep does not share its pad");
-  free(code);
   check_gradients(sweep_src, "sweep");
 
   enum { C = 14, G = 576 };
   static const Geo geo = {2, {24, 24}, {24, 24}, {3, 3}, {1, 0}, {1, 1}, {1, 1}};
   static const int dims[] = {2, 4, 4, 4}, off[] = {0, 2, 6, 10};
   E2ePass r = run_new(sweep_src, "sweep", BATCH, 23);
+  char *code = e2e_read_file(r.mod.c_path, NULL);
+  cr_assert(code && strstr(code, "Levels 1 to 3 sample by sample"), "levels 1 to 3 not solved in one sweep");
+  cr_assert(strstr(code, "pad[4 + ci, u + tap_at[k], n]"), "the dual's sweep does not share its pad");
+  free(code);
   e2e_pass_loss(&r);
   const double *W = param(&r, "m.W"); /* [3, 3, C, C] */
   for (int i = 1; i < 4; i++) {
