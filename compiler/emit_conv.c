@@ -1253,7 +1253,7 @@ void emit_conv_sweep(Emit *e, const EmitSolve *s, int n, int level) {
   emit_pad_decl(e, &ws[widest], &scratch);
   emit_scratch(e, "prod", prod, &scratch, arena_printf(e->a, "prod[co, (u, n)]: %ld x %ld", rows, ws[0].ld));
   open_groups(e, &ws[0], pad, false);
-  /* in[c]: the source (the buffer's name) whose channel c - at[c] holds
+  /* in[c]: the source (the buffer's name) whose channel c - from[c] holds
    * pad's channel c, in a sample's turn through the levels, NULL: none yet */
   long chans = sets[widest].off[sets[widest].n];
   const char **in = arena_alloc(e->a, sizeof(char *) * (size_t)chans);
