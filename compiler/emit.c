@@ -543,23 +543,20 @@ static bool solve_of(Emit *e, const IrGroups *lv_blocks, int lv, EmitSolve *t) {
 /* How many levels from `from` (before `to`) emit_conv_sweep solves sample
  * by sample (0: fewer than two), their blocks in *s. */
 static int sweep_levels(Emit *e, const IrGroups *lv_blocks, int from, int to, EmitSolve **s) {
-  EmitSolve t;
-  if (from + 1 >= to || !solve_of(e, lv_blocks, from, &t))
-    return 0;
-  int n = 1, cap = 4;
+  PtrVec run = {0};
   long wk = 0;
-  *s = arena_alloc(e->a, sizeof(EmitSolve) * (size_t)cap);
-  (*s)[0] = t;
-  for (int lv = from + 1; lv < to && solve_of(e, lv_blocks, lv, &t) && emit_conv_sweep_joins(e, *s, &t, &wk);
-       lv++) {
-    if (n == cap) {
-      EmitSolve *more = arena_alloc(e->a, sizeof(EmitSolve) * (size_t)(cap *= 2));
-      memcpy(more, *s, sizeof(EmitSolve) * (size_t)n);
-      *s = more;
-    }
-    (*s)[n++] = t;
+  for (int lv = from; lv < to; lv++) {
+    EmitSolve *t = arena_alloc(e->a, sizeof *t);
+    if (!solve_of(e, lv_blocks, lv, t) || (run.len && !emit_conv_sweep_joins(e, run.items[0], t, &wk)))
+      break;
+    vec_push(e->a, &run, t);
   }
-  return n >= 2 ? n : 0;
+  if (run.len < 2)
+    return 0;
+  *s = arena_alloc(e->a, sizeof(EmitSolve) * (size_t)run.len);
+  for (int k = 0; k < run.len; k++)
+    (*s)[k] = *(EmitSolve *)run.items[k];
+  return run.len;
 }
 
 static void emit_levels(Emit *e, int from, int to, bool chunked) {

@@ -934,11 +934,11 @@ static void emit_act(Emit *e, const EmitAct *act, const char *y, const char *k) 
  * the order of the taps. mm_taps_row, one row of C, loads a vector of B for
  * each multiply-add: the input adjoint of conv2d[1,16*4] ran at a quarter of
  * the products' speed. */
-static void tap_rows(Emit *e, const Win *w) {
+static void tap_rows(Emit *e, const Win *w, const char *wk, const char *b) {
   const char *cols = group_cols(e, w), *plane = channel_step(e, w);
-  emit_line(e, "/* q[k, (x, n)] = sum over ci of wk[ci, k] pad[ci, x, n]: each tap's product */");
+  emit_line(e, "/* q[k, (x, n)] = sum over ci of %s[ci, k] pad[ci, x, n]: each tap's product */", wk);
   emit_call(e, "mm_taps", (EmitArg[]){{"m", num(e, w->tp)}, {"n", plane}, {"taps", "1"},
-                                      {"ch", num(e, w->ci)}, {"a", "wk"}, {"b", "pad"},
+                                      {"ch", num(e, w->ci)}, {"a", wk}, {"b", b},
                                       {"tap_at", "whole"}, {"tap_on", "all"},
                                       {"bcs", plane}, {"c", "q"}, {"ldc", num(e, w->ldq)}},
             (int[]){4, 4, 3}, 3);
@@ -983,7 +983,7 @@ static void win_product(Emit *e, const Win *w, const char *wk, long c0) {
   long mp = product_rows(w);
   const char *b = c0 ? arena_printf(e->a, "pad + %ld", c0 * w->phases * w->plane) : "pad";
   if (w->by_tap) {
-    tap_rows(e, w);
+    tap_rows(e, w, wk, b);
     return;
   }
   emit_line(e, "/* prod[co, (u, n)] = sum over k, ci of %s[(k, ci), co] pad[%sci, u + tap_at[k], n] */", wk,
