@@ -523,8 +523,9 @@ static void emit_optional_blocks(Emit *e, const int *blocks, int nb, bool chunke
 }
 
 /* The block of level lv as emit_conv_sweep takes it, in *t; false when it
- * cannot (a level of more blocks, a block not solved whole by its arrows
- * or only for the inputs' cotangents, or arrows not one windowed product). */
+ * cannot (a level of more blocks, a block not solved whole by its arrows,
+ * or arrows not one windowed product). A block of no arrows is y = its
+ * input alone, then sigma (the dual's first level: the cotangent). */
 static bool solve_of(Emit *e, const IrGroups *lv_blocks, int lv, EmitSolve *t) {
   if (lv_blocks->start[lv + 1] - lv_blocks->start[lv] != 1)
     return false;
@@ -532,7 +533,8 @@ static bool solve_of(Emit *e, const IrGroups *lv_blocks, int lv, EmitSolve *t) {
   const IrBlock *b = IR_BLOCK(e->m, bi);
   t->list = e->into.order + e->into.start[bi];
   t->n = e->into.start[bi + 1] - e->into.start[bi];
-  if (!t->n || (b->has_input && b->bias >= 0) || !pointwise(&b->act) || (e->optional && e->optional[bi]))
+  t->optional = e->optional && e->optional[bi];
+  if ((b->has_input && b->bias >= 0) || !pointwise(&b->act) || (!t->n && (!b->has_input || t->optional)))
     return false;
   t->zs = sources_of(e, t->list, t->n);
   t->y = ybuf(e, bi);
@@ -541,17 +543,26 @@ static bool solve_of(Emit *e, const IrGroups *lv_blocks, int lv, EmitSolve *t) {
 }
 
 /* How many levels from `from` (before `to`) emit_conv_sweep solves sample
- * by sample (0: fewer than two), their blocks in *s. */
+ * by sample (0: fewer than two of windowed products), their blocks in *s.
+ * A level of no arrows may lead the run, the levels only `grad` asks for
+ * close it. */
 static int sweep_levels(Emit *e, const IrGroups *lv_blocks, int from, int to, EmitSolve **s) {
   PtrVec run = {0};
+  const EmitSolve *first = NULL; /* the first product: the window of the others */
   long wk = 0;
+  int products = 0;
   for (int lv = from; lv < to; lv++) {
     EmitSolve *t = arena_alloc(e->a, sizeof *t);
-    if (!solve_of(e, lv_blocks, lv, t) || (run.len && !emit_conv_sweep_joins(e, run.items[0], t, &wk)))
+    const EmitSolve *last = run.len ? run.items[run.len - 1] : NULL;
+    if (!solve_of(e, lv_blocks, lv, t) || (last && last->optional && !t->optional) || (!t->n && last) ||
+        (t->n && first && !emit_conv_sweep_joins(e, first, t, &wk)))
       break;
+    if (t->n && !first)
+      first = t;
+    products += t->n && !t->optional;
     vec_push(e->a, &run, t);
   }
-  if (run.len < 2)
+  if (products < 2)
     return 0;
   *s = arena_alloc(e->a, sizeof(EmitSolve) * (size_t)run.len);
   for (int k = 0; k < run.len; k++)

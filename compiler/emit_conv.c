@@ -1170,12 +1170,14 @@ static bool sweep_win(Emit *e, const EmitSolve *s, Set *set, Win *w) {
     return false;
   bool done[SET_MAX] = {false};
   *set = set_of(e->m, s->list, s->zs, s->n, done);
-  return set->n == s->n && win_of(e, e->m, set, false, w) && w->group == 1 && !w->by_tap &&
-         product_rows(w) > 1;
+  return set->n == s->n && win_of(e, e->m, set, false, w) && w->group == 1 &&
+         (w->by_tap || product_rows(w) > 1);
 }
 
+/* The padded positions of a and b are the same (their products' rows may
+ * differ in length). */
 static bool same_grid(const Win *a, const Win *b) {
-  if (a->g.g != b->g.g || a->plane != b->plane || a->span != b->span || a->ld != b->ld)
+  if (a->g.g != b->g.g || a->plane != b->plane || a->span != b->span)
     return false;
   for (int x = 0; x < a->g.g; x++)
     if (a->g.in[x] != b->g.in[x] || a->g.out[x] != b->g.out[x])
@@ -1186,13 +1188,15 @@ static bool same_grid(const Win *a, const Win *b) {
 bool emit_conv_sweeps(Emit *e, const EmitSolve *s) {
   Set set;
   Win w;
+  if (!s->n) /* y = the input, z = sigma(y): a pass over the sample */
+    return !e->o->standalone && s->first.act && s->first.init;
   return sweep_win(e, s, &set, &w);
 }
 
 bool emit_conv_sweep_joins(Emit *e, const EmitSolve *first, const EmitSolve *s, long *wk) {
   Set set0, set;
   Win w0, w;
-  if (!sweep_win(e, first, &set0, &w0) || !sweep_win(e, s, &set, &w))
+  if (!sweep_win(e, first, &set0, &w0) || w0.by_tap || !sweep_win(e, s, &set, &w))
     return false;
   if (!*wk)
     *wk = w0.wk_sz;
@@ -1217,17 +1221,34 @@ static long set_base(const Set *wide, const Set *set) {
   return 0;
 }
 
+/* The level of no arrows in a sweep, for the sample n0: y = its input,
+ * z = sigma(y). */
+static void sweep_pointwise(Emit *e, const EmitSolve *s) {
+  long size = IR_BLOCK(e->m, s->first.act->block)->size;
+  emit_line(e, "/* the sample's %s = %s, and %s from it */", s->y, s->first.init, s->first.act->z);
+  emit_open(e, "for (long k = n0 * %ld; k < (n0 + 1) * %ld; k++)", size, size);
+  emit_line(e, "%s[k] = %s[k];", s->y, s->first.init);
+  emit_act(e, s->first.act, s->y, "k");
+  emit_close_to(e, e->depth - 1);
+}
+
 void emit_conv_sweep(Emit *e, const EmitSolve *s, int n, int level) {
   Set *sets = arena_alloc(e->a, sizeof(Set) * (size_t)n);
   Win *ws = arena_alloc(e->a, sizeof(Win) * (size_t)n);
-  long pad = 0, prod = 0, rows = 0, macs = 0;
-  int widest = 0;
+  long pad = 0, prod = 0, rows = 0, macs = 0, q = 0;
+  int widest = -1, first = -1; /* the level of the widest pad; the first product */
   for (int k = 0; k < n; k++) {
+    if (!s[k].n)
+      continue;
     sweep_win(e, &s[k], &sets[k], &ws[k]);
+    if (first < 0)
+      first = k;
     if (ws[k].pad_sz > pad)
       pad = ws[k].pad_sz, widest = k;
     if (ws[k].prod_sz > prod)
       prod = ws[k].prod_sz, rows = product_rows(&ws[k]);
+    if (ws[k].by_tap && ws[k].tp * ws[k].ldq > q)
+      q = ws[k].tp * ws[k].ldq;
     macs += ws[k].co * ws[k].kk * ws[k].span;
   }
   emit_line(e, "/* Levels %d to %d sample by sample: a level reads what the levels before", level,
@@ -1242,28 +1263,45 @@ void emit_conv_sweep(Emit *e, const EmitSolve *s, int n, int level) {
   long at = 0;
   const char **wk = arena_alloc(e->a, sizeof(char *) * (size_t)n);
   for (int k = 0; k < n; k++) {
+    if (!s[k].n)
+      continue;
     wk[k] = arena_printf(e->a, "wk%d", level + k);
     win_weights(e, &sets[k], &ws[k], wk[k], at);
     at += ws[k].wk_sz;
   }
-  emit_tap_at(e, sets[0].ar[0], &ws[0]);
+  emit_tap_at(e, sets[first].ar[0], &ws[first]);
+  if (q) /* tap_rows's product of one tap over the whole plane */
+    emit_line(e, "const long whole[1] = {0}, all[2] = {0, %s};", channel_step(e, &ws[first]));
   emit_omp(e->c, "parallel if (split_groups(batch, (double)batch * %ld))", macs);
   emit_scope(e);
   long scratch = 0;
   emit_pad_decl(e, &ws[widest], &scratch);
-  emit_scratch(e, "prod", prod, &scratch, arena_printf(e->a, "prod[co, (u, n)]: %ld x %ld", rows, ws[0].ld));
-  open_groups(e, &ws[0], pad, false);
+  emit_scratch(e, "prod", prod, &scratch, arena_printf(e->a, "prod[co, (u, n)]: %ld x %ld", rows, ws[first].ld));
+  if (q)
+    emit_scratch(e, "q", q, &scratch, "q[k, (x, n)]: tap_rows's");
+  open_groups(e, &ws[first], pad, false);
   /* in[c]: the source (the buffer's name) whose channel c - from[c] holds
    * pad's channel c, in a sample's turn through the levels, NULL: none yet */
   long chans = sets[widest].off[sets[widest].n];
   const char **in = arena_alloc(e->a, sizeof(char *) * (size_t)chans);
   long *from = arena_alloc(e->a, sizeof(long) * (size_t)chans);
+  int optional = -1; /* the depth before the levels only `grad` asks for */
   for (int k = 0; k < n; k++) {
+    emit_line(e, "/* level %d */", level + k);
+    if (s[k].optional && optional < 0) {
+      optional = e->depth;
+      emit_line(e, "/* dLoss/dinput, for grad; training needs none */");
+      emit_open(e, "if (input_grads)");
+    }
+    if (!s[k].n) {
+      sweep_pointwise(e, &s[k]);
+      continue;
+    }
     Set set = sets[k]; /* its channels where the widest level holds them */
-    long first = set_base(&sets[widest], &set);
+    long at_c = set_base(&sets[widest], &set);
     bool held[SET_MAX], copies = false;
     for (int j = 0; j <= set.n; j++)
-      set.off[j] += first;
+      set.off[j] += at_c;
     for (int j = 0; j < set.n; j++) {
       held[j] = true;
       for (long c = set.off[j]; c < set.off[j + 1]; c++)
@@ -1272,13 +1310,16 @@ void emit_conv_sweep(Emit *e, const EmitSolve *s, int n, int level) {
         in[c] = set.z[j], from[c] = set.off[j];
       copies |= !held[j];
     }
-    emit_line(e, "/* level %d */", level + k);
     win_comment(e, &set, s[k].y);
-    emit_line(e, " * %s, then one product (co x (k, ci)) ((k, ci) x u) of",
-              copies ? "its inputs not yet in pad copied into it" : "its inputs in pad already");
-    emit_line(e, " * inner dimension %ld */", ws[k].kk);
+    const char *inputs = copies ? "its inputs not yet in pad copied into it" : "its inputs in pad already";
+    if (ws[k].by_tap)
+      emit_line(e, " * %s, then a product per tap of inner dimension %ld, their rows summed */", inputs, ws[k].ci);
+    else {
+      emit_line(e, " * %s, then one product (co x (k, ci)) ((k, ci) x u) of", inputs);
+      emit_line(e, " * inner dimension %ld */", ws[k].kk);
+    }
     copy_group(e, e->m, &set, &ws[k], held);
-    win_product(e, &ws[k], wk[k], first);
+    win_product(e, &ws[k], wk[k], at_c);
     win_outputs(e, &sets[k], &ws[k], s[k].y, &s[k].first);
   }
   emit_close_to(e, base);

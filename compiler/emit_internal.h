@@ -176,16 +176,20 @@ int emit_chunk_windows(Emit *e, const int *list, const char *const *z, int n, co
 int emit_conv_windows(Emit *e, const int *list, const char *const *z, int n, const char *y,
                       const EmitFirst *first, bool *done);
 /* A block solved whole by its arrows list[0 .. n) (zs[i] the source of
- * list[i]): y as first says, then z = sigma(y). */
+ * list[i]): y as first says, then z = sigma(y); with no arrows, y = its
+ * input (first.init) alone. `optional`: solved only for the inputs'
+ * cotangents (input_grads). */
 typedef struct EmitSolve {
   const int *list;
   const char *const *zs;
   int n;
   const char *y;
   EmitFirst first;
+  bool optional;
 } EmitSolve;
 /* Whether emit_conv_sweep can solve s: one windowed product of all its
- * arrows, one sample a group, and sigma. */
+ * arrows, one sample a group, and sigma (or, with no arrows, sigma of the
+ * input alone). */
 bool emit_conv_sweeps(Emit *e, const EmitSolve *s);
 /* Whether s, the block of the level after the last of a sweep that starts
  * with first, joins it: one padded geometry, and the weights of all packed

@@ -921,28 +921,33 @@ Test(conv_errors, explain_shows_the_chunks) {
 }
 
 /* A ConvMachine whose grid, 24 x 24, fills a product's columns with one
- * sample: its levels x[1] .. x[3] run in one loop over the samples, each
- * sample's levels in turn, a level's product reading the channels of x[0]
- * where the levels before it put them (emit_conv_sweep); the dual's levels
- * of x[2] and x[1] too (x[3]'s cotangent where x[2]'s product put it).
- * Gradients against finite differences, and the machine equations of every
- * block against the reference. */
+ * sample: all its levels run in one loop over the samples, each sample's
+ * levels in turn (emit_conv_sweep), x[0] = tanh(input) first, a level's
+ * product reading the channels of x[0] where the levels before it put them;
+ * the dual's levels too: x[3]'s cotangent first, then x[2]'s and x[1]'s
+ * products, each reading the cotangents where the one before put them, and
+ * last, for the input's gradient alone, x[0]'s product into its one channel
+ * (a product per tap). Gradients against finite differences, and the
+ * machine equations of every block against the reference. */
 static const char sweep_src[] = "import \"conv.mach\"\n"
                                 "machine sweep {\n"
-                                "    use m = conv_machine([2, 4, 4, 4], tanh, [1, 1, 0, 2], [24, 24])\n"
+                                "    use m = conv_machine([1, 8, 4, 4], tanh, [1, 1, 0, 2], [24, 24])\n"
                                 "    output m.x[3]\n"
                                 "}\n";
 
 Test(conv_schedule, levels_solved_sample_by_sample) {
   check_gradients(sweep_src, "sweep");
 
-  enum { C = 14, G = 576 };
+  enum { C = 17, G = 576 };
   static const Geo geo = {2, {24, 24}, {24, 24}, {3, 3}, {1, 0}, {1, 1}, {1, 1}};
-  static const int dims[] = {2, 4, 4, 4}, off[] = {0, 2, 6, 10};
+  static const int dims[] = {1, 8, 4, 4}, off[] = {0, 1, 9, 13};
   E2ePass r = run_new(sweep_src, "sweep", BATCH, 23);
   char *code = e2e_read_file(r.mod.c_path, NULL);
-  cr_assert(code && strstr(code, "Levels 1 to 3 sample by sample"), "levels 1 to 3 not solved in one sweep");
-  cr_assert(strstr(code, "pad[4 + ci, u + tap_at[k], n]"), "the dual's sweep does not share its pad");
+  const char *fwd = code ? strstr(code, "Levels 0 to 3 sample by sample") : NULL;
+  const char *dual = fwd ? strstr(fwd + 1, "Levels 0 to 3 sample by sample") : NULL;
+  cr_assert(dual, "the levels of the machine or of its dual not solved in one sweep");
+  cr_assert(strstr(dual, "pad[8 + ci, u + tap_at[k], n]"), "the dual's sweep does not share its pad");
+  cr_assert(strstr(dual, "q[k, (x, n)]: tap_rows's"), "x[0]'s cotangent not in the dual's sweep");
   free(code);
   e2e_pass_loss(&r);
   const double *W = param(&r, "m.W"); /* [3, 3, C, C] */
@@ -951,7 +956,7 @@ Test(conv_schedule, levels_solved_sample_by_sample) {
     long n = BATCH * (long)dims[i] * G;
     double *y = calloc((size_t)n, sizeof(double));
     for (int j = 0; j < i; j++) {
-      double w[9 * 4 * 4]; /* W[k, off[j] + ci, off[i] + co], as [k, ci, co] */
+      double w[9 * 8 * 4]; /* W[k, off[j] + ci, off[i] + co], as [k, ci, co] */
       for (int k = 0; k < 9; k++)
         for (int ci = 0; ci < dims[j]; ci++)
           for (int co = 0; co < dims[i]; co++)
