@@ -492,6 +492,7 @@ static void emit_block(Emit *e, int bi, bool chunked) {
 }
 
 static void emit_level_grads(Emit *e, const int *blocks, int nb);
+static bool emit_sweep_grads(Emit *e, const IrGroups *lv_blocks, int lv, int n);
 static void declare_params(Emit *e, StrBuf *out, const bool *used, const char *src, const char *prefix,
                            bool cnst);
 
@@ -579,8 +580,9 @@ static void emit_levels(Emit *e, int from, int to, bool chunked) {
       for (int k = lv; k < lv + run; k++)
         level_comment(e, k, lv_blocks.order + lv_blocks.start[k], 1);
       emit_conv_sweep(e, sweep, run, lv);
-      for (int k = lv; e->grads_left && k < lv + run; k++)
-        emit_level_grads(e, lv_blocks.order + lv_blocks.start[k], 1);
+      if (e->grads_left && !emit_sweep_grads(e, &lv_blocks, lv, run))
+        for (int k = lv; k < lv + run; k++)
+          emit_level_grads(e, lv_blocks.order + lv_blocks.start[k], 1);
       lv += run - 1;
       continue;
     }
@@ -816,6 +818,55 @@ static void emit_level_grads(Emit *e, const int *blocks, int nb) {
   if (body.len)
     emit_grads_section(e, out, "dW += z^T ybar, db += sum of ybar: this level's gradients", body.data);
   sb_free(&body);
+}
+
+/* After a sweep of the dual's levels from lv on (n of them): their kernel
+ * gradients sample by sample (emit_conv_grad_sweep), when every weighted
+ * arrow into their blocks is a convolution of one padded geometry and no
+ * block has a bias; false, writing nothing, otherwise. */
+static bool emit_sweep_grads(Emit *e, const IrGroups *lv_blocks, int lv, int n) {
+  const IrMachine *m = e->primal;
+  EmitGrads *g = arena_alloc(e->a, sizeof(EmitGrads) * (size_t)n);
+  int count = 0;
+  for (int k = lv; k < lv + n; k++) {
+    int bi = lv_blocks->order[lv_blocks->start[k]];
+    EmitGrads *t = &g[count];
+    t->list = e->pinto.order + e->pinto.start[bi];
+    t->n = e->pinto.start[bi + 1] - e->pinto.start[bi];
+    if (!t->n) /* an input of the primal machine: no weight into it */
+      continue;
+    if (IR_BLOCK(m, bi)->bias >= 0)
+      return false;
+    const char **zs = arena_alloc(e->a, sizeof(char *) * (size_t)t->n);
+    const char **dws = arena_alloc(e->a, sizeof(char *) * (size_t)t->n);
+    for (int j = 0; j < t->n; j++) {
+      const IrArrow *ar = IR_ARROW(m, t->list[j]);
+      if (ar->kind != ARROW_CONV)
+        return false;
+      grad_operands(e, ar, &zs[j], &t->ybar); /* the buffers it reads marked as used either way */
+      dws[j] = arena_printf(e->a, "d%s", IR_PARAM(m, ar->w.param)->cname);
+    }
+    t->zs = zs, t->dws = dws;
+    count++;
+  }
+  if (!emit_conv_grad_sweeps(e, g, count))
+    return false;
+  StrBuf body = {0}, *out = e->c;
+  memset(e->used_dp, 0, (size_t)m->params.len + 1);
+  e->c = &body;
+  for (int k = 0; k < count; k++)
+    for (int j = 0; j < g[k].n; j++) {
+      const IrArrow *ar = IR_ARROW(m, g[k].list[j]);
+      grad_adds_read(e, ar);
+      e->used_dp[ar->w.param] = true;
+      e->grads_left[ar->w.param]--;
+    }
+  emit_conv_grad_sweep(e, g, count);
+  emit_ready(e);
+  e->c = out;
+  emit_grads_section(e, out, "dW += z^T ybar: the levels' gradients, sample by sample", body.data);
+  sb_free(&body);
+  return true;
 }
 
 /* Zeros count runs of len scalars of dparams, step apart, from lo: a short

@@ -355,6 +355,10 @@ static void weight_strides(Emit *e, const IrArrow *ar, long *src, long *dst) {
  * u s + r] (cmin the least c), and the tap's window starts at plane r,
  * position c - cmin: windows of unit stride again, one per tap. */
 enum { GROUP_BYTES = 384 * 1024, WORK_BYTES = 2048 * 1024, MAX_GROUP = 64, COLS = 512, MR_ = 4 };
+/* The scratch of the kernel gradients' sweep, per thread: within a core's
+ * L2 (1 MB on the build machine's cores; conv2d[1,64*4]'s, 1.8 MB, made its
+ * training step 1.7% slower than a loop per level) */
+enum { SWEEP_BYTES = 1024 * 1024 };
 
 static long round_up(long v, long m) { return (v + m - 1) / m * m; }
 
@@ -1090,6 +1094,43 @@ static void conv_win(Emit *e, const Set *set, const Win *w, const char *y, const
     e->work = need;
 }
 
+/* dwk = the group's kernel gradient of the products of w: the padded
+ * inputs from pad's channel c0 on against yu. */
+static void grad_product(Emit *e, const Win *w, const char *dwk, long c0) {
+  long cp = panel_cols(w->co, w->nb);
+  const char *a = c0 ? arena_printf(e->a, "pad + %ld", c0 * w->phases * w->plane) : "pad";
+  emit_line(e, "memset(%s, 0, sizeof(real) * %ld);", dwk, w->dwk_sz);
+  emit_line(e, "/* %s[(k, ci), co] = sum over (u, n) of pad[%sci, u + tap_at[k], n] yu[(u, n), co] */", dwk,
+            c0 ? arena_printf(e->a, "%ld + ", c0) : "");
+  Ix j = ix_const(0); /* blocks of NB columns of co; one block: no loop */
+  int blocks = e->depth;
+  if (cp > w->nb) {
+    emit_head(e, "for (long j = 0; j < %ld; j += NB)", cp);
+    j = ix_var("j");
+  }
+  emit_call(e, "mm_rows", (EmitArg[]){{"m", num(e, w->kk)}, {"k", group_cols(e, w)}, {"ch", num(e, w->ci)},
+                                      {"a", a}, {"tap_at", "tap_at"}, {"tap_on", "tap_on"},
+                                      {"acs", channel_step(e, w)},
+                                      {"panel", ix_at(e->a, "yu", j)}, {"ldp", num(e, cp)},
+                                      {"cols", cp < w->nb ? "NB / 2" : "NB"},
+                                      {"c", ix_at(e->a, dwk, j)}, {"ldc", num(e, cp)}}, (int[]){3, 4, 3, 2}, 4);
+  emit_close_to(e, blocks);
+}
+
+/* dW of each arrow of set += its rows of dwk. */
+static void grad_add(Emit *e, const Set *set, const Win *w, const char *dwk) {
+  long cp = panel_cols(w->co, w->nb);
+  for (int k = 0; k < set->n; k++) {
+    emit_line(e, "/* d%s[k, ci, co] += %s[(k, ci), co] */", IR_PARAM(e->primal, set->ar[k]->w.param)->name, dwk);
+    Ix wix;
+    int rows;
+    Ix c = open_kernel_rows(e, set, k, w, &wix, &rows, NULL);
+    emit_line(e, "%s[%s] += %s[%s];", set->dw[k], ix_text(e->a, wix), dwk,
+              ix_text(e->a, ix_add(ix_term("p", cp), c)));
+    emit_close_to(e, rows);
+  }
+}
+
 /* dW += the kernel gradients of the arrows of set, as one windowed product
  * per group of samples. */
 static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *ybar) {
@@ -1118,33 +1159,12 @@ static void conv_grad_win(Emit *e, const Set *set, const Win *w, const char *yba
     emit_close_to(e, last);
   }
   emit_yu(e, w, d, ybar, cp);
-  emit_line(e, "memset(dwk, 0, sizeof(real) * %ld);", w->dwk_sz);
-  emit_line(e, "/* dwk[(k, ci), co] = sum over (u, n) of pad[ci, u + tap_at[k], n] yu[(u, n), co] */");
-  Ix j = ix_const(0); /* blocks of NB columns of co; one block: no loop */
-  int blocks = e->depth;
-  if (cp > w->nb) {
-    emit_head(e, "for (long j = 0; j < %ld; j += NB)", cp);
-    j = ix_var("j");
-  }
-  emit_call(e, "mm_rows", (EmitArg[]){{"m", num(e, w->kk)}, {"k", group_cols(e, w)}, {"ch", num(e, w->ci)},
-                                      {"a", "pad"}, {"tap_at", "tap_at"}, {"tap_on", "tap_on"},
-                                      {"acs", channel_step(e, w)},
-                                      {"panel", ix_at(e->a, "yu", j)}, {"ldp", num(e, cp)},
-                                      {"cols", cp < w->nb ? "NB / 2" : "NB"},
-                                      {"c", ix_at(e->a, "dwk", j)}, {"ldc", num(e, cp)}}, (int[]){3, 4, 3, 2}, 4);
-  emit_close_to(e, blocks);
+  grad_product(e, w, "dwk", 0);
   if (!e->o->standalone)
     emit_omp(e->c, "ordered");
   int ordered = e->depth;
   emit_scope(e);
-  for (int k = 0; k < set->n; k++) {
-    emit_line(e, "/* d%s[k, ci, co] += dwk[(k, ci), co] */", IR_PARAM(e->primal, set->ar[k]->w.param)->name);
-    Ix wix;
-    int rows;
-    Ix c = open_kernel_rows(e, set, k, w, &wix, &rows, NULL);
-    emit_line(e, "%s[%s] += dwk[%s];", set->dw[k], ix_text(e->a, wix), ix_text(e->a, ix_add(ix_term("p", cp), c)));
-    emit_close_to(e, rows);
-  }
+  grad_add(e, set, w, "dwk");
   emit_close_to(e, ordered);
   emit_close_to(e, base);
   if (e->o->standalone && at > e->work)
@@ -1232,6 +1252,25 @@ static void sweep_pointwise(Emit *e, const EmitSolve *s) {
   emit_close_to(e, e->depth - 1);
 }
 
+/* Places set's channels in pad where those of the widest set lie (from
+ * set_base's channel on: returned, set->off shifted to it); held[j]: source
+ * j is there already, as in[] and from[] say (see emit_conv_sweep), which
+ * are updated; *copies: some is not. */
+static long place_set(const Set *wide, Set *set, const char **in, long *from, bool *held, bool *copies) {
+  long at = set_base(wide, set);
+  for (int j = 0; j <= set->n; j++)
+    set->off[j] += at;
+  for (int j = 0; j < set->n; j++) {
+    held[j] = true;
+    for (long c = set->off[j]; c < set->off[j + 1]; c++)
+      held[j] &= in[c] && !strcmp(in[c], set->z[j]) && from[c] == set->off[j];
+    for (long c = set->off[j]; c < set->off[j + 1]; c++)
+      in[c] = set->z[j], from[c] = set->off[j];
+    *copies |= !held[j];
+  }
+  return at;
+}
+
 void emit_conv_sweep(Emit *e, const EmitSolve *s, int n, int level) {
   Set *sets = arena_alloc(e->a, sizeof(Set) * (size_t)n);
   Win *ws = arena_alloc(e->a, sizeof(Win) * (size_t)n);
@@ -1298,18 +1337,8 @@ void emit_conv_sweep(Emit *e, const EmitSolve *s, int n, int level) {
       continue;
     }
     Set set = sets[k]; /* its channels where the widest level holds them */
-    long at_c = set_base(&sets[widest], &set);
     bool held[SET_MAX], copies = false;
-    for (int j = 0; j <= set.n; j++)
-      set.off[j] += at_c;
-    for (int j = 0; j < set.n; j++) {
-      held[j] = true;
-      for (long c = set.off[j]; c < set.off[j + 1]; c++)
-        held[j] &= in[c] && !strcmp(in[c], set.z[j]) && from[c] == set.off[j];
-      for (long c = set.off[j]; c < set.off[j + 1]; c++)
-        in[c] = set.z[j], from[c] = set.off[j];
-      copies |= !held[j];
-    }
+    long at_c = place_set(&sets[widest], &set, in, from, held, &copies);
     win_comment(e, &set, s[k].y);
     const char *inputs = copies ? "its inputs not yet in pad copied into it" : "its inputs in pad already";
     if (ws[k].by_tap)
@@ -1325,6 +1354,96 @@ void emit_conv_sweep(Emit *e, const EmitSolve *s, int n, int level) {
   emit_close_to(e, base);
   if (at > e->work)
     e->work = at;
+}
+
+/* The set and window of the kernel gradients g, one sample a group, in a
+ * binary; false when they are not one windowed product of all the arrows. */
+static bool grad_sweep_win(Emit *e, const EmitGrads *g, Set *set, Win *w) {
+  if (e->o->standalone || !g->n || g->n > SET_MAX)
+    return false;
+  bool done[SET_MAX] = {false};
+  *set = set_of(e->primal, g->list, g->zs, g->n, done);
+  if (set->n != g->n) /* then set->ar[j] is list[j]'s arrow */
+    return false;
+  for (int j = 0; j < set->n; j++)
+    set->dw[j] = g->dws[j];
+  return win_of(e, e->primal, set, true, w) && w->group == 1;
+}
+
+bool emit_conv_grad_sweeps(Emit *e, const EmitGrads *g, int n) {
+  Set set0, set;
+  Win w0, w;
+  long pad = 0, yu = 0, dwk = 0;
+  for (int k = 0; k < n; k++) {
+    Set *sk = k ? &set : &set0;
+    Win *wk = k ? &w : &w0;
+    /* one grid, and yu's rows the same length: its zeros off the grid where
+     * every level has them (its columns past a level's channels are read,
+     * but their sums never added to dW) */
+    if (!grad_sweep_win(e, &g[k], sk, wk) ||
+        (k && (!same_window(set0.ar[0], set.ar[0]) || !same_grid(&w0, &w) ||
+               panel_cols(w.co, w.nb) != panel_cols(w0.co, w0.nb))))
+      return false;
+    pad = wk->pad_sz > pad ? wk->pad_sz : pad;
+    yu = wk->yu_sz > yu ? wk->yu_sz : yu;
+    dwk += wk->dwk_sz;
+  }
+  return n >= 2 && (e->o->f32 ? 4 : 8) * (pad + yu + dwk) <= SWEEP_BYTES;
+}
+
+void emit_conv_grad_sweep(Emit *e, const EmitGrads *g, int n) {
+  Set *sets = arena_alloc(e->a, sizeof(Set) * (size_t)n);
+  Win *ws = arena_alloc(e->a, sizeof(Win) * (size_t)n);
+  long pad = 0, yu = 0, macs = 0;
+  int widest = 0;
+  for (int k = 0; k < n; k++) {
+    grad_sweep_win(e, &g[k], &sets[k], &ws[k]);
+    if (ws[k].pad_sz > pad)
+      pad = ws[k].pad_sz, widest = k;
+    yu = ws[k].yu_sz > yu ? ws[k].yu_sz : yu;
+    macs += ws[k].co * ws[k].kk * ws[k].span;
+  }
+  long cp = panel_cols(ws[0].co, ws[0].nb);
+  emit_line(e, "/* The levels' kernel gradients sample by sample: the sample's z copied once");
+  emit_line(e, " * into one pad, each level's where the widest level holds them, then each");
+  emit_line(e, " * level's product ((k, ci) x u) (u x co) of them and of its ybar, then the");
+  emit_line(e, " * sample's sums added to dW in the order of the samples. The samples shared");
+  emit_line(e, " * out among the threads. */");
+  int base = e->depth;
+  emit_scope(e);
+  emit_tap_at(e, sets[0].ar[0], &ws[0]);
+  emit_omp(e->c, "parallel if (split_groups(batch, (double)batch * %ld))", macs);
+  emit_scope(e);
+  long at = 0;
+  emit_pad_decl(e, &ws[widest], &at);
+  emit_scratch(e, "yu", yu, &at,
+               arena_printf(e->a, "yu[u, co] = ybar[n0, co, o], 0 off the grid: %ld x %ld", yu / cp, cp));
+  const char **dwk = arena_alloc(e->a, sizeof(char *) * (size_t)n);
+  for (int k = 0; k < n; k++) {
+    dwk[k] = arena_printf(e->a, "dwk%d", k);
+    emit_scratch(e, dwk[k], ws[k].dwk_sz, &at,
+                 arena_printf(e->a, "%s[(k, ci), co]: %ld x %ld, the sample's", dwk[k], ws[k].dwk_sz / cp, cp));
+  }
+  emit_line(e, "memset(yu, 0, sizeof(real) * %ld);", yu);
+  open_groups(e, &ws[0], pad, true);
+  long chans = sets[widest].off[sets[widest].n];
+  const char **in = arena_alloc(e->a, sizeof(char *) * (size_t)chans);
+  long *from = arena_alloc(e->a, sizeof(long) * (size_t)chans);
+  for (int k = 0; k < n; k++) {
+    Set set = sets[k];
+    bool held[SET_MAX], copies = false;
+    long at_c = place_set(&sets[widest], &set, in, from, held, &copies);
+    emit_line(e, "/* into %s: %s */", IR_BLOCK(e->primal, set.ar[0]->dst)->name,
+              copies ? "the z not yet in pad copied into it" : "its z in pad already");
+    copy_group(e, e->primal, &set, &ws[k], held);
+    emit_yu(e, &ws[k], IR_BLOCK(e->primal, set.ar[0]->dst), g[k].ybar, cp);
+    grad_product(e, &ws[k], dwk[k], at_c);
+  }
+  emit_omp(e->c, "ordered");
+  emit_scope(e);
+  for (int k = 0; k < n; k++)
+    grad_add(e, &sets[k], &ws[k], dwk[k]);
+  emit_close_to(e, base);
 }
 
 int emit_conv_windows(Emit *e, const int *list, const char *const *zs, int n, const char *y,

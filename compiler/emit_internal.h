@@ -199,6 +199,23 @@ bool emit_conv_sweep_joins(Emit *e, const EmitSolve *first, const EmitSolve *s, 
  * `level` on), sample by sample: one loop over the samples, each sample's
  * levels in turn. */
 void emit_conv_sweep(Emit *e, const EmitSolve *s, int n, int level);
+/* The kernel gradients of the arrows list[0 .. n) of the primal machine
+ * into one block: zs[i] the source of list[i], dws[i] the gradient of its
+ * weight, ybar the block's cotangent. */
+typedef struct EmitGrads {
+  const int *list;
+  const char *const *zs, *const *dws;
+  int n;
+  const char *ybar;
+} EmitGrads;
+/* Whether emit_conv_grad_sweep can compute g[0 .. n): each one windowed
+ * product of all its arrows, one sample a group, one padded geometry. */
+bool emit_conv_grad_sweeps(Emit *e, const EmitGrads *g, int n);
+/* dW += the kernel gradients g[0 .. n) (the levels of a sweep) sample by
+ * sample: one loop over the samples, each sample's inputs copied once into
+ * one pad, each level's product of them, then the sample's sums added to
+ * dW in the order of the samples. */
+void emit_conv_grad_sweep(Emit *e, const EmitGrads *g, int n);
 /* y = as first says, the one arrow ar of z, when one pass writes every
  * position of y: an average pooling (every tap reads inside the grid; or an
  * adjoint whose windows tile the grid), or the adjoint of a strided conv

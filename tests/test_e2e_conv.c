@@ -927,8 +927,10 @@ Test(conv_errors, explain_shows_the_chunks) {
  * the dual's levels too: x[3]'s cotangent first, then x[2]'s and x[1]'s
  * products, each reading the cotangents where the one before put them, and
  * last, for the input's gradient alone, x[0]'s product into its one channel
- * (a product per tap). Gradients against finite differences, and the
- * machine equations of every block against the reference. */
+ * (a product per tap); after them, the kernel gradients of all the levels
+ * in one loop over the samples, each sample's z copied once. Gradients
+ * against finite differences, and the machine equations of every block
+ * against the reference. */
 static const char sweep_src[] = "import \"conv.mach\"\n"
                                 "machine sweep {\n"
                                 "    use m = conv_machine([1, 8, 4, 4], tanh, [1, 1, 0, 2], [24, 24])\n"
@@ -948,6 +950,7 @@ Test(conv_schedule, levels_solved_sample_by_sample) {
   cr_assert(dual, "the levels of the machine or of its dual not solved in one sweep");
   cr_assert(strstr(dual, "pad[8 + ci, u + tap_at[k], n]"), "the dual's sweep does not share its pad");
   cr_assert(strstr(dual, "q[k, (x, n)]: tap_rows's"), "x[0]'s cotangent not in the dual's sweep");
+  cr_assert(strstr(dual, "the levels' gradients, sample by sample"), "the kernel gradients not in one loop");
   free(code);
   e2e_pass_loss(&r);
   const double *W = param(&r, "m.W"); /* [3, 3, C, C] */
